@@ -1,0 +1,161 @@
+"""What a model file holds, independent of its container (GGML/GGJT or GGUF).
+
+Tensors are numpy views on the memory-mapped file: opening a 13B file copies nothing.
+Tensor names use the GGUF convention (``token_embd.weight``, ``blk.0.attn_q.weight``...);
+the GGML reader renames its tensors on the way in.
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.errors import ModelFormatError
+from agent.llm.ggml_types import LAYOUTS, GGMLType, type_name
+
+# SentencePiece piece types, as GGUF's tokenizer.ggml.token_type stores them.
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
+
+
+@dataclass
+class Vocab:
+    """A SentencePiece vocabulary in GGUF form: pieces use U+2581 for spaces, bytes are <0xXX>."""
+
+    tokens: list[str]
+    scores: np.ndarray  # float32 [n_vocab]
+    types: np.ndarray  # int32 [n_vocab], TOKEN_* values
+    bos_id: int = 1
+    eos_id: int = 2
+    unk_id: int = 0
+    add_bos: bool = True
+    add_space_prefix: bool = True
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    type: int  # GGMLType value
+    shape: tuple[int, ...]  # numpy order: (rows, row_length) for matrices
+    offset: int  # absolute file offset of the data
+    data: np.ndarray  # uint8 view on the mapped bytes
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.type)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+
+@dataclass
+class ModelFile:
+    path: Path
+    format: str  # "ggjt-v3", "ggml", "ggmf-v1", "gguf-v3", ...
+    metadata: dict[str, Any]  # GGUF keys (GGML files: the equivalent keys we could derive)
+    tensors: dict[str, TensorInfo]
+    vocab: Vocab
+    file_size: int
+    _mmap: Any = field(default=None, repr=False)
+
+    def tensor(self, name: str) -> TensorInfo:
+        try:
+            return self.tensors[name]
+        except KeyError:
+            raise ModelFormatError(
+                f"{self.path}: tensor {name!r} is missing; is this a Llama model file?"
+            ) from None
+
+
+def map_file(path: Path) -> tuple[Any, np.ndarray]:
+    """Memory-map ``path`` read-only; returns the mmap and a uint8 view on it."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            if size == 0:
+                raise ModelFormatError(f"{path}: the file is empty; expected a GGML or GGUF model")
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except OSError as exc:
+        raise ModelFormatError(f"cannot open model file {path}: {exc.strerror or exc}") from exc
+    return mm, np.frombuffer(mm, dtype=np.uint8)
+
+
+class ByteReader:
+    """Sequential little-endian reads over the mapped bytes, with errors that name the offset."""
+
+    def __init__(self, path: Path, buf: np.ndarray, pos: int = 0):
+        self.path = path
+        self.buf = buf
+        self.mv = memoryview(buf)
+        self.pos = pos
+        self.size = len(buf)
+
+    def fail(self, what: str, hint: str = "") -> ModelFormatError:
+        msg = f"{self.path}: {what} at offset {self.pos}"
+        return ModelFormatError(msg + (f"; {hint}" if hint else ""))
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or self.pos + n > self.size:
+            raise self.fail(
+                f"file ends while reading {what} ({n} bytes needed, {self.size - self.pos} left)",
+                "the file is truncated or corrupt: download it again",
+            )
+
+    def unpack(self, fmt: str, what: str) -> tuple:
+        n = struct.calcsize("<" + fmt)
+        self.need(n, what)
+        values = struct.unpack_from("<" + fmt, self.mv, self.pos)
+        self.pos += n
+        return values
+
+    def u32(self, what: str) -> int:
+        return self.unpack("I", what)[0]
+
+    def u64(self, what: str) -> int:
+        return self.unpack("Q", what)[0]
+
+    def raw(self, n: int, what: str) -> bytes:
+        self.need(n, what)
+        b = bytes(self.mv[self.pos:self.pos + n])
+        self.pos += n
+        return b
+
+    def align(self, alignment: int) -> None:
+        self.pos += -self.pos % alignment
+
+
+def tensor_view(reader: ByteReader, name: str, type_id: int, shape: tuple[int, ...], offset: int) -> TensorInfo:
+    """A checked uint8 view of one tensor's bytes."""
+    try:
+        layout = LAYOUTS[GGMLType(type_id)]
+    except (ValueError, KeyError):
+        raise ModelFormatError(
+            f"{reader.path}: tensor {name!r} has tensor type {type_id} ({type_name(type_id)}), which this "
+            "engine does not support (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K); "
+            "re-quantize the model to one of those types"
+        ) from None
+    n = 1
+    for d in shape:
+        if d <= 0:
+            raise ModelFormatError(f"{reader.path}: tensor {name!r} has an invalid dimension in shape {shape}")
+        n *= d
+    if shape[-1] % layout.block_size:
+        raise ModelFormatError(
+            f"{reader.path}: tensor {name!r} of type {type_name(type_id)} has rows of {shape[-1]} values, "
+            f"not a multiple of its block size {layout.block_size}"
+        )
+    nbytes = n // layout.block_size * layout.type_size
+    if offset < 0 or offset + nbytes > reader.size:
+        raise ModelFormatError(
+            f"{reader.path}: tensor {name!r} ({type_name(type_id)}, shape {shape}) needs {nbytes} bytes at "
+            f"offset {offset}, but the file has only {reader.size} bytes; the file is truncated or corrupt"
+        )
+    return TensorInfo(name, type_id, shape, offset, reader.buf[offset:offset + nbytes])
