@@ -1,0 +1,88 @@
+"""Model hyperparameters (``m.info``): stored values, what shapes imply, defaults and overrides."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agent.errors import ModelFormatError
+from agent.llm.ggml_types import FILE_TYPES
+from agent.llm.modelfile import ModelFile
+
+LLAMA2_RMS_EPS = 1e-5  # GGML files do not store eps; Llama-2 was trained with 1e-5
+GGML_CONTEXT = 4096  # Llama-2's training context; GGML files do not store it
+
+
+@dataclass
+class ModelInfo:
+    format: str
+    n_vocab: int
+    n_ctx_train: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    n_ff: int
+    rms_norm_eps: float
+    rope_freq_base: float
+    rope_freq_scale: float
+    file_type: str
+    tensor_types: dict[str, int] = field(default_factory=dict)
+    name: str = ""
+    path: str = ""
+    file_size: int = 0
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def model_info(mf: ModelFile, *, n_gqa: int | None = None, rms_norm_eps: float | None = None,
+               rope_freq_base: float | None = None, rope_freq_scale: float | None = None) -> ModelInfo:
+    md = mf.metadata
+    arch = md.get("general.architecture", "llama")
+    if arch != "llama":
+        raise ModelFormatError(f"{mf.path}: architecture {arch!r} is not supported; this engine runs Llama models")
+
+    def key(name: str, default: Any = None) -> Any:
+        value = md.get(f"llama.{name}", default)
+        if value is None:
+            raise ModelFormatError(f"{mf.path}: metadata key 'llama.{name}' is missing")
+        return value
+
+    n_embd, n_head = int(key("embedding_length")), int(key("attention.head_count"))
+    n_head_kv = int(key("attention.head_count_kv", n_head))
+    if n_gqa:
+        if n_head % n_gqa:
+            raise ValueError(f"n_gqa={n_gqa} does not divide n_head={n_head}")
+        n_head_kv = n_head // n_gqa
+    if n_head <= 0 or n_embd % n_head or n_head_kv <= 0 or n_head % n_head_kv:
+        raise ModelFormatError(f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv})")
+    scale = rope_freq_scale
+    if scale is None:
+        factor = md.get("llama.rope.scaling.factor") or md.get("llama.rope.scale_linear")
+        scale = 1.0 / float(factor) if factor else 1.0
+    ftype = md.get("general.file_type")
+    return ModelInfo(
+        format=mf.format,
+        n_vocab=int(md.get("llama.vocab_size", len(mf.vocab))),
+        n_ctx_train=int(md.get("llama.context_length", GGML_CONTEXT)),
+        n_embd=n_embd,
+        n_layer=int(key("block_count")),
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        n_ff=int(key("feed_forward_length")),
+        rms_norm_eps=float(rms_norm_eps if rms_norm_eps is not None else
+                           md.get("llama.attention.layer_norm_rms_epsilon", LLAMA2_RMS_EPS)),
+        rope_freq_base=float(rope_freq_base if rope_freq_base is not None else md.get("llama.rope.freq_base", 10000.0)),
+        rope_freq_scale=float(scale),
+        file_type=FILE_TYPES.get(int(ftype), f"type {ftype}") if ftype is not None else "unknown",
+        tensor_types=dict(sorted(Counter(t.type_name for t in mf.tensors.values()).items())),
+        name=str(md.get("general.name", mf.path.stem)),
+        path=str(mf.path),
+        file_size=mf.file_size,
+    )
