@@ -43,3 +43,7 @@ class FunctionCallError(AgentError):
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"
+
+
+class ContextLengthError(AgentError, ValueError):
+    """A prompt (plus the tokens to generate) does not fit the model's context window."""

@@ -1,0 +1,213 @@
+"""The public engine object: ``load_model(path) -> LlamaModel``.
+
+Owns the mapped file, the tokenizer, the transformer and its KV cache. ``eval`` extends the cache;
+``generate`` reuses the longest cached prefix of its prompt (the Airoboros preamble and planner
+prompt start every call), then samples token by token.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from agent.errors import ContextLengthError
+from agent.llm.files import open_model_file
+from agent.llm.hparams import ModelInfo, model_info
+from agent.llm.sampling import Sampler, SamplingParams
+
+
+class TokenMatcher(Protocol):
+    """Constrained decoding hook: what ``grammar.matcher(model)`` returns."""
+
+    def allowed_mask(self) -> np.ndarray: ...  # bool [n_vocab]; EOS allowed once the grammar is complete
+
+    def accept(self, token_id: int) -> None: ...
+
+    def is_complete(self) -> bool: ...  # nothing but EOS may follow
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+    prompt_seconds: float = 0.0
+    generate_seconds: float = 0.0
+    stop_reason: str = ""  # "eos", "stop", "length", "grammar"
+
+
+class StopScanner:
+    """Holds back text that may be the start of a stop string; reports when one appears."""
+
+    def __init__(self, stops: Sequence[str]):
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        self.pending += text
+        hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            out, self.pending = self.pending[:min(hits)], ""
+            return out, True
+        keep = 0
+        for s in self.stops:  # longest suffix of pending that is a proper prefix of a stop string
+            for n in range(min(len(s) - 1, len(self.pending)), 0, -1):
+                if self.pending.endswith(s[:n]):
+                    keep = max(keep, n)
+                    break
+        out = self.pending[:len(self.pending) - keep]
+        self.pending = self.pending[len(self.pending) - keep:]
+        return out, False
+
+    def flush(self) -> str:
+        out, self.pending = self.pending, ""
+        return out
+
+
+class LlamaModel:
+    def __init__(self, path: str | Path, *, n_ctx: int = 4096, threads: int | None = None,
+                 n_gqa: int | None = None, rms_norm_eps: float | None = None,
+                 rope_freq_base: float | None = None, rope_freq_scale: float | None = None,
+                 vocab_only: bool = False):
+        from agent.llm.tokenizer import Tokenizer
+
+        if n_ctx <= 0:
+            raise ValueError(f"n_ctx must be positive, got {n_ctx}")
+        self.file = open_model_file(path)
+        self.info: ModelInfo = model_info(self.file, n_gqa=n_gqa, rms_norm_eps=rms_norm_eps,
+                                          rope_freq_base=rope_freq_base, rope_freq_scale=rope_freq_scale)
+        self.n_ctx = n_ctx
+        self.threads = threads or os.cpu_count() or 1
+        self.tokenizer = Tokenizer(self.file.vocab)
+        self.vocab_only = vocab_only
+        self.transformer = None
+        if not vocab_only:
+            from agent.llm.transformer import Transformer
+            from agent.llm import kernels
+
+            kernels.set_threads(self.threads)
+            self.transformer = Transformer(self.file, self.info, n_ctx, linear=kernels.linear_class())
+        self.tokens: list[int] = []  # what the KV cache holds, position by position
+        self.last_stats = GenerationStats()
+
+    # --- tokens -------------------------------------------------------------------------------
+    def tokenize(self, text: str, bos: bool = True) -> list[int]:
+        return self.tokenizer.encode(text, bos=bos)
+
+    def detokenize(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids))
+
+    # --- evaluation ---------------------------------------------------------------------------
+    def _require_weights(self) -> Any:
+        if self.transformer is None:
+            raise ValueError(f"{self.file.path} was loaded with vocab_only=True; it cannot evaluate")
+        return self.transformer
+
+    def reset(self) -> None:
+        self.tokens = []
+
+    def eval(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits [len(ids), n_vocab] of ``ids`` appended after the cached tokens."""
+        tr = self._require_weights()
+        ids = [int(i) for i in ids]
+        if not ids:
+            return np.zeros((0, self.info.n_vocab), np.float32)
+        bad = [i for i in ids if not 0 <= i < self.info.n_vocab]
+        if bad:
+            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{self.info.n_vocab - 1})")
+        n_past = len(self.tokens)
+        if n_past + len(ids) > self.n_ctx:
+            raise ContextLengthError(
+                f"{n_past + len(ids)} tokens do not fit the context window of {self.n_ctx}; "
+                "shorten the prompt or load the model with a larger n_ctx")
+        logits = tr.forward(np.asarray(ids, dtype=np.int64), n_past)
+        self.tokens.extend(ids)
+        return logits
+
+    def eval_prompt(self, ids: Sequence[int]) -> np.ndarray:
+        """Logits of the last token of ``ids``, reusing the longest cached prefix."""
+        ids = list(ids)
+        common = 0
+        for a, b in zip(self.tokens, ids):
+            if a != b:
+                break
+            common += 1
+        common = min(common, len(ids) - 1)  # always evaluate one token, to get its logits
+        self.tokens = self.tokens[:common]
+        self.last_stats.cached_tokens = common
+        return self.eval(ids[common:])[-1]
+
+    # --- generation ---------------------------------------------------------------------------
+    def generate(self, prompt: str, max_tokens: int = 256, temperature: float = 0.7, top_k: int = 40,
+                 top_p: float = 0.95, repeat_penalty: float = 1.1, seed: int | None = None,
+                 stop: Sequence[str] = (), grammar: Any = None) -> Iterator[str]:
+        """Stream the continuation of ``prompt`` as text pieces."""
+        import time
+
+        sampler = Sampler(SamplingParams(temperature, top_k, top_p, repeat_penalty, seed=seed))
+        ids = self.tokenize(prompt, bos=True)
+        if len(ids) >= self.n_ctx:
+            raise ContextLengthError(
+                f"the prompt is {len(ids)} tokens; the context window is {self.n_ctx}. "
+                "Shorten the prompt or raise n_ctx (-c)")
+        if isinstance(stop, str):
+            stop = [stop]
+        stats = self.last_stats = GenerationStats(prompt_tokens=len(ids))
+        matcher: TokenMatcher | None = grammar.matcher(self) if grammar is not None else None
+        t0 = time.perf_counter()
+        logits = self.eval_prompt(ids)
+        stats.prompt_seconds = time.perf_counter() - t0
+        decoder = self.tokenizer.stream_decoder()
+        scanner = StopScanner(stop)
+        eos = self.tokenizer.eos_id
+        t0 = time.perf_counter()
+        try:
+            while True:
+                if stats.generated_tokens >= max_tokens:
+                    stats.stop_reason = "length"
+                    break
+                if len(self.tokens) >= self.n_ctx:
+                    stats.stop_reason = "length"
+                    break
+                if matcher is not None:
+                    mask = matcher.allowed_mask()
+                    logits = np.where(mask, logits, -np.inf).astype(np.float32)
+                token = sampler.sample(logits, self.tokens)
+                if token == eos:
+                    stats.stop_reason = "eos"
+                    break
+                if matcher is not None:
+                    matcher.accept(token)
+                stats.generated_tokens += 1
+                text, stopped = scanner.feed(decoder.feed(token))
+                if text:
+                    yield text
+                if stopped:
+                    stats.stop_reason = "stop"
+                    return
+                if matcher is not None and matcher.is_complete():
+                    stats.stop_reason = "grammar"
+                    break
+                logits = self.eval([token])[-1]
+            tail, stopped = scanner.feed(decoder.flush())
+            if not stopped:
+                tail += scanner.flush()
+            if tail:
+                yield tail
+        finally:
+            stats.generate_seconds = time.perf_counter() - t0
+
+    def complete(self, prompt: str, **kwargs: Any) -> str:
+        return "".join(self.generate(prompt, **kwargs))
+
+
+def load_model(path: str | Path, n_ctx: int = 4096, threads: int | None = None, n_gqa: int | None = None,
+               rms_norm_eps: float | None = None, rope_freq_base: float | None = None,
+               rope_freq_scale: float | None = None, vocab_only: bool = False) -> LlamaModel:
+    """Open a GGML v3 (ggjt v1-v3) or GGUF v1-v3 Llama model, memory-mapped."""
+    return LlamaModel(path, n_ctx=n_ctx, threads=threads, n_gqa=n_gqa, rms_norm_eps=rms_norm_eps,
+                      rope_freq_base=rope_freq_base, rope_freq_scale=rope_freq_scale, vocab_only=vocab_only)

@@ -1,0 +1,73 @@
+"""Token sampling with llama.cpp's meanings and order.
+
+Order: repetition penalty (last ``repeat_last_n`` tokens) -> top-k -> top-p -> temperature -> draw.
+Penalty: a logit l of a recent token becomes l / p when l > 0, else l * p.
+temperature <= 0 means greedy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass
+class SamplingParams:
+    temperature: float = 0.7
+    top_k: int = 40
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    repeat_last_n: int = 64
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.repeat_penalty <= 0:
+            raise ValueError(f"repeat_penalty must be > 0, got {self.repeat_penalty}")
+
+
+@dataclass
+class Sampler:
+    params: SamplingParams
+    rng: np.random.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rng = np.random.default_rng(self.params.seed)
+
+    def penalize(self, logits: np.ndarray, recent: Sequence[int]) -> np.ndarray:
+        p = self.params
+        if p.repeat_penalty == 1.0 or not recent or p.repeat_last_n == 0:
+            return logits
+        ids = np.unique(np.asarray(recent[-p.repeat_last_n:], dtype=np.int64))
+        logits = logits.copy()
+        vals = logits[ids]
+        logits[ids] = np.where(vals > 0, vals / p.repeat_penalty, vals * p.repeat_penalty)
+        return logits
+
+    def sample(self, logits: np.ndarray, recent: Sequence[int] = ()) -> int:
+        """Pick the next token from one position's logits (``-inf`` marks forbidden tokens)."""
+        p = self.params
+        logits = self.penalize(np.asarray(logits, dtype=np.float32), recent)
+        if p.temperature <= 0:
+            return int(np.argmax(logits))
+        finite = np.isfinite(logits)
+        n_ok = int(finite.sum())
+        if n_ok == 0:
+            raise ValueError("no token is allowed at this step (every logit is -inf)")
+        k = n_ok if p.top_k <= 0 else min(p.top_k, n_ok)
+        top = np.argpartition(-logits, k - 1)[:k]
+        top = top[np.argsort(-logits[top], kind="stable")]
+        vals = logits[top].astype(np.float64)
+        probs = np.exp(vals - vals[0])
+        probs /= probs.sum()
+        if p.top_p < 1.0:  # keep the smallest prefix whose mass reaches top_p (at least one)
+            cut = int(np.searchsorted(np.cumsum(probs), p.top_p) + 1)
+            top, vals = top[:cut], vals[:cut]
+        probs = np.exp((vals - vals[0]) / p.temperature)
+        probs /= probs.sum()
+        return int(top[self.rng.choice(len(top), p=probs)])

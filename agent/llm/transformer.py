@@ -1,0 +1,97 @@
+"""The Llama-2 forward pass, readable on one screen.
+
+RMSNorm, RoPE on consecutive pairs (llama.cpp's "normal" mode), grouped-query attention with a
+preallocated f16 KV cache (as llama.cpp keeps it), SwiGLU feed-forward. ``forward`` evaluates
+a batch of tokens at positions n_past.. and returns their logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from agent.llm.hparams import ModelInfo
+from agent.llm.linear import Embedding, Linear, vector
+from agent.llm.modelfile import ModelFile
+
+
+@dataclass
+class Layer:
+    attn_norm: np.ndarray
+    wq: Linear
+    wk: Linear
+    wv: Linear
+    wo: Linear
+    ffn_norm: np.ndarray
+    w_gate: Linear
+    w_down: Linear
+    w_up: Linear
+
+
+class Transformer:
+    def __init__(self, mf: ModelFile, info: ModelInfo, n_ctx: int, linear: type = Linear):
+        self.info, self.n_ctx = info, n_ctx
+        t = mf.tensor
+        self.embed = Embedding(t("token_embd.weight"))
+        self.layers = [
+            Layer(vector(t(f"blk.{i}.attn_norm.weight")), linear(t(f"blk.{i}.attn_q.weight")),
+                  linear(t(f"blk.{i}.attn_k.weight")), linear(t(f"blk.{i}.attn_v.weight")),
+                  linear(t(f"blk.{i}.attn_output.weight")), vector(t(f"blk.{i}.ffn_norm.weight")),
+                  linear(t(f"blk.{i}.ffn_gate.weight")), linear(t(f"blk.{i}.ffn_down.weight")),
+                  linear(t(f"blk.{i}.ffn_up.weight")))
+            for i in range(info.n_layer)
+        ]
+        self.norm = vector(t("output_norm.weight"))
+        out = mf.tensors.get("output.weight") or t("token_embd.weight")  # tied embeddings fallback
+        self.output = linear(out)
+        hd = info.head_dim
+        # np.zeros maps pages lazily: an unused context costs no resident memory.
+        self.k_cache = np.zeros((info.n_layer, n_ctx, info.n_head_kv, hd), np.float16)
+        self.v_cache = np.zeros((info.n_layer, n_ctx, info.n_head_kv, hd), np.float16)
+        self.inv_freq = (info.rope_freq_base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd))
+
+    def rms_norm(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+        ms = np.mean(x.astype(np.float64) ** 2, axis=-1, keepdims=True)
+        return (x / np.sqrt(ms + self.info.rms_norm_eps)).astype(np.float32) * w
+
+    def rope(self, x: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """Rotate pairs (2i, 2i+1) of every head by pos * scale * base^(-2i/head_dim)."""
+        angle = (pos[:, None] * self.info.rope_freq_scale) * self.inv_freq[None, :]  # [N, hd/2]
+        cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]
+        x0, x1 = x[..., 0::2], x[..., 1::2]
+        out = np.empty_like(x)
+        out[..., 0::2] = x0 * cos - x1 * sin
+        out[..., 1::2] = x0 * sin + x1 * cos
+        return out
+
+    def attention(self, q: np.ndarray, li: int, n_past: int) -> np.ndarray:
+        n, n_head, hd = q.shape
+        n_kv = self.info.n_head_kv
+        total = n_past + n
+        k = self.k_cache[li, :total].astype(np.float32)  # [T, n_kv, hd]
+        v = self.v_cache[li, :total].astype(np.float32)
+        qg = q.reshape(n, n_kv, n_head // n_kv, hd)  # query head h uses KV head h // group
+        scores = np.einsum("nkgd,tkd->kgnt", qg, k) / np.sqrt(hd)
+        causal = np.arange(total)[None, :] > (n_past + np.arange(n))[:, None]
+        scores[..., causal] = -np.inf
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores /= scores.sum(axis=-1, keepdims=True)
+        out = np.einsum("kgnt,tkd->nkgd", scores, v)
+        return out.reshape(n, n_head * hd)
+
+    def forward(self, ids: np.ndarray, n_past: int) -> np.ndarray:
+        info, n = self.info, len(ids)
+        pos = np.arange(n_past, n_past + n, dtype=np.float64)
+        x = self.embed(ids)
+        for li, L in enumerate(self.layers):
+            h = self.rms_norm(x, L.attn_norm)
+            q = self.rope(L.wq(h).reshape(n, info.n_head, info.head_dim), pos)
+            k = self.rope(L.wk(h).reshape(n, info.n_head_kv, info.head_dim), pos)
+            self.k_cache[li, n_past:n_past + n] = k
+            self.v_cache[li, n_past:n_past + n] = L.wv(h).reshape(n, info.n_head_kv, info.head_dim)
+            x = x + L.wo(self.attention(q, li, n_past))
+            h = self.rms_norm(x, L.ffn_norm)
+            g = L.w_gate(h)
+            x = x + L.w_down(g / (1.0 + np.exp(-g)) * L.w_up(h))
+        return self.output(self.rms_norm(x, self.norm)).astype(np.float32, copy=False)
