@@ -62,5 +62,133 @@ def open_model(args: argparse.Namespace, *, quiet: bool = False) -> Any:
     return model
 
 
+def add_sampling_args(p: argparse.ArgumentParser, *, temperature: float = 0.7) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("-n", "--n-predict", dest="max_tokens", type=int, default=256,
+                   help="maximum tokens to generate (default 256)")
+    g.add_argument("--temp", dest="temperature", type=float, default=temperature,
+                   help=f"temperature; 0 = greedy (default {temperature})")
+    g.add_argument("--top-k", type=int, default=40, help="top-k; 0 = off (default 40)")
+    g.add_argument("--top-p", type=float, default=0.95, help="nucleus top-p (default 0.95)")
+    g.add_argument("--repeat-penalty", type=float, default=1.1,
+                   help="penalty on the last 64 tokens, 1.0 = off (default 1.1)")
+    g.add_argument("--seed", type=int, default=None, help="random seed, for reproducible output")
+
+
+def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"max_tokens": args.max_tokens, "temperature": args.temperature, "top_k": args.top_k,
+            "top_p": args.top_p, "repeat_penalty": args.repeat_penalty, "seed": args.seed}
+
+
+def _speed_report(model: Any, elapsed_load: float | None = None) -> str:
+    st = getattr(model, "last_stats", None)
+    if st is None:
+        return ""
+    new = st.prompt_tokens - st.cached_tokens
+    pp = new / st.prompt_seconds if st.prompt_seconds > 0 else 0.0
+    tg = st.generated_tokens / st.generate_seconds if st.generate_seconds > 0 else 0.0
+    parts = [] if elapsed_load is None else [f"load {elapsed_load:.2f} s"]
+    parts += [f"prompt {st.prompt_tokens} tokens ({st.cached_tokens} cached) at {pp:.1f} tok/s",
+              f"generated {st.generated_tokens} tokens at {tg:.1f} tok/s", f"stop: {st.stop_reason or 'n/a'}"]
+    return "; ".join(parts)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    model = open_model(args, quiet=args.quiet)
+    load_s = time.perf_counter() - t0
+    prompt = args.prompt
+    if args.file:
+        prompt = Path(args.file).read_text(encoding="utf-8")
+    if prompt is None:
+        raise AgentError("give a prompt with -p PROMPT or -f FILE")
+    if args.chat:
+        from agent.llm.prompts import chat_prompt
+
+        prompt = chat_prompt(prompt)
+    if not args.quiet and not args.chat:
+        sys.stdout.write(prompt)
+    for piece in model.generate(prompt, stop=args.stop, **sampling_kwargs(args)):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    if not args.quiet:
+        print(_speed_report(model, load_s), file=sys.stderr)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from agent.errors import ContextLengthError
+    from agent.llm.prompts import Turn, chat_prompt
+
+    model = open_model(args)
+    history: list[Turn] = []
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print("Chat with the model in the Airoboros template. /reset forgets the conversation, /quit "
+              "(or Ctrl-D) leaves, Ctrl-C stops an answer.", file=sys.stderr)
+    while True:
+        try:
+            if interactive:
+                line = input("USER: ")
+            else:
+                line = sys.stdin.readline()
+                if not line:
+                    break
+                line = line.rstrip("\n")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            print(file=sys.stderr)
+            break
+        if not line.strip():
+            continue
+        if line.strip() in ("/quit", "/exit"):
+            break
+        if line.strip() == "/reset":
+            history.clear()
+            print("(conversation forgotten)", file=sys.stderr)
+            continue
+        prompt = chat_prompt(line, history)
+        while history and len(model.tokenize(prompt)) + args.max_tokens > model.n_ctx:
+            history.pop(0)  # forget the oldest turns rather than fail
+            prompt = chat_prompt(line, history)
+        answer: list[str] = []
+        sys.stdout.write("ASSISTANT:")
+        try:
+            for piece in model.generate(prompt, stop=["USER:"], **sampling_kwargs(args)):
+                answer.append(piece)
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            sys.stdout.write(" [stopped]")
+        except ContextLengthError as exc:
+            print(f"\n(error: {exc})", file=sys.stderr)
+            continue
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        history.append(Turn(line, "".join(answer)))
+    return 0
+
+
 def register(sub: Any) -> None:
-    """Engine subcommands are added as the engine lands."""
+    p = sub.add_parser(
+        "generate", help="generate text from a prompt (llama.cpp-style flags)",
+        description="Stream a continuation of PROMPT, then print load time and prompt/generation speed "
+        "on stderr. With --chat the prompt is wrapped in the Airoboros chat template.")
+    add_model_args(p)
+    p.add_argument("-p", "--prompt", help="the prompt text")
+    p.add_argument("-f", "--file", help="read the prompt from a file")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the Airoboros chat template")
+    p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the generated text")
+    add_sampling_args(p, temperature=0.8)
+    p.set_defaults(handler=cmd_generate)
+
+    p = sub.add_parser(
+        "chat", help="interactive chat in the Airoboros template",
+        description="Chat with the model. The conversation is kept as history (oldest turns are dropped when "
+        "the context fills). Commands: /reset, /quit. Ctrl-C stops the current answer, not the chat.")
+    add_model_args(p)
+    add_sampling_args(p)
+    p.set_defaults(handler=cmd_chat)
