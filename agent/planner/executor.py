@@ -1,0 +1,321 @@
+"""Parallel plan executor: each step starts as soon as the steps it references are done.
+
+Steps run on daemon threads (at most ``max_workers`` at once) so that a tool stuck past its
+``step_timeout`` is recorded as ``timeout`` and abandoned without blocking the run or the
+interpreter's exit. Completion is event-driven (a finishing step launches its dependents from the
+worker thread), so dependents start without waiting on a polling loop, and steps can be submitted
+while the model is still writing the plan (``execute_stream``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from agent.errors import AgentError, PlanError, ToolError
+from agent.planner.evidence import (
+    DEFAULT_MAX_EVIDENCE_CHARS,
+    find_urls,
+    only_reference,
+    substitute,
+)
+from agent.planner.parser import PlanStream
+from agent.planner.plan import Plan, RefKey, Step, key_of
+
+STATUSES = ("pending", "running", "ok", "failed", "timeout", "skipped")
+_TERMINAL = {"ok", "failed", "timeout", "skipped"}
+
+
+@dataclass
+class StepResult:
+    """What happened to one step. ``started``/``finished`` are seconds since the run began."""
+
+    id: str
+    tool: str
+    input: str                 # after evidence substitution (what the tool received)
+    output: str | None = None
+    error: str | None = None
+    status: str = "pending"    # pending, running, ok, failed, timeout, skipped
+    started: float | None = None
+    finished: float | None = None
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run. ``ok`` means the answer was produced (other steps may have failed)."""
+
+    ok: bool
+    answer: str | None
+    evidence: dict[str, str]
+    steps: list[StepResult]
+    error: str | None = None
+    sources: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    plan: Plan | None = field(default=None, repr=False)
+    question: str | None = None
+
+    def step(self, id: str) -> StepResult:
+        key = key_of(id)
+        for r in self.steps:
+            if key_of(r.id) == key:
+                return r
+        raise KeyError(id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "ok": self.ok,
+            "answer": self.answer,
+            "error": self.error,
+            "sources": self.sources,
+            "elapsed": round(self.elapsed, 6),
+            "evidence": self.evidence,
+            "steps": [r.to_dict() for r in self.steps],
+            "plan": self.plan.to_dict() if self.plan is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    """Sent to ``on_event``: ``planned`` (streaming only), ``start`` and ``finish``."""
+
+    kind: str
+    step: Step
+    result: StepResult | None
+    time: float  # seconds since the run began
+
+
+EventHandler = Callable[[StepEvent], None]
+
+
+class StepTimeoutError(ToolError):
+    """Raised by a tool that gave up on its own deadline; the step is recorded as ``timeout``."""
+
+
+class _ToolTable:
+    """Case-insensitive lookup in a ``ToolRegistry`` or a mapping name -> callable."""
+
+    def __init__(self, tools: Any):
+        self._registry = tools if hasattr(tools, "get") and hasattr(tools, "names") else None
+        self._map: dict[str, Callable[[str], Any]] = {}
+        if self._registry is None:
+            if not isinstance(tools, Mapping):
+                raise AgentError("tools must be a ToolRegistry or a mapping name -> callable, "
+                                 f"not {type(tools).__name__}")
+            self._map = {str(k).lower(): v for k, v in tools.items()}
+
+    def get(self, name: str) -> Callable[[str], Any] | None:
+        if self._registry is not None:
+            return self._registry.get(name)
+        return self._map.get(name.lower())
+
+
+class Scheduler:
+    """Runs submitted steps as their dependencies complete. Thread-safe; used by ``execute``."""
+
+    def __init__(self, tools: Any, *, max_workers: int = 8, step_timeout: float | None = None,
+                 on_event: EventHandler | None = None,
+                 max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS):
+        if max_workers < 1:
+            raise AgentError(f"max_workers must be at least 1, got {max_workers}")
+        self._tools = _ToolTable(tools)
+        self._max_workers = max_workers
+        self._timeout = step_timeout
+        self._on_event = on_event
+        self._max_chars = max_evidence_chars
+        self._cond = threading.Condition(threading.RLock())
+        self._steps: dict[RefKey, Step] = {}
+        self._results: dict[RefKey, StepResult] = {}
+        self._order: list[RefKey] = []
+        self._evidence: dict[RefKey, str] = {}
+        self._waiting: list[RefKey] = []
+        self._ready: deque[RefKey] = deque()
+        self._running = 0
+        self._t0 = time.perf_counter()
+
+    def now(self) -> float:
+        return time.perf_counter() - self._t0
+
+    def emit(self, kind: str, step: Step, result: StepResult | None = None) -> None:
+        if self._on_event is not None:
+            with self._cond:
+                self._on_event(StepEvent(kind, step, result, self.now()))
+
+    def submit(self, step: Step) -> None:
+        """Add a step; it starts once every step it references has finished successfully."""
+        with self._cond:
+            key = step.key
+            if key in self._steps:
+                raise PlanError(f"step {step.id} was submitted twice")
+            self._steps[key] = step
+            self._order.append(key)
+            self._results[key] = StepResult(step.id, step.tool, step.input)
+            self._waiting.append(key)
+            self._advance()
+
+    def join(self) -> None:
+        """Wait until every submitted step has finished, failed, timed out or been skipped."""
+        with self._cond:
+            while any(r.status not in _TERMINAL for r in self._results.values()):
+                self._cond.wait()
+
+    def result(self, plan: Plan) -> RunResult:
+        """The run's outcome for ``plan`` (call after ``join``)."""
+        with self._cond:
+            steps = [self._results[k] for k in self._order]
+            evidence = {self._steps[k].id: v for k, v in self._evidence.items()}
+            answer, error = self._answer(plan)
+            sources: list[str] = []
+            for id_ in plan.answer_dependencies():
+                r = self._results.get(key_of(id_))  # type: ignore[arg-type]
+                if r is not None and r.status == "ok":
+                    sources += [u for u in find_urls(r.input) if u not in sources]
+            return RunResult(ok=answer is not None, answer=answer, evidence=evidence,
+                             steps=steps, error=error, sources=sources, elapsed=self.now(),
+                             plan=plan)
+
+    # -- internals (called with the lock held) ---------------------------------------------------
+    def _answer(self, plan: Plan) -> tuple[str | None, str | None]:
+        for ref in plan.answer_refs:
+            key = key_of(ref)
+            r = self._results.get(key) if key else None
+            if r is None or r.status != "ok":
+                why = f"{r.status}: {r.error}" if r is not None else "was never run"
+                return None, f"the answer needs {ref}, which {why}"
+        key = only_reference(plan.answer)
+        if key is not None:
+            return self._evidence[key], None
+        return substitute(plan.answer, self._evidence, None), None
+
+    def _advance(self) -> None:
+        """Move waiting steps to ready or skipped, then launch as many ready steps as allowed."""
+        changed = True
+        while changed:
+            changed = False
+            for key in list(self._waiting):
+                state, blocker = self._dependency_state(self._steps[key])
+                if state == "wait":
+                    continue
+                self._waiting.remove(key)
+                changed = True
+                if state == "ready":
+                    self._ready.append(key)
+                else:
+                    r = self._results[key]
+                    r.status, r.error = "skipped", f"skipped because {blocker}"
+                    r.started = r.finished = self.now()
+                    self.emit("finish", self._steps[key], r)
+        while self._ready and self._running < self._max_workers:
+            self._launch(self._ready.popleft())
+        self._cond.notify_all()
+
+    def _dependency_state(self, step: Step) -> tuple[str, str]:
+        waiting = False
+        for ref in step.refs:
+            key = key_of(ref)
+            r = self._results.get(key) if key else None
+            if r is None:
+                waiting = True  # not submitted yet (streaming)
+            elif r.status in ("failed", "timeout", "skipped"):
+                return "skip", f"{ref} {'was skipped' if r.status == 'skipped' else r.status}"
+            elif r.status != "ok":
+                waiting = True
+        return ("wait", "") if waiting else ("ready", "")
+
+    def _launch(self, key: RefKey) -> None:
+        step, r = self._steps[key], self._results[key]
+        r.input = substitute(step.input, self._evidence, self._max_chars)
+        r.status, r.started = "running", self.now()
+        self._running += 1
+        self.emit("start", step, r)
+        tool = self._tools.get(step.tool)
+        if tool is None:
+            self._complete(key, None, f"unknown tool '{step.tool}'", "failed")
+            return
+        threading.Thread(target=self._work, args=(key, tool, r.input), daemon=True,
+                         name=f"step {step.id}").start()
+        if self._timeout is not None:
+            timer = threading.Timer(self._timeout, self._complete,
+                                    (key, None, f"timed out after {self._timeout:g} s", "timeout"))
+            timer.daemon = True
+            timer.start()
+
+    def _work(self, key: RefKey, tool: Callable[[str], Any], text: str) -> None:
+        try:
+            out = tool(text)
+            output = out if isinstance(out, str) else str(out)
+            self._complete(key, output, None, "ok")
+        except StepTimeoutError as exc:
+            self._complete(key, None, str(exc), "timeout")
+        except ToolError as exc:
+            self._complete(key, None, str(exc), "failed")
+        except Exception as exc:  # a tool's bug must not take the run down
+            self._complete(key, None, f"{type(exc).__name__}: {exc}", "failed")
+
+    def _complete(self, key: RefKey, output: str | None, error: str | None, status: str) -> None:
+        with self._cond:
+            r = self._results[key]
+            if r.status != "running":
+                return  # already timed out (or finished): a late result is dropped
+            r.output, r.error, r.status, r.finished = output, error, status, self.now()
+            if status == "ok" and output is not None:
+                self._evidence[key] = output
+            self._running -= 1
+            self.emit("finish", self._steps[key], r)
+            self._advance()
+
+
+def execute(plan: Plan, tools: Any, *, max_workers: int = 8, step_timeout: float | None = None,
+            on_event: EventHandler | None = None,
+            max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS) -> RunResult:
+    """Run ``plan`` with ``tools`` (a ``ToolRegistry`` or mapping name -> ``(str) -> str``)."""
+    sched = Scheduler(tools, max_workers=max_workers, step_timeout=step_timeout,
+                      on_event=on_event, max_evidence_chars=max_evidence_chars)
+    for step in plan.steps:
+        sched.submit(step)
+    sched.join()
+    return sched.result(plan)
+
+
+def execute_stream(pieces: Iterable[str], tools: Any, *, max_workers: int = 8,
+                   step_timeout: float | None = None, on_event: EventHandler | None = None,
+                   max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS,
+                   on_text: Callable[[str], None] | None = None) -> RunResult:
+    """Parse plan text as it streams in and start each step as soon as it is complete.
+
+    Raises ``PlanError`` when the finished plan is invalid (after steps already started finish).
+    """
+    sched = Scheduler(tools, max_workers=max_workers, step_timeout=step_timeout,
+                      on_event=on_event, max_evidence_chars=max_evidence_chars)
+    stream = PlanStream(tools)
+    submitted: set[RefKey] = set()
+    try:
+        for piece in pieces:
+            if on_text is not None:
+                on_text(piece)
+            for step in stream.feed(piece):
+                sched.emit("planned", step)
+                sched.submit(step)
+                submitted.add(step.key)
+            if stream.done:
+                break  # the answer line is written: the rest is prose
+        plan = stream.close()
+    finally:
+        sched.join()
+    for step in plan.steps:  # every valid step was already streamed; this is a safety net
+        if step.key not in submitted:
+            sched.submit(step)
+    sched.join()
+    return sched.result(plan)

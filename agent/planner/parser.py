@@ -1,0 +1,397 @@
+"""The reWOO plan parser: a line-at-a-time state machine, usable on a finished text or a stream.
+
+``parse_plan(text)`` is ``PlanStream`` fed the whole text and closed, so the streaming and the
+batch parser cannot disagree. Lines are classified by small anchored regexes with no nested
+quantifiers; brackets are matched by a counting scan, so the cost is linear in the text length.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Any, Iterable, Mapping
+
+from agent.errors import PlanError
+from agent.planner.plan import (
+    REF_RE,
+    Plan,
+    Problem,
+    RefKey,
+    Step,
+    canonical_id,
+    find_refs,
+    key_of,
+    ref_key,
+)
+
+_MD = r"(?:\*\*|__)?"
+# Markdown emphasis, bullets and indentation in front of a keyword ("**Plan:**", "- #E1 = ...").
+_LEAD_RE = re.compile(r"[\s*_\->]*")
+_PLAN_RE = re.compile(rf"plan(?:[ \t]*\d+)?[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE)
+_ANSWER_RE = re.compile(rf"(?:final[ \t]+answer|answer)[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE)
+_STEP_ID_RE = re.compile(rf"(?::evidence\d+:?|#E\d+)(?!\d){_MD}[ \t]*(?P<sep>[=:])?[ \t]*",
+                         re.IGNORECASE)
+_TOOL_RE = re.compile(r"(?P<tool>[A-Za-z_][A-Za-z0-9_]*)[ \t]*\[")
+_TRAILING_NOISE = " \t*_.,;"
+
+
+def tool_names(tools: Any) -> list[str] | None:
+    """Tool names from a ``ToolRegistry``, a mapping name -> callable, or names (None: any tool)."""
+    if tools is None:
+        return None
+    if hasattr(tools, "names") and callable(tools.names):
+        return list(tools.names())
+    if isinstance(tools, Mapping):
+        return [str(k) for k in tools.keys()]
+    if isinstance(tools, str):
+        return [tools]
+    return [getattr(t, "name", t) for t in tools]
+
+
+def _strip_lead(line: str) -> str:
+    return line[_LEAD_RE.match(line).end():]  # type: ignore[union-attr]
+
+
+def _strip_outer_brackets(text: str) -> str:
+    """``[x]`` -> ``x`` when the first bracket closes at the very end; otherwise unchanged."""
+    text = text.strip()
+    while text.startswith("[") and text.endswith("]") and _close_index(text, 1, 1) == len(text) - 1:
+        text = text[1:-1].strip()
+    return text
+
+
+def _close_index(text: str, start: int, depth: int) -> int:
+    """Index of the ``]`` that brings ``depth`` to zero scanning from ``start``; -1 if none."""
+    for i in range(start, len(text)):
+        c = text[i]
+        if c == "[":
+            depth += 1
+        elif c == "]":
+            depth -= 1
+            if depth == 0:
+                return i
+    return -1
+
+
+def _depth_after(text: str, depth: int) -> int:
+    return depth + text.count("[") - text.count("]")
+
+
+def _short(text: str, limit: int = 60) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class _Pending:
+    """A step whose input bracket is still open at the end of its first line."""
+
+    def __init__(self, id: str, tool: str, line: int, plan: str, first: str, wrapped: bool):
+        self.id, self.tool, self.line, self.plan, self.wrapped = id, tool, line, plan, wrapped
+        self.parts = [first]
+        self.depth = _depth_after(first, 1)
+
+
+class PlanStream:
+    """Incremental parser: ``feed`` text as the model writes it, get each step once complete.
+
+    A step is returned by ``feed`` as soon as its line is finished, provided it is valid so far
+    (known tool, references only to steps already returned): those steps are safe to run before
+    the plan is done. ``close()`` returns the whole ``Plan`` or raises ``PlanError`` listing every
+    problem.
+    """
+
+    def __init__(self, tools: Any = None):
+        names = tool_names(tools)
+        self._tools: dict[str, str] | None = (
+            {n.lower(): n for n in names} if names is not None else None
+        )
+        self._buf = ""
+        self._chunks: list[str] = []
+        self._line_no = 0
+        self._pending: _Pending | None = None
+        self._plan_parts: list[str] = []
+        self._in_plan_text = False
+        self._seen_step = False
+        self._answer: str | None = None
+        self._answer_line = 0
+        self._answer_pending = False
+        self._done = False
+        self._closed: Plan | None = None
+        self.steps: list[Step] = []
+        self._defined: dict[RefKey, Step] = {}
+        self._emitted: set[RefKey] = set()
+        self._deferred: list[tuple[Step, RefKey]] = []
+        self._problems: list[Problem] = []
+
+    # -- public API -------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        """True once the answer line has been read (later text is ignored)."""
+        return self._done
+
+    @property
+    def text(self) -> str:
+        return "".join(self._chunks)
+
+    def feed(self, chunk: str) -> list[Step]:
+        """Consume more text; return the steps completed by it that are safe to run now."""
+        if self._closed is not None:
+            raise PlanError("PlanStream.feed() called after close(); start a new PlanStream")
+        self._chunks.append(chunk)
+        self._buf += chunk
+        ready: list[Step] = []
+        while True:
+            nl = self._buf.find("\n")
+            if nl < 0:
+                break
+            line, self._buf = self._buf[:nl], self._buf[nl + 1:]
+            ready += self._line(line[:-1] if line.endswith("\r") else line)  # CRLF
+        return ready
+
+    def close(self) -> Plan:
+        """Finish parsing: the plan, or ``PlanError`` with every problem found."""
+        if self._closed is not None:
+            return self._closed
+        if self._buf:
+            line, self._buf = self._buf, ""
+            self._line(line[:-1] if line.endswith("\r") else line)
+        if self._pending is not None:
+            self._unclosed(self._pending)
+        for step, key in self._deferred:
+            self._reference_problem(step.id, step.line, key)
+        answer_refs: list[str] = []
+        if self._answer is None:
+            hint = ("end the plan with 'Answer: :evidenceN:' naming the evidence that holds "
+                    "the final answer")
+            msg = ("'Answer:' has no text; " + hint) if self._answer_pending else (
+                "the plan has no 'Answer:' (or 'Final answer:') line; " + hint)
+            self._problem("missing_answer", self._answer_line or self._line_no, msg)
+        else:
+            for key, spelling in find_refs(self._answer):
+                if key in self._defined:
+                    answer_refs.append(self._defined[key].id)
+                else:
+                    answer_refs.append(canonical_id(key))
+                    self._problem("undefined_reference", self._answer_line,
+                                  f"the answer references {spelling}, which no step defines"
+                                  f"{self._other_dialect_hint(key)}")
+        if not self.steps:
+            self._problem("empty_plan", 0,
+                          "the plan has no steps; write 'Plan: ...' lines each followed by "
+                          "':evidenceN: = Tool[input]'")
+        if self._problems:
+            problems = sorted(self._problems, key=lambda p: p.line)
+            listing = "\n".join(f"  {p}" for p in problems)
+            raise PlanError(f"the plan has {len(problems)} problem(s):\n{listing}", problems)
+        self._closed = Plan(steps=list(self.steps), answer=self._answer or "",
+                            answer_refs=answer_refs, answer_line=self._answer_line,
+                            text=self.text)
+        return self._closed
+
+    # -- line handling -------------------------------------------------------------------------
+    def _line(self, raw: str) -> list[Step]:
+        self._line_no += 1
+        no = self._line_no
+        if self._done:
+            return []
+        head = _strip_lead(raw).rstrip()
+        if self._answer_pending:
+            if head:
+                self._set_answer(head, no)
+            return []
+        if self._pending is not None:
+            if self._kind(head) is None:
+                return self._continue_pending(raw)
+            self._unclosed(self._pending)  # a new keyword line: the bracket was never closed
+        if not head:
+            self._in_plan_text = False
+            return []
+        m = _PLAN_RE.match(head)
+        if m:
+            self._plan_parts.append(head[m.end():].strip(" \t*_"))
+            self._in_plan_text = True
+            return []
+        m = _ANSWER_RE.match(head)
+        if m:
+            rest = head[m.end():].strip()
+            if rest:
+                self._set_answer(rest, no)
+            else:
+                self._answer_pending, self._answer_line = True, no
+            return []
+        m = _STEP_ID_RE.match(head)
+        if m and (m.group("sep") or _TOOL_RE.match(head, m.end())):
+            return self._step_line(head, m, no)
+        if self._in_plan_text:
+            self._plan_parts.append(head.strip())
+        elif self._seen_step and _TOOL_RE.match(head) and "]" in head:
+            self._problem("syntax", no, f"tool call without an evidence id: {_short(head)!r}; "
+                          "write it as ':evidenceN: = Tool[input]'")
+        return []
+
+    def _kind(self, head: str) -> str | None:
+        if _PLAN_RE.match(head):
+            return "plan"
+        if _ANSWER_RE.match(head):
+            return "answer"
+        m = _STEP_ID_RE.match(head)
+        if m and _TOOL_RE.match(head, m.end()):
+            return "step"
+        return None
+
+    def _set_answer(self, text: str, no: int) -> None:
+        self._answer = _strip_outer_brackets(text.strip().strip("*_").strip())
+        self._answer_line = no
+        self._answer_pending = False
+        self._done = True
+
+    def _step_line(self, head: str, m: re.Match[str], no: int) -> list[Step]:
+        self._in_plan_text = False
+        self._seen_step = True
+        id_ = head[: m.end()].strip().rstrip("=:").strip().strip("*_")
+        if m.group("sep") == ":" and id_.lower().startswith(":evidence") and not id_.endswith(":"):
+            id_ += ":"  # ":evidence0: Tool[...]" -- the colon belonged to the id
+        pos = m.end()
+        wrapped = False
+        if head.startswith("[", pos) and _TOOL_RE.match(head, pos + 1 + _ws(head, pos + 1)):
+            wrapped = True  # ":evidence0: = [Tool[input]]", the card's template taken literally
+            pos += 1 + _ws(head, pos + 1)
+        tm = _TOOL_RE.match(head, pos)
+        if tm is None:
+            self._take_plan()  # this step's plan text goes with it
+            self._problem("syntax", no, f"expected 'Tool[input]' after '{id_} =', found "
+                          f"{_short(head[pos:]) or 'nothing'!r}; write it as '{id_} = Tool[input]'")
+            return []
+        first = head[tm.end():]
+        pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), first, wrapped)
+        close = _close_index(first, 0, 1)
+        if close < 0:
+            self._pending = pending
+            return []
+        pending.parts = [first[:close]]
+        return self._finish(pending, first[close + 1:])
+
+    def _continue_pending(self, raw: str) -> list[Step]:
+        p = self._pending
+        assert p is not None
+        close = _close_index(raw, 0, p.depth)
+        if close < 0:
+            p.parts.append(raw)
+            p.depth = _depth_after(raw, p.depth)
+            return []
+        p.parts.append(raw[:close])
+        self._pending = None
+        return self._finish(p, raw[close + 1:])
+
+    def _unclosed(self, p: _Pending) -> None:
+        self._pending = None
+        self._problem("syntax", p.line, f"the input of {p.id} opens '[' after {p.tool} but never "
+                      "closes it; end the input with ']'")
+
+    def _take_plan(self) -> str:
+        text = " ".join(t for t in self._plan_parts if t)
+        self._plan_parts = []
+        return text
+
+    def _finish(self, p: _Pending, trailing: str) -> list[Step]:
+        if p.wrapped:
+            t = trailing.lstrip()
+            trailing = t[1:] if t.startswith("]") else trailing
+        noise = trailing.strip(_TRAILING_NOISE)
+        if "[" in noise or "]" in noise or REF_RE.search(noise):
+            self._problem("syntax", p.line, f"unexpected text after the input of {p.id}: "
+                          f"{_short(noise)!r}; everything the tool needs goes inside the brackets")
+            return []
+        text = "\n".join(p.parts).strip()
+        key = key_of(p.id)
+        assert key is not None
+        bad = False
+        tool = p.tool
+        if self._tools is not None:
+            known = self._tools.get(tool.lower())
+            if known is None:
+                bad = True
+                self._problem("unknown_tool", p.line, self._unknown_tool_message(p.id, tool))
+            else:
+                tool = known
+        refs: list[str] = []
+        for rkey, spelling in find_refs(text):
+            if rkey in self._defined and rkey != key:
+                refs.append(self._defined[rkey].id)
+                bad = bad or rkey not in self._emitted
+            else:
+                refs.append(canonical_id(rkey))
+                bad = True
+        step = Step(id=p.id, tool=tool, input=text, refs=refs, plan=p.plan, line=p.line)
+        for rkey, _ in find_refs(text):
+            if rkey not in self._defined or rkey == key:
+                self._deferred.append((step, rkey))
+        if key in self._defined:
+            first = self._defined[key]
+            self._problem("duplicate_id", p.line, f"{p.id} is defined again (first on line "
+                          f"{first.line}); give each step its own id")
+            return []
+        self.steps.append(step)
+        self._defined[key] = step
+        if bad:
+            return []
+        self._emitted.add(key)
+        return [step]
+
+    # -- problems -------------------------------------------------------------------------------
+    def _problem(self, kind: str, line: int, message: str) -> None:
+        self._problems.append(Problem(kind, line, message))
+
+    def _unknown_tool_message(self, id_: str, tool: str) -> str:
+        assert self._tools is not None
+        names = list(self._tools.values())
+        close = difflib.get_close_matches(tool.lower(), list(self._tools), n=1, cutoff=0.5)
+        hint = f"did you mean '{self._tools[close[0]]}'? " if close else ""
+        return (f"{id_} calls unknown tool '{tool}'; {hint}available tools: "
+                f"{', '.join(names) or '(none)'}")
+
+    def _reference_problem(self, id_: str, line: int, key: RefKey) -> None:
+        ref = canonical_id(key)
+        if key == key_of(id_):
+            self._problem("forward_reference", line, f"{id_} references itself; a step can only "
+                          "use evidence from earlier steps")
+        elif key in self._defined:
+            later = self._defined[key]
+            self._problem("forward_reference", line,
+                          f"{id_} references {later.id}, which is only defined later (line "
+                          f"{later.line}); a step can only use evidence from earlier steps")
+        else:
+            self._problem("undefined_reference", line, f"{id_} references {ref}, which no step "
+                          f"defines{self._other_dialect_hint(key)}")
+
+    def _other_dialect_hint(self, key: RefKey) -> str:
+        other: RefKey = ("E", key[1]) if key[0] == "evidence" else ("evidence", key[1])
+        if other in self._defined:
+            return f"; did you mean {self._defined[other].id}?"
+        return ""
+
+
+def _ws(text: str, pos: int) -> int:
+    """Number of spaces/tabs at ``pos``."""
+    n = 0
+    while pos + n < len(text) and text[pos + n] in " \t":
+        n += 1
+    return n
+
+
+def parse_plan(text: str, tools: Any = None) -> Plan:
+    """Parse a reWOO plan; ``tools`` (registry, mapping or names) enables tool-name checks.
+
+    Raises ``PlanError`` whose ``problems`` lists every problem with its line.
+    """
+    stream = PlanStream(tools)
+    stream.feed(text)
+    return stream.close()
+
+
+def iter_refs(text: str) -> Iterable[re.Match[str]]:
+    """Every reference in ``text`` (for highlighting or substitution)."""
+    return REF_RE.finditer(text)
+
+
+__all__ = ["PlanStream", "parse_plan", "tool_names", "ref_key", "iter_refs"]
