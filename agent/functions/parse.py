@@ -1,0 +1,218 @@
+"""``parse_function_call``: from a model's answer to a validated ``FunctionCall``.
+
+Every candidate snippet (see ``extract``) is read as JSON — as written, then repaired — or as YAML
+(every scalar kept as written, then typed by the schema), and checked against the registry.
+The first candidate that is a valid call wins. Otherwise the error of the candidate that got
+furthest is raised: ``invalid_params`` beats ``unknown_function`` beats ``invalid_syntax``; an
+answer with nothing that looks like a call is ``no_call``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import yaml
+
+from agent.functions.call import FunctionCall
+from agent.functions.coerce import coerce
+from agent.functions.errors import CallError
+from agent.functions.extract import Snippet, find_snippets
+from agent.functions.registry import FunctionRegistry, invalid_params
+from agent.functions.repair import loads_json, repair_json, repair_yaml
+from agent.functions.validate import param_errors
+from agent.functions.yamlio import load_plain, plain_to_str
+
+NAME_KEYS = ("function", "function_name")
+PARAMS_KEYS = ("params", "parameters", "arguments", "args")
+_MENTIONS_CALL = re.compile(r"function", re.I)
+
+# how far a candidate got; the furthest failure is the one reported
+NO_CALL, NOT_A_CALL, BAD_SYNTAX, UNKNOWN, BAD_PARAMS = range(5)
+
+
+@dataclass
+class _Decoded:
+    data: Any
+    format: str
+    typed: bool                      # False: scalars are text, typed later by the schema
+    repairs: list[str] = field(default_factory=list)
+
+
+class _Failure(Exception):
+    def __init__(self, rank: int, error: CallError):
+        super().__init__(str(error))
+        self.rank = rank
+        self.error = error
+
+
+def parse_function_call(text: str, registry: FunctionRegistry, *,
+                        format: str | None = None) -> FunctionCall:
+    """The call in ``text`` (plain, fenced or amid prose; JSON or YAML), validated against
+    ``registry``, or ``FunctionCallError`` (``CallError``) with kind no_call, invalid_syntax,
+    unknown_function or invalid_params. ``format`` ("json"/"yaml") only breaks ties between
+    equally good candidates; both formats are always accepted."""
+    if not isinstance(text, str):
+        raise CallError("no_call", f"expected the model's answer as text, got {type(text).__name__}")
+    if not text.strip():
+        raise CallError("no_call", "the answer is empty; expected a function call such as "
+                        '{"function": "<name>", "params": {...}}', raw=text)
+    snippets = find_snippets(text)
+    if format:
+        preferred = "json" if format.lower() == "json" else "yaml"
+        snippets.sort(key=lambda s: s.kind != preferred)  # stable: keeps order within a kind
+    best: _Failure | None = None
+    for snippet in snippets:
+        try:
+            return _parse_snippet(snippet, text, registry)
+        except _Failure as failure:
+            if best is None or failure.rank > best.rank:
+                best = failure
+        except RecursionError:
+            failure = _Failure(BAD_SYNTAX, CallError(
+                "invalid_syntax", f"the call at line {_line(text, snippet.start)} is nested too "
+                "deeply to read", raw=text))
+            if best is None or failure.rank > best.rank:
+                best = failure
+    if best is None or best.rank == NO_CALL:
+        raise CallError("no_call",
+                        "the answer contains no function call; expected a JSON object such as "
+                        '{"function": "<name>", "params": {...}} (or the same in YAML). '
+                        f"The answer began: {_preview(text)}", raw=text)
+    raise best.error
+
+
+def _parse_snippet(snippet: Snippet, text: str, registry: FunctionRegistry) -> FunctionCall:
+    decoded = _decode(snippet, text)
+    name, params = _split(decoded.data, snippet, text)
+    spec = registry.get(name)
+    if spec is None:
+        raise _Failure(UNKNOWN, registry.unknown(name, raw=text))
+    params = plain_to_str(coerce(params, spec.parameters))
+    if not isinstance(params, dict):
+        raise _Failure(BAD_PARAMS, invalid_params(spec.name, [
+            ("$", f"params must be an object of parameter values, got {_kind(params)}")], raw=text))
+    errors = param_errors(params, spec.parameters)
+    if errors:
+        raise _Failure(BAD_PARAMS, invalid_params(spec.name, errors, raw=text))
+    return FunctionCall(spec.name, params, format=decoded.format, raw=text,
+                        repairs=tuple(decoded.repairs), registry=registry)
+
+
+def _decode(snippet: Snippet, text: str) -> _Decoded:
+    """The data of a snippet, trying the strictest reading first."""
+    body = snippet.text.strip()
+    mentions_call = bool(_MENTIONS_CALL.search(body))
+    if snippet.kind == "json":
+        try:
+            return _Decoded(loads_json(body), "json", True)
+        except ValueError as exc:
+            first_error = exc
+        repaired, repairs = repair_json(body)
+        try:
+            return _Decoded(loads_json(repaired, strict=False), "json", True,
+                            repairs or ["control characters in strings"])
+        except ValueError:
+            pass
+        try:  # YAML flow style: {function: f, params: {a: b}} (unquoted keys and values)
+            data = load_plain(body)
+            if isinstance(data, dict):
+                return _Decoded(data, "json", False, ["unquoted keys or values"])
+        except yaml.YAMLError:
+            pass
+        rank = BAD_SYNTAX if mentions_call else NO_CALL
+        where = f"line {_line(text, snippet.start)}"
+        if not snippet.closed:
+            raise _Failure(rank, CallError(
+                "invalid_syntax", f"the JSON object starting at {where} is never closed; the "
+                "answer looks cut off (allow more tokens) or has unbalanced braces", raw=text))
+        raise _Failure(rank, CallError(
+            "invalid_syntax", f"the JSON object starting at {where} is not valid JSON "
+            f"({_json_problem(first_error)}), even after repairing quotes, trailing commas and "
+            "Python literals", raw=text))
+    try:
+        return _Decoded(load_plain(body), "yaml", False)
+    except yaml.YAMLError as exc:
+        first_yaml: yaml.YAMLError = exc
+    repaired, repairs = repair_yaml(body)
+    if repairs:
+        try:
+            return _Decoded(load_plain(repaired), "yaml", False, repairs)
+        except yaml.YAMLError:
+            pass
+    raise _Failure(BAD_SYNTAX, CallError(
+        "invalid_syntax", f"the YAML call starting at line {_line(text, snippet.start)} cannot be "
+        f"read: {_yaml_problem(first_yaml)}", raw=text))
+
+
+def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
+    """(function name, params) from a decoded call object."""
+    where = f"line {_line(text, snippet.start)}"
+    if not isinstance(data, dict):
+        raise _Failure(NOT_A_CALL, CallError(
+            "invalid_syntax", f"expected an object with \"function\" and \"params\" at {where}, "
+            f"found {_kind(data)}", raw=text))
+    key = next((k for k in NAME_KEYS if k in data), None)
+    if key is None:
+        raise _Failure(NOT_A_CALL, CallError(
+            "invalid_syntax", f"the object at {where} has no \"function\" key (keys: "
+            f"{', '.join(map(str, list(data)[:8])) or 'none'}); a call names its function in "
+            "\"function\" and its arguments in \"params\"", raw=text))
+    name = data[key]
+    params_key = next((k for k in PARAMS_KEYS if k in data), None)
+    params = data.get(params_key) if params_key else None
+    if isinstance(name, Mapping) and isinstance(name.get("name"), str):
+        # OpenAI shape nested in ours: {"function": {"name": ..., "arguments": ...}}
+        inner_key = next((k for k in PARAMS_KEYS if k in name), None)
+        if params is None and inner_key:
+            params = name[inner_key]
+        name = name["name"]
+    if not isinstance(name, str) or not name.strip():
+        raise _Failure(BAD_SYNTAX, CallError(
+            "invalid_syntax", f"\"function\" at {where} must be a function's name, found "
+            f"{_kind(name)}", raw=text))
+    if params is None:
+        params = {}
+    elif isinstance(params, str) and params.strip().startswith("{"):
+        try:  # arguments as a JSON string, the way the OpenAI API sends them
+            params = loads_json(params)
+        except ValueError:
+            pass
+    return str(name).strip(), params
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {json.dumps(value)}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text {_preview(value, 40)}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    return f"a {type(value).__name__}"
+
+
+def _line(text: str, offset: int) -> int:
+    return text.count("\n", 0, offset) + 1
+
+
+def _preview(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[:limit] + "...")
+
+
+def _json_problem(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at its line {exc.lineno} column {exc.colno}"
+    return str(exc)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at its line {mark.line + 1} column {mark.column + 1}" if mark else problem
