@@ -192,3 +192,7 @@ def register(sub: Any) -> None:
     add_model_args(p)
     add_sampling_args(p)
     p.set_defaults(handler=cmd_chat)
+
+    from agent.llm.cli_files import register_file_commands
+
+    register_file_commands(sub)
