@@ -177,16 +177,25 @@ class Scheduler:
             steps = [self._results[k] for k in self._order]
             evidence = {self._steps[k].id: v for k, v in self._evidence.items()}
             answer, error = self._answer(plan)
-            sources: list[str] = []
-            for id_ in plan.answer_dependencies():
-                r = self._results.get(key_of(id_))  # type: ignore[arg-type]
-                if r is not None and r.status == "ok":
-                    sources += [u for u in find_urls(r.input) if u not in sources]
+            sources = self._sources(plan) if answer is not None else []
             return RunResult(ok=answer is not None, answer=answer, evidence=evidence,
                              steps=steps, error=error, sources=sources, elapsed=self.now(),
                              plan=plan)
 
     # -- internals (called with the lock held) ---------------------------------------------------
+    def _sources(self, plan: Plan) -> list[str]:
+        """URLs the answer was derived from: in the inputs of the steps the answer names
+        (the pages a KnowledgeModel read), else in those steps' outputs (a bare search)."""
+        found: list[str] = []
+        results = [self._results[k] for k in (key_of(r) for r in plan.answer_refs)
+                   if k in self._results]
+        for field_name in ("input", "output"):
+            for r in results:
+                found += [u for u in find_urls(getattr(r, field_name) or "") if u not in found]
+            if found:
+                break
+        return found
+
     def _answer(self, plan: Plan) -> tuple[str | None, str | None]:
         for ref in plan.answer_refs:
             key = key_of(ref)
