@@ -1,0 +1,29 @@
+"""Constrained decoding: grammars over bytes, token masks over the vocabulary, grammar builders.
+
+``Grammar(root_node)`` is what ``model.generate(..., grammar=g)`` accepts; ``json_schema_grammar``
+builds one from a JSON Schema. Plan and function-call grammars live with their packages
+(``agent.planner.grammar``, ``agent.functions.grammar``).
+"""
+
+from agent.llm.grammar.errors import GrammarError, SchemaUnsupportedError
+from agent.llm.grammar.grammar import Grammar
+from agent.llm.grammar.matcher import GrammarMatcher
+from agent.llm.grammar.nodes import (
+    EMPTY, Alt, Bytes, Lit, Node, Ref, Rep, Seq, alt, byte_set, choice, lit, opt, rep, seq,
+    text_char, utf8_char,
+)
+from agent.llm.grammar.tokens import TokenTable, token_table
+
+__all__ = [
+    "EMPTY", "Alt", "Bytes", "Grammar", "GrammarError", "GrammarMatcher", "Lit", "Node", "Ref", "Rep",
+    "SchemaUnsupportedError", "Seq", "TokenTable", "alt", "byte_set", "choice", "lit", "opt", "rep",
+    "seq", "text_char", "token_table", "utf8_char", "json_schema_grammar", "json_value_grammar",
+]
+
+
+def __getattr__(name: str):  # the JSON Schema builder is imported on first use
+    if name in ("json_schema_grammar", "json_value_grammar", "JsonOptions", "json_schema_node"):
+        from agent.llm.grammar import json_schema
+
+        return getattr(json_schema, name)
+    raise AttributeError(name)
