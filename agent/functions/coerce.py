@@ -145,6 +145,8 @@ class _Coercer:
         types = self.types(schema, depth)
         if not types:
             return resolve_core(text)
+        if "null" in types and is_core_null(text):
+            return None  # a nullable value written as null, ~ or nothing
         if "string" in types:
             return text  # the schema wants text: keep exactly what the model wrote
         for candidate in _readings(text, types):

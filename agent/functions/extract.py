@@ -70,6 +70,9 @@ def _fences(text: str) -> list[tuple[str, int, str]]:
 
 
 def _from_region(region: str, offset: int, lang: str) -> list[Snippet]:
+    # the model's text begins after "ASSISTANT:" with a space that indents only its first line
+    lead = len(region) - len(region.lstrip(" \t"))
+    region, offset = region[lead:], offset + lead
     out = [Snippet(t, offset + s, "json", closed, lang) for t, s, closed in _brace_objects(region)]
     out += [Snippet(t, offset + s, "yaml", True, lang) for t, s in _yaml_blocks(region)]
     return out

@@ -23,11 +23,12 @@ from agent.functions.extract import Snippet, find_snippets
 from agent.functions.registry import FunctionRegistry, invalid_params
 from agent.functions.repair import loads_json, repair_json, repair_yaml
 from agent.functions.validate import param_errors
-from agent.functions.yamlio import load_plain, plain_to_str
+from agent.functions.yamlio import PlainStr, is_core_null, load_plain, plain_to_str
 
 NAME_KEYS = ("function", "function_name")
 PARAMS_KEYS = ("params", "parameters", "arguments", "args")
 _MENTIONS_CALL = re.compile(r"function", re.I)
+_UNQUOTED_KEY = re.compile(r"[{,]\s*[A-Za-z_][\w-]*\s*:")
 
 # how far a candidate got; the furthest failure is the one reported
 NO_CALL, NOT_A_CALL, BAD_SYNTAX, UNKNOWN, BAD_PARAMS = range(5)
@@ -116,12 +117,13 @@ def _decode(snippet: Snippet, text: str) -> _Decoded:
                             repairs or ["control characters in strings"])
         except ValueError:
             pass
-        try:  # YAML flow style: {function: f, params: {a: b}} (unquoted keys and values)
-            data = load_plain(body)
-            if isinstance(data, dict):
-                return _Decoded(data, "json", False, ["unquoted keys or values"])
-        except yaml.YAMLError:
-            pass
+        if _UNQUOTED_KEY.search(repaired):
+            try:  # YAML flow style: {function: f, params: {a: b}} (unquoted keys and values)
+                data = load_plain(repaired)
+                if isinstance(data, dict) and any(k in data for k in NAME_KEYS):
+                    return _Decoded(data, "json", False, repairs + ["unquoted keys or values"])
+            except yaml.YAMLError:
+                pass
         rank = BAD_SYNTAX if mentions_call else NO_CALL
         where = f"line {_line(text, snippet.start)}"
         if not snippet.closed:
@@ -156,7 +158,9 @@ def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
             f"found {_kind(data)}", raw=text))
     key = next((k for k in NAME_KEYS if k in data), None)
     if key is None:
-        raise _Failure(NOT_A_CALL, CallError(
+        # with params but no function it is a call missing its name; else just some object
+        rank = NOT_A_CALL if any(k in data for k in PARAMS_KEYS) else NO_CALL
+        raise _Failure(rank, CallError(
             "invalid_syntax", f"the object at {where} has no \"function\" key (keys: "
             f"{', '.join(map(str, list(data)[:8])) or 'none'}); a call names its function in "
             "\"function\" and its arguments in \"params\"", raw=text))
@@ -173,8 +177,8 @@ def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
         raise _Failure(BAD_SYNTAX, CallError(
             "invalid_syntax", f"\"function\" at {where} must be a function's name, found "
             f"{_kind(name)}", raw=text))
-    if params is None:
-        params = {}
+    if params is None or (isinstance(params, PlainStr) and is_core_null(params)):
+        params = {}  # "params:" with nothing after it
     elif isinstance(params, str) and params.strip().startswith("{"):
         try:  # arguments as a JSON string, the way the OpenAI API sends them
             params = loads_json(params)
