@@ -28,7 +28,8 @@ def default_tools(
     timeout: float = 10.0,
     deadline: float = 20.0,
     max_urls: int = 5,
-    max_page_chars: int = 20_000,
+    max_page_chars: int = 8_000,
+    max_total_chars: int = 22_000,
     max_links: int = 10,
     answer_tokens: int = 512,
 ) -> ToolRegistry:
@@ -43,7 +44,8 @@ def default_tools(
                             min_interval=min_search_interval, cache_dir=cache_dir,
                             engine=engine, region=region, safesearch=safesearch, timeout=timeout))
     registry.add(TextScraper(allow_private=allow_private, max_urls=max_urls,
-                             max_chars=max_page_chars, timeout=timeout, deadline=deadline,
+                             max_chars=max_page_chars, max_total_chars=max_total_chars,
+                             timeout=timeout, deadline=deadline,
                              user_agent=user_agent or default_user_agent()))
     registry.add(HyperlinkExtractor(max_links=max_links))
     if model is not None:

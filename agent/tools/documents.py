@@ -104,8 +104,10 @@ def format_document(doc: Document) -> str:
 
 
 def format_documents(docs: Iterable[Document]) -> str:
-    """Pages as one text: a block per page, then the end marker."""
+    """Pages as one text: a block per page, then the end marker ('' for no pages)."""
     blocks = [format_document(d) for d in docs]
+    if not blocks:
+        return ""
     return "\n\n".join(blocks + [END_MARKER])
 
 

@@ -9,6 +9,7 @@ block structure as lines.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 
@@ -60,7 +61,8 @@ def soup_text(html: str) -> str:
     for tag in soup.find_all(_BLOCK_TAGS):
         tag.insert_before("\n")
         tag.insert_after("\n")
-    return _tidy(soup.get_text())
+    # Block edges produce runs of empty lines: one line per block is enough.
+    return "\n".join(line for line in _tidy(soup.get_text()).splitlines() if line)
 
 
 def main_text(html: str, url: str | None = None) -> str:
@@ -68,6 +70,11 @@ def main_text(html: str, url: str | None = None) -> str:
     text = ""
     try:
         import trafilatura
+
+        # It logs ERROR for every page that is not an article; the fallback handles those.
+        quiet = logging.getLogger("trafilatura")
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.CRITICAL)
 
         text = trafilatura.extract(html, url=url, include_comments=False, include_tables=True,
                                    favor_precision=True) or ""

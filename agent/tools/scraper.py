@@ -60,7 +60,8 @@ class TextScraper:
         *,
         allow_private: bool = False,
         max_urls: int = 5,
-        max_chars: int = 20_000,
+        max_chars: int = 8_000,
+        max_total_chars: int = 22_000,
         max_bytes: int = 2_000_000,
         timeout: float = 10.0,
         deadline: float = 20.0,
@@ -72,6 +73,7 @@ class TextScraper:
     ):
         self.max_urls = max_urls
         self.max_chars = max_chars
+        self.max_total_chars = max_total_chars
         self.max_workers = max(1, max_workers)
         self.fetcher = SafeFetcher(
             FetchConfig(timeout=timeout, deadline=deadline, max_bytes=max_bytes,
@@ -91,6 +93,7 @@ class TextScraper:
         with ThreadPoolExecutor(max_workers=min(self.max_workers, len(urls)),
                                 thread_name_prefix="scrape") as pool:
             docs = list(pool.map(self.scrape_one, urls))
+        self._share_budget(docs)
         if all(not d.ok for d in docs):
             details = "; ".join(f"{d.url}: {d.error}" for d in docs)
             raise ToolError(f"TextScraper could not read any of {len(docs)} URL(s): {details}")
@@ -99,6 +102,25 @@ class TextScraper:
                 docs[-1].note, f"{len(extra)} more URL(s) not loaded (limit {self.max_urls}): "
                 + " ".join(extra)]))
         return format_documents(docs)
+
+    def _share_budget(self, docs: list[Document]) -> None:
+        """Cut pages so their texts total at most ``max_total_chars``, short pages kept whole.
+
+        The planner pastes evidence up to a cap (24,000 characters by default) and cuts the rest
+        blindly; staying under it leaves the choice of what matters to KnowledgeModel.
+        """
+        sizes = {i: len(d.text) for i, d in enumerate(docs) if d.text}
+        budget = self.max_total_chars
+        if sum(sizes.values()) <= budget:
+            return
+        for i in sorted(sizes, key=sizes.get):  # smallest first: what they leave goes to the rest
+            share = budget // len(sizes)
+            size = sizes.pop(i)
+            if size > share:
+                docs[i].text = _cut(docs[i].text, share)
+                note = f"text cut to {share} characters to fit the total of {budget}"
+                docs[i].note = f"{docs[i].note}; {note}" if docs[i].note else note
+            budget -= len(docs[i].text)
 
     def scrape_one(self, url: str) -> Document:
         """One URL as a ``Document``; failures become ``Document.error``, never exceptions."""
