@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
-from agent.llm.ggml_types import GGMLType
+from agent.llm.ggml_types import GGMLType, type_name
 from agent.llm.modelfile import (TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, ByteReader,
-                                 ModelFile, TensorInfo, Vocab, map_file, tensor_view)
+                                 ModelFile, TensorInfo, Vocab, check_llama_shapes, map_file, tensor_view)
 
 MAGICS = {0x67676D6C: "ggml", 0x67676D66: "ggmf", 0x67676A74: "ggjt"}
 UNK_TEXT = b" \xe2\x81\x87 "  # convert.py stores <unk> as " ⁇ "
@@ -91,16 +91,28 @@ def read_ggml(path: str | Path) -> ModelFile:
         name = r.raw(name_len, "tensor name").decode("utf-8", errors="replace")
         if kind == "ggjt":
             r.align(32)
-        if kind == "ggjt" and version < 3 and ttype in (GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q8_0):
+        # ggjt v2 changed the bit order of every quantized block, v3 the Q4_0/Q4_1/Q8_0 scales to f16.
+        if kind == "ggjt" and version == 3:
+            old_layout = False
+        elif kind == "ggjt" and version == 2:
+            old_layout = ttype in (GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q8_0)
+        else:
+            old_layout = ttype not in (GGMLType.F32, GGMLType.F16)
+        if old_layout:
             raise ModelFormatError(
-                f"{path}: tensor {name!r} uses the pre-v3 {GGMLType(ttype).name} block layout of {fmt}; "
-                "re-quantize it with llama.cpp of June-August 2023 (ggjt v3) or convert it to GGUF")
+                f"{path}: tensor {name!r} uses the old {type_name(ttype)} block layout of {fmt} files, which "
+                "this engine does not decode; re-quantize the model with llama.cpp of June-August 2023 "
+                "(ggjt v3) or convert it to GGUF")
         info = tensor_view(r, gguf_tensor_name(name), ttype, tuple(reversed(ne)), r.pos)
+        if info.name in tensors:
+            raise ModelFormatError(f"{path}: tensor {name!r} appears twice; the file is corrupt")
         r.pos += info.nbytes
         tensors[info.name] = info
 
     metadata = derived_metadata(path, tensors, n_vocab, n_embd, n_head, n_layer, n_rot, ftype)
-    return ModelFile(path, fmt, metadata, tensors, vocab, len(buf), mm)
+    mf = ModelFile(path, fmt, metadata, tensors, vocab, len(buf), mm)
+    check_llama_shapes(mf)
+    return mf
 
 
 def derived_metadata(path: Path, tensors: dict[str, TensorInfo], n_vocab: int, n_embd: int, n_head: int,

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
-from agent.llm.modelfile import TOKEN_NORMAL, ByteReader, ModelFile, TensorInfo, Vocab, map_file, tensor_view
+from agent.llm.modelfile import (TOKEN_NORMAL, ByteReader, ModelFile, TensorInfo, Vocab, check_llama_shapes,
+                                 check_metadata_types, map_file, tensor_view)
 
 GGUF_MAGIC = b"GGUF"
 
@@ -20,6 +21,7 @@ SCALAR_TYPES: dict[int, tuple[str, str]] = {
 }
 STRING, ARRAY = 8, 9
 MAX_STRING = 1 << 30  # sanity bound: a longer string means a corrupt length field
+MAX_NESTING = 8  # arrays of arrays deeper than this mean a corrupt file (and would exhaust the stack)
 
 
 class _GGUFReader(ByteReader):
@@ -37,12 +39,14 @@ class _GGUFReader(ByteReader):
         data = self.raw(n, what)
         return data.decode("utf-8", errors="replace")
 
-    def value(self, vtype: int, what: str) -> Any:
+    def value(self, vtype: int, what: str, depth: int = 0) -> Any:
         if vtype in SCALAR_TYPES:
             return self.unpack(SCALAR_TYPES[vtype][0], what)[0]
         if vtype == STRING:
             return self.string(what)
         if vtype == ARRAY:
+            if depth > MAX_NESTING:
+                raise self.fail(f"{what} nests arrays more than {MAX_NESTING} deep", "the file is corrupt")
             etype = self.u32(f"element type of {what}")
             n = self.count(f"length of {what}")
             if etype in SCALAR_TYPES and etype != 7:
@@ -54,7 +58,7 @@ class _GGUFReader(ByteReader):
                 return arr
             if n > self.size:  # each element takes at least one byte
                 raise self.fail(f"{what} claims {n} elements", "the file is corrupt")
-            return [self.value(etype, f"{what}[{i}]") for i in range(n)]
+            return [self.value(etype, f"{what}[{i}]", depth + 1) for i in range(n)]
         raise self.fail(f"unknown metadata value type {vtype} in {what}",
                         "the file is corrupt or from a newer GGUF version")
 
@@ -79,8 +83,10 @@ def read_gguf(path: str | Path) -> ModelFile:
         key = r.string(f"metadata key #{i}")
         vtype = r.u32(f"value type of {key!r}")
         metadata[key] = r.value(vtype, f"metadata {key!r}")
+    check_metadata_types(path, metadata)
 
     infos = []
+    seen: set[str] = set()
     for i in range(n_tensors):
         name = r.string(f"name of tensor #{i}")
         n_dims = r.u32(f"dimension count of tensor {name!r}")
@@ -89,6 +95,9 @@ def read_gguf(path: str | Path) -> ModelFile:
         ne = [r.count(f"shape of tensor {name!r}") for _ in range(n_dims)]
         ttype = r.u32(f"type of tensor {name!r}")
         offset = r.u64(f"data offset of tensor {name!r}")
+        if name in seen:
+            raise r.fail(f"tensor {name!r} appears twice", "the file is corrupt")
+        seen.add(name)
         infos.append((name, ttype, tuple(reversed(ne)), offset))
 
     alignment = int(metadata.get("general.alignment", 32))
@@ -101,13 +110,30 @@ def read_gguf(path: str | Path) -> ModelFile:
         if offset % alignment:
             raise ModelFormatError(f"{path}: tensor {name!r} data offset {offset} is not aligned to {alignment}")
         tensors[name] = tensor_view(r, name, ttype, shape, data_start + offset)
-    return ModelFile(path, f"gguf-v{version}", metadata, tensors, gguf_vocab(path, metadata), len(buf), mm)
+    check_no_overlap(path, tensors)
+    mf = ModelFile(path, f"gguf-v{version}", metadata, tensors, gguf_vocab(path, metadata), len(buf), mm)
+    check_llama_shapes(mf)
+    return mf
+
+
+def check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:
+    """Tensor data regions must not overlap (a wrong shape or offset makes two tensors share bytes)."""
+    spans = sorted((t.offset, t.offset + t.nbytes, t.name) for t in tensors.values())
+    for (_, end, a), (start, _, b) in zip(spans, spans[1:]):
+        if start < end:
+            raise ModelFormatError(f"{path}: the data of tensor {a!r} (ending at offset {end}) overlaps tensor "
+                                   f"{b!r} (starting at {start}); a shape or offset is wrong, the file is corrupt")
 
 
 def gguf_vocab(path: Path, md: dict[str, Any]) -> Vocab:
     tokens = md.get("tokenizer.ggml.tokens")
     if not isinstance(tokens, list) or not tokens:
         raise ModelFormatError(f"{path}: no tokenizer.ggml.tokens array; the file has no vocabulary")
+    if not all(isinstance(t, str) for t in tokens):
+        raise ModelFormatError(f"{path}: tokenizer.ggml.tokens must be an array of strings; the file is corrupt")
+    for key, kinds in (("tokenizer.ggml.scores", "fiu"), ("tokenizer.ggml.token_type", "iu")):
+        if key in md and not (isinstance(md[key], np.ndarray) and md[key].dtype.kind in kinds):
+            raise ModelFormatError(f"{path}: {key} must be a numeric array; the file is corrupt")
     model = md.get("tokenizer.ggml.model", "llama")
     if model != "llama":
         raise ModelFormatError(
@@ -118,6 +144,10 @@ def gguf_vocab(path: Path, md: dict[str, Any]) -> Vocab:
     if len(scores) != n or len(types) != n:
         raise ModelFormatError(
             f"{path}: vocabulary arrays disagree: {n} tokens, {len(scores)} scores, {len(types)} types")
+    for kind in ("bos", "eos", "unknown"):
+        tid = md.get(f"tokenizer.ggml.{kind}_token_id")
+        if tid is not None and not 0 <= int(tid) < n:
+            raise ModelFormatError(f"{path}: tokenizer.ggml.{kind}_token_id {tid} is outside the vocab of {n} tokens")
     return Vocab(
         tokens=list(tokens), scores=scores, types=types,
         bos_id=int(md.get("tokenizer.ggml.bos_token_id", 1)),
