@@ -64,7 +64,7 @@ def find_n_mult(n_ff: int, n_embd: int) -> int:
     for n_mult in range(8192, 1, -1):
         if ((8 * n_embd) // 3 + n_mult - 1) // n_mult * n_mult == n_ff:
             return n_mult
-    return 256  # e.g. 70B, whose n_ff needs llama.cpp's 1.3 multiplier: 256 is what Meta used
+    return 256  # no n_mult fits (odd custom shapes): readers take n_ff from the w1 shape anyway
 
 
 class GGMLWriter:

@@ -267,10 +267,10 @@ def test_ggml_names_and_pieces_invert_the_reader() -> None:
         assert ggml_piece_to_spm(spm_to_ggml_piece(piece, tt), i) == (piece, tt)
     assert spm_to_ggml_piece("<0x0A>", 6) == b"\n" and ggml_piece_to_spm(b"\n", 13) == ("<0x0A>", 6)
     assert spm_to_ggml_piece("▁the", 1) == b" the" and ggml_piece_to_spm(b" the", 500) == ("▁the", 1)
-    for n_ff, n_embd in [(11008, 4096), (13824, 5120), (768, 256), (5632, 2048)]:
+    for n_ff, n_embd in [(11008, 4096), (13824, 5120), (28672, 8192), (768, 256), (5632, 2048)]:
         m = find_n_mult(n_ff, n_embd)  # llama.cpp's formula must give n_ff back
         assert ((8 * n_embd) // 3 + m - 1) // m * m == n_ff
-    assert find_n_mult(28672, 8192) == 256  # 70B needs the 1.3 multiplier: no n_mult fits
+    assert find_n_mult(28672, 8192) == 7168  # what HF-converted 70B GGML files carry
 
 
 @pytest.mark.parametrize("name", ["tiny.ggmlv3.q4_0.bin", "tiny.ggmlv3.q4_K_M.bin", "tiny.ggmlv3.f16.bin"])
