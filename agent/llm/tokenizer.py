@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import ModelFormatError
-
 from agent.llm.modelfile import TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_USER_DEFINED, Vocab
 
 SPACE = "\u2581"  # SentencePiece's visible space
@@ -45,9 +44,9 @@ def _merge_tables(vocab: Vocab) -> _MergeTables:
             m = _BYTE_PIECE.fullmatch(text)
             if m:
                 byte_ids[int(m.group(1), 16)] = i
-        # llama.cpp looks merges up among all pieces, so "<s>" typed by a user could merge into the
-        # control token; with parse_special=false that text must stay plain text, as SentencePiece
-        # itself does it: control, unknown and byte pieces are never merge targets.
+        # llama.cpp looks merges up among all pieces, so "<s>" typed by a user could in principle merge
+        # into the control token (with Llama's vocab no merge path reaches one). Such text must stay
+        # plain text, as in SentencePiece itself: control, unknown and byte pieces are never merged into.
         if kind in (TOKEN_CONTROL, TOKEN_UNKNOWN, TOKEN_BYTE):
             continue
         pieces[text] = (i, float(score))  # a later duplicate wins, as in llama.cpp's token_to_id
@@ -136,7 +135,7 @@ def spm_reference(vocab: Vocab, text: str, bos: bool = False, *, _tables: _Merge
     return out
 
 
-@dataclass
+@dataclass(eq=False, repr=False)
 class Tokenizer:
     """Text <-> token ids for a Llama SentencePiece vocabulary (GGUF or GGML-era, see ``Vocab``)."""
 
@@ -165,6 +164,9 @@ class Tokenizer:
         # space; otherwise the whole text goes through the merge loop at once.
         crosses = any(SPACE in p.lstrip(SPACE) for p in self._tables.pieces)
         self._word_split = None if crosses else re.compile(f"(?<=[^{SPACE}])(?={SPACE})")
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(n_vocab={self.n_vocab}, bos_id={self.bos_id}, eos_id={self.eos_id})"
 
     @classmethod
     def from_model_file(cls, path: str | Path) -> Tokenizer:
