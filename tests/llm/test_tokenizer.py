@@ -424,3 +424,10 @@ def test_a_100kb_page_equals_the_reference(tok: Tokenizer):
     print(f"\n100 KB page: {len(ids)} tokens in {time.perf_counter() - t0:.3f}s (cold cache)")
     assert ids == spm_reference(tok.vocab, page, bos=True)
     assert fresh.decode(ids) == page
+
+
+def test_a_lone_surrogate_falls_back_to_bytes_instead_of_crashing(tok: Tokenizer):
+    ids = tok.encode("a\ud800b", bos=False)
+    assert ids == tok.encode_reference("a\ud800b", bos=False)
+    assert pieces_of(tok, ids)[1:4] == ["<0xED>", "<0xA0>", "<0x80>"]
+    assert "\ufffd" in tok.decode(ids)
