@@ -47,17 +47,18 @@ class RecordingModel:
         return getattr(self.model, name)
 
     def generate(self, prompt: str, **kwargs: Any) -> Iterator[str]:
+        params = {k: _jsonable(v) for k, v in kwargs.items() if k != "grammar"}
+        params["constrained"] = kwargs.get("grammar") is not None
+        entry: dict[str, Any] = {"prompt": prompt, "params": params, "output": ""}
+        with self._lock:  # logged in call order, not in (timing-dependent) finishing order
+            self.generations.append(entry)
         pieces: list[str] = []
         try:
             for piece in self.model.generate(prompt, **kwargs):
                 pieces.append(piece)
                 yield piece
         finally:  # also when the consumer stops early (plan finished at "Answer:")
-            params = {k: _jsonable(v) for k, v in kwargs.items() if k != "grammar"}
-            params["constrained"] = kwargs.get("grammar") is not None
-            with self._lock:
-                self.generations.append({"prompt": prompt, "params": params,
-                                         "output": "".join(pieces)})
+            entry["output"] = "".join(pieces)
 
     def complete(self, prompt: str, **kwargs: Any) -> str:
         return "".join(self.generate(prompt, **kwargs))

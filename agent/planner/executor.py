@@ -143,6 +143,8 @@ class Scheduler:
         self._waiting: list[RefKey] = []
         self._ready: deque[RefKey] = deque()
         self._running = 0
+        self._sealed = False
+        self._timers: dict[RefKey, threading.Timer] = {}
         self._t0 = time.perf_counter()
 
     def now(self) -> float:
@@ -163,6 +165,12 @@ class Scheduler:
             self._order.append(key)
             self._results[key] = StepResult(step.id, step.tool, step.input)
             self._waiting.append(key)
+            self._advance()
+
+    def seal(self) -> None:
+        """No more steps will come: steps still waiting on unknown ids can never run."""
+        with self._cond:
+            self._sealed = True
             self._advance()
 
     def join(self) -> None:
@@ -228,7 +236,23 @@ class Scheduler:
                     self.emit("finish", self._steps[key], r)
         while self._ready and self._running < self._max_workers:
             self._launch(self._ready.popleft())
+        if self._sealed and not self._running and not self._ready and self._waiting:
+            self._strand()
         self._cond.notify_all()
+
+    def _strand(self) -> None:
+        """Skip steps whose references will never be satisfied (a hand-built plan with a cycle
+        or an id no step defines), instead of waiting for them forever."""
+        for key in self._waiting:
+            step, r = self._steps[key], self._results[key]
+            missing = [ref for ref in step.refs if self._results.get(key_of(ref)) is None
+                       or self._results[key_of(ref)].status not in _TERMINAL]  # type: ignore
+            r.status = "skipped"
+            r.error = (f"skipped because {', '.join(missing)} can never finish (no such step, "
+                       "or a cycle)")
+            r.started = r.finished = self.now()
+            self.emit("finish", step, r)
+        self._waiting = []
 
     def _dependency_state(self, step: Step) -> tuple[str, str]:
         waiting = False
@@ -259,6 +283,7 @@ class Scheduler:
             timer = threading.Timer(self._timeout, self._complete,
                                     (key, None, f"timed out after {self._timeout:g} s", "timeout"))
             timer.daemon = True
+            self._timers[key] = timer
             timer.start()
 
     def _work(self, key: RefKey, tool: Callable[[str], Any], text: str) -> None:
@@ -278,6 +303,9 @@ class Scheduler:
             r = self._results[key]
             if r.status != "running":
                 return  # already timed out (or finished): a late result is dropped
+            timer = self._timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
             r.output, r.error, r.status, r.finished = output, error, status, self.now()
             if status == "ok" and output is not None:
                 self._evidence[key] = output
@@ -294,6 +322,7 @@ def execute(plan: Plan, tools: Any, *, max_workers: int = 8, step_timeout: float
                       on_event=on_event, max_evidence_chars=max_evidence_chars)
     for step in plan.steps:
         sched.submit(step)
+    sched.seal()
     sched.join()
     return sched.result(plan)
 
@@ -309,7 +338,6 @@ def execute_stream(pieces: Iterable[str], tools: Any, *, max_workers: int = 8,
     sched = Scheduler(tools, max_workers=max_workers, step_timeout=step_timeout,
                       on_event=on_event, max_evidence_chars=max_evidence_chars)
     stream = PlanStream(tools)
-    submitted: set[RefKey] = set()
     try:
         for piece in pieces:
             if on_text is not None:
@@ -317,14 +345,10 @@ def execute_stream(pieces: Iterable[str], tools: Any, *, max_workers: int = 8,
             for step in stream.feed(piece):
                 sched.emit("planned", step)
                 sched.submit(step)
-                submitted.add(step.key)
             if stream.done:
                 break  # the answer line is written: the rest is prose
         plan = stream.close()
     finally:
+        sched.seal()
         sched.join()
-    for step in plan.steps:  # every valid step was already streamed; this is a safety net
-        if step.key not in submitted:
-            sched.submit(step)
-    sched.join()
     return sched.result(plan)

@@ -196,3 +196,13 @@ def test_ask_plans_with_the_model_and_runs_the_tools():
     assert result.ok and result.answer == "SECOND FIRST" and result.question == "What?"
     assert model.prompts[0].endswith("Question: What? ASSISTANT:")
     assert "Search[input]: searches" in model.prompts[0]
+
+
+def test_hand_built_plan_with_a_dangling_reference_does_not_hang():
+    from agent.planner import Plan, Step
+
+    plan = Plan(steps=[Step("#E1", "Echo", "x", []), Step("#E2", "Echo", "#E9", ["#E9"])],
+                answer="#E1", answer_refs=["#E1"])
+    result = execute(plan, {"Echo": str})
+    assert result.answer == "x"
+    assert result.step("#E2").status == "skipped" and "#E9" in result.step("#E2").error
