@@ -216,6 +216,13 @@ def check_llama_shapes(mf: ModelFile) -> None:
     per_layer = {"attn_norm.weight": (n_embd,), "attn_q.weight": (n_embd, n_embd), "attn_k.weight": (kv, n_embd),
                  "attn_v.weight": (kv, n_embd), "attn_output.weight": (n_embd, n_embd), "ffn_norm.weight": (n_embd,),
                  "ffn_gate.weight": (n_ff, n_embd), "ffn_up.weight": (n_ff, n_embd), "ffn_down.weight": (n_embd, n_ff)}
+    # GGML files have no tensor count: a file cut between two tensor records reads as a smaller model.
+    required = list(expected) + [f"blk.{i}.{rest}" for i in range(n_layer) for rest in per_layer]
+    missing = [name for name in required if name not in mf.tensors]
+    if missing:
+        raise ModelFormatError(
+            f"{mf.path}: {len(missing)} of the model's {len(required)} tensors are missing (first: {missing[0]!r}); "
+            "the file is truncated or not a complete Llama model")
     for name, t in mf.tensors.items():
         want = expected.get(name)
         if want is None and name.startswith("blk."):
