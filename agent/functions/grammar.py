@@ -1,0 +1,74 @@
+"""The Airoboros function call as a decoding grammar, in JSON or in YAML.
+
+JSON::                                  YAML::
+
+    {                                       function: search
+      "function": "search",                 params:
+      "params": {"query": "cats"}             query: "cats"
+    }                                         limit: 5
+
+``function`` is one of the registry's names and ``params`` follows that function's JSON Schema
+(``agent.llm.grammar.json_schema``: unsupported keywords raise ``SchemaUnsupportedError``). The YAML
+form uses block mappings for objects and flow style for arrays and scalars, with every string
+double-quoted, so ``yaml.safe_load`` gives back exactly the values the schema allows.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from agent.llm.grammar import Grammar, alt, lit, opt, seq
+from agent.llm.grammar.json_schema import JsonOptions, _Builder, _finish, yaml_key
+
+FORMATS = ("json", "yaml")
+
+
+def _key(registry: Any, fmt: str, options: JsonOptions) -> str:
+    return json.dumps([fmt, repr(options), [(n, registry.schema(n)) for n in registry.names()]],
+                      sort_keys=True, default=str)
+
+
+_CACHE: dict[str, Grammar] = {}
+
+
+def function_call_grammar(registry: Any, format: str = "json", *,
+                          options: JsonOptions | None = None) -> Grammar:
+    """Only calls of ``registry``'s functions with params valid for their schemas (cached)."""
+    fmt = str(format).lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be 'json' or 'yaml', got {format!r}")
+    names = list(registry.names())
+    if not names:
+        raise ValueError("the registry has no functions: register some before constraining calls")
+    options = options or JsonOptions(max_string_length=200)
+    key = _key(registry, fmt, options)
+    grammar = _CACHE.get(key)
+    if grammar is None:
+        grammar = _build(registry, names, fmt, options)
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        _CACHE[key] = grammar
+    return grammar
+
+
+def _params_schema(registry: Any, name: str) -> Any:
+    schema = registry.schema(name)
+    return schema if schema not in (None, {}) else {"type": "object", "properties": {}}
+
+
+def _build(registry: Any, names: list[str], fmt: str, options: JsonOptions) -> Grammar:
+    if fmt == "json":
+        schema = {"anyOf": [{"type": "object",
+                             "properties": {"function": {"const": n}, "params": _params_schema(registry, n)},
+                             "required": ["function", "params"]} for n in names]}
+        b = _Builder(schema, options, yaml=False)
+        return _finish(b, b.value(schema, ""), "function call (json)")
+    b = _Builder({}, options, yaml=True)
+    calls = []
+    for n in names:
+        schema = _params_schema(registry, n)
+        b.root = schema  # local $refs resolve against the function's own schema
+        calls.append(seq("function: ", lit(yaml_key(n)), "\nparams:",
+                         b.block_value(schema, f"{n}/params", 2)))
+    return _finish(b, seq(opt("\n"), alt(*calls)), "function call (yaml)")
