@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -86,7 +86,20 @@ def parse_function_call(text: str, registry: FunctionRegistry, *,
 
 
 def _parse_snippet(snippet: Snippet, text: str, registry: FunctionRegistry) -> FunctionCall:
-    decoded = _decode(snippet, text)
+    """The call in one snippet; when it has several readings the first valid one wins."""
+    best: _Failure | None = None
+    for decoded in _decodings(snippet, text):
+        try:
+            return _call_from(decoded, snippet, text, registry)
+        except _Failure as failure:
+            if best is None or failure.rank > best.rank:
+                best = failure
+    assert best is not None  # _decodings yields at least once or raises
+    raise best
+
+
+def _call_from(decoded: _Decoded, snippet: Snippet, text: str,
+               registry: FunctionRegistry) -> FunctionCall:
     name, params = _split(decoded.data, snippet, text)
     spec = registry.get(name)
     if spec is None:
@@ -102,38 +115,52 @@ def _parse_snippet(snippet: Snippet, text: str, registry: FunctionRegistry) -> F
                         repairs=tuple(decoded.repairs), registry=registry)
 
 
-def _decode(snippet: Snippet, text: str) -> _Decoded:
-    """The data of a snippet, trying the strictest reading first."""
+def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
+    """The readings of a snippet, strictest first; raises ``_Failure`` if there is none."""
     body = snippet.text.strip()
-    mentions_call = bool(_MENTIONS_CALL.search(body))
-    if snippet.kind == "json":
-        try:
-            return _Decoded(loads_json(body), "json", True)
-        except ValueError as exc:
-            first_error = exc
-        repaired, repairs = repair_json(body)
-        try:
-            return _Decoded(loads_json(repaired, strict=False), "json", True,
-                            repairs or ["control characters in strings"])
-        except ValueError:
-            pass
-        if _UNQUOTED_KEY.search(repaired):
-            try:  # YAML flow style: {function: f, params: {a: b}} (unquoted keys and values)
-                data = load_plain(repaired)
-                if isinstance(data, dict) and any(k in data for k in NAME_KEYS):
-                    return _Decoded(data, "json", False, repairs + ["unquoted keys or values"])
+    if snippet.kind == "yaml":
+        yield _decode_yaml(body, snippet, text)
+        return
+    try:
+        yield _Decoded(loads_json(body), "json", True)
+        return
+    except ValueError as exc:
+        first_error = exc
+    repaired, repairs = repair_json(body)
+    try:
+        yield _Decoded(loads_json(repaired, strict=False), "json", True,
+                       repairs or ["control characters in strings"])
+        return
+    except ValueError:
+        pass
+    found = False
+    if _UNQUOTED_KEY.search(body):
+        # unquoted keys: YAML flow style as written ({function: f, params: {a: b}}), or
+        # JSON-ish with unquoted keys plus other slips
+        for candidate, fmt, fixes in ((body, "yaml", []),
+                                      (repaired, "json", repairs + ["unquoted keys"])):
+            try:
+                data = load_plain(candidate)
             except yaml.YAMLError:
-                pass
-        rank = BAD_SYNTAX if mentions_call else NO_CALL
-        where = f"line {_line(text, snippet.start)}"
-        if not snippet.closed:
-            raise _Failure(rank, CallError(
-                "invalid_syntax", f"the JSON object starting at {where} is never closed; the "
-                "answer looks cut off (allow more tokens) or has unbalanced braces", raw=text))
+                continue
+            if isinstance(data, dict) and any(k in data for k in NAME_KEYS):
+                found = True
+                yield _Decoded(data, fmt, False, fixes)
+    if found:
+        return
+    rank = BAD_SYNTAX if _MENTIONS_CALL.search(body) else NO_CALL
+    where = f"line {_line(text, snippet.start)}"
+    if not snippet.closed:
         raise _Failure(rank, CallError(
-            "invalid_syntax", f"the JSON object starting at {where} is not valid JSON "
-            f"({_json_problem(first_error)}), even after repairing quotes, trailing commas and "
-            "Python literals", raw=text))
+            "invalid_syntax", f"the JSON object starting at {where} is never closed; the "
+            "answer looks cut off (allow more tokens) or has unbalanced braces", raw=text))
+    raise _Failure(rank, CallError(
+        "invalid_syntax", f"the JSON object starting at {where} is not valid JSON "
+        f"({_json_problem(first_error)}), even after repairing quotes, trailing commas and "
+        "Python literals", raw=text))
+
+
+def _decode_yaml(body: str, snippet: Snippet, text: str) -> _Decoded:
     try:
         return _Decoded(load_plain(body), "yaml", False)
     except yaml.YAMLError as exc:

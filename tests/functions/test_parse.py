@@ -145,8 +145,8 @@ def test_missing_params_means_no_params(registry):
      "single quotes"),
     ('{"function": "file_analytics", // the best fit\n "params": {"action": "a", '
      '/* why */ "filters": {"keyword": "k"}}}', "comments"),
-    ('{function: file_analytics, params: {action: a, filters: {keyword: k}}}',
-     "unquoted keys or values"),
+    ("{function: file_analytics, /* pick */ params: {action: a, filters: {keyword: k}}}",
+     "unquoted keys"),
     ('{"function": "file_analytics", "params": {"action": "a\nb", "filters": {"keyword": "k"}}}',
      "control characters in strings"),
 ])
@@ -154,6 +154,13 @@ def test_common_json_slips_are_repaired(card_registry, text, repair):
     call = parse_function_call(text, card_registry)
     assert call.params["filters"] == {"keyword": "k"}
     assert repair in call.repairs
+
+
+def test_yaml_flow_style_is_yaml(registry):
+    call = parse_function_call("{function: set_country, params: {country: NO, notify: on}}",
+                               registry)
+    assert (call.format, call.repairs) == ("yaml", ())
+    assert call.params == {"country": "NO", "notify": True}
 
 
 def test_python_literals_become_json(registry):
