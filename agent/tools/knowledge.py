@@ -53,8 +53,9 @@ def split_question(text: str) -> tuple[str, list[Document]]:
     evidence = split_evidence(text)
     docs = evidence.documents
     if docs:
-        question = " ".join(evidence.outside_text(PLACEHOLDER).split())
-        return question or f"Summarize {PLACEHOLDER}.", docs
+        if not evidence.outside_text("").strip():
+            return f"Summarize {PLACEHOLDER}.", docs
+        return " ".join(evidence.outside_text(PLACEHOLDER).split()), docs
     stripped = text.strip()
     m = _GIVEN.search(stripped)
     if m and m.start() > 0 and stripped[m.end():].strip():
