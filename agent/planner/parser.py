@@ -26,10 +26,10 @@ from agent.planner.plan import (
 
 _MD = r"(?:\*\*|__)?"
 # Markdown emphasis, bullets and indentation in front of a keyword ("**Plan:**", "- #E1 = ...").
-_LEAD_RE = re.compile(r"[\s*_\->]*")
+_LEAD_RE = re.compile(r"[\s*_\->]*(?:\d{1,3}[.)][ \t]+)?[\s*_]*")  # also "1. " / "2) " numbering
 _PLAN_RE = re.compile(rf"plan(?:[ \t]*\d+)?[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE)
 _ANSWER_RE = re.compile(rf"(?:final[ \t]+answer|answer)[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE)
-_STEP_ID_RE = re.compile(rf"(?::evidence\d+:?|#E\d+)(?!\d){_MD}[ \t]*(?P<sep>[=:])?[ \t]*",
+_STEP_ID_RE = re.compile(rf"(?::evidence(?:\d+|\[\d+\]):?|#E\d+)(?!\d){_MD}[ \t]*(?P<sep>[=:])?[ \t]*",
                          re.IGNORECASE)
 _TOOL_RE = re.compile(r"(?P<tool>[A-Za-z_][A-Za-z0-9_]*)[ \t]*\[")
 _TRAILING_NOISE = " \t*_.,;"
@@ -138,13 +138,13 @@ class PlanStream:
         if self._closed is not None:
             raise PlanError("PlanStream.feed() called after close(); start a new PlanStream")
         self._chunks.append(chunk)
-        self._buf += chunk
+        if "\n" not in chunk:  # keep streaming of a long line linear: no rescans of the buffer
+            self._buf += chunk
+            return []
+        lines = (self._buf + chunk).split("\n")
+        self._buf = lines.pop()
         ready: list[Step] = []
-        while True:
-            nl = self._buf.find("\n")
-            if nl < 0:
-                break
-            line, self._buf = self._buf[:nl], self._buf[nl + 1:]
+        for line in lines:
             ready += self._line(line[:-1] if line.endswith("\r") else line)  # CRLF
         return ready
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 # One evidence reference. Digits are taken whole: `(?!\d)` stops `#E1` matching inside `#E10`.
-REF_RE = re.compile(r":evidence(\d+):?(?!\d)|#E(\d+)(?!\d)", re.IGNORECASE)
+# `:evidence[1]:` is the prompt's own `:evidence[n]:` notation filled in, so it is accepted too.
+REF_RE = re.compile(r":evidence(?:(\d+)|\[(\d+)\]):?(?!\d)|#E(\d+)(?!\d)", re.IGNORECASE)
 
 PROBLEM_KINDS = (
     "syntax",
@@ -30,9 +31,9 @@ RefKey = tuple[str, int]
 
 def ref_key(match: re.Match[str]) -> RefKey:
     """The dialect-and-number key of a ``REF_RE`` match."""
-    if match.group(1) is not None:
-        return ("evidence", int(match.group(1)))
-    return ("E", int(match.group(2)))
+    if match.group(3) is not None:
+        return ("E", int(match.group(3)))
+    return ("evidence", int(match.group(1) or match.group(2)))
 
 
 def key_of(ref: str) -> RefKey | None:

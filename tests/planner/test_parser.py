@@ -294,3 +294,71 @@ def test_fuzz_long_repetitive_inputs_stay_fast(piece, n):
         parse_plan(text)
     except PlanError:
         pass
+
+
+def test_numbered_lines():
+    plan = parse_plan("1. Plan: search\n2. #E1 = S[x]\n3) Plan: read\n4) #E2 = R[#E1]\n"
+                      "5. Final answer: #E2")
+    assert plan.ids == ["#E1", "#E2"] and plan.steps[1].plan == "read"
+
+
+def test_bracketed_evidence_number_of_the_prompt_notation():
+    plan = parse_plan(":evidence[0]: = A[x]\n:evidence1: = B[given :evidence[0]:]\n"
+                      "Answer: :evidence[1]:")
+    assert plan.steps[1].refs == [":evidence[0]:"]
+    assert plan.answer_refs == [":evidence1:"]
+    assert plan.dependencies(":evidence1:") == [":evidence[0]:"]
+
+
+def test_stream_returns_each_step_once_when_its_line_is_complete():
+    from agent.planner import PlanStream
+
+    stream = PlanStream(["A", "B"])
+    assert stream.feed("Plan: x\r\n#E1 = A[q") == []
+    assert stream.feed("]") == []  # the line may still go on
+    s1, s2 = stream.feed("\r\n#E2 = B[#E1]\n#E3 = Nope[")
+    assert (s1.id, s1.input, s1.line) == ("#E1", "q", 2)
+    assert (s2.id, s2.refs, s2.line) == ("#E2", ["#E1"], 3)
+    assert [s.id for s in stream.feed("#E2]\n#E4 = B[#E3]\n")] == []  # unknown tool, dependents held
+    assert not stream.done
+    stream.feed("Final answer: #E2\nmore prose")
+    assert stream.done
+    with pytest.raises(PlanError) as info:
+        stream.close()
+    assert [(p.kind, p.line) for p in info.value.problems] == [("unknown_tool", 4)]
+
+
+def test_stream_emits_dependents_as_soon_as_their_line_ends():
+    from agent.planner import PlanStream
+
+    stream = PlanStream()
+    text = "#E1 = A[x]\n#E2 = B[#E1]\nFinal answer: #E2"
+    got = []
+    for ch in text:
+        got += [s.id for s in stream.feed(ch)]
+    assert got == ["#E1", "#E2"]
+    assert stream.close().answer == "#E2"
+
+
+@settings(max_examples=100, deadline=None)
+@given(_plan_like, st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=30))
+def test_fuzz_streaming_in_any_chunks_agrees_with_parsing_at_once(text, cuts):
+    from agent.planner import PlanStream
+
+    def outcome(fn):
+        try:
+            plan = fn()
+            return ("plan", [(s.id, s.tool, s.input, s.refs, s.plan, s.line) for s in plan.steps],
+                    plan.answer)
+        except PlanError as exc:
+            return ("error", [(p.kind, p.line) for p in exc.problems])
+
+    def streamed():
+        stream, pos, i = PlanStream(CARD_TOOLS), 0, 0
+        while pos < len(text):
+            n = cuts[i % len(cuts)]
+            stream.feed(text[pos:pos + n])
+            pos, i = pos + n, i + 1
+        return stream.close()
+
+    assert outcome(streamed) == outcome(lambda: parse_plan(text, CARD_TOOLS))
