@@ -51,8 +51,8 @@ def test_golden_blocks_match_the_f32_source(golden_errors: dict, qtype: GGMLType
     errs = golden_errors[qtype]
     bound = GOLDEN_REL_RMS[qtype]
     # A wrong formula gives > 0.5; llama.cpp's blocks decoded right give the README's numbers.
-    assert max(errs) <= 1.3 * bound, (qtype.name, errs)
-    assert float(np.mean(errs)) >= bound / 3, (qtype.name, errs)  # really quantized, not the source again
+    assert max(errs) <= 1.1 * bound, (qtype.name, errs)
+    assert float(np.mean(errs)) >= 0.8 * bound, (qtype.name, errs)  # really quantized, not the source again
 
 
 def test_golden_file_set_covers_the_main_types(golden_errors: dict) -> None:
