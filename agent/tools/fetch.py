@@ -142,7 +142,8 @@ class SafeFetcher:
         current = url.strip()
         redirects: list[str] = []
         while True:
-            target = check_url(current, allow_private=cfg.allow_private, resolver=self.resolver)
+            target = check_url(current, allow_private=cfg.allow_private, resolver=self.resolver,
+                               timeout=max(0.0, deadline - time.monotonic()))
             session, resp = self._send(target, deadline)
             try:
                 if resp.status_code in _REDIRECTS and resp.headers.get("Location"):

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
@@ -110,11 +113,13 @@ def _ascii_host(host: str) -> str:
         raise BlockedURLError(f"host {host!r} is not a valid international domain name: {exc}") from exc
 
 
-def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | None = None) -> Target:
+def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | None = None,
+              timeout: float | None = None) -> Target:
     """Validate ``url`` and resolve its host; raise ``BlockedURLError`` when it must not be fetched.
 
     With ``allow_private`` only the scheme and form are checked (for local use and tests); the
-    host is still resolved once and the connection pinned to what was resolved.
+    host is still resolved once and the connection pinned to what was resolved. ``timeout``
+    bounds the DNS lookup (``getaddrinfo`` itself has none).
     """
     try:
         parts = urlsplit(url.strip())
@@ -143,8 +148,7 @@ def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | Non
     if literal is not None:
         addresses = [str(literal)]
     else:
-        resolve = resolver or resolve_host_dynamic
-        addresses = [str(a) for a in resolve(host, port)]
+        addresses = _resolve(resolver or resolve_host_dynamic, host, port, timeout)
         if not addresses:
             raise ToolError(f"cannot resolve host {host!r}: no addresses")
     if not allow_private:
@@ -155,6 +159,24 @@ def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | Non
                 "(loopback, private, link-local, CGNAT, multicast or reserved); "
                 "use allow_private=True only for trusted local use")
     return Target(url=url.strip(), scheme=scheme, host=host, port=port, addresses=tuple(addresses))
+
+
+_DNS_POOL: ThreadPoolExecutor | None = None
+_DNS_POOL_LOCK = threading.Lock()
+
+
+def _resolve(resolve: Resolver, host: str, port: int, timeout: float | None) -> list[str]:
+    if timeout is None:
+        return [str(a) for a in resolve(host, port)]
+    global _DNS_POOL
+    with _DNS_POOL_LOCK:
+        if _DNS_POOL is None:
+            _DNS_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dns")
+    future = _DNS_POOL.submit(resolve, host, port)
+    try:
+        return [str(a) for a in future.result(timeout=max(0.0, timeout))]
+    except FutureTimeout:
+        raise ToolError(f"cannot resolve host {host!r}: no answer within {timeout:.1f} s") from None
 
 
 def resolve_host_dynamic(host: str, port: int) -> list[str]:

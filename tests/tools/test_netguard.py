@@ -143,3 +143,16 @@ def test_check_url_fuzz_only_raises_tool_errors(text: str) -> None:
         return
     assert target.scheme in ("http", "https") and target.host
     assert target.addresses and all(is_public_address(a) for a in target.addresses)
+
+
+def test_slow_dns_is_bounded_by_the_timeout() -> None:
+    import time
+
+    def slow(host: str, port: int) -> list[str]:
+        time.sleep(1.0)
+        return ["93.184.216.34"]
+
+    t0 = time.monotonic()
+    with pytest.raises(ToolError, match="no answer within 0.1 s"):
+        check_url("https://slow.test/", resolver=slow, timeout=0.1)
+    assert time.monotonic() - t0 < 0.8

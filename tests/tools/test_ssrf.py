@@ -136,3 +136,111 @@ def test_real_host_name_resolving_to_loopback_is_refused(loopback, fake_dns) -> 
     with pytest.raises(BlockedURLError, match="127.0.0.1"):
         SafeFetcher().fetch(loopback.url("/", host="pinned.test"))
     assert loopback.requests == []
+
+
+# --- TLS: the pinned connection still sends SNI and verifies the certificate for the host name --
+
+def _make_cert(tmp_path, host: str):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not available to make a test certificate")
+    cert, key = tmp_path / f"{host}.pem", tmp_path / f"{host}.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", f"/CN={host}",
+                    "-addext", f"subjectAltName=DNS:{host}", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    import http.server
+    import ssl
+    import threading
+
+    cert, key = _make_cert(tmp_path, "pinned.test")
+    seen_sni: list[str | None] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = f"tls ok for {self.headers['Host']}".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class Server(http.server.ThreadingHTTPServer):
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    ctx.sni_callback = lambda sock, name, c: seen_sni.append(name)
+    httpd = Server(("127.0.0.1", 0), Handler)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1], cert, seen_sni
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_tls_to_pinned_address_uses_sni_and_verifies_the_host_name(tls_server, fake_dns) -> None:
+    port, cert, seen_sni = tls_server
+    fake_dns["pinned.test"] = "127.0.0.1"
+    fetcher = SafeFetcher(FetchConfig(allow_private=True, verify=str(cert)))
+    page = fetcher.fetch(f"https://pinned.test:{port}/")
+    assert page.text == f"tls ok for pinned.test:{port}"
+    assert seen_sni == ["pinned.test"]
+
+
+def test_tls_certificate_for_another_name_is_rejected(tls_server, fake_dns) -> None:
+    port, cert, _ = tls_server
+    fake_dns["other.test"] = "127.0.0.1"  # same address, but the certificate is for pinned.test
+    with pytest.raises(ToolError, match="doesn.t match .pinned.test."):
+        SafeFetcher(FetchConfig(allow_private=True, verify=str(cert))).fetch(f"https://other.test:{port}/")
+
+
+def test_ipv6_address_is_pinned_too(fake_dns) -> None:
+    import http.server
+    import socket
+    import threading
+
+    class V6Server(http.server.ThreadingHTTPServer):
+        address_family = socket.AF_INET6
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            body = self.headers["Host"].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    try:
+        httpd = V6Server(("::1", 0), Handler)
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        port = httpd.server_address[1]
+        fake_dns["six.test"] = "::1"
+        page = SafeFetcher(FetchConfig(allow_private=True)).fetch(f"http://six.test:{port}/")
+        assert page.text == f"six.test:{port}"
+        with pytest.raises(BlockedURLError):
+            SafeFetcher().fetch(f"http://six.test:{port}/")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
