@@ -338,8 +338,9 @@ def execute_stream(pieces: Iterable[str], tools: Any, *, max_workers: int = 8,
     sched = Scheduler(tools, max_workers=max_workers, step_timeout=step_timeout,
                       on_event=on_event, max_evidence_chars=max_evidence_chars)
     stream = PlanStream(tools)
+    iterator = iter(pieces)
     try:
-        for piece in pieces:
+        for piece in iterator:
             if on_text is not None:
                 on_text(piece)
             for step in stream.feed(piece):
@@ -349,6 +350,9 @@ def execute_stream(pieces: Iterable[str], tools: Any, *, max_workers: int = 8,
                 break  # the answer line is written: the rest is prose
         plan = stream.close()
     finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:  # stop the model now, and run the generator's cleanup
+            close()
         sched.seal()
         sched.join()
     return sched.result(plan)

@@ -206,3 +206,43 @@ def test_hand_built_plan_with_a_dangling_reference_does_not_hang():
     result = execute(plan, {"Echo": str})
     assert result.answer == "x"
     assert result.step("#E2").status == "skipped" and "#E9" in result.step("#E2").error
+
+
+def test_ask_holds_tools_that_share_the_model_until_the_plan_is_written():
+    plan = ("Plan: a\n:evidence0: = Search[x]\nPlan: b\n:evidence1: = Know[given :evidence0:]\n"
+            "Plan: padding so that the model is still writing for a while after the steps\n"
+            "Answer: :evidence1:\n")
+    model = ScriptedModel([plan], chunk_size=4, delay=0.005)
+    times: dict[str, float] = {}
+    finished: list[float] = []
+
+    class Know:
+        name, description = "Know", "answers with the model"
+
+        def __init__(self, model):
+            self.model = model
+
+        def __call__(self, text: str) -> str:
+            times["know"] = time.perf_counter()
+            return "known"
+
+    def search(q: str) -> str:
+        times["search"] = time.perf_counter()
+        return "found"
+
+    reg = ToolRegistry()
+    reg.add(search, name="Search", description="searches")
+    reg.add(Know(model))
+    original = model.generate
+
+    def generate(prompt, **kw):
+        try:
+            yield from original(prompt, **kw)
+        finally:  # the executor stops reading at the answer line
+            finished.append(time.perf_counter())
+
+    model.generate = generate
+    result = ask(model, "Q?", reg)
+    assert result.answer == "known"
+    assert times["search"] < finished[0] - 0.1 < times["know"]
+    assert reg.get("Know").__class__ is Know  # the caller's registry is left alone
