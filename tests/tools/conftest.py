@@ -6,7 +6,7 @@ import http.server
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -36,9 +36,6 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> FakeDNS:
     dns = FakeDNS()
     monkeypatch.setattr(netguard, "resolve_host", dns)
     return dns
-
-
-Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
 
 
 @dataclass

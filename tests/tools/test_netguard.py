@@ -156,3 +156,12 @@ def test_slow_dns_is_bounded_by_the_timeout() -> None:
     with pytest.raises(ToolError, match="no answer within 0.1 s"):
         check_url("https://slow.test/", resolver=slow, timeout=0.1)
     assert time.monotonic() - t0 < 0.8
+
+
+@pytest.mark.parametrize("url", ["http://2130706433/", "http://0x7f.1/", "http://127.1/",
+                                 "http://017700000001/", "http://0/"])
+def test_numeric_ipv4_spellings_resolve_to_loopback_and_are_refused(url: str) -> None:
+    # The real resolver (no DNS traffic: getaddrinfo parses these numerically, as a browser or
+    # requests would) turns them into 127.0.0.1 / 0.0.0.0, which the check then refuses.
+    with pytest.raises(BlockedURLError, match="non-public"):
+        check_url(url)
