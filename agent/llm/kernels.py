@@ -1,19 +1,171 @@
 """Choice of matrix-product implementation and thread count for the engine.
 
-The reference ``Linear`` (dequantize, then BLAS) is the fallback; faster kernels register here.
+``linear_class()`` is what the transformer builds its projections with. With numba available it
+is ``QuantLinear``: quantized matrices are repacked once (``agent.llm.repack``) and multiplied by
+the numba kernels of ``agent.llm.kernels_numba`` -- a fused matrix-vector kernel for a few tokens
+(decode), and for longer batches (prefill) a tile of rows dequantized into a reused float32
+buffer and handed to BLAS sgemm. Without numba (or with ``AGENT_KERNELS=reference``) it is the
+reference ``Linear`` (dequantize the whole matrix, then BLAS).
+
+Threads: ``set_threads(n)`` caps both numba's pool and BLAS's. The two never run at once (a tile
+is dequantized, then multiplied), so n threads means n busy cores.
 """
 
 from __future__ import annotations
 
-from agent.llm.linear import Linear
+import os
+import threading
+import warnings
+from typing import Any, Callable
 
-_threads = 1
+import numpy as np
+
+from agent.llm.ggml_types import GGMLType
+from agent.llm.linear import Linear
+from agent.llm.modelfile import TensorInfo
+
+# Up to this many tokens the fused kernel re-reads each row group from cache per token; beyond
+# it dequantizing once and running sgemm is faster.
+MV_MAX_TOKENS = 4
+# float32 bytes of one dequantized tile: big enough for an efficient sgemm, small enough to
+# stay in the L3 cache.
+TILE_BYTES = 4 << 20
+
+_threads = max(1, os.cpu_count() or 1)
+_blas_limit: Any = None  # threadpoolctl's limiter, kept alive so the BLAS cap holds
+_local = threading.local()  # per-thread tile buffer (one model may be used from several threads)
+_warned = False
+
+
+def _load_numba() -> Any:
+    """The kernel module, or None (with a one-time warning) when numba cannot be used."""
+    global _warned
+    if os.environ.get("AGENT_KERNELS", "").lower() == "reference":
+        return None
+    try:
+        from agent.llm import kernels_numba
+    except Exception as exc:  # ImportError, or a numba/llvmlite that fails to initialize
+        if not _warned:
+            _warned = True
+            warnings.warn(f"numba kernels unavailable ({exc}); using the slow reference matmul",
+                          RuntimeWarning, stacklevel=3)
+        return None
+    return kernels_numba
 
 
 def set_threads(n: int) -> None:
-    global _threads
+    """Use ``n`` threads for the kernels and for BLAS (no more than the machine has)."""
+    global _threads, _blas_limit
     _threads = max(1, int(n))
+    try:
+        import numba
+
+        numba.set_num_threads(min(_threads, numba.config.NUMBA_NUM_THREADS))
+    except ImportError:
+        pass
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        _blas_limit = ThreadpoolController().limit(limits=_threads, user_api="blas")
+    except ImportError:
+        pass
+
+
+def get_threads() -> int:
+    return _threads
+
+
+def _sync_numba_threads() -> None:
+    # numba's thread count is per calling thread: a server thread starts at the default.
+    import numba
+
+    want = min(_threads, numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != want:
+        numba.set_num_threads(want)
+
+
+def _tile_buffer(n: int) -> np.ndarray:
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < n:
+        buf = _local.buf = np.empty(n, np.float32)
+    return buf[:n]
+
+
+def _kernel_table(K: Any) -> dict[GGMLType, tuple[Callable[..., None], Callable[..., None], int]]:
+    """Per type: fused matvec, tile dequantizer, and the sub-block size of the x sums they take."""
+    return {
+        GGMLType.Q4_0: (K.mv_q4_0, K.dq_q4_0, 32), GGMLType.Q4_1: (K.mv_q4_1, K.dq_q4_1, 32),
+        GGMLType.Q5_0: (K.mv_q5_0, K.dq_q5_0, 32), GGMLType.Q5_1: (K.mv_q5_1, K.dq_q5_1, 32),
+        GGMLType.Q8_0: (K.mv_q8_0, K.dq_q8_0, 32), GGMLType.Q2_K: (K.mv_q2_k, K.dq_q2_k, 16),
+        GGMLType.Q3_K: (K.mv_q3_k, K.dq_q3_k, 16), GGMLType.Q4_K: (K.mv_q4_k, K.dq_q4_k, 32),
+        GGMLType.Q5_K: (K.mv_q5_k, K.dq_q5_k, 32), GGMLType.Q6_K: (K.mv_q6_k, K.dq_q6_k, 16),
+    }
+
+
+class QuantLinear:
+    """``x @ W.T`` for x float32 [n_tokens, n_in], W a (quantized) [n_out, n_in] tensor."""
+
+    def __init__(self, tensor: TensorInfo, kernels: Any = None):
+        if len(tensor.shape) != 2:
+            raise ValueError(f"tensor {tensor.name!r} is not a matrix (shape {tensor.shape})")
+        from agent.llm.repack import repack
+
+        self.tensor = tensor
+        self.n_out, self.n_in = tensor.shape
+        self.type = GGMLType(tensor.type)
+        K = kernels if kernels is not None else _load_numba()
+        table = _kernel_table(K) if K is not None else {}
+        self.packed = None
+        if self.type in table:
+            self.mv, self.dq, self.sum_size = table[self.type]
+            self.packed = repack(tensor.data, tensor.type, tensor.shape)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ValueError(f"{self.tensor.name}: expected activations [n, {self.n_in}], got {x.shape}")
+        if self.packed is None:
+            return self._plain(x)
+        _sync_numba_threads()
+        if x.shape[0] <= MV_MAX_TOKENS:
+            return self._matvec(x)
+        return self._tiled(x)
+
+    def _matvec(self, x: np.ndarray) -> np.ndarray:
+        pm = self.packed
+        xs = x.reshape(x.shape[0], -1, self.sum_size).sum(axis=2, dtype=np.float32)
+        out = np.empty((x.shape[0], pm.n_groups * pm.arrays[0].shape[-1]), np.float32)
+        self.mv(*pm.arrays, x, xs, out)
+        return out[:, :self.n_out]
+
+    def _tiled(self, x: np.ndarray) -> np.ndarray:
+        pm = self.packed
+        lanes = pm.arrays[0].shape[-1]
+        per_tile = max(1, TILE_BYTES // (4 * self.n_in * lanes))
+        out = np.empty((x.shape[0], pm.n_groups * lanes), np.float32)
+        for g0 in range(0, pm.n_groups, per_tile):
+            g1 = min(pm.n_groups, g0 + per_tile)
+            cols = (g1 - g0) * lanes
+            wt = _tile_buffer(self.n_in * cols).reshape(self.n_in, cols)
+            self.dq(*pm.arrays, g0, g1, wt)
+            np.matmul(x, wt, out=out[:, g0 * lanes:g1 * lanes])
+        return out[:, :self.n_out]
+
+    def _plain(self, x: np.ndarray) -> np.ndarray:
+        """F32 straight from the mapping; F16 (and anything without a kernel) a row tile at a time."""
+        t = self.tensor
+        if self.type == GGMLType.F32:
+            return x @ t.data.view("<f4").reshape(self.n_out, self.n_in).T
+        from agent.llm.quants import dequantize_rows
+
+        rows = max(1, TILE_BYTES // (4 * self.n_in))
+        out = np.empty((x.shape[0], self.n_out), np.float32)
+        for r0 in range(0, self.n_out, rows):
+            r1 = min(self.n_out, r0 + rows)
+            w = dequantize_rows(t.data, t.type, t.shape, slice(r0, r1))
+            np.matmul(x, w.T, out=out[:, r0:r1])
+        return out
 
 
 def linear_class() -> type:
-    return Linear
+    return QuantLinear if _load_numba() is not None else Linear
