@@ -18,7 +18,7 @@ MAX_CANDIDATES = 64     # bounds the work on pathological input (thousands of br
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+-]*)[^\n]*\n", re.M)
 _FUNCTION_LINE = re.compile(
     r"""^(?P<indent>[ ]*)(?:-[ ]+)?["']?(?:function|function_name)["']?[ \t]*:(?:[ \t]|$)""",
-    re.M)
+    re.M | re.I)
 _KEY_LINE = re.compile(r"""^(?:-[ ]+)?(?:"[^"\n]*"|'[^'\n]*'|[^\s:#'"][^:\n]*?)[ \t]*:(?:[ \t]|$)""")
 
 

@@ -179,21 +179,26 @@ def _decode_yaml(body: str, snippet: Snippet, text: str) -> _Decoded:
 def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
     """(function name, params) from a decoded call object."""
     where = f"line {_line(text, snippet.start)}"
+    if isinstance(data, list) and data and isinstance(data[0], dict):
+        data = data[0]  # a list of calls: the first is the one to make
     if not isinstance(data, dict):
         raise _Failure(NOT_A_CALL, CallError(
             "invalid_syntax", f"expected an object with \"function\" and \"params\" at {where}, "
             f"found {_kind(data)}", raw=text))
-    key = next((k for k in NAME_KEYS if k in data), None)
-    if key is None:
+    keys = {str(k).strip().lower(): k for k in reversed(list(data))}  # "Function", "PARAMS"
+    params_key = next((keys[k] for k in PARAMS_KEYS if k in keys), None)
+    name_key = next((keys[k] for k in NAME_KEYS if k in keys), None)
+    if name_key is None and params_key is not None and "name" in keys:
+        name_key = keys["name"]  # OpenAI's shape: {"name": ..., "arguments": ...}
+    if name_key is None:
         # with params but no function it is a call missing its name; else just some object
-        rank = NOT_A_CALL if any(k in data for k in PARAMS_KEYS) else NO_CALL
+        rank = NOT_A_CALL if params_key is not None else NO_CALL
         raise _Failure(rank, CallError(
             "invalid_syntax", f"the object at {where} has no \"function\" key (keys: "
             f"{', '.join(map(str, list(data)[:8])) or 'none'}); a call names its function in "
             "\"function\" and its arguments in \"params\"", raw=text))
-    name = data[key]
-    params_key = next((k for k in PARAMS_KEYS if k in data), None)
-    params = data.get(params_key) if params_key else None
+    name = data[name_key]
+    params = data.get(params_key) if params_key is not None else None
     if isinstance(name, Mapping) and isinstance(name.get("name"), str):
         # OpenAI shape nested in ours: {"function": {"name": ..., "arguments": ...}}
         inner_key = next((k for k in PARAMS_KEYS if k in name), None)
@@ -211,7 +216,10 @@ def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
             params = loads_json(params)
         except ValueError:
             pass
-    return str(name).strip(), params
+    name = str(name).strip()
+    if name.endswith("()"):
+        name = name[:-2].rstrip()  # "file_analytics()": the name written as a call
+    return name, params
 
 
 def _kind(value: Any) -> str:

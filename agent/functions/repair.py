@@ -1,7 +1,7 @@
 """Repairs for the slips models make when writing JSON or YAML.
 
-JSON: trailing commas, single-quoted strings, Python ``True``/``False``/``None``, ``//`` and
-``/* */`` comments. One pass over the text that knows where strings are, so nothing inside a
+JSON: trailing commas, single-quoted and typographic (“…”) strings, Python ``True``/``False``/
+``None``, ``//`` and ``/* */`` comments. One pass over the text that knows where strings are, so nothing inside a
 string is ever touched. YAML: values containing ``": "`` (a scanner error) or ``" #"`` (silently
 cut as a comment) are quoted. Each repair reports what it changed, so a call can say it was fixed.
 """
@@ -13,6 +13,9 @@ import re
 from typing import Any
 
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
+# “…” and ‘…’ from word processors (either mark may close: models mix them up)
+_SMART_QUOTES = {"\u201c": "\u201d\u201c", "\u201d": "\u201d\u201c",
+                 "\u2018": "\u2019\u2018", "\u2019": "\u2019\u2018"}
 
 
 def repair_json(text: str) -> tuple[str, list[str]]:
@@ -26,6 +29,14 @@ def repair_json(text: str) -> tuple[str, list[str]]:
             j = _string_end(text, i, '"')
             out.append(text[i:j])
             i = j
+        elif c in _SMART_QUOTES:
+            close = _SMART_QUOTES[c]
+            j = i + 1
+            while j < n and text[j] not in close:
+                j += 1
+            out.append(_requote(text[i + 1:j]))
+            repairs.add("typographic quotes")
+            i = j + 1
         elif c == "'":
             j = _string_end(text, i, "'")
             out.append(_requote(text[i + 1:j - 1] if text[j - 1:j] == "'" and j - 1 > i

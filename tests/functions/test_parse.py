@@ -122,6 +122,25 @@ def test_openai_shapes_and_alias_keys(card_registry):
         assert parse_function_call(text, card_registry).params["action"] == "x"
 
 
+@pytest.mark.parametrize("text", [
+    '{"Function": "file_analytics", "Params": {"action": "a", "filters": {"keyword": "k"}}}',
+    'Function: file_analytics\nParams:\n  action: a\n  filters:\n    keyword: k',
+    '{"name": "file_analytics", "arguments": {"action": "a", "filters": {"keyword": "k"}}}',
+    '{"function": "file_analytics()", "params": {"action": "a", "filters": {"keyword": "k"}}}',
+    '- function: file_analytics\n  params:\n    action: a\n    filters:\n      keyword: k',
+    '\u201cfunction\u201d: x {\u201cfunction\u201d: \u201cfile_analytics\u201d, '
+    '\u201cparams\u201d: {\u201caction\u201d: \u201ca\u201d, '
+    '\u201cfilters\u201d: {\u201ckeyword\u201d: \u201ck\u201d}}}',
+])
+def test_key_spelling_drift(card_registry, text):
+    call = parse_function_call(text, card_registry)
+    assert (call.name, call.params) == ("file_analytics", {"action": "a", "filters": {"keyword": "k"}})
+
+
+def test_name_key_alone_is_not_a_call(card_registry):
+    assert fail('{"name": "John", "age": 3}', card_registry).kind == "no_call"
+
+
 def test_function_name_matched_case_insensitively(card_registry):
     call = parse_function_call('{"function": "File_Analytics", "params": '
                                '{"action": "a", "filters": {"keyword": "k"}}}', card_registry)
