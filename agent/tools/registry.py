@@ -106,7 +106,10 @@ class ToolRegistry:
 
 
 def load_tool_spec(spec: str) -> Tool:
-    """Import a user tool from ``module:callable`` (as ``agent ask --tool`` accepts)."""
+    """Import a user tool from ``module:callable`` (as ``agent ask --tool`` accepts).
+
+    A class is instantiated without arguments, so ``module:ToolClass`` works too.
+    """
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
         raise ToolError(f"tool spec {spec!r} must look like 'package.module:callable'")
@@ -118,4 +121,10 @@ def load_tool_spec(spec: str) -> Tool:
         obj = getattr(module, attr)
     except AttributeError:
         raise ToolError(f"module {module_name!r} has no attribute {attr!r} (tool {spec!r})") from None
+    if isinstance(obj, type):  # a tool class such as agent.tools.links:HyperlinkExtractor
+        try:
+            obj = obj()
+        except TypeError as exc:
+            raise ToolError(f"tool class {spec!r} cannot be made without arguments ({exc}); "
+                            "point --tool at a configured instance instead") from exc
     return as_tool(obj)
