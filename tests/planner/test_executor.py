@@ -212,7 +212,7 @@ def test_ask_holds_tools_that_share_the_model_until_the_plan_is_written():
     plan = ("Plan: a\n:evidence0: = Search[x]\nPlan: b\n:evidence1: = Know[given :evidence0:]\n"
             "Plan: padding so that the model is still writing for a while after the steps\n"
             "Answer: :evidence1:\n")
-    model = ScriptedModel([plan], chunk_size=4, delay=0.005)
+    model = ScriptedModel([plan], chunk_size=4, delay=0.01)
     times: dict[str, float] = {}
     finished: list[float] = []
 
