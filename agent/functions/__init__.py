@@ -16,7 +16,7 @@ from agent.functions.call import FunctionCall
 from agent.functions.errors import CallError, ConstrainedDecodingUnavailable, FunctionDefinitionError
 from agent.functions.parse import parse_function_call
 from agent.functions.registry import FunctionRegistry, FunctionSpec
-from agent.functions.select import select_function
+from agent.functions.selection import select_function
 
 __all__ = [
     "CallError",

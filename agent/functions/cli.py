@@ -45,7 +45,7 @@ def register(sub: Any) -> None:
 def run_call(args: argparse.Namespace) -> int:
     from agent.errors import AgentError, FunctionCallError
     from agent.functions.registry import FunctionRegistry
-    from agent.functions.select import select_function
+    from agent.functions.selection import select_function
 
     registry = FunctionRegistry.from_file(args.functions)
     if args.print_prompt:
