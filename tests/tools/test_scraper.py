@@ -199,3 +199,26 @@ def test_user_agent_carries_a_contact(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AGENT_CONTACT", "https://example.org/bot")
     assert "+https://example.org/bot" in default_user_agent()
     assert "+mailto:me@example.org" in default_user_agent("mailto:me@example.org")
+
+
+from hypothesis import given, settings  # noqa: E402 - fuzz tests kept at the end
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_parse_url_list_fuzz(text: str) -> None:
+    urls = parse_url_list(text)
+    assert len(urls) == len(set(urls))
+    for url in urls:
+        assert "://" in url and not any(c.isspace() for c in url)
+        assert url in text
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=40), st.binary(max_size=200))
+def test_classify_fuzz(content_type: str, head: bytes) -> None:
+    kind = classify(content_type, head)
+    assert kind in (None, "html", "xml", "json", "text")
+    if b"\x00" in head[:1024]:
+        assert kind is None
