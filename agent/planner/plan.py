@@ -14,7 +14,7 @@ from typing import Iterator
 
 # One evidence reference. Digits are taken whole: `(?!\d)` stops `#E1` matching inside `#E10`.
 # `:evidence[1]:` is the prompt's own `:evidence[n]:` notation filled in, so it is accepted too.
-REF_RE = re.compile(r":evidence(?:(\d+)|\[(\d+)\]):?(?!\d)|#E(\d+)(?!\d)", re.IGNORECASE)
+REF_RE = re.compile(r":evidence(?:(\d+)(?!\d)|\[(\d+)\]):?|#E(\d+)(?!\d)", re.IGNORECASE)
 
 PROBLEM_KINDS = (
     "syntax",

@@ -133,7 +133,7 @@ _keys = st.sampled_from(["format", "version", "question", "tools", "generations"
                          "tool_calls", "result"])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.dictionaries(_keys, _json, max_size=7) | _json)
 def test_fuzz_cassette_check_only_accepts_or_raises_cassette_error(data):
     if isinstance(data, dict) and "format" in data:
