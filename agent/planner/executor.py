@@ -144,6 +144,7 @@ class Scheduler:
         self._ready: deque[RefKey] = deque()
         self._running = 0
         self._sealed = False
+        self.event_error: Exception | None = None
         self._timers: dict[RefKey, threading.Timer] = {}
         self._t0 = time.perf_counter()
 
@@ -151,9 +152,14 @@ class Scheduler:
         return time.perf_counter() - self._t0
 
     def emit(self, kind: str, step: Step, result: StepResult | None = None) -> None:
-        if self._on_event is not None:
-            with self._cond:
+        if self._on_event is None:
+            return
+        with self._cond:
+            try:
                 self._on_event(StepEvent(kind, step, result, self.now()))
+            except Exception as exc:  # a broken progress printer must not wedge the run
+                self._on_event = None
+                self.event_error = exc
 
     def submit(self, step: Step) -> None:
         """Add a step; it starts once every step it references has finished successfully."""
@@ -181,6 +187,10 @@ class Scheduler:
 
     def result(self, plan: Plan) -> RunResult:
         """The run's outcome for ``plan`` (call after ``join``)."""
+        if self.event_error is not None:
+            raise AgentError(f"the on_event handler raised {type(self.event_error).__name__}: "
+                             f"{self.event_error}; the run finished without it") \
+                from self.event_error
         with self._cond:
             steps = [self._results[k] for k in self._order]
             evidence = {self._steps[k].id: v for k, v in self._evidence.items()}
@@ -289,7 +299,7 @@ class Scheduler:
     def _work(self, key: RefKey, tool: Callable[[str], Any], text: str) -> None:
         try:
             out = tool(text)
-            output = out if isinstance(out, str) else str(out)
+            output = out if isinstance(out, str) else ("" if out is None else str(out))
             self._complete(key, output, None, "ok")
         except StepTimeoutError as exc:
             self._complete(key, None, str(exc), "timeout")

@@ -246,3 +246,14 @@ def test_ask_holds_tools_that_share_the_model_until_the_plan_is_written():
     assert result.answer == "known"
     assert times["search"] < finished[0] - 0.1 < times["know"]
     assert reg.get("Know").__class__ is Know  # the caller's registry is left alone
+
+
+def test_a_failing_event_handler_is_reported_not_a_hang():
+    from agent.errors import AgentError
+
+    def handler(event):
+        raise ValueError("printer broke")
+
+    with pytest.raises(AgentError, match="on_event handler raised ValueError: printer broke"):
+        execute(parse_plan("#E1 = Echo[x]\n#E2 = Echo[#E1]\nFinal answer: #E2"), {"Echo": str},
+                on_event=handler)
