@@ -128,3 +128,34 @@ def test_json_xml_and_text_kinds() -> None:
 def test_html_extraction_never_raises(html: str) -> None:
     page = extract(html, "html")
     assert isinstance(page.text, str)
+
+
+RU_PAGE = """<!DOCTYPE html><html><head>
+<meta http-equiv="Content-Type" content="text/html; charset=windows-1251">
+<title>Нобелевская премия</title>
+<script type="application/ld+json">{"@type": "NewsArticle", "headline": "JSONLD_HEADLINE"}</script>
+<link rel="stylesheet" href="/site.css"></head>
+<body><div id="cookie-banner">COOKIE_BANNER Мы используем cookies.</div>
+<nav class="menu"><a href="/">Главная</a> | <a href="/news">MENU_NEWS</a></nav>
+<div class="content"><article>
+<h1>Луиза Глюк получила Нобелевскую премию</h1>
+<p>Американская поэтесса Луиза Глюк стала лауреатом Нобелевской премии по литературе 2020 года
+«за безошибочный поэтический голос, который своей строгой красотой делает индивидуальное
+существование универсальным».</p>
+<p>Её самый известный сборник «Дикий ирис» был удостоен Пулитцеровской премии в 1993 году.
+Глюк много лет преподавала в Йельском университете и опубликовала более десяти сборников.</p>
+</article></div>
+<aside class="sidebar">SIDEBAR Читайте также</aside>
+<footer>FOOTER © 2020</footer></body></html>"""
+
+
+def test_cyrillic_page_declared_by_http_equiv() -> None:
+    from agent.tools.charset import decode_body
+
+    html, enc = decode_body(RU_PAGE.encode("cp1251"), "text/html")
+    assert enc == "cp1251"
+    page = extract(html, "html", "https://ru.test/")
+    assert page.title == "Нобелевская премия"
+    assert "Дикий ирис" in page.text and "Йельском университете" in page.text
+    for junk in ("JSONLD_HEADLINE", "COOKIE_BANNER", "MENU_NEWS", "SIDEBAR", "FOOTER"):
+        assert junk not in page.text
