@@ -37,7 +37,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--max-workers", type=int, default=8, help="steps run at once (default 8)")
     g.add_argument("--step-timeout", type=float, default=None, metavar="SECONDS",
-                   help="give up on a step after this long (default: no limit)")
+                   help="give up on a step after this long (default: no limit); for tools "
+                   "that use the model, waiting for the plan to be written counts too")
     g.add_argument("--max-evidence-chars", type=int, default=24_000, metavar="N",
                    help="cap each evidence value pasted into an input (default 24000)")
 

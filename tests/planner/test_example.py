@@ -56,4 +56,6 @@ def test_remaking_the_example_gives_the_same_cassette(tmp_path):
     assert code == 0
     remade = json.loads(out.read_text(encoding="utf-8"))
     committed = json.loads(CASSETTE.read_text(encoding="utf-8"))
-    assert _strip_timings(remade) == _strip_timings(committed)
+    assert _strip_timings(remade) == _strip_timings(committed), (
+        "the example no longer records the same run (a tool, prompt or parser changed): check the "
+        "difference, then remake it with: python examples/make_nobel_cassette.py")
