@@ -17,7 +17,8 @@ import numpy as np
 
 from agent.llm.ggml import GLOBAL_NAMES, LAYER_NAMES, UNK_TEXT
 from agent.llm.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
-from agent.llm.gguf_writer import TensorSource, WriterError, _as_bytes, _chunks, _float_bytes, _Tensor
+from agent.llm.gguf_writer import (PendingTensor, TensorSource, WriterError, chunk_bytes, float_tensor_bytes,
+                                   iter_chunks)
 from agent.llm.modelfile import TOKEN_BYTE, TOKEN_CONTROL, TOKEN_UNKNOWN, Vocab
 
 MAGICS = {"ggml": 0x67676D6C, "ggmf": 0x67676D66, "ggjt": 0x67676A74}
@@ -82,7 +83,7 @@ class GGMLWriter:
         self.version = version
         self.progress = progress
         self._vocab: list[tuple[bytes, float]] = []
-        self._tensors: dict[str, _Tensor] = {}
+        self._tensors: dict[str, PendingTensor] = {}
 
     def set_vocab(self, vocab: Vocab) -> None:
         self._vocab = [(spm_to_ggml_piece(tok, int(tt)), float(sc))
@@ -102,8 +103,8 @@ class GGMLWriter:
         if shape[-1] % LAYOUTS[GGMLType(type)].block_size:
             raise WriterError(f"tensor {name!r}: row length {shape[-1]} does not fit {type_name(type)} blocks")
         if isinstance(data, np.ndarray) and data.dtype != np.uint8:
-            data = _float_bytes(name, data, int(type))
-        self._tensors[name] = _Tensor(name, shape, int(type), tensor_nbytes(type, shape), data)
+            data = float_tensor_bytes(name, data, int(type))
+        self._tensors[name] = PendingTensor(name, shape, int(type), tensor_nbytes(type, shape), data)
 
     def write(self) -> int:
         if len(self._vocab) != self.hparams.n_vocab:
@@ -131,8 +132,8 @@ class GGMLWriter:
                     if self.kind == "ggjt":  # data starts at a multiple of 32 of the absolute offset
                         f.write(b"\0" * (-f.tell() % 32))
                     written = 0
-                    for chunk in _chunks(t.source):
-                        b = _as_bytes(t, chunk)
+                    for chunk in iter_chunks(t.source):
+                        b = chunk_bytes(t, chunk)
                         written += len(b)
                         f.write(b)
                         done += len(b)

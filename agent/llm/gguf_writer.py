@@ -72,7 +72,9 @@ TensorSource = Union[Chunk, Iterable[Chunk], Callable[[], Iterable[Chunk]]]
 
 
 @dataclass
-class _Tensor:
+class PendingTensor:
+    """A declared tensor whose bytes are written later (shared by the GGUF and GGML writers)."""
+
     name: str
     shape: tuple[int, ...]  # numpy order: (rows, row_length)
     type: int
@@ -134,7 +136,7 @@ class GGUFWriter:
         self.alignment = alignment
         self.progress = progress  # called with (bytes of tensor data written, total)
         self._kv: dict[str, tuple[GGUFValueType, Any, GGUFValueType | None]] = {}
-        self._tensors: dict[str, _Tensor] = {}
+        self._tensors: dict[str, PendingTensor] = {}
 
     # -- metadata ------------------------------------------------------------------------------
     def add(self, key: str, value: Any, vtype: GGUFValueType | None = None, *,
@@ -179,8 +181,8 @@ class GGUFWriter:
                                   f"{type_name(type)} block size {layout.block_size}")
             nbytes = tensor_nbytes(type, shape)
         if isinstance(data, np.ndarray) and data.dtype != np.uint8:
-            data = _float_bytes(name, data, int(type))
-        self._tensors[name] = _Tensor(name, shape, int(type), int(nbytes), data if data is not None else b"")
+            data = float_tensor_bytes(name, data, int(type))
+        self._tensors[name] = PendingTensor(name, shape, int(type), int(nbytes), data if data is not None else b"")
 
     # -- output --------------------------------------------------------------------------------
     def write(self) -> int:
@@ -206,10 +208,10 @@ class GGUFWriter:
             raise
         return size
 
-    def _write_tensor(self, f: Any, t: _Tensor, done: int, total: int) -> int:
+    def _write_tensor(self, f: Any, t: PendingTensor, done: int, total: int) -> int:
         written = 0
-        for chunk in _chunks(t.source):
-            b = _as_bytes(t, chunk)
+        for chunk in iter_chunks(t.source):
+            b = chunk_bytes(t, chunk)
             written += len(b)
             if written > t.nbytes:
                 raise WriterError(f"tensor {t.name!r}: got more than the {t.nbytes} bytes its "
@@ -273,7 +275,7 @@ def _pad(n: int, alignment: int) -> int:
     return n + (-n % alignment)
 
 
-def _float_bytes(name: str, data: np.ndarray, type_id: int) -> bytes:
+def float_tensor_bytes(name: str, data: np.ndarray, type_id: int) -> bytes:
     if type_id == GGMLType.F32:
         return np.ascontiguousarray(data, dtype="<f4").tobytes()
     if type_id == GGMLType.F16:
@@ -282,7 +284,7 @@ def _float_bytes(name: str, data: np.ndarray, type_id: int) -> bytes:
                       f"{type_name(type_id)}; pass the quantized blocks as uint8")
 
 
-def _chunks(source: TensorSource) -> Iterable[Chunk]:
+def iter_chunks(source: TensorSource) -> Iterable[Chunk]:
     if isinstance(source, (bytes, bytearray, memoryview, np.ndarray)):
         return [source]
     if callable(source):
@@ -290,9 +292,9 @@ def _chunks(source: TensorSource) -> Iterable[Chunk]:
     return source
 
 
-def _as_bytes(t: _Tensor, chunk: Chunk) -> bytes | memoryview:
+def chunk_bytes(t: PendingTensor, chunk: Chunk) -> bytes | memoryview:
     if isinstance(chunk, np.ndarray):
         if chunk.dtype != np.uint8:
-            return _float_bytes(t.name, chunk, t.type)
+            return float_tensor_bytes(t.name, chunk, t.type)
         return memoryview(np.ascontiguousarray(chunk)).cast("B")
     return chunk
