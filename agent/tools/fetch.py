@@ -181,10 +181,7 @@ class SafeFetcher:
                 resp = session.get(target.url, headers=headers, stream=True, allow_redirects=False,
                                    timeout=(wait, wait), verify=cfg.verify)
                 return session, resp
-            except requests.Timeout as exc:
-                session.close()
-                last_error = exc
-            except requests.RequestException as exc:
+            except requests.RequestException as exc:  # try the host's next address, if any
                 session.close()
                 last_error = exc
         if last_error is None:

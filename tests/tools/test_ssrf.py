@@ -244,3 +244,12 @@ def test_ipv6_address_is_pinned_too(fake_dns) -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_next_checked_address_is_tried_when_one_refuses(loopback, fake_dns) -> None:
+    # The server listens on 127.0.0.1 only; 127.0.0.3 refuses the connection.
+    fake_dns["multi.test"] = ["127.0.0.3", "127.0.0.1"]
+    loopback.add("/", "<p>second address</p>")
+    page = SafeFetcher(FetchConfig(allow_private=True)).fetch(loopback.url("/", host="multi.test"))
+    assert page.text == "<p>second address</p>"
+    assert loopback.requests[0][1]["Host"] == f"multi.test:{loopback.port}"
