@@ -21,7 +21,7 @@ from agent.functions.coerce import coerce
 from agent.functions.errors import CallError
 from agent.functions.extract import Snippet, find_snippets
 from agent.functions.registry import FunctionRegistry, invalid_params
-from agent.functions.repair import loads_json, repair_json, repair_yaml
+from agent.functions.repair import loads_json, quote_hash_values, repair_json, repair_yaml
 from agent.functions.validate import param_errors
 from agent.functions.yamlio import PlainStr, is_core_null, load_plain, plain_to_str
 
@@ -36,9 +36,10 @@ NO_CALL, NOT_A_CALL, BAD_SYNTAX, UNKNOWN, BAD_PARAMS = range(5)
 
 @dataclass
 class _Decoded:
+    """One reading of a snippet: YAML readings hold text scalars that the schema types later."""
+
     data: Any
     format: str
-    typed: bool                      # False: scalars are text, typed later by the schema
     repairs: list[str] = field(default_factory=list)
 
 
@@ -119,16 +120,16 @@ def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
     """The readings of a snippet, strictest first; raises ``_Failure`` if there is none."""
     body = snippet.text.strip()
     if snippet.kind == "yaml":
-        yield _decode_yaml(body, snippet, text)
+        yield from _decode_yaml(body, snippet, text)
         return
     try:
-        yield _Decoded(loads_json(body), "json", True)
+        yield _Decoded(loads_json(body), "json")
         return
     except ValueError as exc:
         first_error = exc
     repaired, repairs = repair_json(body)
     try:
-        yield _Decoded(loads_json(repaired, strict=False), "json", True,
+        yield _Decoded(loads_json(repaired, strict=False), "json",
                        repairs or ["control characters in strings"])
         return
     except ValueError:
@@ -145,7 +146,7 @@ def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
                 continue
             if isinstance(data, dict) and any(k in data for k in NAME_KEYS):
                 found = True
-                yield _Decoded(data, fmt, False, fixes)
+                yield _Decoded(data, fmt, fixes)
     if found:
         return
     rank = BAD_SYNTAX if _MENTIONS_CALL.search(body) else NO_CALL
@@ -160,15 +161,24 @@ def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
         "Python literals", raw=text))
 
 
-def _decode_yaml(body: str, snippet: Snippet, text: str) -> _Decoded:
+def _decode_yaml(body: str, snippet: Snippet, text: str) -> Iterator[_Decoded]:
+    """YAML readings: with `` #`` kept as text first (``issue #42``), then as a comment."""
+    hashed = quote_hash_values(body)
+    if hashed is not None:
+        try:
+            yield _Decoded(load_plain(hashed), "yaml", ["unquoted special characters"])
+        except yaml.YAMLError:
+            pass
     try:
-        return _Decoded(load_plain(body), "yaml", False)
+        yield _Decoded(load_plain(body), "yaml")
+        return
     except yaml.YAMLError as exc:
         first_yaml: yaml.YAMLError = exc
     repaired, repairs = repair_yaml(body)
     if repairs:
         try:
-            return _Decoded(load_plain(repaired), "yaml", False, repairs)
+            yield _Decoded(load_plain(repaired), "yaml", repairs)
+            return
         except yaml.YAMLError:
             pass
     raise _Failure(BAD_SYNTAX, CallError(

@@ -138,18 +138,33 @@ _YAML_PAIR = re.compile(r"^(?P<head>[ ]*(?:-[ ]+)?[^\s:#'\"\[\]{}][^:\n]*?:[ ]+)
 
 
 def repair_yaml(text: str) -> tuple[str, list[str]]:
-    """Quote plain values that YAML would break on (``": "``) or cut short (``" #"``)."""
+    """Quote plain values that YAML would break on (``": "``) or cut short (``" #"``), and turn
+    leading tabs (not allowed in YAML indentation) into spaces."""
     repairs: set[str] = set()
     lines = text.split("\n")
     for idx, line in enumerate(lines):
-        m = _YAML_PAIR.match(line.replace("\t", "    ") if line.startswith("\t") else line)
         if line.startswith("\t"):
-            lines[idx] = line = line.replace("\t", "    ")
+            stripped = line.lstrip("\t")
+            line = "    " * (len(line) - len(stripped)) + stripped
             repairs.add("tab indentation")
-        if not m:
-            continue
-        value = m.group("value")
-        if ": " in value or " #" in value or value.endswith(":"):
-            lines[idx] = m.group("head") + "'" + value.replace("'", "''") + "'"
-            repairs.add("unquoted special characters")
+        lines[idx] = _quote_value(line, (": ", " #"), repairs)
     return "\n".join(lines), sorted(repairs)
+
+
+def quote_hash_values(text: str) -> str | None:
+    """``text`` with plain values containing ``" #"`` quoted, so ``issue #42`` is not cut to
+    ``issue`` as a comment; None when there is no such value."""
+    repairs: set[str] = set()
+    lines = [_quote_value(line, (" #",), repairs) for line in text.split("\n")]
+    return "\n".join(lines) if repairs else None
+
+
+def _quote_value(line: str, needles: tuple[str, ...], repairs: set[str]) -> str:
+    m = _YAML_PAIR.match(line)
+    if not m:
+        return line
+    value = m.group("value")
+    if any(n in value for n in needles) or (": " in needles and value.endswith(":")):
+        repairs.add("unquoted special characters")
+        return m.group("head") + "'" + value.replace("'", "''") + "'"
+    return line

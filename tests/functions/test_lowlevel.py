@@ -161,6 +161,14 @@ def test_yaml_loaders_give_data_or_yaml_error(text):
             pass
 
 
+def test_quote_hash_values():
+    from agent.functions.repair import quote_hash_values
+
+    assert quote_hash_values("a: x #1\n# comment\nb: 'y #2'\nc: C#") == (
+        "a: 'x #1'\n# comment\nb: 'y #2'\nc: C#")
+    assert quote_hash_values("a: b") is None
+
+
 def test_repair_yaml_quotes_only_what_breaks():
     text = "a: Note: x\nb: C# #1\nc: 'kept: x'\nd: http://x.org/#frag\ne: [x: y]\n\tf: tab"
     fixed, repairs = repair_yaml(text)

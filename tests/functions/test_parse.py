@@ -206,6 +206,16 @@ def test_yaml_values_with_colon_space_or_hash_are_quoted(registry):
     assert call.repairs == ("unquoted special characters",)
 
 
+def test_yaml_hash_in_a_value_is_text_unless_only_a_comment_fits(registry):
+    call = parse_function_call("function: file_analytics\nparams:\n  action: find issue #42\n"
+                               "  filters:\n    keyword: room #5 # really", registry)
+    assert call.params == {"action": "find issue #42", "filters": {"keyword": "room #5 # really"}}
+    registry.add("units", "U.", {"type": "object", "properties": {
+        "unit": {"enum": ["metric", "imperial"]}}, "required": ["unit"]})
+    call = parse_function_call("function: units\nparams:\n  unit: metric  # the default", registry)
+    assert call.params == {"unit": "metric"} and call.repairs == ()
+
+
 # -- YAML typing traps -------------------------------------------------------------------------
 
 @pytest.mark.parametrize("written, expected", [
