@@ -112,6 +112,9 @@ def format_summary(s: dict[str, Any]) -> str:
             f"rms_norm_eps  {hp['rms_norm_eps']:g}",
             f"rope          base {hp['rope_freq_base']:g}, scale {hp['rope_freq_scale']:g}",
         ]
+        if s["container"] != "gguf":
+            lines.append("              (GGML files store no n_head_kv, n_ff, eps, context or RoPE settings: "
+                         "n_head_kv and n_ff come from tensor shapes, the rest are Llama-2 defaults)")
     else:
         lines.append(f"hparams       unavailable: {s.get('hparams_error', '?')}")
     sp = s["special_tokens"]

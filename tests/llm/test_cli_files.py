@@ -53,6 +53,7 @@ def test_info_names_the_mix(capsys: pytest.CaptureFixture, tmp_path: Path) -> No
     assert code == 0
     assert "file type     MOSTLY_Q4_K_M" in out and "n_head        8 (kv 1, head dim 32)" in out
     assert "tensors       21: F32 5, Q4_K 13, Q6_K 3" in out and "format        ggjt v3" in out
+    assert "n_head_kv and n_ff come from tensor shapes" in out
 
 
 def test_info_without_hyperparameters(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
