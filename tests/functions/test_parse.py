@@ -90,6 +90,11 @@ def test_yaml_with_params_before_function(card_registry):
     assert parse_function_call(text, card_registry).params == CARD_PARAMS
 
 
+def test_prose_that_looks_like_a_key_before_the_yaml_call(card_registry):
+    text = "The best option: {something odd]\n" + CARD_RESPONSE_YAML
+    assert parse_function_call(text, card_registry).params == CARD_PARAMS
+
+
 def test_braces_inside_strings_do_not_confuse_the_scanner(card_registry):
     text = ('{"function": "file_analytics", "params": {"action": "find } {", '
             '"filters": {"keyword": "a \\"quoted\\" }"}}} trailing')
