@@ -118,7 +118,7 @@ def _call_from(decoded: _Decoded, snippet: Snippet, text: str,
 
 def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
     """The readings of a snippet, strictest first; raises ``_Failure`` if there is none."""
-    body = snippet.text.strip()
+    body = snippet.text.strip(" \t\r\n")  # not str.strip(): a value may be a lone NBSP
     if snippet.kind == "yaml":
         yield from _decode_yaml(body, snippet, text)
         return

@@ -112,6 +112,14 @@ class FunctionRegistry:
         the file: only functions the app itself registered can run."""
         return cls.from_definitions(read_definitions_file(path), handlers, where=str(path))
 
+    def subset(self, names: Iterable[str]) -> FunctionRegistry:
+        """A registry of only ``names`` (e.g. an OpenAI ``tool_choice`` naming one function)."""
+        reg = FunctionRegistry()
+        for name in names:
+            spec = self[name]
+            reg._specs[spec.name] = spec
+        return reg
+
     def to_openai_tools(self) -> list[dict[str, Any]]:
         return [{"type": "function", "function": {"name": s.name, "description": s.description,
                                                   "parameters": copy.deepcopy(s.parameters)}}

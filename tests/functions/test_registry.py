@@ -71,6 +71,15 @@ def test_lookup_names_order_and_replacement(card_registry):
     assert info.value.kind == "unknown_function"
 
 
+def test_subset_keeps_handlers_and_refuses_unknown_names():
+    reg = FunctionRegistry.from_openai_tools(OPENAI_TOOLS, handlers={"ping": lambda: "pong"})
+    only = reg.subset(["PING"])
+    assert only.names() == ["ping"] and only.dispatch(FunctionCall("ping", {})) == "pong"
+    with pytest.raises(FunctionCallError) as info:
+        reg.subset(["pong"])
+    assert info.value.kind == "unknown_function"
+
+
 def test_ambiguous_case_insensitive_lookup_finds_nothing():
     reg = FunctionRegistry()
     reg.add("Run", "R.")
