@@ -8,6 +8,7 @@ prompt start every call), then samples token by token.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Protocol, Sequence
@@ -92,6 +93,8 @@ class LlamaModel:
             kernels.set_threads(self.threads)
             self.transformer = Transformer(self.file, self.info, n_ctx, linear=kernels.linear_class())
         self.tokens: list[int] = []  # what the KV cache holds, position by position
+        # One KV cache: calls from several threads (executor steps, server requests) take turns.
+        self.lock = threading.RLock()
         self.last_stats = GenerationStats()
 
     # --- tokens -------------------------------------------------------------------------------
@@ -108,10 +111,15 @@ class LlamaModel:
         return self.transformer
 
     def reset(self) -> None:
-        self.tokens = []
+        with self.lock:
+            self.tokens = []
 
     def eval(self, ids: Sequence[int]) -> np.ndarray:
         """Logits [len(ids), n_vocab] of ``ids`` appended after the cached tokens."""
+        with self.lock:
+            return self._eval(ids)
+
+    def _eval(self, ids: Sequence[int]) -> np.ndarray:
         tr = self._require_weights()
         ids = [int(i) for i in ids]
         if not ids:
@@ -145,7 +153,17 @@ class LlamaModel:
     def generate(self, prompt: str, max_tokens: int = 256, temperature: float = 0.7, top_k: int = 40,
                  top_p: float = 0.95, repeat_penalty: float = 1.1, seed: int | None = None,
                  stop: Sequence[str] = (), grammar: Any = None) -> Iterator[str]:
-        """Stream the continuation of ``prompt`` as text pieces."""
+        """Stream the continuation of ``prompt`` as text pieces.
+
+        The model is locked for the whole generation: another thread's call waits until this one is
+        finished or closed. Do not interleave two generations in one thread.
+        """
+        with self.lock:
+            yield from self._generate(prompt, max_tokens, temperature, top_k, top_p, repeat_penalty, seed,
+                                      stop, grammar)
+
+    def _generate(self, prompt: str, max_tokens: int, temperature: float, top_k: int, top_p: float,
+                  repeat_penalty: float, seed: int | None, stop: Sequence[str], grammar: Any) -> Iterator[str]:
         import time
 
         sampler = Sampler(SamplingParams(temperature, top_k, top_p, repeat_penalty, seed=seed))
