@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from agent.llm.ggml_types import LAYOUTS, GGMLType
+from agent.llm.ggml_types import LAYOUTS, GGMLType, tensor_nbytes
 
 
 def _f16(b: np.ndarray) -> np.ndarray:
@@ -140,6 +140,12 @@ DEQUANTIZERS: dict[GGMLType, Callable[[np.ndarray], np.ndarray]] = {
 def dequantize(raw: np.ndarray, type_id: int, shape: tuple[int, ...]) -> np.ndarray:
     """float32 array of ``shape`` from the raw bytes of a tensor of type ``type_id``."""
     t = GGMLType(type_id)
+    if t not in LAYOUTS:
+        raise ValueError(f"{t.name} is an activation-only type; model tensors never hold it")
+    expected = tensor_nbytes(t, shape)
+    if raw.nbytes != expected or shape[-1] % LAYOUTS[t].block_size:
+        raise ValueError(f"{raw.nbytes} bytes cannot hold a {t.name} tensor of shape {tuple(shape)} "
+                         f"({expected} bytes, rows a multiple of {LAYOUTS[t].block_size})")
     if t == GGMLType.F32:
         return raw.view("<f4").reshape(shape).astype(np.float32)
     if t == GGMLType.F16:

@@ -259,3 +259,14 @@ def test_random_fixture_blocks_decode_like_the_formulas() -> None:
         b = random_blocks(rng, t, 4)
         np.testing.assert_allclose(dequantize(b.reshape(-1), t, (4, LAYOUTS[t].block_size)),
                                    scalar_dequant(t, b), rtol=1e-6, atol=1e-7)
+
+
+def test_malformed_dequantize_requests() -> None:
+    with pytest.raises(ValueError, match="17 bytes cannot hold a Q4_0 tensor of shape \\(32,\\)"):
+        dequantize(np.zeros(17, np.uint8), G.Q4_0, (32,))
+    with pytest.raises(ValueError, match="rows a multiple of 256"):
+        dequantize(np.zeros(144, np.uint8), G.Q4_K, (2, 128))
+    with pytest.raises(ValueError, match="activation-only"):
+        dequantize(np.zeros(292, np.uint8), G.Q8_K, (256,))
+    with pytest.raises(ValueError):
+        dequantize(np.zeros(4, np.uint8), 5, (1,))  # Q4_2: removed from ggml, not a type at all
