@@ -194,6 +194,8 @@ def random_blocks(rng: np.random.Generator, qtype: GGMLType, n_blocks: int, std:
     b = rng.integers(0, 256, (n_blocks, size), dtype=np.uint8)
     d = (std / _RMS_PER_D[qtype]) * rng.uniform(0.75, 1.25, n_blocks).astype(np.float32)
     d = d.astype(np.float16).astype(np.float32)  # offsets below use the d that is stored
+    if qtype in (_G.Q4_0, _G.Q5_0):  # codes - 8 (or 16) average -0.5: a random sign of d cancels that
+        d *= rng.choice(np.array([-1, 1], np.float32), n_blocks)
     if qtype == _G.Q4_0 or qtype == _G.Q5_0 or qtype == _G.Q8_0:
         b[:, 0:2] = _f16_bytes(d)
     elif qtype in (_G.Q4_1, _G.Q5_1):  # min centres the unsigned codes
