@@ -21,7 +21,8 @@ from agent.llm.grammar.nodes import Alt, Bytes, Lit, Node, Ref, Rep, Seq
 
 END, TERM, REF = 0, 1, 2
 DEAD = 0
-_MAX_CLOSURE = 200_000  # stacks visited while closing one state: guards against left recursion
+_MAX_CLOSURE = 200_000
+_MAX_DEPTH = 2_000  # parse stack depth: deeper means unbounded (left) recursion  # stacks visited while closing one state: guards against left recursion
 
 
 class Program:
@@ -168,9 +169,10 @@ class Automaton:
             if st in seen:
                 continue
             seen.add(st)
-            if len(seen) > _MAX_CLOSURE:
+            if len(seen) > _MAX_CLOSURE or len(st) > _MAX_DEPTH:
                 raise GrammarError("the grammar is left-recursive or far too ambiguous: a single "
-                                   f"state expands to more than {_MAX_CLOSURE} parse stacks")
+                                   f"state expands to more than {_MAX_CLOSURE} parse stacks or nests "
+                                   f"rules more than {_MAX_DEPTH} deep without reading a byte")
             if not st:
                 out.add(st)
                 continue

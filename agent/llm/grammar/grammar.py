@@ -52,3 +52,26 @@ class Grammar:
     def accepts_prefix(self, text: str | bytes) -> bool:
         """True if ``text`` can still be continued (or is) a sentence of the grammar."""
         return self._run(text) != DEAD
+
+    def sample(self, model: Any, seed: int | None = None, max_tokens: int = 100_000) -> str:
+        """A random sentence: uniformly chosen allowed tokens until the grammar completes (tests, bench).
+
+        EOS is taken only when nothing else is allowed, so samples explore the whole grammar.
+        """
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        m = self.matcher(model)
+        eos = m._cache.table.eos_id
+        for _ in range(max_tokens):
+            if m.is_complete():
+                break
+            mask = m.allowed_mask()
+            mask[eos] = False
+            ids = np.nonzero(mask)[0]
+            if not len(ids):
+                break
+            if m.can_end() and rng.random() < 0.05:
+                break
+            m.accept(int(rng.choice(ids)))
+        return bytes(m.text).decode("utf-8")

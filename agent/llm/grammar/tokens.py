@@ -61,7 +61,7 @@ class TokenTable:
         return cls.from_pieces(pieces, vocab.eos_id)
 
 
-_TABLES: "weakref.WeakKeyDictionary[Any, TokenTable]" = weakref.WeakKeyDictionary()
+_TABLES: dict[int, TokenTable] = {}  # by id(vocab); entries leave with their vocabulary
 
 
 def token_table(model: Any) -> TokenTable:
@@ -76,7 +76,9 @@ def token_table(model: Any) -> TokenTable:
     if vocab is None:
         raise TypeError(f"cannot read a vocabulary from {type(model).__name__}: constrained decoding "
                         "needs a model with .file.vocab, a tokenizer, a Vocab or a TokenTable")
-    table = _TABLES.get(vocab)
+    key = id(vocab)
+    table = _TABLES.get(key)
     if table is None:
-        table = _TABLES[vocab] = TokenTable.from_vocab(vocab)
+        table = _TABLES[key] = TokenTable.from_vocab(vocab)
+        weakref.finalize(vocab, _TABLES.pop, key, None)
     return table
