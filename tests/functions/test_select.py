@@ -139,3 +139,30 @@ def test_generators_that_use_the_token_counter():
     model = Tokenizing(['{"function": "ping"}'], n_ctx=200)
     select_function(model, "ping it", reg, max_tokens=1000)
     assert model.calls[0]["max_tokens"] == 200 - len(model.prompts[0].split()) - 1
+
+
+def test_constrained_uses_the_real_grammar_for_this_registry(card_registry):
+    grammar_module = pytest.importorskip("agent.functions.grammar")
+    model = ScriptedModel([GOOD])
+    select_function(model, INPUT, card_registry, constrained=True)
+    grammar = model.calls[0]["grammar"]
+    assert grammar is grammar_module.function_call_grammar(card_registry, "json")
+
+
+def test_constrained_golden_model_answers_a_valid_call():
+    # random weights, but the grammar only lets through calls of the registry's functions
+    pytest.importorskip("agent.llm.model")
+    pytest.importorskip("agent.functions.grammar")
+    from agent.functions import FunctionRegistry
+    from agent.llm import load_model
+    from tests.golden import model_paths
+
+    paths = [p for p in model_paths() if p.name.endswith(".gguf")]
+    if not paths:
+        pytest.skip("no golden GGUF model")
+    reg = FunctionRegistry()
+    reg.add("ping", "Checks a host.", {"type": "object", "properties": {
+        "count": {"type": "integer", "minimum": 1, "maximum": 9}}, "required": ["count"]})
+    call = select_function(load_model(str(paths[0])), "ping it", reg, format="yaml", retries=0,
+                           seed=1, constrained=True, max_tokens=64)
+    assert call.name == "ping" and 1 <= call.params["count"] <= 9
