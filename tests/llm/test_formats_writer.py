@@ -218,8 +218,8 @@ def test_rewriting_golden_gguf_files_reproduces_llama_cpp_bytes(tmp_path: Path, 
     w.write()
     dst = read_gguf(tmp_path / "copy.gguf")
     assert list(dst.tensors) == list(src.tensors)
-    for name, t in src.tensors.items():
-        assert dst.tensors[name].data.tobytes() == t.data.tobytes()
+    for tname, t in src.tensors.items():
+        assert dst.tensors[tname].data.tobytes() == t.data.tobytes()
     assert dst.vocab.tokens == src.vocab.tokens
     np.testing.assert_array_equal(dst.vocab.scores, src.vocab.scores)
     np.testing.assert_array_equal(dst.vocab.types, src.vocab.types)
