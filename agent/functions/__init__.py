@@ -13,7 +13,9 @@ Airoboros m2.0 format (JSON or YAML), and the runtime parses, validates and disp
 
 from agent.errors import FunctionCallError
 from agent.functions.call import FunctionCall
-from agent.functions.errors import CallError, ConstrainedDecodingUnavailable, FunctionDefinitionError
+from agent.functions.errors import (
+    CallError, ConstrainedDecodingUnavailable, FunctionDefinitionError,
+)
 from agent.functions.parse import parse_function_call
 from agent.functions.registry import FunctionRegistry, FunctionSpec
 from agent.functions.selection import select_function

@@ -37,7 +37,8 @@ class _Coercer:
 
     def resolve(self, schema: Any, depth: int) -> Any:
         """Follow local ``$ref``s ("#/$defs/x"); unknown refs resolve to the empty schema."""
-        while isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and depth < _MAX_DEPTH:
+        while (isinstance(schema, dict) and isinstance(schema.get("$ref"), str)
+               and depth < _MAX_DEPTH):
             ref = schema["$ref"]
             if not ref.startswith("#"):
                 return {}

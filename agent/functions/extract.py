@@ -19,7 +19,8 @@ _FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+-]*)[^\n]*\n", re.M)
 _FUNCTION_LINE = re.compile(
     r"""^(?P<indent>[ ]*)(?:-[ ]+)?["']?(?:function|function_name)["']?[ \t]*:(?:[ \t]|$)""",
     re.M | re.I)
-_KEY_LINE = re.compile(r"""^(?:-[ ]+)?(?:"[^"\n]*"|'[^'\n]*'|[^\s:#'"][^:\n]*?)[ \t]*:(?:[ \t]|$)""")
+_KEY_LINE = re.compile(
+    r"""^(?:-[ ]+)?(?:"[^"\n]*"|'[^'\n]*'|[^\s:#'"][^:\n]*?)[ \t]*:(?:[ \t]|$)""")
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ def _fences(text: str) -> list[tuple[str, int, str]]:
         if not m:
             return out
         marker, lang = m.group(1), m.group(2).lower()
-        close = re.compile(r"^[ \t]*" + re.escape(marker[0]) + "{" + str(len(marker)) + r",}[ \t]*$",
-                           re.M)
+        close = re.compile(
+            r"^[ \t]*" + re.escape(marker[0]) + "{" + str(len(marker)) + r",}[ \t]*$", re.M)
         end = close.search(text, m.end())
         body_end = end.start() if end else len(text)
         out.append((text[m.end():body_end], m.end(), lang))

@@ -1,7 +1,7 @@
 """``parse_function_call``: from a model's answer to a validated ``FunctionCall``.
 
-Every candidate snippet (see ``extract``) is read as JSON — as written, then repaired — or as YAML
-(every scalar kept as written, then typed by the schema), and checked against the registry.
+Every candidate snippet (see ``extract``) is read as JSON — as written, then repaired — or as
+YAML (every scalar kept as written, then typed by the schema), and checked against the registry.
 The first candidate that is a valid call wins. Otherwise the error of the candidate that got
 furthest is raised: ``invalid_params`` beats ``unknown_function`` beats ``invalid_syntax``; an
 answer with nothing that looks like a call is ``no_call``.
@@ -57,7 +57,8 @@ def parse_function_call(text: str, registry: FunctionRegistry, *,
     unknown_function or invalid_params. ``format`` ("json"/"yaml") only breaks ties between
     equally good candidates; both formats are always accepted."""
     if not isinstance(text, str):
-        raise CallError("no_call", f"expected the model's answer as text, got {type(text).__name__}")
+        raise CallError("no_call",
+                        f"expected the model's answer as text, got {type(text).__name__}")
     if not text.strip():
         raise CallError("no_call", "the answer is empty; expected a function call such as "
                         '{"function": "<name>", "params": {...}}', raw=text)

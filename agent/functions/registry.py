@@ -87,7 +87,8 @@ class FunctionRegistry:
         """A registry from OpenAI ``tools`` (``[{type: function, function: {name, description,
         parameters}}]``) or legacy ``functions`` entries; ``handlers`` maps names to callables."""
         if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
-            raise FunctionDefinitionError("tools must be a list of {type: function, function: {...}}")
+            raise FunctionDefinitionError(
+                "tools must be a list of {type: function, function: {...}}")
         return cls.from_definitions(list(tools), handlers, where="tools")
 
     @classmethod

@@ -1,9 +1,9 @@
 """Repairs for the slips models make when writing JSON or YAML.
 
 JSON: trailing commas, single-quoted and typographic (“…”) strings, Python ``True``/``False``/
-``None``, ``//`` and ``/* */`` comments. One pass over the text that knows where strings are, so nothing inside a
-string is ever touched. YAML: values containing ``": "`` (a scanner error) or ``" #"`` (silently
-cut as a comment) are quoted. Each repair reports what it changed, so a call can say it was fixed.
+``None``, ``//`` and ``/* */`` comments. One pass over the text that knows where strings are, so
+nothing inside a string is ever touched. YAML: values containing ``": "`` (a scanner error) or
+``" #"`` (silently cut as a comment) are quoted. Each repair reports what it changed, so a call can say it was fixed.
 """
 
 from __future__ import annotations
@@ -134,7 +134,8 @@ def loads_json(text: str, *, strict: bool = True) -> Any:
 
 
 # `key: value` where value is plain (not quoted, not a flow collection, not a block indicator)
-_YAML_PAIR = re.compile(r"^(?P<head>[ ]*(?:-[ ]+)?[^\s:#'\"\[\]{}][^:\n]*?:[ ]+)(?P<value>[^\s'\"\[{|>&*!].*?)[ \t]*$")
+_YAML_PAIR = re.compile(r"^(?P<head>[ ]*(?:-[ ]+)?[^\s:#'\"\[\]{}][^:\n]*?:[ ]+)"
+                        r"(?P<value>[^\s'\"\[{|>&*!].*?)[ \t]*$")
 
 
 def repair_yaml(text: str) -> tuple[str, list[str]]:

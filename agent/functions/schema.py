@@ -195,7 +195,8 @@ def _dataclass_fields(cls: type) -> list[tuple[str, bool, Any]]:
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        has_default = (f.default is not dataclasses.MISSING
+                       or f.default_factory is not dataclasses.MISSING)
         default = f.default if f.default is not dataclasses.MISSING else _MISSING
         out.append((f.name, not has_default, default))
     return out

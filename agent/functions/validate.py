@@ -23,7 +23,8 @@ def check_parameters_schema(schema: Any, where: str) -> dict[str, Any]:
     kind = schema.get("type", "object" if "properties" in schema or not schema else None)
     if kind != "object":
         raise FunctionDefinitionError(
-            f"{where}: parameters must be an object schema (\"type\": \"object\"), got type {kind!r}")
+            f"{where}: parameters must be an object schema (\"type\": \"object\"), "
+            f"got type {kind!r}")
     schema.setdefault("type", "object")
     try:
         Draft202012Validator.check_schema(schema)
