@@ -176,10 +176,11 @@ class FunctionRegistry:
         """The ``unknown_function`` error for ``name``, with suggestions."""
         suggestions = self.suggest(str(name))
         hint = f"did you mean {' or '.join(map(repr, suggestions))}? " if suggestions else ""
-        known = ", ".join(self._specs) or "(none registered)"
+        names = list(self._specs)
+        known = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
         return CallError("unknown_function",
                          f"{name!r} is not an available function; {hint}"
-                         f"choose one of: {known}",
+                         f"choose one of: {known or '(none registered)'}",
                          suggestions=suggestions, function=str(name), raw=raw)
 
     # -- prompt ------------------------------------------------------------------------------
