@@ -68,7 +68,8 @@ def test_utf8_char_admits_exactly_well_formed_characters():
 @given(st.text(min_size=1, max_size=20))
 def test_text_char_matches_every_printable_string(s):
     g = Grammar(rep(text_char('"'), 0, 20))
-    expected = all(ord(c) >= 32 and c not in '"\x7f' and not 0xD800 <= ord(c) <= 0xDFFF for c in s)
+    expected = all(ord(c) >= 32 and c != '"' and not 0x7F <= ord(c) <= 0x9F and c not in "\u2028\u2029\ufffe\uffff"
+                   and not 0xD800 <= ord(c) <= 0xDFFF for c in s)
     assert g.accepts(s.encode("utf-8", "surrogatepass")) == expected
 
 

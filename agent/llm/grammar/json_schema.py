@@ -28,7 +28,7 @@ from typing import Any
 from agent.llm.grammar.errors import SchemaUnsupportedError
 from agent.llm.grammar.grammar import Grammar
 from agent.llm.grammar.nodes import (
-    EMPTY, Node, Ref, Rep, alt, byte_set, lit, opt, rep, seq, text_char, utf8_char,
+    EMPTY, Node, Ref, Rep, alt, byte_set, lit, opt, printable_utf8_char, rep, seq, text_char,
 )
 from agent.llm.grammar.regex import CharSet, RegexError, regex_node
 
@@ -78,19 +78,29 @@ def _render(value: Any, yaml: bool) -> str:
             text = f"{mant if '.' in mant else mant + '.0'}e{exp if exp[0] in '+-' else '+' + exp}"
         return text
     if isinstance(value, str):
-        return json.dumps(value)
+        return yaml_quote(value) if yaml else json.dumps(value)
     if isinstance(value, list):
         return "[" + ", ".join(_render(v, yaml) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{json.dumps(str(k))}: {_render(v, yaml)}" for k, v in value.items()) + "}"
+        return "{" + ", ".join(f"{_render(str(k), yaml)}: {_render(v, yaml)}" for k, v in value.items()) + "}"
     raise ValueError(f"{type(value).__name__} is not a JSON value")
+
+
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff\ud800-\udfff]")
+
+
+def yaml_quote(text: str) -> str:
+    """A double-quoted YAML scalar that reads back as ``text`` (JSON escapes, minus the surrogate
+    pairs YAML does not join, plus escapes for what YAML would fold or refuse)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
 def yaml_key(name: str) -> str:
     """A mapping key as YAML reads it back unchanged (plain when safe, else double-quoted)."""
     if _PLAIN_KEY.fullmatch(name) and name.lower() not in _YAML_SPECIAL:
         return name
-    return json.dumps(name)
+    return yaml_quote(name)
 
 
 _DIGIT = byte_set("0123456789")
@@ -109,7 +119,7 @@ def _json_char_for(cs: CharSet) -> Node:
             c = chr(b)
             alts.append(lit(specials.get(c, f"\\u{b:04x}")))
     if cs.any_non_ascii:
-        alts.append(utf8_char())
+        alts.append(printable_utf8_char())
     alts.extend(lit(c) for c in sorted(cs.extra))
     if not alts:
         raise RegexError("", 0, "a character class matches nothing")
@@ -150,9 +160,8 @@ class _Builder:
             return self.problem(path, "schema false allows no value")
         if not isinstance(schema, dict):
             return self.problem(path, f"a schema must be an object or a boolean, got {type(schema).__name__}")
-        schema = self.resolve(schema, path)
-        if schema is None:
-            return lit("null")
+        if "$ref" in schema:
+            return self._via_ref(schema, path, lambda s: self.value(s, path, depth))
         self.check_keywords(schema, path)
         if "const" in schema:
             return self.literal(schema["const"], path)
@@ -178,6 +187,20 @@ class _Builder:
         if types is None:
             return self.any_value(self.o.max_depth)
         return alt(*[self.typed(t, schema, path) for t in types])
+
+    def _via_ref(self, schema: dict, path: str, build) -> Node:
+        """Build the schema a ``$ref`` points to, refusing references to a schema being built."""
+        ref = schema["$ref"]
+        if ref in self._ref_stack:
+            return self.problem(f"{path}/$ref", f"recursive reference {ref} cannot be bounded")
+        resolved = self.resolve(schema, path)
+        if resolved is None:
+            return lit("null")
+        self._ref_stack.append(ref)
+        try:
+            return build(resolved)
+        finally:
+            self._ref_stack.pop()
 
     def resolve(self, schema: dict, path: str) -> dict | None:
         ref = schema.get("$ref")
@@ -415,7 +438,9 @@ class _Builder:
     # -- YAML block style --------------------------------------------------------------------------
     def block_value(self, schema: Any, path: str, indent: int) -> Node:
         """What follows ``key:`` in a YAML block mapping: `` scalar`` / `` [flow]`` or a nested block."""
-        resolved = self.resolve(schema, path) if isinstance(schema, dict) else schema
+        if isinstance(schema, dict) and "$ref" in schema:
+            return self._via_ref(schema, path, lambda s: self.block_value(s, path, indent))
+        resolved = schema
         if (isinstance(resolved, dict) and self.types_of(resolved, path) == ["object"]
                 and not any(k in resolved for k in ("const", "enum", "anyOf", "oneOf", "allOf"))):
             self.check_keywords(resolved, path)

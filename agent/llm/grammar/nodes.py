@@ -125,6 +125,24 @@ def utf8_char() -> Node:
     )
 
 
+def printable_utf8_char() -> Node:
+    """A non-ASCII character that YAML and terminals print as itself: no C1 controls (U+0080-U+009F),
+    no line/paragraph separators (U+2028/9), no U+FFFE/FFFF, no surrogates."""
+    return alt(
+        seq(Lit(b"\xc2"), _range(0xA0, 0xBF)),
+        seq(_range(0xC3, 0xDF), _CONT),
+        seq(Lit(b"\xe0"), _range(0xA0, 0xBF), _CONT),
+        seq(byte_set(ranges=[(0xE1, 0xE1), (0xE3, 0xEC), (0xEE, 0xEE)]), _CONT, _CONT),
+        seq(Lit(b"\xe2"), alt(seq(Lit(b"\x80"), byte_set(ranges=[(0x80, 0xA7), (0xAA, 0xBF)])),
+                              seq(_range(0x81, 0xBF), _CONT))),
+        seq(Lit(b"\xed"), _range(0x80, 0x9F), _CONT),
+        seq(Lit(b"\xef"), alt(seq(_range(0x80, 0xBE), _CONT), seq(Lit(b"\xbf"), _range(0x80, 0xBD)))),
+        seq(Lit(b"\xf0"), _range(0x90, 0xBF), _CONT, _CONT),
+        seq(_range(0xF1, 0xF3), _CONT, _CONT, _CONT),
+        seq(Lit(b"\xf4"), _range(0x80, 0x8F), _CONT, _CONT),
+    )
+
+
 def text_char(exclude: str = "") -> Node:
-    """One printable character (any Unicode except ASCII controls) not in ``exclude``."""
-    return alt(byte_set(exclude + "".join(map(chr, range(32))) + "\x7f", negate=True), utf8_char())
+    """One printable character (see ``printable_utf8_char``; no ASCII controls) not in ``exclude``."""
+    return alt(byte_set(exclude + "".join(map(chr, range(32))) + "\x7f", negate=True), printable_utf8_char())

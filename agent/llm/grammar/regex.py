@@ -252,7 +252,7 @@ def _range_set(a: str, b: str, parser: _Parser, at: int) -> CharSet:
         ascii_mask |= 1 << c
     extra: frozenset[str] = frozenset()
     if hi >= 128:
-        if hi - max(lo, 128) > 512:
+        if hi - max(lo, 128) > 4096:
             raise parser.fail(f"the non-ASCII range {a!r}-{b!r} is too large", at)
         extra = frozenset(chr(c) for c in range(max(lo, 128), hi + 1) if not 0xD800 <= c <= 0xDFFF)
     return CharSet(ascii_mask, False, extra)
