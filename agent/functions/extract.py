@@ -80,7 +80,7 @@ def _from_region(region: str, offset: int, lang: str) -> list[Snippet]:
 
 
 def _brace_objects(text: str) -> list[tuple[str, int, bool]]:
-    """Outermost balanced ``{...}`` regions; strings in double or single quotes are skipped."""
+    """Outermost balanced ``{...}`` regions (strings skipped), and unclosed ones."""
     out: list[tuple[str, int, bool]] = []
     pos = 0
     while len(out) < MAX_CANDIDATES:
@@ -99,22 +99,30 @@ def _brace_objects(text: str) -> list[tuple[str, int, bool]]:
 
 
 def _match_brace(text: str, start: int) -> int | None:
-    """Index just past the ``}`` closing the ``{`` at ``start``, or None if it never closes."""
+    """Index just past the ``}`` closing the ``{`` at ``start``, or None if it never closes.
+
+    Brackets inside strings do not count. As in JSON and YAML flow style, a quote opens a string
+    only where a value or key starts (after ``{ [ , :``), so an apostrophe in a word or a quote
+    inside a plain YAML scalar (``{size: 5"}``) is just a character.
+    """
     depth = 0
     quote = ""
+    prev = ""  # the last non-blank character outside strings
     i = start
     n = len(text)
     while i < n:
         c = text[i]
         if quote:
-            if c == "\\":
+            if c == "\\" and quote == '"':
                 i += 2
                 continue
             if c == quote:
+                if quote == "'" and text[i + 1:i + 2] == "'":
+                    i += 2  # YAML's '' inside a single-quoted string
+                    continue
                 quote = ""
-            elif c == "\n" and quote == "'":
-                quote = ""  # an apostrophe in prose, not a string
-        elif c == '"' or (c == "'" and not (i > 0 and text[i - 1].isalnum())):
+                prev = c
+        elif c in "\"'" and prev in ("{", "[", ",", ":"):
             quote = c
         elif c in "{[":
             depth += 1
@@ -124,6 +132,8 @@ def _match_brace(text: str, start: int) -> int | None:
                 return i + 1 if c == "}" else None
             if depth < 0:
                 return None
+        if not quote and not c.isspace():
+            prev = c
         i += 1
     return None
 

@@ -27,6 +27,7 @@ from agent.functions.yamlio import PlainStr, is_core_null, load_plain, plain_to_
 
 NAME_KEYS = ("function", "function_name")
 PARAMS_KEYS = ("params", "parameters", "arguments", "args")
+WRAPPER_KEYS = ("function_call", "tool_call", "tool_calls", "call")
 _MENTIONS_CALL = re.compile(r"function", re.I)
 _UNQUOTED_KEY = re.compile(r"[{,]\s*[A-Za-z_][\w-]*\s*:")
 
@@ -41,6 +42,7 @@ class _Decoded:
     data: Any
     format: str
     repairs: list[str] = field(default_factory=list)
+    lenient: bool = False            # a long shot: its failure is not worth reporting
 
 
 class _Failure(Exception):
@@ -90,14 +92,26 @@ def parse_function_call(text: str, registry: FunctionRegistry, *,
 def _parse_snippet(snippet: Snippet, text: str, registry: FunctionRegistry) -> FunctionCall:
     """The call in one snippet; when it has several readings the first valid one wins."""
     best: _Failure | None = None
-    for decoded in _decodings(snippet, text):
+    readings = _decodings(snippet, text)
+    while True:
+        try:
+            decoded = next(readings)
+        except StopIteration:
+            break
+        except _Failure as failure:  # no (further) reading: the snippet's syntax problem
+            best = _further(best, failure)
+            break
         try:
             return _call_from(decoded, snippet, text, registry)
         except _Failure as failure:
-            if best is None or failure.rank > best.rank:
-                best = failure
-    assert best is not None  # _decodings yields at least once or raises
+            if not decoded.lenient:  # a long-shot reading failing says nothing new
+                best = _further(best, failure)
+    assert best is not None  # _decodings yields a strict reading or raises
     raise best
+
+
+def _further(best: _Failure | None, failure: _Failure) -> _Failure:
+    return failure if best is None or failure.rank > best.rank else best
 
 
 def _call_from(decoded: _Decoded, snippet: Snippet, text: str,
@@ -135,20 +149,23 @@ def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
         return
     except ValueError:
         pass
+    # YAML flow style: {function: f, params: {a: b}} is YAML as written; JSON with unquoted
+    # keys or values (or leading zeros...) may read as YAML too. With unquoted keys that is the
+    # intended reading; otherwise it is a long shot, used only if it gives a valid call.
+    unquoted_keys = bool(_UNQUOTED_KEY.search(body))
     found = False
-    if _UNQUOTED_KEY.search(body):
-        # unquoted keys: YAML flow style as written ({function: f, params: {a: b}}), or
-        # JSON-ish with unquoted keys plus other slips
-        for candidate, fmt, fixes in ((body, "yaml", []),
-                                      (repaired, "json", repairs + ["unquoted keys"])):
-            try:
-                data = load_plain(candidate)
-            except yaml.YAMLError:
-                continue
-            if isinstance(data, dict) and any(k in data for k in NAME_KEYS):
-                found = True
-                yield _Decoded(data, fmt, fixes)
-    if found:
+    for candidate, fmt, fixes in ((body, "yaml", []),
+                                  (repaired, "json", repairs + ["unquoted keys or values"])):
+        try:
+            data = load_plain(candidate)
+        except yaml.YAMLError:
+            continue
+        if isinstance(data, dict) and _name_key(data) is not None:
+            if not unquoted_keys and _has_empty_value(data):
+                continue  # {"a": } is a missing value, not the empty string YAML reads
+            found = True
+            yield _Decoded(data, fmt, fixes, lenient=not unquoted_keys)
+    if found and unquoted_keys:
         return
     rank = BAD_SYNTAX if _MENTIONS_CALL.search(body) else NO_CALL
     where = f"line {_line(text, snippet.start)}"
@@ -196,11 +213,11 @@ def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
         raise _Failure(NOT_A_CALL, CallError(
             "invalid_syntax", f"expected an object with \"function\" and \"params\" at {where}, "
             f"found {_kind(data)}", raw=text))
-    keys = {str(k).strip().lower(): k for k in reversed(list(data))}  # "Function", "PARAMS"
-    params_key = next((keys[k] for k in PARAMS_KEYS if k in keys), None)
-    name_key = next((keys[k] for k in NAME_KEYS if k in keys), None)
-    if name_key is None and params_key is not None and "name" in keys:
-        name_key = keys["name"]  # OpenAI's shape: {"name": ..., "arguments": ...}
+    wrapped = _wrapped_call(data)
+    if wrapped is not None:
+        data = wrapped
+    params_key = _params_key(data)
+    name_key = _name_key(data)
     if name_key is None:
         # with params but no function it is a call missing its name; else just some object
         rank = NOT_A_CALL if params_key is not None else NO_CALL
@@ -231,6 +248,50 @@ def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
     if name.endswith("()"):
         name = name[:-2].rstrip()  # "file_analytics()": the name written as a call
     return name, params
+
+
+def _has_empty_value(data: Any) -> bool:
+    if isinstance(data, PlainStr):
+        return data == ""
+    if isinstance(data, dict):
+        return any(_has_empty_value(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_has_empty_value(v) for v in data)
+    return False
+
+
+def _keys(data: dict) -> dict[str, Any]:
+    """Lower-cased keys to the keys as written ("Function", "PARAMS" are common drift)."""
+    return {str(k).strip().lower(): k for k in reversed(list(data))}
+
+
+def _params_key(data: dict) -> Any:
+    keys = _keys(data)
+    return next((keys[k] for k in PARAMS_KEYS if k in keys), None)
+
+
+def _name_key(data: dict) -> Any:
+    keys = _keys(data)
+    found = next((keys[k] for k in NAME_KEYS if k in keys), None)
+    if found is None and "name" in keys and _params_key(data) is not None:
+        found = keys["name"]  # OpenAI's shape: {"name": ..., "arguments": ...}
+    return found
+
+
+def _wrapped_call(data: dict) -> dict | None:
+    """The call inside OpenAI-style wrappers: {"function_call": {...}}, {"tool_calls": [...]}."""
+    if _name_key(data) is not None:
+        return None
+    keys = _keys(data)
+    for wrapper in WRAPPER_KEYS:
+        inner = data.get(keys[wrapper]) if wrapper in keys else None
+        if isinstance(inner, list) and inner and isinstance(inner[0], dict):
+            inner = inner[0]
+        if isinstance(inner, dict):
+            nested = inner.get("function") if isinstance(inner.get("function"), dict) else inner
+            if _name_key(nested) is not None:
+                return nested
+    return None
 
 
 def _kind(value: Any) -> str:

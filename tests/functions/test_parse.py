@@ -170,7 +170,7 @@ def test_missing_params_means_no_params(registry):
     ('{"function": "file_analytics", // the best fit\n "params": {"action": "a", '
      '/* why */ "filters": {"keyword": "k"}}}', "comments"),
     ("{function: file_analytics, /* pick */ params: {action: a, filters: {keyword: k}}}",
-     "unquoted keys"),
+     "unquoted keys or values"),
     ('{"function": "file_analytics", "params": {"action": "a\nb", "filters": {"keyword": "k"}}}',
      "control characters in strings"),
 ])
@@ -185,6 +185,29 @@ def test_yaml_flow_style_is_yaml(registry):
                                registry)
     assert (call.format, call.repairs) == ("yaml", ())
     assert call.params == {"country": "NO", "notify": True}
+
+
+def test_long_shot_yaml_reading_is_only_used_when_it_gives_a_valid_call(registry):
+    # leading zeros are not JSON; read as YAML the schema decides what 012 meant
+    call = parse_function_call('{"function": "set_country", "params": {"country": "SE", '
+                               '"count": 012}}', registry)
+    assert call.params["count"] == 12 and call.format == "yaml"
+    call = parse_function_call('{"function": set_country, "params": {"country": SE}}', registry)
+    assert call.params == {"country": "SE"}
+    # ... but a reading that fails anyway does not hide the JSON error
+    err = fail('{"function": "set_country", "params": {"country": }}', registry)
+    assert err.kind == "invalid_syntax" and "not valid JSON" in err.message
+
+
+@pytest.mark.parametrize("text", [
+    '{"function_call": {"name": "set_country", "arguments": "{\\"country\\": \\"SE\\"}"}}',
+    '{"tool_calls": [{"id": "1", "type": "function", "function": {"name": "set_country", '
+    '"arguments": {"country": "SE"}}}]}',
+    '{"tool_call": {"function": "set_country", "params": {"country": "SE"}}}',
+])
+def test_openai_wrappers_are_unwrapped(registry, text):
+    call = parse_function_call(text, registry)
+    assert (call.name, call.params) == ("set_country", {"country": "SE"})
 
 
 def test_python_literals_become_json(registry):
