@@ -71,4 +71,5 @@ def _build(registry: Any, names: list[str], fmt: str, options: JsonOptions) -> G
         b.root = schema  # local $refs resolve against the function's own schema
         calls.append(seq("function: ", lit(yaml_key(n)), "\nparams:",
                          b.block_value(schema, f"{n}/params", 2)))
-    return _finish(b, seq(opt("\n"), alt(*calls)), "function call (yaml)")
+    # at column 0: nothing before "function:", or a line break (after the space the answer may start with)
+    return _finish(b, seq(opt(seq(opt(" "), "\n")), alt(*calls)), "function call (yaml)", lead=False)

@@ -494,10 +494,11 @@ def int_range(lo: int, hi: int) -> Node:
     return alt(*alts)
 
 
-def _finish(b: _Builder, root: Node, name: str) -> Grammar:
+def _finish(b: _Builder, root: Node, name: str, lead: bool = True) -> Grammar:
+    """The grammar, or every problem found; ``lead``: allow the space a chat answer starts with."""
     if b.problems:
         raise SchemaUnsupportedError(b.problems)
-    return Grammar(seq(opt(" "), root), b.rules, name=name)
+    return Grammar(seq(opt(" "), root) if lead else root, b.rules, name=name)
 
 
 def json_schema_grammar(schema: Any, options: JsonOptions | None = None, *, yaml: bool = False) -> Grammar:
