@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import yaml
+from jsonschema import Draft202012Validator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -47,6 +48,7 @@ def check(text: str) -> None:
     assert isinstance(result, FunctionCall)
     assert result.name in REG.names()
     json.dumps(result.params)  # always plain JSON data
+    assert Draft202012Validator(REG.schema(result.name)).is_valid(result.params)
 
 
 @FAST
@@ -65,6 +67,24 @@ def test_random_structured_text(text):
 @given(JSONISH, JSONISH)
 def test_random_text_around_a_call(before, after):
     check(before + '{"function": "ping", "params": {}}' + after)
+
+
+VALID = [
+    '{"function": "file_analytics", "params": {"action": "count", "filters": {"keyword": "Py"}}}',
+    "function: file_analytics\nparams:\n  action: count\n  count: 012\n  flag: NO\n"
+    "  tags: [a, 'b']\n  note: ~",
+    "```json\n{'function': 'ping', 'params': {},}\n```",
+]
+
+
+@FAST
+@given(st.sampled_from(VALID), st.lists(st.tuples(st.integers(0, 200), st.sampled_from(
+    ["", "{", "}", '"', "'", ":", ",", "\n", " ", "#", "[", "]", "-", "x", "0"])), max_size=4))
+def test_mutated_calls(text, edits):
+    for pos, insert in edits:  # delete one character at pos, insert another
+        pos %= len(text) + 1
+        text = text[:pos] + insert + text[pos + 1:]
+    check(text)
 
 
 PRINTABLE = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
