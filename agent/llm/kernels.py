@@ -118,6 +118,7 @@ class QuantLinear:
         self.packed = None
         if self.type in table:
             self.mv, self.dq, self.sum_size = table[self.type]
+            self.tab = K.F16_TABLE
             self.packed = repack(tensor.data, tensor.type, tensor.shape)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -135,7 +136,7 @@ class QuantLinear:
         pm = self.packed
         xs = x.reshape(x.shape[0], -1, self.sum_size).sum(axis=2, dtype=np.float32)
         out = np.empty((x.shape[0], pm.n_groups * pm.arrays[0].shape[-1]), np.float32)
-        self.mv(*pm.arrays, x, xs, out)
+        self.mv(*pm.arrays, self.tab, x, xs, out)
         return out[:, :self.n_out]
 
     def _tiled(self, x: np.ndarray) -> np.ndarray:
@@ -147,8 +148,9 @@ class QuantLinear:
             g1 = min(pm.n_groups, g0 + per_tile)
             cols = (g1 - g0) * lanes
             wt = _tile_buffer(self.n_in * cols).reshape(self.n_in, cols)
-            self.dq(*pm.arrays, g0, g1, wt)
-            np.matmul(x, wt, out=out[:, g0 * lanes:g1 * lanes])
+            self.dq(*pm.arrays, self.tab, g0, g1, wt)
+            # into a fresh array: numpy's matmul skips BLAS when ``out`` is a strided slice
+            out[:, g0 * lanes:g1 * lanes] = x @ wt
         return out[:, :self.n_out]
 
     def _plain(self, x: np.ndarray) -> np.ndarray:
@@ -163,7 +165,7 @@ class QuantLinear:
         for r0 in range(0, self.n_out, rows):
             r1 = min(self.n_out, r0 + rows)
             w = dequantize_rows(t.data, t.type, t.shape, slice(r0, r1))
-            np.matmul(x, w.T, out=out[:, r0:r1])
+            out[:, r0:r1] = x @ w.T
         return out
 
 

@@ -2,17 +2,19 @@
 
 Two kernels per block type, both reading the packed codes directly:
 
-* ``mv_<type>(*fields, x, xs, out)``: ``out[t] = W @ x[t]`` for a few tokens (decode). SIMD lanes
+* ``mv_<type>(*fields, tab, x, xs, out)``: ``out[t] = W @ x[t]`` for a few tokens (decode). SIMD lanes
   run across the ``LANES`` rows of a group; each activation is broadcast to every lane, so a
   block's partial sums sit lane-wise in ``s`` and its scale is applied with one vector multiply.
   Offsets and minimums are folded in through ``xs``, the sums of ``x`` over each scale's
   sub-block (as ggml's ``bsums``), so the inner loop is only unpack, convert and FMA.
-* ``dq_<type>(*fields, g0, g1, wt)``: dequantize row groups g0..g1 into ``wt`` [n_in, rows]
+* ``dq_<type>(*fields, tab, g0, g1, wt)``: dequantize row groups g0..g1 into ``wt`` [n_in, rows]
   (transposed, so the stores are lane-contiguous too) for a BLAS sgemm (prefill).
 
 The lane loops take their length from the array shape at run time: LLVM then vectorizes them as
 plain loops (a constant 128 would be fully unrolled into scalar code). Codes are narrowed to
 uint8 before converting to float32 so the conversions are 32-bit, not 64-bit, vector ops.
+Block scales stay f16 (as uint16 bits, so a repacked matrix is no bigger than the file's) and are
+widened through ``tab = F16_TABLE``, once per block and lane.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import numpy as np
 from numba import njit, prange
 
 _JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+# float32 value of every f16 bit pattern: numba has no f16 arithmetic.
+F16_TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 F0, F4, F8, F16, F32 = np.float32(0), np.float32(4), np.float32(8), np.float32(16), np.float32(32)
 
 
@@ -34,10 +38,14 @@ def _f(v):  # a small non-negative integer as float32 via uint8 (keeps the vecto
 # ---------------------------------------------------------------------------------------------
 
 @njit(**_JIT)
-def mv_q4_0(qs, d, x, xs, out):
+def mv_q4_0(qs, d, tab, x, xs, out):
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
         s = np.empty(R, np.float32)
         for t in range(x.shape[0]):
             acc[:] = F0
@@ -50,28 +58,34 @@ def mv_q4_0(qs, d, x, xs, out):
                         s[r] += _f(c & 15) * xl + _f(c >> 4) * xh
                 m = F8 * xs[t, b]
                 for r in range(R):
-                    acc[r] += d[g, b, r] * (s[r] - m)
+                    acc[r] += dg[b, r] * (s[r] - m)
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q4_0(qs, d, g0, g1, wt):
+def dq_q4_0(qs, d, tab, g0, g1, wt):
     _, nb, _, R = qs.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
         g, c0 = g0 + gi, gi * R
         for j in range(16):
             for r in range(R):
-                c, sc = qs[g, b, j, r], d[g, b, r]
+                c, sc = qs[g, b, j, r], tab[d[g, b, r]]
                 wt[32 * b + j, c0 + r] = sc * (_f(c & 15) - F8)
                 wt[32 * b + 16 + j, c0 + r] = sc * (_f(c >> 4) - F8)
 
 
 @njit(**_JIT)
-def mv_q4_1(qs, d, m, x, xs, out):
+def mv_q4_1(qs, d, m, tab, x, xs, out):
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        mg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
+                mg[b, r] = tab[m[g, b, r]]
         s = np.empty(R, np.float32)
         for t in range(x.shape[0]):
             acc[:] = F0
@@ -84,28 +98,32 @@ def mv_q4_1(qs, d, m, x, xs, out):
                         s[r] += _f(c & 15) * xl + _f(c >> 4) * xh
                 xb = xs[t, b]
                 for r in range(R):
-                    acc[r] += d[g, b, r] * s[r] + m[g, b, r] * xb
+                    acc[r] += dg[b, r] * s[r] + mg[b, r] * xb
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q4_1(qs, d, m, g0, g1, wt):
+def dq_q4_1(qs, d, m, tab, g0, g1, wt):
     _, nb, _, R = qs.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
         g, c0 = g0 + gi, gi * R
         for j in range(16):
             for r in range(R):
-                c, sc, mn = qs[g, b, j, r], d[g, b, r], m[g, b, r]
+                c, sc, mn = qs[g, b, j, r], tab[d[g, b, r]], tab[m[g, b, r]]
                 wt[32 * b + j, c0 + r] = sc * _f(c & 15) + mn
                 wt[32 * b + 16 + j, c0 + r] = sc * _f(c >> 4) + mn
 
 
 @njit(**_JIT)
-def mv_q5_0(qs, qh, d, x, xs, out):
+def mv_q5_0(qs, qh, d, tab, x, xs, out):
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
         s = np.empty(R, np.float32)
         for t in range(x.shape[0]):
             acc[:] = F0
@@ -121,12 +139,12 @@ def mv_q5_0(qs, qh, d, x, xs, out):
                         s[r] += _f(lo) * xl + _f(hi) * xh
                 m = F16 * xs[t, b]
                 for r in range(R):
-                    acc[r] += d[g, b, r] * (s[r] - m)
+                    acc[r] += dg[b, r] * (s[r] - m)
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q5_0(qs, qh, d, g0, g1, wt):
+def dq_q5_0(qs, qh, d, tab, g0, g1, wt):
     _, nb, _, R = qs.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
@@ -134,7 +152,7 @@ def dq_q5_0(qs, qh, d, g0, g1, wt):
         for j in range(16):
             hb, sh = j >> 3, j & 7
             for r in range(R):
-                c, sc = qs[g, b, j, r], d[g, b, r]
+                c, sc = qs[g, b, j, r], tab[d[g, b, r]]
                 lo = (c & 15) | (((qh[g, b, hb, r] >> sh) & 1) << 4)
                 hi = (c >> 4) | (((qh[g, b, hb + 2, r] >> sh) & 1) << 4)
                 wt[32 * b + j, c0 + r] = sc * (_f(lo) - F16)
@@ -142,10 +160,16 @@ def dq_q5_0(qs, qh, d, g0, g1, wt):
 
 
 @njit(**_JIT)
-def mv_q5_1(qs, qh, d, m, x, xs, out):
+def mv_q5_1(qs, qh, d, m, tab, x, xs, out):
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        mg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
+                mg[b, r] = tab[m[g, b, r]]
         s = np.empty(R, np.float32)
         for t in range(x.shape[0]):
             acc[:] = F0
@@ -161,12 +185,12 @@ def mv_q5_1(qs, qh, d, m, x, xs, out):
                         s[r] += _f(lo) * xl + _f(hi) * xh
                 xb = xs[t, b]
                 for r in range(R):
-                    acc[r] += d[g, b, r] * s[r] + m[g, b, r] * xb
+                    acc[r] += dg[b, r] * s[r] + mg[b, r] * xb
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q5_1(qs, qh, d, m, g0, g1, wt):
+def dq_q5_1(qs, qh, d, m, tab, g0, g1, wt):
     _, nb, _, R = qs.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
@@ -174,7 +198,7 @@ def dq_q5_1(qs, qh, d, m, g0, g1, wt):
         for j in range(16):
             hb, sh = j >> 3, j & 7
             for r in range(R):
-                c, sc, mn = qs[g, b, j, r], d[g, b, r], m[g, b, r]
+                c, sc, mn = qs[g, b, j, r], tab[d[g, b, r]], tab[m[g, b, r]]
                 lo = (c & 15) | (((qh[g, b, hb, r] >> sh) & 1) << 4)
                 hi = (c >> 4) | (((qh[g, b, hb + 2, r] >> sh) & 1) << 4)
                 wt[32 * b + j, c0 + r] = sc * _f(lo) + mn
@@ -182,10 +206,14 @@ def dq_q5_1(qs, qh, d, m, g0, g1, wt):
 
 
 @njit(**_JIT)
-def mv_q8_0(qs, d, x, xs, out):
+def mv_q8_0(qs, d, tab, x, xs, out):
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
         s = np.empty(R, np.float32)
         for t in range(x.shape[0]):
             acc[:] = F0
@@ -196,19 +224,19 @@ def mv_q8_0(qs, d, x, xs, out):
                     for r in range(R):
                         s[r] += np.float32(qs[g, b, j, r]) * xv
                 for r in range(R):
-                    acc[r] += d[g, b, r] * s[r]
+                    acc[r] += dg[b, r] * s[r]
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q8_0(qs, d, g0, g1, wt):
+def dq_q8_0(qs, d, tab, g0, g1, wt):
     _, nb, _, R = qs.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
         g, c0 = g0 + gi, gi * R
         for j in range(32):
             for r in range(R):
-                wt[32 * b + j, c0 + r] = d[g, b, r] * np.float32(qs[g, b, j, r])
+                wt[32 * b + j, c0 + r] = tab[d[g, b, r]] * np.float32(qs[g, b, j, r])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,12 +244,18 @@ def dq_q8_0(qs, d, g0, g1, wt):
 # ---------------------------------------------------------------------------------------------
 
 @njit(**_JIT)
-def mv_q2_k(qs, sc, d, dm, x, xs, out):
+def mv_q2_k(qs, sc, d, dm, tab, x, xs, out):
     # value 128h + 32s + l (l < 32) = d * (sc & 15) * ((qs[32h + l] >> 2s) & 3) - dmin * (sc >> 4),
     # with the scale byte of its 16-value sub-block 8h + 2s + l // 16.
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        dmg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
+                dmg[b, r] = tab[dm[g, b, r]]
         v = np.empty(R, np.float32)
         for t in range(x.shape[0]):
             acc[:] = F0
@@ -239,12 +273,12 @@ def mv_q2_k(qs, sc, d, dm, x, xs, out):
                             xsum = xs[t, 16 * b + sub]
                             for r in range(R):
                                 c = sc[g, b, sub, r]
-                                acc[r] += d[g, b, r] * _f(c & 15) * v[r] - dm[g, b, r] * _f(c >> 4) * xsum
+                                acc[r] += dg[b, r] * _f(c & 15) * v[r] - dmg[b, r] * _f(c >> 4) * xsum
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q2_k(qs, sc, d, dm, g0, g1, wt):
+def dq_q2_k(qs, sc, d, dm, tab, g0, g1, wt):
     _, nb, _, R = qs.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
@@ -257,16 +291,20 @@ def dq_q2_k(qs, sc, d, dm, g0, g1, wt):
                         c = sc[g, b, sub, r]
                         q = _f((qs[g, b, 32 * h + l, r] >> (2 * sh)) & 3)
                         wt[256 * b + 128 * h + 32 * sh + l, c0 + r] = (
-                            d[g, b, r] * _f(c & 15) * q - dm[g, b, r] * _f(c >> 4))
+                            tab[d[g, b, r]] * _f(c & 15) * q - tab[dm[g, b, r]] * _f(c >> 4))
 
 
 @njit(**_JIT)
-def mv_q3_k(qs, hm, sc, d, x, xs, out):
+def mv_q3_k(qs, hm, sc, d, tab, x, xs, out):
     # value 128h + 32s + l = d * sc[8h + 2s + l // 16] * (((qs[32h + l] >> 2s) & 3) - 4 * (1 - hbit)),
     # hbit being bit 4h + s of hm[l].
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
         v = np.empty(R, np.float32)
         for t in range(x.shape[0]):
             acc[:] = F0
@@ -285,12 +323,12 @@ def mv_q3_k(qs, hm, sc, d, x, xs, out):
                                     v[r] += (_f(q) - F4) * xv
                             sub = 8 * h + 2 * sh + lh
                             for r in range(R):
-                                acc[r] += d[g, b, r] * np.float32(sc[g, b, sub, r]) * v[r]
+                                acc[r] += dg[b, r] * np.float32(sc[g, b, sub, r]) * v[r]
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q3_k(qs, hm, sc, d, g0, g1, wt):
+def dq_q3_k(qs, hm, sc, d, tab, g0, g1, wt):
     _, nb, _, R = qs.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
@@ -302,15 +340,21 @@ def dq_q3_k(qs, hm, sc, d, g0, g1, wt):
                     for r in range(R):
                         q = ((qs[g, b, 32 * h + l, r] >> (2 * sh)) & 3) | (((hm[g, b, l, r] >> (4 * h + sh)) & 1) << 2)
                         wt[256 * b + 128 * h + 32 * sh + l, c0 + r] = (
-                            d[g, b, r] * np.float32(sc[g, b, sub, r]) * (_f(q) - F4))
+                            tab[d[g, b, r]] * np.float32(sc[g, b, sub, r]) * (_f(q) - F4))
 
 
 @njit(**_JIT)
-def mv_q4_k(qs, sc, mn, d, dm, x, xs, out):
+def mv_q4_k(qs, sc, mn, d, dm, tab, x, xs, out):
     # Chunk c (64 values): low nibbles of qs[32c + l] are sub-block 2c, high nibbles 2c + 1.
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        dmg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
+                dmg[b, r] = tab[dm[g, b, r]]
         sl = np.empty(R, np.float32)
         sh = np.empty(R, np.float32)
         for t in range(x.shape[0]):
@@ -328,13 +372,13 @@ def mv_q4_k(qs, sc, mn, d, dm, x, xs, out):
                             sh[r] += _f(q >> 4) * xh
                     xl_sum, xh_sum = xs[t, 8 * b + 2 * c], xs[t, 8 * b + 2 * c + 1]
                     for r in range(R):
-                        acc[r] += d[g, b, r] * (_f(sc[g, b, 2 * c, r]) * sl[r] + _f(sc[g, b, 2 * c + 1, r]) * sh[r]) - (
-                            dm[g, b, r] * (_f(mn[g, b, 2 * c, r]) * xl_sum + _f(mn[g, b, 2 * c + 1, r]) * xh_sum))
+                        acc[r] += dg[b, r] * (_f(sc[g, b, 2 * c, r]) * sl[r] + _f(sc[g, b, 2 * c + 1, r]) * sh[r]) - (
+                            dmg[b, r] * (_f(mn[g, b, 2 * c, r]) * xl_sum + _f(mn[g, b, 2 * c + 1, r]) * xh_sum))
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q4_k(qs, sc, mn, d, dm, g0, g1, wt):
+def dq_q4_k(qs, sc, mn, d, dm, tab, g0, g1, wt):
     _, nb, _, R = qs.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
@@ -343,18 +387,24 @@ def dq_q4_k(qs, sc, mn, d, dm, g0, g1, wt):
             for l in range(32):
                 for r in range(R):
                     q = qs[g, b, 32 * c + l, r]
-                    dd, mm = d[g, b, r], dm[g, b, r]
+                    dd, mm = tab[d[g, b, r]], tab[dm[g, b, r]]
                     wt[256 * b + 64 * c + l, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(q & 15) - mm * _f(mn[g, b, 2 * c, r])
                     wt[256 * b + 64 * c + 32 + l, c0 + r] = (
                         dd * _f(sc[g, b, 2 * c + 1, r]) * _f(q >> 4) - mm * _f(mn[g, b, 2 * c + 1, r]))
 
 
 @njit(**_JIT)
-def mv_q5_k(qs, qh, sc, mn, d, dm, x, xs, out):
+def mv_q5_k(qs, qh, sc, mn, d, dm, tab, x, xs, out):
     # As Q4_K, plus a fifth bit: sub-block j takes bit j of qh[l].
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        dmg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
+                dmg[b, r] = tab[dm[g, b, r]]
         sl = np.empty(R, np.float32)
         sh = np.empty(R, np.float32)
         for t in range(x.shape[0]):
@@ -372,13 +422,13 @@ def mv_q5_k(qs, qh, sc, mn, d, dm, x, xs, out):
                             sh[r] += _f((q >> 4) | (((hbits >> (2 * c + 1)) & 1) << 4)) * xh
                     xl_sum, xh_sum = xs[t, 8 * b + 2 * c], xs[t, 8 * b + 2 * c + 1]
                     for r in range(R):
-                        acc[r] += d[g, b, r] * (_f(sc[g, b, 2 * c, r]) * sl[r] + _f(sc[g, b, 2 * c + 1, r]) * sh[r]) - (
-                            dm[g, b, r] * (_f(mn[g, b, 2 * c, r]) * xl_sum + _f(mn[g, b, 2 * c + 1, r]) * xh_sum))
+                        acc[r] += dg[b, r] * (_f(sc[g, b, 2 * c, r]) * sl[r] + _f(sc[g, b, 2 * c + 1, r]) * sh[r]) - (
+                            dmg[b, r] * (_f(mn[g, b, 2 * c, r]) * xl_sum + _f(mn[g, b, 2 * c + 1, r]) * xh_sum))
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q5_k(qs, qh, sc, mn, d, dm, g0, g1, wt):
+def dq_q5_k(qs, qh, sc, mn, d, dm, tab, g0, g1, wt):
     _, nb, _, R = qs.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
@@ -387,7 +437,7 @@ def dq_q5_k(qs, qh, sc, mn, d, dm, g0, g1, wt):
             for l in range(32):
                 for r in range(R):
                     q, hbits = qs[g, b, 32 * c + l, r], qh[g, b, l, r]
-                    dd, mm = d[g, b, r], dm[g, b, r]
+                    dd, mm = tab[d[g, b, r]], tab[dm[g, b, r]]
                     lo = (q & 15) | (((hbits >> (2 * c)) & 1) << 4)
                     hi = (q >> 4) | (((hbits >> (2 * c + 1)) & 1) << 4)
                     wt[256 * b + 64 * c + l, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(lo) - mm * _f(mn[g, b, 2 * c, r])
@@ -396,13 +446,17 @@ def dq_q5_k(qs, qh, sc, mn, d, dm, g0, g1, wt):
 
 
 @njit(**_JIT)
-def mv_q6_k(ql, qh, sc, d, x, xs, out):
+def mv_q6_k(ql, qh, sc, d, tab, x, xs, out):
     # Half h, quarter q (32 values each): low 4 bits from ql[64h + l] (q = 0, 2: low/high nibble)
     # or ql[64h + 32 + l] (q = 1, 3), high 2 bits from qh[32h + l] >> 2q; minus 32.
     # 16-value sub-block 8h + 2q + l // 16 has its own int8 scale.
     G, nb, _, R = ql.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
+        dg = np.empty((nb, R), np.float32)
+        for b in range(nb):
+            for r in range(R):
+                dg[b, r] = tab[d[g, b, r]]
         s0 = np.empty(R, np.float32)
         s1 = np.empty(R, np.float32)
         s2 = np.empty(R, np.float32)
@@ -431,14 +485,14 @@ def mv_q6_k(ql, qh, sc, d, x, xs, out):
                         m0, m1 = F32 * xs[t, xb], F32 * xs[t, xb + 2]
                         m2, m3 = F32 * xs[t, xb + 4], F32 * xs[t, xb + 6]
                         for r in range(R):
-                            acc[r] += d[g, b, r] * (
+                            acc[r] += dg[b, r] * (
                                 np.float32(sc[g, b, sub, r]) * (s0[r] - m0) + np.float32(sc[g, b, sub + 2, r]) * (s1[r] - m1)
                                 + np.float32(sc[g, b, sub + 4, r]) * (s2[r] - m2) + np.float32(sc[g, b, sub + 6, r]) * (s3[r] - m3))
             out[t, g * R:(g + 1) * R] = acc
 
 
 @njit(**_JIT)
-def dq_q6_k(ql, qh, sc, d, g0, g1, wt):
+def dq_q6_k(ql, qh, sc, d, tab, g0, g1, wt):
     _, nb, _, R = ql.shape
     for k in prange((g1 - g0) * nb):
         gi, b = k // nb, k % nb
@@ -449,7 +503,7 @@ def dq_q6_k(ql, qh, sc, d, g0, g1, wt):
                 sub = 8 * h + l // 16
                 for r in range(R):
                     a, c, hb = ql[g, b, 64 * h + l, r], ql[g, b, 64 * h + 32 + l, r], qh[g, b, 32 * h + l, r]
-                    dd = d[g, b, r]
+                    dd = tab[d[g, b, r]]
                     wt[o, c0 + r] = dd * np.float32(sc[g, b, sub, r]) * (_f((a & 15) | ((hb & 3) << 4)) - F32)
                     wt[o + 32, c0 + r] = dd * np.float32(sc[g, b, sub + 2, r]) * (_f((c & 15) | (((hb >> 2) & 3) << 4)) - F32)
                     wt[o + 64, c0 + r] = dd * np.float32(sc[g, b, sub + 4, r]) * (_f((a >> 4) | (((hb >> 4) & 3) << 4)) - F32)

@@ -6,8 +6,8 @@ by ``LANES`` and every field is stored with the row index last (``[group, block,
 the kernels run SIMD lanes across rows, broadcast one activation to all of them, and apply a
 block's scale lane-wise, so the only horizontal work is none at all.
 
-The codes keep their packed width (4-bit pairs stay one byte); only the f16 scales widen to f32
-and K-quant scales are unpacked to a byte each, so a repacked matrix is 1.01-1.13 x its file
+The codes keep their packed width (4-bit pairs stay one byte) and f16 scales stay f16; only
+K-quant six-bit scales are unpacked to a byte each, so a repacked matrix is 1.0-1.05 x its file
 bytes. Rows are padded with zero blocks up to a multiple of ``LANES``.
 """
 
@@ -18,12 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from numba import njit, prange
+
 from agent.llm.ggml_types import LAYOUTS, GGMLType
-from agent.llm.quants import k4_scales_mins
 
 LANES = 128  # rows per group: one group's codes for a 2048-wide row stay in L2 while it is read
-# Groups repacked per step: bounds the temporary copies made while repacking a large matrix.
-_CHUNK_GROUPS = 8
 
 
 @dataclass
@@ -31,7 +30,8 @@ class PackedMatrix:
     type: GGMLType
     n_out: int  # real rows (the arrays hold n_groups * LANES, the tail padded with zeros)
     n_in: int
-    arrays: tuple[np.ndarray, ...]  # type-specific fields, each [n_groups, n_blocks, ..., LANES]
+    arrays: tuple[np.ndarray, ...]  # type-specific fields, each [n_groups, n_blocks, ..., LANES];
+    # f16 scales are kept as their uint16 bits
 
     @property
     def n_groups(self) -> int:
@@ -42,125 +42,125 @@ class PackedMatrix:
         return sum(int(a.nbytes) for a in self.arrays)
 
 
-def _f16(b: np.ndarray) -> np.ndarray:
-    """[..., 2] uint8 little-endian f16 fields -> float32 [...]."""
-    return np.ascontiguousarray(b).view("<f2")[..., 0].astype(np.float32)
+@njit(parallel=True, cache=True, nogil=True)
+def _interleave(blocks, start, out):
+    """out[g, b, k, r] = blocks[g * LANES + r, b, start + k]; rows past the end read as zero."""
+    G, nb, width, R = out.shape
+    n_rows = blocks.shape[0]
+    for gb in prange(G * nb):
+        g, b = gb // nb, gb % nb
+        for r in range(R):
+            row = g * R + r
+            for k in range(width):
+                out[g, b, k, r] = blocks[row, b, start + k] if row < n_rows else 0
 
 
-def _lanes_last(a: np.ndarray) -> np.ndarray:
-    """[g, lane, block, *field] -> [g, block, *field, lane]."""
-    order = (0, 2, *range(3, a.ndim), 1)
-    return np.ascontiguousarray(a.transpose(order))
+@njit(parallel=True, cache=True, nogil=True)
+def _interleave_u16(blocks, start, out):
+    """out[g, b, r] = the little-endian uint16 at byte ``start`` of row g * LANES + r, block b."""
+    G, nb, R = out.shape
+    n_rows = blocks.shape[0]
+    for gb in prange(G * nb):
+        g, b = gb // nb, gb % nb
+        for r in range(R):
+            row = g * R + r
+            if row < n_rows:
+                out[g, b, r] = np.uint16(blocks[row, b, start]) | (np.uint16(blocks[row, b, start + 1]) << 8)
+            else:
+                out[g, b, r] = 0
 
 
-def _fields_q4_0(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 2:18], _f16(b[..., 0:2])]
+class _Fields:
+    """Lane-interleaved views of one matrix's blocks, field by field (byte offsets as in ggml)."""
+
+    def __init__(self, blocks: np.ndarray):
+        self.blocks = blocks
+        self.n_groups = -(-blocks.shape[0] // LANES)
+        self.nb = blocks.shape[1]
+
+    def bytes(self, start: int, width: int) -> np.ndarray:
+        out = np.empty((self.n_groups, self.nb, width, LANES), np.uint8)
+        _interleave(self.blocks, start, out)
+        return out
+
+    def f16(self, start: int) -> np.ndarray:
+        out = np.empty((self.n_groups, self.nb, LANES), np.uint16)
+        _interleave_u16(self.blocks, start, out)
+        return out  # f16 bits: the kernels widen them through a table
 
 
-def _fields_q4_1(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 4:20], _f16(b[..., 0:2]), _f16(b[..., 2:4])]
-
-
-def _fields_q5_0(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 6:22], b[..., 2:6], _f16(b[..., 0:2])]
-
-
-def _fields_q5_1(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 8:24], b[..., 4:8], _f16(b[..., 0:2]), _f16(b[..., 2:4])]
-
-
-def _fields_q8_0(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 2:34].view(np.int8), _f16(b[..., 0:2])]
-
-
-def _fields_q2_k(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 16:80], b[..., 0:16], _f16(b[..., 80:82]), _f16(b[..., 82:84])]
+def _k4_scales_mins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K/Q5_K: 12 interleaved scale bytes [g, b, 12, lane] -> six-bit scales and mins [g, b, 8, lane]."""
+    sc = np.concatenate([s[:, :, 0:4] & 63, (s[:, :, 8:12] & 0xF) | ((s[:, :, 0:4] >> 6) << 4)], axis=2)
+    mn = np.concatenate([s[:, :, 4:8] & 63, (s[:, :, 8:12] >> 4) | ((s[:, :, 4:8] >> 6) << 4)], axis=2)
+    return sc, mn
 
 
 def _q3_k_scales(s: np.ndarray) -> np.ndarray:
-    """[..., 12] packed bytes -> int8 [..., 16] signed six-bit scales."""
-    low = np.concatenate([s[..., 0:8] & 0xF, s[..., 0:8] >> 4], axis=-1)
-    i = np.arange(16)
-    high = (s[..., 8 + (i % 4)] >> (2 * (i // 4)).astype(np.uint8)) & 3
+    """Q3_K: 12 interleaved bytes [g, b, 12, lane] -> int8 [g, b, 16, lane] signed six-bit scales."""
+    low = np.concatenate([s[:, :, 0:8] & 0xF, s[:, :, 0:8] >> 4], axis=2)
+    high = np.stack([(s[:, :, 8 + i % 4] >> (2 * (i // 4))) & 3 for i in range(16)], axis=2)
     return ((low | (high << 4)).astype(np.int16) - 32).astype(np.int8)
 
 
-def _fields_q3_k(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 32:96], b[..., 0:32], _q3_k_scales(b[..., 96:108]), _f16(b[..., 108:110])]
+def _fields(t: GGMLType, f: _Fields) -> tuple[np.ndarray, ...]:
+    """The arrays of a repacked matrix, in the argument order of its kernels (kernels_numba)."""
+    if t == GGMLType.Q4_0:
+        return f.bytes(2, 16), f.f16(0)
+    if t == GGMLType.Q4_1:
+        return f.bytes(4, 16), f.f16(0), f.f16(2)
+    if t == GGMLType.Q5_0:
+        return f.bytes(6, 16), f.bytes(2, 4), f.f16(0)
+    if t == GGMLType.Q5_1:
+        return f.bytes(8, 16), f.bytes(4, 4), f.f16(0), f.f16(2)
+    if t == GGMLType.Q8_0:
+        return f.bytes(2, 32).view(np.int8), f.f16(0)
+    if t == GGMLType.Q2_K:
+        return f.bytes(16, 64), f.bytes(0, 16), f.f16(80), f.f16(82)
+    if t == GGMLType.Q3_K:
+        return f.bytes(32, 64), f.bytes(0, 32), _q3_k_scales(f.bytes(96, 12)), f.f16(108)
+    if t == GGMLType.Q4_K:
+        return (f.bytes(16, 128), *_k4_scales_mins(f.bytes(4, 12)), f.f16(0), f.f16(2))
+    if t == GGMLType.Q5_K:
+        return (f.bytes(48, 128), f.bytes(16, 32), *_k4_scales_mins(f.bytes(4, 12)), f.f16(0), f.f16(2))
+    if t == GGMLType.Q6_K:
+        return f.bytes(0, 128), f.bytes(128, 64), f.bytes(192, 16).view(np.int8), f.f16(208)
+    raise ValueError(f"no repacked layout for tensor type {t.name}")
 
 
-def _k4_fields(b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    lead = b.shape[:-1]
-    sc, mn = k4_scales_mins(b[..., 4:16].reshape(-1, 12))
-    return sc.reshape(*lead, 8), mn.reshape(*lead, 8), _f16(b[..., 0:2]), _f16(b[..., 2:4])
-
-
-def _fields_q4_k(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 16:144], *_k4_fields(b)]
-
-
-def _fields_q5_k(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 48:176], b[..., 16:48], *_k4_fields(b)]
-
-
-def _fields_q6_k(b: np.ndarray) -> list[np.ndarray]:
-    return [b[..., 0:128], b[..., 128:192], b[..., 192:208].view(np.int8), _f16(b[..., 208:210])]
-
-
-# Field order here is the argument order of the matching kernels in kernels_numba.
-FIELDS = {
-    GGMLType.Q4_0: _fields_q4_0, GGMLType.Q4_1: _fields_q4_1, GGMLType.Q5_0: _fields_q5_0,
-    GGMLType.Q5_1: _fields_q5_1, GGMLType.Q8_0: _fields_q8_0, GGMLType.Q2_K: _fields_q2_k,
-    GGMLType.Q3_K: _fields_q3_k, GGMLType.Q4_K: _fields_q4_k, GGMLType.Q5_K: _fields_q5_k,
-    GGMLType.Q6_K: _fields_q6_k,
-}
+REPACKED_TYPES = frozenset({GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
+                            GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K})
 
 
 def repack(raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool = True) -> PackedMatrix:
     """Lane-interleave the blocks of a [n_out, n_in] matrix stored as ``raw`` uint8 bytes.
 
-    With ``release`` (the default), pages of a memory-mapped ``raw`` are handed back to the OS as
-    they are copied, so the file's bytes are not resident twice.
+    With ``release`` (the default), the pages of a memory-mapped ``raw`` are handed back to the OS
+    once copied, so the file's bytes are not resident twice.
     """
     t = GGMLType(type_id)
-    if t not in FIELDS:
+    if t not in REPACKED_TYPES:
         raise ValueError(f"no repacked layout for tensor type {t.name}")
     n_out, n_in = shape
     layout = LAYOUTS[t]
-    if n_in % layout.block_size:
-        raise ValueError(f"row length {n_in} is not a multiple of the {t.name} block size {layout.block_size}")
-    nb = n_in // layout.block_size
-    blocks = raw.reshape(n_out, nb, layout.type_size)
-    n_groups = -(-n_out // LANES)
-    out: list[np.ndarray] | None = None
-    for g0 in range(0, n_groups, _CHUNK_GROUPS):
-        g1 = min(n_groups, g0 + _CHUNK_GROUPS)
-        rows = blocks[g0 * LANES:g1 * LANES]
-        if rows.shape[0] < (g1 - g0) * LANES:  # zero blocks decode to zeros in every type
-            pad = np.zeros(((g1 - g0) * LANES - rows.shape[0], nb, layout.type_size), np.uint8)
-            rows = np.concatenate([rows, pad])
-        rows = np.ascontiguousarray(rows).reshape(g1 - g0, LANES, nb, layout.type_size)
-        parts = [_lanes_last(f) for f in FIELDS[t](rows)]
-        if out is None:
-            out = [np.empty((n_groups, *p.shape[1:]), p.dtype) for p in parts]
-        for dst, p in zip(out, parts):
-            dst[g0:g1] = p
-        if release:
-            release_pages(blocks[g0 * LANES:g1 * LANES])
-    assert out is not None
-    return PackedMatrix(t, n_out, n_in, tuple(out))
+    if n_in % layout.block_size or raw.nbytes != n_out * n_in // layout.block_size * layout.type_size:
+        raise ValueError(f"{raw.nbytes} bytes do not hold a {t.name} matrix of shape {shape}")
+    blocks = raw.reshape(n_out, n_in // layout.block_size, layout.type_size)
+    arrays = _fields(t, _Fields(blocks))
+    if release:
+        release_pages(raw)
+    return PackedMatrix(t, n_out, n_in, arrays)
 
 
 def _mmap_root(a: np.ndarray) -> tuple[mmap.mmap, int] | None:
     """The mmap a numpy view ultimately looks at, and the view's byte offset into it."""
     base: object = a
-    root = a
-    while isinstance(base, np.ndarray):
-        root = base
-        base = base.base
+    while isinstance(base, (np.ndarray, memoryview)):
+        base = base.obj if isinstance(base, memoryview) else base.base
     if not isinstance(base, mmap.mmap):
         return None
-    return base, a.ctypes.data - root.ctypes.data
+    start = np.frombuffer(base, np.uint8, count=1).ctypes.data
+    return base, a.ctypes.data - start
 
 
 def release_pages(a: np.ndarray) -> None:
