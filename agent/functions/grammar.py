@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent.llm.grammar import Grammar, alt, lit, opt, seq
+from agent.llm.grammar import Grammar, alt, byte_set, lit, opt, printable_utf8_char, rep, seq, text_char
 from agent.llm.grammar.json_schema import JsonOptions, _Builder, _finish, yaml_key
 
 FORMATS = ("json", "yaml")
@@ -33,19 +33,25 @@ _CACHE: dict[str, Grammar] = {}
 
 
 def function_call_grammar(registry: Any, format: str = "json", *,
-                          options: JsonOptions | None = None) -> Grammar:
-    """Only calls of ``registry``'s functions with params valid for their schemas (cached)."""
+                          options: JsonOptions | None = None, allow_text: bool = False) -> Grammar:
+    """Only calls of ``registry``'s functions with params valid for their schemas (cached).
+
+    ``allow_text`` (JSON only) also admits a plain-text answer instead of a call: any text that
+    does not start with ``{`` (OpenAI's ``tool_choice: auto``).
+    """
     fmt = str(format).lower()
     if fmt not in FORMATS:
         raise ValueError(f"format must be 'json' or 'yaml', got {format!r}")
+    if allow_text and fmt != "json":
+        raise ValueError("allow_text is only supported for JSON calls")
     names = list(registry.names())
     if not names:
         raise ValueError("the registry has no functions: register some before constraining calls")
     options = options or JsonOptions(max_string_length=200)
-    key = _key(registry, fmt, options)
+    key = _key(registry, fmt, options) + ("+text" if allow_text else "")
     grammar = _CACHE.get(key)
     if grammar is None:
-        grammar = _build(registry, names, fmt, options)
+        grammar = _build(registry, names, fmt, options, allow_text)
         if len(_CACHE) > 64:
             _CACHE.clear()
         _CACHE[key] = grammar
@@ -57,13 +63,17 @@ def _params_schema(registry: Any, name: str) -> Any:
     return schema if schema not in (None, {}) else {"type": "object", "properties": {}}
 
 
-def _build(registry: Any, names: list[str], fmt: str, options: JsonOptions) -> Grammar:
+def _build(registry: Any, names: list[str], fmt: str, options: JsonOptions, allow_text: bool) -> Grammar:
     if fmt == "json":
         schema = {"anyOf": [{"type": "object",
                              "properties": {"function": {"const": n}, "params": _params_schema(registry, n)},
                              "required": ["function", "params"]} for n in names]}
         b = _Builder(schema, options, yaml=False)
-        return _finish(b, b.value(schema, ""), "function call (json)")
+        root = b.value(schema, "")
+        if allow_text:
+            first = alt(byte_set("{ " + "".join(map(chr, range(32))) + "\x7f", negate=True), printable_utf8_char())
+            root = alt(root, seq(first, rep(alt(text_char(), byte_set("\n\t")))))
+        return _finish(b, root, "function call (json)" + (" or text" if allow_text else ""))
     b = _Builder({}, options, yaml=True)
     calls = []
     for n in names:

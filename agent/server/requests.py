@@ -1,0 +1,275 @@
+"""OpenAI request bodies -> what to generate: prompt, sampling settings, grammar, tool mode.
+
+Every malformed or unsupported field is a 400 naming the field; a prompt that does not fit the
+context window is a 400 with code ``context_length_exceeded`` (checked before the request queues).
+Chat messages are rendered in the Airoboros template; with tools, the last user turn becomes the
+card's function-calling prompt and the answer is constrained by the function-call grammar.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import AgentError
+from agent.llm.prompts import SYSTEM_PROMPT, Turn, chat_prompt
+from agent.llm.protocol import count_tokens
+from agent.server.errors import APIError, bad_request
+
+DEFAULT_TEMPERATURE = 0.7  # llama.cpp's default; OpenAI's 1.0 is rough on small local models
+TEXT_INSTEAD = "If none of the functions fits the input, answer in plain text instead."
+_UNSUPPORTED_IF_SET = {"logprobs": False, "top_logprobs": None, "logit_bias": None, "echo": False,
+                       "suffix": None, "best_of": None}
+_ZERO_ONLY = ("presence_penalty", "frequency_penalty")
+
+
+@dataclass
+class Prepared:
+    prompt: str
+    prompt_tokens: int
+    max_tokens: int
+    sampling: dict[str, Any]
+    grammar: Any = None
+    stream: bool = False
+    include_usage: bool = False
+    registry: Any = None  # set when the answer may be a tool call
+    tool_mode: str = "none"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _number(body: dict, key: str, default: float | None, lo: float, hi: float,
+            integer: bool = False) -> Any:
+    value = body.get(key)
+    if value is None:
+        return default
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or not lo <= value <= hi:
+        kind = "an integer" if integer else "a number"
+        raise bad_request(f"'{key}' must be {kind} between {lo:g} and {hi:g}, got {value!r}", key)
+    return value
+
+
+def _sampling(body: dict) -> dict[str, Any]:
+    for key, neutral in _UNSUPPORTED_IF_SET.items():
+        if body.get(key) not in (neutral, None, {}, 1 if key == "best_of" else None):
+            raise bad_request(f"'{key}' is not supported by this server", key)
+    for key in _ZERO_ONLY:
+        if body.get(key) not in (None, 0, 0.0):
+            raise bad_request(f"'{key}' is not supported (only 0); use 'repeat_penalty' instead", key)
+    if body.get("n") not in (None, 1):
+        raise bad_request("only n=1 is supported", "n")
+    stop = body.get("stop")
+    if stop is None:
+        stop = []
+    elif isinstance(stop, str):
+        stop = [stop]
+    elif not (isinstance(stop, list) and all(isinstance(s, str) for s in stop) and len(stop) <= 4):
+        raise bad_request("'stop' must be a string or a list of at most 4 strings", "stop")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise bad_request(f"'seed' must be an integer, got {seed!r}", "seed")
+    temperature = _number(body, "temperature", DEFAULT_TEMPERATURE, 0.0, 2.0)
+    return dict(temperature=temperature, top_p=_number(body, "top_p", 1.0, 1e-9, 1.0),
+                top_k=_number(body, "top_k", 40, 0, 1_000_000, integer=True),
+                repeat_penalty=_number(body, "repeat_penalty", 1.1, 1e-9, 10.0), seed=seed, stop=stop)
+
+
+def _content(message: dict, i: int) -> str:
+    content = message.get("content")
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for part in content:
+            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise bad_request(f"messages[{i}].content: only text parts are supported", f"messages[{i}].content")
+            texts.append(part["text"])
+        return "\n".join(texts)
+    raise bad_request(f"messages[{i}].content must be a string or a list of text parts", f"messages[{i}].content")
+
+
+def _render_calls(message: dict) -> str:
+    calls = message.get("tool_calls") or []
+    out = []
+    for call in calls:
+        fn = call.get("function", {}) if isinstance(call, dict) else {}
+        try:
+            params = json.loads(fn.get("arguments") or "{}")
+        except (TypeError, ValueError):
+            params = fn.get("arguments")
+        out.append(json.dumps({"function": fn.get("name"), "params": params}, indent=2))
+    return "\n".join(out)
+
+
+def render_messages(messages: Any) -> tuple[str, list[Turn], str]:
+    """(system, finished turns, last user text) of an OpenAI ``messages`` list."""
+    if not isinstance(messages, list) or not messages:
+        raise bad_request("'messages' must be a non-empty list", "messages")
+    system_parts: list[str] = []
+    turns: list[Turn] = []
+    pending: list[str] = []
+    names: dict[str, str] = {}
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise bad_request(f"messages[{i}] must be an object", f"messages[{i}]")
+        role = m.get("role")
+        text = _content(m, i)
+        if role in ("system", "developer"):
+            system_parts.append(text)
+        elif role == "user":
+            pending.append(text)
+        elif role == "assistant":
+            for call in m.get("tool_calls") or []:
+                if isinstance(call, dict):
+                    names[str(call.get("id"))] = str(call.get("function", {}).get("name"))
+            reply = "\n".join(x for x in (text, _render_calls(m)) if x)
+            if not pending:
+                raise bad_request(f"messages[{i}]: an assistant message must follow a user message",
+                                  f"messages[{i}]")
+            turns.append(Turn("\n".join(pending), reply))
+            pending = []
+        elif role in ("tool", "function"):
+            name = m.get("name") or names.get(str(m.get("tool_call_id")), "the function")
+            pending.append(f"Result of {name}: {text}")
+        else:
+            raise bad_request(f"messages[{i}].role must be system, user, assistant or tool, got {role!r}",
+                              f"messages[{i}].role")
+    if not pending:
+        raise bad_request("the last message must come from the user (or a tool)", "messages")
+    system = "\n".join(p for p in system_parts if p) or SYSTEM_PROMPT
+    return system, turns, "\n".join(pending)
+
+
+def _tools(body: dict) -> tuple[Any, str, str | None]:
+    """(registry or None, mode, named function) from tools/tool_choice (or legacy functions)."""
+    from agent.functions.registry import FunctionRegistry
+
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if tools is None and body.get("functions") is not None:  # the legacy spelling
+        tools = [{"type": "function", "function": f} for f in body["functions"]] \
+            if isinstance(body["functions"], list) else body["functions"]
+        fc = body.get("function_call")
+        choice = {"type": "function", "function": fc} if isinstance(fc, dict) else fc
+    if tools is None or tools == []:
+        if choice not in (None, "none"):
+            raise bad_request("'tool_choice' needs 'tools'", "tool_choice")
+        return None, "none", None
+    try:
+        registry = FunctionRegistry.from_openai_tools(tools)
+    except AgentError as exc:
+        raise bad_request(f"tools: {exc}", "tools") from None
+    if choice is None:
+        choice = "auto"
+    if choice in ("none", "auto", "required"):
+        return registry, choice, None
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+        if name not in registry.names():
+            raise bad_request(f"tool_choice names {name!r}, which is not among the tools "
+                              f"({', '.join(registry.names())})", "tool_choice")
+        return registry.subset([name]), "named", name
+    raise bad_request("'tool_choice' must be 'none', 'auto', 'required' or "
+                      "{\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice")
+
+
+def _response_format(body: dict) -> Any:
+    from agent.llm.grammar import GrammarError, json_schema_grammar, json_value_grammar
+
+    rf = body.get("response_format")
+    if rf is None:
+        return None
+    kind = rf.get("type") if isinstance(rf, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return json_value_grammar()
+    if kind == "json_schema":
+        spec = rf.get("json_schema")
+        if not isinstance(spec, dict) or "schema" not in spec:
+            raise bad_request("response_format.json_schema must be an object with a 'schema'",
+                              "response_format")
+        try:
+            return json_schema_grammar(spec["schema"])
+        except GrammarError as exc:
+            raise bad_request(f"response_format: {exc}", "response_format") from None
+    raise bad_request("response_format.type must be 'text', 'json_object' or 'json_schema'", "response_format")
+
+
+def _fit(model: Any, prompt: str, body: dict, default_max: int | None) -> tuple[int, int]:
+    """(prompt tokens, max new tokens), or a 400 when they do not fit the context window."""
+    n_ctx = getattr(model, "n_ctx", None) or 4096
+    n_prompt = count_tokens(model, prompt)
+    key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    max_tokens = _number(body, key, None, 1, 10**9, integer=True)
+    room = n_ctx - n_prompt
+    if room <= 0 or (max_tokens is not None and max_tokens > room):
+        wanted = f" plus {max_tokens} tokens to generate" if max_tokens is not None else ""
+        raise APIError(400, f"This model's maximum context length is {n_ctx} tokens. However, your "
+                       f"request has {n_prompt} prompt tokens{wanted}. Shorten the messages or lower "
+                       "max_tokens.", param="messages", code="context_length_exceeded")
+    if max_tokens is None:
+        max_tokens = room if default_max is None else min(default_max, room)
+    return n_prompt, max_tokens
+
+
+def _stream_flags(body: dict) -> tuple[bool, bool]:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise bad_request("'stream' must be true or false", "stream")
+    opts = body.get("stream_options") or {}
+    return stream, bool(isinstance(opts, dict) and opts.get("include_usage"))
+
+
+def prepare_chat(body: dict, model: Any) -> Prepared:
+    from agent.functions.grammar import function_call_grammar
+    from agent.llm.grammar import GrammarError
+
+    system, turns, user = render_messages(body.get("messages"))
+    sampling = _sampling(body)
+    registry, mode, _ = _tools(body)
+    grammar = _response_format(body)
+    if mode != "none":
+        if grammar is not None:
+            raise bad_request("response_format cannot be combined with tools unless tool_choice is "
+                              "'none'", "response_format")
+        try:
+            grammar = function_call_grammar(registry, "json", allow_text=(mode == "auto"))
+        except GrammarError as exc:
+            raise bad_request(f"tools: {exc}", "tools") from None
+        body_text = registry.prompt_body(user, "json")
+        if mode == "auto":
+            body_text += "\n\n" + TEXT_INSTEAD
+        prompt = chat_prompt(body_text, turns, system)
+    else:
+        registry = None
+        prompt = chat_prompt(user, turns, system)
+    n_prompt, max_tokens = _fit(model, prompt, body, None)
+    stream, usage = _stream_flags(body)
+    return Prepared(prompt, n_prompt, max_tokens, sampling, grammar, stream, usage, registry, mode)
+
+
+def prepare_completion(body: dict, model: Any) -> Prepared:
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise bad_request("'prompt' must be a string (one prompt per request)", "prompt")
+    sampling = _sampling(body)
+    grammar = _response_format(body)
+    n_prompt, max_tokens = _fit(model, prompt, body, 16)  # OpenAI's default for completions
+    stream, usage = _stream_flags(body)
+    return Prepared(prompt, n_prompt, max_tokens, sampling, grammar, stream, usage)

@@ -1,0 +1,85 @@
+"""One engine, one thread: requests run in arrival order from a bounded queue.
+
+The model is not thread-safe (one KV cache), so only the worker thread touches it. A full queue is
+refused at once (503) rather than left to time out; a job whose client went away is skipped, and a
+running one stops at its next token.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+Emit = Callable[[str, Any], None]  # ("piece", text) / ("done", result) / ("error", exception)
+
+
+class QueueFullError(Exception):
+    pass
+
+
+@dataclass
+class Job:
+    run: Callable[[Emit, threading.Event], Any]  # runs on the worker thread
+    emit: Emit
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+
+class EngineWorker:
+    def __init__(self, queue_size: int = 16):
+        if queue_size < 1:
+            raise ValueError("queue_size must be at least 1")
+        self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self.busy = False
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="agent-engine", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._thread is not None:
+            for job in self._drain():
+                job.emit("error", RuntimeError("the server is shutting down"))
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _drain(self) -> list[Job]:
+        jobs = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return jobs
+            if job is not None:
+                jobs.append(job)
+
+    def submit(self, job: Job) -> None:
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            raise QueueFullError(f"the server is busy: {self._queue.maxsize} requests are already "
+                                 "waiting; retry shortly") from None
+
+    @property
+    def waiting(self) -> int:
+        return self._queue.qsize()
+
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if job.cancelled.is_set():
+                continue
+            self.busy = True
+            try:
+                result = job.run(job.emit, job.cancelled)
+                job.emit("done", result)
+            except BaseException as exc:  # reported to the waiting request, never kills the worker
+                job.emit("error", exc)
+            finally:
+                self.busy = False
