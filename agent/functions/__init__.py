@@ -11,23 +11,37 @@ Airoboros m2.0 format (JSON or YAML), and the runtime parses, validates and disp
     result = call.invoke()
 """
 
-from agent.errors import FunctionCallError
-from agent.functions.call import FunctionCall
-from agent.functions.errors import (
-    CallError, ConstrainedDecodingUnavailable, FunctionDefinitionError,
-)
-from agent.functions.parse import parse_function_call
-from agent.functions.registry import FunctionRegistry, FunctionSpec
-from agent.functions.selection import select_function
+from __future__ import annotations
 
-__all__ = [
-    "CallError",
-    "ConstrainedDecodingUnavailable",
-    "FunctionCall",
-    "FunctionCallError",
-    "FunctionDefinitionError",
-    "FunctionRegistry",
-    "FunctionSpec",
-    "parse_function_call",
-    "select_function",
-]
+from importlib import import_module
+from typing import Any
+
+from agent.errors import FunctionCallError
+
+# Loaded on first use, so `agent --help` (which imports agent.functions.cli) stays fast:
+# jsonschema and PyYAML take a noticeable part of a second to import.
+_LAZY = {
+    "CallError": "agent.functions.errors",
+    "ConstrainedDecodingUnavailable": "agent.functions.errors",
+    "FunctionDefinitionError": "agent.functions.errors",
+    "FunctionCall": "agent.functions.call",
+    "parse_function_call": "agent.functions.parse",
+    "FunctionRegistry": "agent.functions.registry",
+    "FunctionSpec": "agent.functions.registry",
+    "select_function": "agent.functions.selection",
+}
+
+__all__ = ["FunctionCallError", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'agent.functions' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
