@@ -3,12 +3,15 @@
 ``linear_class()`` is what the transformer builds its projections with. With numba available it
 is ``QuantLinear``: quantized matrices are repacked once (``agent.llm.repack``) and multiplied by
 the numba kernels of ``agent.llm.kernels_numba`` -- a fused matrix-vector kernel for a few tokens
-(decode), and for longer batches (prefill) a tile of rows dequantized into a reused float32
-buffer and handed to BLAS sgemm. Without numba (or with ``AGENT_KERNELS=reference``) it is the
+(decode), and for longer batches (prefill) tiles of rows dequantized into reused float32
+buffers and handed to BLAS sgemm. Without numba (or with ``AGENT_KERNELS=reference``) it is the
 reference ``Linear`` (dequantize the whole matrix, then BLAS).
 
-Threads: ``set_threads(n)`` caps both numba's pool and BLAS's. The two never run at once (a tile
-is dequantized, then multiplied), so n threads means n busy cores.
+Threads (``set_threads(n)``): decode kernels run on numba's pool of n threads, in small dynamic
+chunks so a thread the OS preempts holds up little. BLAS is kept single-threaded: OpenBLAS's
+idle workers busy-wait for a long time after each call and would steal the cores from numba's
+(and vice versa). Prefill gets its parallelism instead from n Python threads, each dequantizing
+and multiplying its own tiles (both release the GIL). So n threads means n busy cores, never 2n.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -33,7 +37,9 @@ TILE_BYTES = 4 << 20
 
 _threads = max(1, os.cpu_count() or 1)
 _blas_limit: Any = None  # threadpoolctl's limiter, kept alive so the BLAS cap holds
-_local = threading.local()  # per-thread tile buffer (one model may be used from several threads)
+_local = threading.local()  # per-thread tile buffer
+_pool: ThreadPoolExecutor | None = None  # prefill workers
+_pool_lock = threading.Lock()
 _warned = False
 
 
@@ -54,19 +60,17 @@ def _load_numba() -> Any:
 
 
 def set_threads(n: int) -> None:
-    """Use ``n`` threads for the kernels and for BLAS (no more than the machine has)."""
-    global _threads, _blas_limit
+    """Use ``n`` threads (numba kernels, prefill tiles); BLAS itself stays on one."""
+    global _threads, _blas_limit, _pool
     _threads = max(1, int(n))
-    try:
-        import numba
-
-        numba.set_num_threads(min(_threads, numba.config.NUMBA_NUM_THREADS))
-    except ImportError:
-        pass
+    with _pool_lock:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
+            _pool = None
     try:
         from threadpoolctl import ThreadpoolController
 
-        _blas_limit = ThreadpoolController().limit(limits=_threads, user_api="blas")
+        _blas_limit = ThreadpoolController().limit(limits=1, user_api="blas")
     except ImportError:
         pass
 
@@ -75,13 +79,23 @@ def get_threads() -> int:
     return _threads
 
 
-def _sync_numba_threads() -> None:
-    # numba's thread count is per calling thread: a server thread starts at the default.
+def _sync_numba_threads(n: int) -> None:
+    # numba's thread count and chunk size are per calling thread: each thread sets its own.
     import numba
 
-    want = min(_threads, numba.config.NUMBA_NUM_THREADS)
-    if numba.get_num_threads() != want:
+    want = min(n, numba.config.NUMBA_NUM_THREADS)
+    if getattr(_local, "numba_threads", None) != want or numba.get_num_threads() != want:
         numba.set_num_threads(want)
+        numba.set_parallel_chunksize(1)
+        _local.numba_threads = want
+
+
+def _workers() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_threads, thread_name_prefix="agent-prefill")
+        return _pool
 
 
 def _tile_buffer(n: int) -> np.ndarray:
@@ -127,8 +141,8 @@ class QuantLinear:
             raise ValueError(f"{self.tensor.name}: expected activations [n, {self.n_in}], got {x.shape}")
         if self.packed is None:
             return self._plain(x)
-        _sync_numba_threads()
         if x.shape[0] <= MV_MAX_TOKENS:
+            _sync_numba_threads(_threads)
             return self._matvec(x)
         return self._tiled(x)
 
@@ -144,13 +158,22 @@ class QuantLinear:
         lanes = pm.arrays[0].shape[-1]
         per_tile = max(1, TILE_BYTES // (4 * self.n_in * lanes))
         out = np.empty((x.shape[0], pm.n_groups * lanes), np.float32)
-        for g0 in range(0, pm.n_groups, per_tile):
+
+        def tile(g0: int) -> None:
+            _sync_numba_threads(1)  # parallel across tiles, not inside one
             g1 = min(pm.n_groups, g0 + per_tile)
             cols = (g1 - g0) * lanes
             wt = _tile_buffer(self.n_in * cols).reshape(self.n_in, cols)
             self.dq(*pm.arrays, self.tab, g0, g1, wt)
             # into a fresh array: numpy's matmul skips BLAS when ``out`` is a strided slice
             out[:, g0 * lanes:g1 * lanes] = x @ wt
+
+        starts = range(0, pm.n_groups, per_tile)
+        if _threads == 1 or len(starts) == 1:
+            for g0 in starts:
+                tile(g0)
+        else:
+            list(_workers().map(tile, starts))
         return out[:, :self.n_out]
 
     def _plain(self, x: np.ndarray) -> np.ndarray:
