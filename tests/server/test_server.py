@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import httpx
 import jsonschema
@@ -218,7 +219,7 @@ def test_full_queue_is_503_and_unknown_routes_are_404():
     gate = threading.Event()
 
     def slow(prompt: str) -> str:
-        gate.wait(10)
+        gate.wait(60)
         return "done"
 
     model = ScriptedModel(slow)
@@ -233,14 +234,17 @@ def test_full_queue_is_503_and_unknown_routes_are_404():
                 with lock:
                     pending.append(r.status_code)
 
-            runners = [threading.Thread(target=post) for _ in range(2)]  # one running, one queued
-            for t in runners:
-                t.start()
-            import time
+            def wait_for(cond) -> None:
+                deadline = time.monotonic() + 60
+                while not cond():
+                    assert time.monotonic() < deadline, (model.prompts, s.app.state.worker.waiting, pending)
+                    time.sleep(0.01)
 
-            deadline = time.monotonic() + 10
-            while not (len(model.prompts) == 1 and s.app.state.worker.waiting == 1) and time.monotonic() < deadline:
-                time.sleep(0.01)
+            runners = [threading.Thread(target=post) for _ in range(2)]
+            runners[0].start()  # taken by the engine, blocks there
+            wait_for(lambda: len(model.prompts) == 1)
+            runners[1].start()  # waits in the queue (size 1)
+            wait_for(lambda: s.app.state.worker.waiting == 1)
             r = http.post("/v1/chat/completions", json=body)
             assert r.status_code == 503 and r.json()["error"]["code"] == "server_busy"
             gate.set()
