@@ -84,7 +84,7 @@ def test_grammars_are_cached_per_registry_content(registry):
 def tiny():
     from agent.llm import load_model
 
-    return load_model(golden.model_path("tiny-q4_0.gguf"), n_ctx=2048)
+    return load_model(golden.model_path("tiny-q4_0.gguf"), n_ctx=2048, threads=1)
 
 
 @pytest.mark.parametrize("fmt", ["json", "yaml"])

@@ -167,7 +167,7 @@ def test_masks_are_memoized_per_state():
 def tiny():
     from agent.llm import load_model
 
-    return load_model(golden.model_path("tiny-q4_0.gguf"), n_ctx=512)
+    return load_model(golden.model_path("tiny-q4_0.gguf"), n_ctx=512, threads=1)
 
 
 def test_engine_generation_ends_when_the_grammar_completes(tiny):

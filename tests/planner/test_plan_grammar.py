@@ -86,7 +86,7 @@ def test_whatever_the_grammar_accepts_the_parser_accepts(text):
 def tiny():
     from agent.llm import load_model
 
-    return load_model(golden.model_path("tiny-q4_0.gguf"), n_ctx=2048)
+    return load_model(golden.model_path("tiny-q4_0.gguf"), n_ctx=2048, threads=1)
 
 
 SMALL = dict(max_steps=4, max_input_chars=24, max_plan_chars=24)

@@ -33,7 +33,7 @@ KEY = "sk-test-123"
 def tiny():
     from agent.llm import load_model
 
-    return load_model(golden.model_path("tiny-q4_0.gguf"), n_ctx=1024)
+    return load_model(golden.model_path("tiny-q4_0.gguf"), n_ctx=1024, threads=1)
 
 
 @pytest.fixture(scope="module")
