@@ -270,3 +270,38 @@ def test_messages_render_in_the_airoboros_template():
     assert user == "Result of get_weather: 12C\nAnd tomorrow?"
     assert chat_prompt(user, turns, system).startswith("Be brief. USER: Weather? ASSISTANT: {")
     assert isinstance(turns[0], Turn)
+
+
+def test_agent_serve_command_with_a_script(tmp_path):
+    """`agent serve --script` end to end: a subprocess on a free port, answering the openai client."""
+    import socket
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.json"
+    script.write_text(json.dumps(['{"function": "search", "params": {"query": "cats"}}', " Hello!"]))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--script", str(script), "--port",
+                             str(port), "--api-key", KEY, "--model-name", "demo"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0, timeout=30)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert [m.id for m in client.models.list().data] == ["demo"]
+                break
+            except openai.APIConnectionError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+                time.sleep(0.2)
+        r = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "cats?"}],
+                                           tools=TOOLS, tool_choice="required")
+        assert r.choices[0].message.tool_calls[0].function.name == "search"
+        assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {"query": "cats"}
+        r = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
+        assert r.choices[0].message.content == "Hello!"
+    finally:
+        proc.terminate()
+        proc.wait(20)
