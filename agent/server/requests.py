@@ -101,17 +101,29 @@ def _content(message: dict, i: int) -> str:
     raise bad_request(f"messages[{i}].content must be a string or a list of text parts", f"messages[{i}].content")
 
 
-def _render_calls(message: dict) -> str:
+def _tool_calls(message: dict, i: int) -> list[tuple[str, str, Any]]:
+    """(id, name, params) of an assistant message's ``tool_calls``, checked."""
     calls = message.get("tool_calls") or []
+    where = f"messages[{i}].tool_calls"
+    if not isinstance(calls, list):
+        raise bad_request(f"{where} must be a list", where)
     out = []
-    for call in calls:
-        fn = call.get("function", {}) if isinstance(call, dict) else {}
+    for j, call in enumerate(calls):
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise bad_request(f"{where}[{j}] must be {{\"id\", \"type\": \"function\", \"function\": "
+                              "{\"name\", \"arguments\"}}", f"{where}[{j}]")
+        args = fn.get("arguments")
         try:
-            params = json.loads(fn.get("arguments") or "{}")
-        except (TypeError, ValueError):
-            params = fn.get("arguments")
-        out.append(json.dumps({"function": fn.get("name"), "params": params}, indent=2))
-    return "\n".join(out)
+            params = json.loads(args) if isinstance(args, str) else (args or {})
+        except ValueError:
+            params = args  # shown to the model as it was sent
+        out.append((str(call.get("id")), fn["name"], params))
+    return out
+
+
+def _render_calls(calls: list[tuple[str, str, Any]]) -> str:
+    return "\n".join(json.dumps({"function": name, "params": params}, indent=2) for _, name, params in calls)
 
 
 def render_messages(messages: Any) -> tuple[str, list[Turn], str]:
@@ -132,10 +144,9 @@ def render_messages(messages: Any) -> tuple[str, list[Turn], str]:
         elif role == "user":
             pending.append(text)
         elif role == "assistant":
-            for call in m.get("tool_calls") or []:
-                if isinstance(call, dict):
-                    names[str(call.get("id"))] = str(call.get("function", {}).get("name"))
-            reply = "\n".join(x for x in (text, _render_calls(m)) if x)
+            calls = _tool_calls(m, i)
+            names.update((cid, name) for cid, name, _ in calls)
+            reply = "\n".join(x for x in (text, _render_calls(calls)) if x)
             if not pending:
                 raise bad_request(f"messages[{i}]: an assistant message must follow a user message",
                                   f"messages[{i}]")

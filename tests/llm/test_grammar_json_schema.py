@@ -181,3 +181,48 @@ def test_arbitrary_text_never_crashes_the_checker(text):
     g = json_schema_grammar(SCHEMAS["object"])
     if g.accepts(text):
         jsonschema.validate(json.loads(text), SCHEMAS["object"])
+
+
+_LEAF = st.one_of(
+    st.builds(lambda lo, n: {"type": "string", "minLength": lo, "maxLength": lo + n}, st.integers(0, 3), st.integers(0, 6)),
+    st.builds(lambda lo, n: {"type": "integer", "minimum": lo, "maximum": lo + n},
+              st.integers(-1000, 1000), st.integers(0, 5000)),
+    st.builds(lambda lo, n: {"type": "number", "minimum": lo, "exclusiveMaximum": lo + n + 1},
+              st.integers(-50, 50), st.integers(0, 50)),
+    st.just({"type": "boolean"}), st.just({"type": "null"}), st.just({"type": "number"}),
+    st.lists(st.one_of(st.none(), st.booleans(), st.integers(-99, 99), st.text(max_size=4)),
+             min_size=1, max_size=4, unique_by=lambda v: json.dumps(v)).map(lambda vs: {"enum": vs}),
+    st.sampled_from([{"type": "string", "pattern": "^[a-c]{1,3}-\\d$"}, {"type": "string", "format": "date"},
+                     {"const": "fixed"}, {"type": ["integer", "null"], "maximum": 3}]),
+)
+_SCHEMAS = st.recursive(_LEAF, lambda inner: st.one_of(
+    st.builds(lambda props, req, extra: {"type": "object", "properties": props,
+                                         "required": [k for k in props if req], "additionalProperties": extra},
+              st.dictionaries(st.sampled_from(["a", "b", "on", "key with space", "é"]), inner, max_size=3),
+              st.booleans(), st.booleans()),
+    st.builds(lambda items, lo, n: {"type": "array", "items": items, "minItems": lo, "maxItems": lo + n},
+              inner, st.integers(0, 2), st.integers(0, 2)),
+    st.lists(inner, min_size=1, max_size=3).map(lambda bs: {"anyOf": bs}),
+), max_leaves=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_SCHEMAS, st.booleans(), st.integers(0, 1000))
+def test_random_schemas_only_produce_valid_instances(vocab, schema, as_yaml, seed):
+    g = json_schema_grammar(schema, SMALL, yaml=as_yaml)
+    text = g.sample(vocab, seed=seed)
+    value = yaml.safe_load(text) if as_yaml else json.loads(text)
+    jsonschema.validate(value, schema, format_checker=jsonschema.FormatChecker())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+                        ["type", "properties", "items", "enum", "anyOf", "maxLength", "minimum", "required",
+                         "pattern", "$ref", "not", "format"]), inner, max_size=4), max_leaves=10))
+def test_arbitrary_schema_documents_compile_or_raise_schema_errors(doc):
+    """Garbage in: either a grammar or SchemaUnsupportedError listing the problems, nothing else."""
+    try:
+        json_schema_grammar(doc)
+    except SchemaUnsupportedError as exc:
+        assert exc.problems
