@@ -7,6 +7,10 @@ number bounds (integral and fractional values between them), boolean, null, arra
 maxItems. Annotations (title, description, default, examples, ...) are allowed. Every other keyword is
 reported in one ``SchemaUnsupportedError``, never ignored.
 
+``oneOf`` is generated like ``anyOf``: when its branches overlap, a value may match several of them
+and fail oneOf's "exactly one" rule (validate after decoding when that matters; disjoint branches,
+e.g. with distinct ``const`` tags, are always fine).
+
 Everything generated is bounded (``JsonOptions``: string length, digits, array length, nesting
 depth of untyped values, whitespace), so a constrained generation always terminates. Objects list
 their properties in schema order, required and optional alike (an optional one may be skipped);
