@@ -52,7 +52,7 @@ def function_call_grammar(registry: Any, format: str = "json", *,
     grammar = _CACHE.get(key)
     if grammar is None:
         grammar = _build(registry, names, fmt, options, allow_text)
-        if len(_CACHE) > 64:
+        if len(_CACHE) >= 16:  # each grammar keeps its automaton and mask cache
             _CACHE.clear()
         _CACHE[key] = grammar
     return grammar

@@ -53,7 +53,7 @@ def plan_grammar(tool_names: Iterable[str], max_steps: int = DEFAULT_MAX_STEPS,
     return _plan_grammar(names, max_steps, max_input_chars, max_plan_chars)
 
 
-@lru_cache(maxsize=32)
+@lru_cache(maxsize=16)
 def _plan_grammar(names: tuple[str, ...], max_steps: int, max_input_chars: int,
                   max_plan_chars: int) -> Grammar:
     tool = choice(names)

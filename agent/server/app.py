@@ -150,11 +150,20 @@ def create_app(model: Any, *, model_name: str = "local", api_key: str | None = N
     def sse(obj: Any) -> str:
         return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
+    model_card = {"id": model_name, "object": "model", "created": created, "owned_by": "agent"}
+
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         check_key(request)
-        return {"object": "list", "data": [{"id": model_name, "object": "model", "created": created,
-                                            "owned_by": "agent"}]}
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model_info(model_id: str, request: Request) -> dict[str, Any]:
+        check_key(request)
+        if model_id != model_name:
+            raise APIError(404, f"model {model_id!r} is not served here; this server serves {model_name!r}",
+                           code="model_not_found")
+        return model_card
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:

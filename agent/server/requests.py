@@ -207,17 +207,31 @@ def _response_format(body: dict) -> Any:
     if kind == "text":
         return None
     if kind == "json_object":
-        return json_value_grammar()
+        return _cached("json_object", json_value_grammar)
     if kind == "json_schema":
         spec = rf.get("json_schema")
         if not isinstance(spec, dict) or "schema" not in spec:
             raise bad_request("response_format.json_schema must be an object with a 'schema'",
                               "response_format")
         try:
-            return json_schema_grammar(spec["schema"])
+            key = json.dumps(spec["schema"], sort_keys=True, default=str)
+            return _cached(key, lambda: json_schema_grammar(spec["schema"]))
         except GrammarError as exc:
             raise bad_request(f"response_format: {exc}", "response_format") from None
     raise bad_request("response_format.type must be 'text', 'json_object' or 'json_schema'", "response_format")
+
+
+_GRAMMARS: dict[str, Any] = {}  # response_format grammars by schema text: warm masks across requests
+
+
+def _cached(key: str, build: Any) -> Any:
+    grammar = _GRAMMARS.get(key)
+    if grammar is None:
+        grammar = build()
+        if len(_GRAMMARS) >= 16:
+            _GRAMMARS.pop(next(iter(_GRAMMARS)))
+        _GRAMMARS[key] = grammar
+    return grammar
 
 
 def _fit(model: Any, prompt: str, body: dict, default_max: int | None) -> tuple[int, int]:

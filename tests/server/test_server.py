@@ -56,6 +56,9 @@ def _check_call(call):
 
 def test_models_lists_the_model(client):
     assert [m.id for m in client.models.list().data] == ["tiny"]
+    assert client.models.retrieve("tiny").id == "tiny"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("gpt-4")
 
 
 def test_plain_chat_completion(client):

@@ -187,7 +187,7 @@ class Automaton:
                 for start in rules[val[pos]]:
                     todo.append(rest + (start,))
         result = frozenset(out)
-        if len(self._closure_memo) < 200_000:
+        if len(self._closure_memo) < 50_000:
             self._closure_memo[stack] = result
         return result
 
