@@ -308,3 +308,29 @@ def test_agent_serve_command_with_a_script(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_a_client_leaving_mid_stream_frees_the_engine():
+    model = ScriptedModel(["word " * 400, "second answer"], chunk_size=5, delay=0.02)  # ~8 s if not stopped
+    with ServerThread(create_app(model)) as s:
+        body = {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 1000}
+        with httpx.Client(base_url=s.url, timeout=30) as http:
+            with http.stream("POST", "/v1/chat/completions", json=body) as r:
+                first = next(r.iter_lines())
+                assert first.startswith("data: ")
+            t0 = time.monotonic()  # the stream is closed: the engine stops at its next piece
+            r = http.post("/v1/chat/completions", json={**body, "stream": False})
+            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "second answer"
+            assert time.monotonic() - t0 < 4
+
+
+def test_an_engine_failure_is_a_500_and_the_server_keeps_serving():
+    model = ScriptedModel(["only one answer"])
+    with ServerThread(create_app(model)) as s:
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0)
+        msgs = [{"role": "user", "content": "x"}]
+        assert client.chat.completions.create(model="m", messages=msgs).choices[0].message.content == "only one answer"
+        with pytest.raises(openai.InternalServerError) as exc:
+            client.chat.completions.create(model="m", messages=msgs)  # the script is exhausted
+        assert exc.value.status_code == 500 and "no output left" in exc.value.message
+        assert client.models.list().data[0].id == "local"
