@@ -34,8 +34,9 @@ def register(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=None, help="sampling seed")
     p.add_argument("-n", "--max-tokens", type=int, default=512,
                    help="most tokens per answer (default 512)")
-    p.add_argument("--constrained", action="store_true",
-                   help="constrain decoding with the functions' grammar (when available)")
+    p.add_argument("--no-constrain", action="store_true",
+                   help="let the model write freely instead of masking, token by token, whatever "
+                   "would not parse or validate against the functions' schemas (the default)")
     p.add_argument("--print-prompt", action="store_true",
                    help="print the prompt the model would get, and exit (no model needed)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
@@ -64,7 +65,7 @@ def run_call(args: argparse.Namespace) -> int:
     try:
         call = select_function(model, args.input, registry, format=args.format,
                                retries=args.retries, temperature=args.temperature,
-                               seed=args.seed, constrained=args.constrained,
+                               seed=args.seed, constrained=not args.no_constrain,
                                max_tokens=args.max_tokens, on_attempt=progress)
     except FunctionCallError as exc:
         if not args.json:

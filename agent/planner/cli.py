@@ -15,9 +15,9 @@ from typing import Any, TextIO
 from agent.errors import AgentError, PlanError
 from agent.llm.cli import add_model_args, open_model
 
-_CONSTRAIN_HELP = ("generate the plan without grammar-constrained decoding. Constrained decoding "
-                   "is the default once agent.planner.grammar is installed; until then plans are "
-                   "always generated unconstrained")
+_CONSTRAIN_HELP = ("generate the plan freely. By default decoding is constrained by a grammar, so "
+                   "the plan always parses: tool names from the registry, references to earlier "
+                   "evidence only, a closing Answer")
 
 
 # -- shared options --------------------------------------------------------------------------------

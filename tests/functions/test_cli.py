@@ -118,3 +118,14 @@ def test_golden_tiny_model_gives_a_call_or_a_clear_error(capsys):
         assert err.startswith("agent call: error: ")
         assert any(k in err for k in ("no_call", "invalid_syntax", "unknown_function",
                                       "invalid_params", "context holds"))
+
+
+@pytest.mark.parametrize("flags, constrained", [([], True), (["--no-constrain"], False)])
+def test_decoding_is_constrained_unless_asked_not_to(monkeypatch, capsys, flags, constrained):
+    import agent.functions.cli as call_cli
+    from agent.llm.scripted import ScriptedModel
+
+    model = ScriptedModel([GOOD])
+    monkeypatch.setattr(call_cli, "open_model", lambda args, quiet=False: model)
+    assert main(["call", "--script", "unused.json", "-f", EXAMPLE, "-q", *flags, INPUT]) == 0
+    assert (model.calls[0].get("grammar") is not None) is constrained

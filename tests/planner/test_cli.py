@@ -126,8 +126,8 @@ def test_no_tools_is_an_error(tmp_path, capsys):
     assert "no tools" in capsys.readouterr().err
 
 
-def test_help_says_when_plans_are_unconstrained(capsys):
+def test_help_says_plans_are_constrained_by_default(capsys):
     with pytest.raises(SystemExit):
         main(["ask", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "--no-constrain" in help_text and "generated unconstrained" in help_text
+    assert "--no-constrain" in help_text and "By default decoding is constrained" in help_text
