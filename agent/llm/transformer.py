@@ -69,16 +69,18 @@ class Transformer:
         n, n_head, hd = q.shape
         n_kv = self.info.n_head_kv
         total = n_past + n
-        k = self.k_cache[li, :total].astype(np.float32)  # [T, n_kv, hd]
-        v = self.v_cache[li, :total].astype(np.float32)
-        qg = q.reshape(n, n_kv, n_head // n_kv, hd)  # query head h uses KV head h // group
-        scores = np.einsum("nkgd,tkd->kgnt", qg, k) / np.sqrt(hd)
+        k = self.k_cache[li, :total].astype(np.float32).transpose(1, 2, 0)[:, None]  # [n_kv, 1, hd, T]
+        v = self.v_cache[li, :total].astype(np.float32).transpose(1, 0, 2)[:, None]  # [n_kv, 1, T, hd]
+        qg = q.reshape(n, n_kv, n_head // n_kv, hd).transpose(1, 2, 0, 3)  # query head h uses KV head h // group
+        scores = qg @ k  # [n_kv, group, n, T]: batched sgemm, float32 as llama.cpp
+        scores *= np.float32(1.0 / np.sqrt(hd))
         causal = np.arange(total)[None, :] > (n_past + np.arange(n))[:, None]
         scores[..., causal] = -np.inf
-        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        scores -= scores.max(axis=-1, keepdims=True)  # softmax in place: [.., n, T] is the big array
+        np.exp(scores, out=scores)
         scores /= scores.sum(axis=-1, keepdims=True)
-        out = np.einsum("kgnt,tkd->nkgd", scores, v)
-        return out.reshape(n, n_head * hd)
+        out = scores @ v  # [n_kv, group, n, hd]
+        return out.transpose(2, 0, 1, 3).reshape(n, n_head * hd)
 
     def forward(self, ids: np.ndarray, n_past: int) -> np.ndarray:
         info, n = self.info, len(ids)
