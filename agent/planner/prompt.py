@@ -14,6 +14,7 @@ import importlib.util
 from typing import Any, Iterator
 
 from agent.errors import AgentError
+from agent.llm.protocol import count_tokens
 from agent.llm.prompts import chat_prompt
 from agent.planner.parser import tool_names
 
@@ -104,7 +105,9 @@ def generate_plan_text(model: Any, question: str, tools: Any, *, temperature: fl
     """Ask ``model`` for a plan answering ``question`` with ``tools`` (registry or names).
 
     Returns the plan text, or with ``stream=True`` an iterator of text pieces as they are written.
-    ``constrained=True`` passes the plan grammar of ``agent.planner.grammar`` to the model.
+    ``constrained=True`` passes the plan grammar of ``agent.planner.grammar`` to the model. The
+    grammar bounds the plan and decides where it ends, so a constrained plan is neither cut by stop
+    strings nor by ``max_tokens`` (a cut plan would not parse): it may use the rest of the context.
     """
     grammar = plan_grammar_for(tools) if constrained else None
     prompt = build_plan_prompt(question, tools)
@@ -113,5 +116,9 @@ def generate_plan_text(model: Any, question: str, tools: Any, *, temperature: fl
                                   stop=list(PLAN_STOP))
     if grammar is not None:
         kwargs["grammar"] = grammar
+        kwargs["stop"] = []
+        n_ctx = getattr(model, "n_ctx", None)
+        if isinstance(n_ctx, int):
+            kwargs["max_tokens"] = max(max_tokens, n_ctx - count_tokens(model, prompt) - 1)
     pieces = model.generate(prompt, **kwargs)
     return pieces if stream else "".join(pieces)

@@ -100,5 +100,8 @@ def test_constrained_without_grammar_module_is_a_clear_error():
 @pytest.mark.skipif(not constrained_available(), reason="no grammar module yet")
 def test_constrained_passes_the_plan_grammar():
     model = ScriptedModel(["Plan: x\n#E1 = A[b]\nFinal answer: #E1"])
-    generate_plan_text(model, "q?", ["A"], constrained=True)
-    assert model.calls[0].get("grammar") is not None
+    generate_plan_text(model, "q?", ["A"], constrained=True, max_tokens=100)
+    call = model.calls[0]
+    assert call.get("grammar") is not None
+    # The grammar decides where the plan ends: no stop string or short token cap may cut it.
+    assert call["stop"] == () and call["max_tokens"] > 3000
