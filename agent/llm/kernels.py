@@ -16,6 +16,7 @@ and multiplying its own tiles (both release the GIL). So n threads means n busy 
 
 from __future__ import annotations
 
+import importlib
 import os
 import threading
 import warnings
@@ -49,7 +50,7 @@ def _load_numba() -> Any:
     if os.environ.get("AGENT_KERNELS", "").lower() == "reference":
         return None
     try:
-        from agent.llm import kernels_numba
+        kernels_numba = importlib.import_module("agent.llm.kernels_numba")
     except Exception as exc:  # ImportError, or a numba/llvmlite that fails to initialize
         if not _warned:
             _warned = True
@@ -119,20 +120,20 @@ def _kernel_table(K: Any) -> dict[GGMLType, tuple[Callable[..., None], Callable[
 class QuantLinear:
     """``x @ W.T`` for x float32 [n_tokens, n_in], W a (quantized) [n_out, n_in] tensor."""
 
-    def __init__(self, tensor: TensorInfo, kernels: Any = None):
+    def __init__(self, tensor: TensorInfo):
         if len(tensor.shape) != 2:
             raise ValueError(f"tensor {tensor.name!r} is not a matrix (shape {tensor.shape})")
-        from agent.llm.repack import repack
-
         self.tensor = tensor
         self.n_out, self.n_in = tensor.shape
         self.type = GGMLType(tensor.type)
-        K = kernels if kernels is not None else _load_numba()
+        K = _load_numba()
         table = _kernel_table(K) if K is not None else {}
         self.packed = None
         if self.type in table:
             self.mv, self.dq, self.sum_size = table[self.type]
             self.tab = K.F16_TABLE
+            from agent.llm.repack import repack  # numba-compiled too: only when numba works
+
             self.packed = repack(tensor.data, tensor.type, tensor.shape)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:

@@ -69,3 +69,155 @@ def test_matches_dequantize_then_matmul(t: GGMLType, n_tokens: int) -> None:
     got = kernels.QuantLinear(ti)(x)
     assert got.shape == (n_tokens, n_rows) and got.dtype == np.float32
     assert_close(got, reference(ti, x))
+
+
+@pytest.mark.parametrize("t", [GGMLType.F32, GGMLType.F16], ids=lambda t: t.name)
+@pytest.mark.parametrize("n_tokens", [1, 9])
+def test_float_matrices(t: GGMLType, n_tokens: int) -> None:
+    ti = tensor(t, 37, 64)
+    x = np.random.default_rng(1).standard_normal((n_tokens, 64)).astype(np.float32)
+    np.testing.assert_allclose(kernels.QuantLinear(ti)(x), reference(ti, x), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("t", [GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda t: t.name)
+@pytest.mark.parametrize("n_rows", [1, 127, 129, 2 * LANES + 3])
+def test_odd_row_counts(t: GGMLType, n_rows: int) -> None:
+    n_in = 3 * LAYOUTS[t].block_size
+    ti = tensor(t, n_rows, n_in, seed=n_rows)
+    for n_tokens in (1, 6):
+        x = np.random.default_rng(n_tokens).standard_normal((n_tokens, n_in)).astype(np.float32)
+        assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_tiled_prefill_over_many_tiles_and_threads(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
+    monkeypatch.setattr(kernels, "TILE_BYTES", 1)  # one row group per tile: many tiles, all workers busy
+    old = kernels.get_threads()
+    kernels.set_threads(threads)
+    try:
+        ti = tensor(GGMLType.Q4_K, 5 * LANES - 7, 512, seed=3)
+        x = np.random.default_rng(2).standard_normal((17, 512)).astype(np.float32)
+        assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
+    finally:
+        kernels.set_threads(old)
+
+
+def test_matvec_and_tiled_paths_agree() -> None:
+    ti = tensor(GGMLType.Q6_K, 300, 768, seed=5)
+    x = np.random.default_rng(3).standard_normal((kernels.MV_MAX_TOKENS + 1, 768)).astype(np.float32)
+    lin = kernels.QuantLinear(ti)
+    batched = lin(x)  # tiled: dequantize + sgemm
+    one_by_one = np.concatenate([lin(x[i:i + 1]) for i in range(len(x))])  # fused matvec
+    np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-4 * np.abs(batched).max())
+
+
+def test_set_threads_caps_numba_and_keeps_blas_single_threaded() -> None:
+    import numba
+    from threadpoolctl import threadpool_info
+
+    old = kernels.get_threads()
+    try:
+        kernels.set_threads(1)
+        ti = tensor(GGMLType.Q4_0, 64, 64)
+        kernels.QuantLinear(ti)(np.ones((1, 64), np.float32))
+        assert kernels.get_threads() == 1 and numba.get_num_threads() == 1
+        kernels.set_threads(64)  # more than the machine has: numba is capped at its pool size
+        kernels.QuantLinear(ti)(np.ones((1, 64), np.float32))
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+        kernels.set_threads(0)
+        assert kernels.get_threads() == 1
+    finally:
+        kernels.set_threads(old)
+
+
+def test_repacked_size_stays_close_to_the_file_bytes() -> None:
+    for t in QUANT_TYPES:
+        ti = tensor(t, LANES * 2, 2 * LAYOUTS[t].block_size if LAYOUTS[t].block_size == 256 else 256)
+        pm = repack(ti.data, ti.type, ti.shape)
+        assert isinstance(pm, PackedMatrix) and pm.n_out == LANES * 2 and pm.n_groups == 2
+        assert ti.data.nbytes <= pm.nbytes <= 1.06 * ti.data.nbytes, (t.name, pm.nbytes / ti.data.nbytes)
+
+
+def test_repack_rejects_what_it_cannot_hold() -> None:
+    ti = tensor(GGMLType.Q4_0, 4, 64)
+    with pytest.raises(ValueError, match="do not hold a Q4_0 matrix"):
+        repack(ti.data[:-1], ti.type, ti.shape)
+    with pytest.raises(ValueError, match="do not hold"):
+        repack(ti.data, ti.type, (4, 48))  # 48 is not a multiple of the 32-value block
+    with pytest.raises(ValueError, match="no repacked layout"):
+        repack(ti.data, GGMLType.F16, ti.shape)
+
+
+def test_bad_shapes_are_reported() -> None:
+    lin = kernels.QuantLinear(tensor(GGMLType.Q8_0, 8, 64))
+    with pytest.raises(ValueError, match=r"expected activations \[n, 64\]"):
+        lin(np.ones((2, 32), np.float32))
+    vec = TensorInfo("norm", int(GGMLType.F32), (64,), 0, np.zeros(256, np.uint8))
+    with pytest.raises(ValueError, match="not a matrix"):
+        kernels.QuantLinear(vec)
+
+
+def test_release_pages_keeps_mapped_data_readable(tmp_path) -> None:
+    ti = tensor(GGMLType.Q4_0, 2 * LANES, 4096, seed=9)
+    path = tmp_path / "blocks.bin"
+    path.write_bytes(b"\0" * 100 + ti.data.tobytes())  # an unaligned start, as in a model file
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    view = np.frombuffer(mm, np.uint8)[100:]
+    pm = repack(view, ti.type, ti.shape)  # releases the pages it copied
+    assert np.array_equal(view, ti.data)  # faulted back in from the file
+    mapped = TensorInfo("mapped", ti.type, ti.shape, 100, view)
+    x = np.random.default_rng(0).standard_normal((1, 4096)).astype(np.float32)
+    assert_close(kernels.QuantLinear(mapped)(x), reference(ti, x))
+    assert pm.nbytes >= ti.data.nbytes
+    anon = ti.data.copy()
+    release_pages(anon)  # not a file mapping: must be left alone
+    assert np.array_equal(anon, ti.data)
+    del view, mapped
+    mm.close()
+
+
+def test_reference_fallback_when_asked_or_when_numba_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setenv("AGENT_KERNELS", "reference")
+    assert kernels.linear_class() is Linear
+    monkeypatch.delenv("AGENT_KERNELS")
+    assert kernels.linear_class() is kernels.QuantLinear
+    monkeypatch.setitem(sys.modules, "agent.llm.kernels_numba", None)  # import now raises ImportError
+    monkeypatch.setattr(kernels, "_warned", False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert kernels.linear_class() is Linear
+        assert kernels.linear_class() is Linear
+    assert len([w for w in caught if "numba kernels unavailable" in str(w.message)]) == 1
+    ti = tensor(GGMLType.Q5_1, 16, 64)  # QuantLinear still works, through the reference tiles
+    x = np.ones((2, 64), np.float32)
+    assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
+
+
+@settings(max_examples=25, deadline=None)
+@given(t=st.sampled_from(QUANT_TYPES), n_rows=st.integers(1, 300), n_blocks=st.integers(1, 3),
+       n_tokens=st.integers(1, 7), seed=st.integers(0, 2**32 - 1))
+def test_fuzz_random_blocks_and_shapes(t: GGMLType, n_rows: int, n_blocks: int, n_tokens: int, seed: int) -> None:
+    n_in = n_blocks * LAYOUTS[t].block_size
+    ti = tensor(t, n_rows, n_in, seed=seed % 1000)
+    x = np.random.default_rng(seed).standard_normal((n_tokens, n_in)).astype(np.float32)
+    assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
+
+
+def test_engine_with_kernels_matches_reference_engine(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.llm import load_model
+    from agent.llm.fixtures import make_model
+
+    path = make_model(tmp_path / "tiny-q4_k_m.gguf", shape="tiny", qtype="q4_k_m")
+    ids = list(range(5, 40))
+    fast = load_model(path, n_ctx=64)
+    assert isinstance(fast.transformer.layers[0].wq, kernels.QuantLinear)
+    got = np.concatenate([fast.eval(ids[:20]), fast.eval(ids[20:21]), fast.eval(ids[21:])])
+    monkeypatch.setenv("AGENT_KERNELS", "reference")
+    slow = load_model(path, n_ctx=64)
+    assert type(slow.transformer.layers[0].wq) is Linear
+    want = slow.eval(ids)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-3 * np.abs(want).max())
