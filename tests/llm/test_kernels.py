@@ -60,7 +60,7 @@ def assert_close(got: np.ndarray, want: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("t", QUANT_TYPES, ids=lambda t: t.name)
-@pytest.mark.parametrize("n_tokens", [1, 3, 9])
+@pytest.mark.parametrize("n_tokens", [1, 3, kernels.MV_MAX_TOKENS + 1])  # fused matvec, and tiles + sgemm
 def test_matches_dequantize_then_matmul(t: GGMLType, n_tokens: int) -> None:
     block = LAYOUTS[t].block_size
     n_rows, n_in = 200, 2 * block if block == 256 else 96  # 200 rows: one full group, one padded
@@ -84,7 +84,7 @@ def test_float_matrices(t: GGMLType, n_tokens: int) -> None:
 def test_odd_row_counts(t: GGMLType, n_rows: int) -> None:
     n_in = 3 * LAYOUTS[t].block_size
     ti = tensor(t, n_rows, n_in, seed=n_rows)
-    for n_tokens in (1, 6):
+    for n_tokens in (1, 6, kernels.MV_MAX_TOKENS + 2):
         x = np.random.default_rng(n_tokens).standard_normal((n_tokens, n_in)).astype(np.float32)
         assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
 
@@ -96,7 +96,7 @@ def test_tiled_prefill_over_many_tiles_and_threads(monkeypatch: pytest.MonkeyPat
     kernels.set_threads(threads)
     try:
         ti = tensor(GGMLType.Q4_K, 5 * LANES - 7, 512, seed=3)
-        x = np.random.default_rng(2).standard_normal((17, 512)).astype(np.float32)
+        x = np.random.default_rng(2).standard_normal((kernels.MV_MAX_TOKENS + 3, 512)).astype(np.float32)
         assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
     finally:
         kernels.set_threads(old)
@@ -199,7 +199,7 @@ def test_reference_fallback_when_asked_or_when_numba_is_missing(monkeypatch: pyt
 
 @settings(max_examples=25, deadline=None)
 @given(t=st.sampled_from(QUANT_TYPES), n_rows=st.integers(1, 300), n_blocks=st.integers(1, 3),
-       n_tokens=st.integers(1, 7), seed=st.integers(0, 2**32 - 1))
+       n_tokens=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
 def test_fuzz_random_blocks_and_shapes(t: GGMLType, n_rows: int, n_blocks: int, n_tokens: int, seed: int) -> None:
     n_in = n_blocks * LAYOUTS[t].block_size
     ti = tensor(t, n_rows, n_in, seed=seed % 1000)
