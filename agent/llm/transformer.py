@@ -95,5 +95,7 @@ class Transformer:
             x = x + L.wo(self.attention(q, li, n_past))
             h = self.rms_norm(x, L.ffn_norm)
             g = L.w_gate(h)
-            x = x + L.w_down(g / (1.0 + np.exp(-g)) * L.w_up(h))
+            g /= 1.0 + np.exp(-g)  # SiLU in place: [n, n_ff] arrays are the big ones in prefill
+            g *= L.w_up(h)
+            x = x + L.w_down(g)
         return self.output(self.rms_norm(x, self.norm)).astype(np.float32, copy=False)
