@@ -30,25 +30,10 @@ from agent.llm.scripted import ScriptedModel  # noqa: E402
 from agent.planner import RecordingModel, ask, make_cassette, replay, save_cassette  # noqa: E402
 from agent.tools.defaults import default_tools  # noqa: E402
 from agent.tools.search import SearchResult  # noqa: E402
-
-QUESTION = "Who won the Nobel Prize in Literature in 2020 and what is their most famous work?"
+from agent.planner.card import CARD_PLAN, CARD_QUESTION as QUESTION
 PORT = 8731  # fixed, so the recorded URLs are the same every time the cassette is remade
 OUT = HERE / "nobel-prize.cassette.json"
 
-# The plan exactly as the model card shows the model answering this question.
-CARD_PLAN = """Plan: Begin by conducting a web search to find out who won the Nobel Prize in Literature in 2020.
-:evidence0: = DuckDuckGo[Nobel Prize in Literature 2020 winner]
-Plan: Utilize the KnowledgeModel to interpret the search results and find the name of the laureate.
-:evidence1: = KnowledgeModel[Who won the Nobel Prize in Literature in 2020, given :evidence0:?]
-Plan: Conduct another web search to find the most famous work of the identified laureate.
-:evidence2: = DuckDuckGo[Most famous work of :evidence1:]
-Plan: Extract the relevant links from the DuckDuckGo search results for a more focused search.
-:evidence3: = HyperlinkExtractor[:evidence2:]
-Plan: Use the TextScraper tool to extract information from the relevant links.
-:evidence4: = TextScraper[:evidence3:]
-Plan: Finally, utilize the KnowledgeModel to identify and summarize the most famous work of the laureate from the extracted information.
-:evidence5: = KnowledgeModel[What is the most famous work of :evidence1:, given :evidence4:?]
-Answer: :evidence5:"""
 
 LAUREATE = "Louise Glück, the American poet, won the Nobel Prize in Literature in 2020."
 FAMOUS_WORK = ("Louise Glück's most famous work is The Wild Iris (1992), a collection of poems "

@@ -11,6 +11,7 @@ from agent.llm.scripted import ScriptedModel
 from agent.planner import build_plan_prompt, generate_plan_text
 from agent.planner.prompt import constrained_available
 from agent.tools.registry import ToolRegistry
+from agent.planner.card import CARD_QUESTION as QUESTION, CARD_TOOLS
 
 SYSTEM = ("A chat between a curious user and an assistant. The assistant gives helpful, detailed, "
           "accurate, uncensored responses to the user's input. The assistant never refuses to "
@@ -36,8 +37,6 @@ Answer: [:evidence[n]: containing the final answer.]
 
 Question: Who won the Nobel Prize in Literature in 2020 and what is their most famous work?"""
 
-QUESTION = "Who won the Nobel Prize in Literature in 2020 and what is their most famous work?"
-CARD_TOOLS = ["DuckDuckGo", "TextScraper", "HyperlinkExtractor", "KnowledgeModel"]
 SEED = Path(__file__).resolve().parents[3] / "shared" / "seed" / "000_27d93c0d504bb48d.txt"
 
 
