@@ -4,7 +4,7 @@ ggml stores a matrix row by row, block after block, each block's scale next to i
 per-row dot product then needs a horizontal sum for every 32-value block. Here rows are grouped
 by ``LANES`` and every field is stored with the row index last (``[group, block, field, lane]``):
 the kernels run SIMD lanes across rows, broadcast one activation to all of them, and apply a
-block's scale lane-wise, so the only horizontal work is none at all.
+block's scale lane-wise, so no horizontal sums are needed at all.
 
 The codes keep their packed width (4-bit pairs stay one byte) and f16 scales stay f16; only
 K-quant six-bit scales are unpacked to a byte each, so a repacked matrix is 1.0-1.05 x its file
@@ -17,7 +17,6 @@ import mmap
 from dataclasses import dataclass
 
 import numpy as np
-
 from numba import njit, prange
 
 from agent.llm.ggml_types import LAYOUTS, GGMLType
