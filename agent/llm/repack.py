@@ -48,10 +48,12 @@ def _interleave(blocks, start, out):
     n_rows = blocks.shape[0]
     for gb in prange(G * nb):
         g, b = gb // nb, gb % nb
-        for r in range(R):
-            row = g * R + r
-            for k in range(width):
-                out[g, b, k, r] = blocks[row, b, start + k] if row < n_rows else 0
+        n_valid = min(R, n_rows - g * R)
+        for k in range(width):  # lane-contiguous writes; the reads stride across rows
+            for r in range(n_valid):
+                out[g, b, k, r] = blocks[g * R + r, b, start + k]
+            for r in range(n_valid, R):
+                out[g, b, k, r] = 0
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -61,12 +63,12 @@ def _interleave_u16(blocks, start, out):
     n_rows = blocks.shape[0]
     for gb in prange(G * nb):
         g, b = gb // nb, gb % nb
-        for r in range(R):
+        n_valid = min(R, n_rows - g * R)
+        for r in range(n_valid):
             row = g * R + r
-            if row < n_rows:
-                out[g, b, r] = np.uint16(blocks[row, b, start]) | (np.uint16(blocks[row, b, start + 1]) << 8)
-            else:
-                out[g, b, r] = 0
+            out[g, b, r] = np.uint16(blocks[row, b, start]) | (np.uint16(blocks[row, b, start + 1]) << 8)
+        for r in range(n_valid, R):
+            out[g, b, r] = 0
 
 
 class _Fields:
