@@ -92,6 +92,17 @@ def _sync_numba_threads(n: int) -> None:
         _local.numba_threads = want
 
 
+def _threadsafe_layer() -> bool:
+    """Whether numba kernels may be launched from several Python threads at once: true for the
+    omp and tbb threading layers, not for workqueue (numba's fallback when neither is present)."""
+    import numba
+
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet in this process
+        return False
+
+
 def _workers() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
@@ -161,8 +172,10 @@ class QuantLinear:
         per_tile = max(1, TILE_BYTES // (4 * self.n_in * lanes))
         out = np.empty((x.shape[0], pm.n_groups * lanes), np.float32)
 
+        threaded = _threads > 1 and _threadsafe_layer()
+
         def tile(g0: int) -> None:
-            _sync_numba_threads(1)  # parallel across tiles, not inside one
+            _sync_numba_threads(1 if threaded else _threads)  # parallel across tiles, or inside each
             g1 = min(pm.n_groups, g0 + per_tile)
             cols = (g1 - g0) * lanes
             wt = _tile_buffer(self.n_in * cols).reshape(self.n_in, cols)
@@ -171,11 +184,11 @@ class QuantLinear:
             out[:, g0 * lanes:g1 * lanes] = x @ wt
 
         starts = range(0, pm.n_groups, per_tile)
-        if _threads == 1 or len(starts) == 1:
+        if threaded and len(starts) > 1:
+            list(_workers().map(tile, starts))
+        else:
             for g0 in starts:
                 tile(g0)
-        else:
-            list(_workers().map(tile, starts))
         return out[:, :self.n_out]
 
     def _plain(self, x: np.ndarray) -> np.ndarray:

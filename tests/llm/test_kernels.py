@@ -221,3 +221,27 @@ def test_engine_with_kernels_matches_reference_engine(tmp_path, monkeypatch: pyt
     assert type(slow.transformer.layers[0].wq) is Linear
     want = slow.eval(ids)
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-3 * np.abs(want).max())
+
+
+def test_prefill_on_numbas_workqueue_layer_runs_tiles_serially() -> None:
+    """workqueue (numba's fallback layer) aborts if two Python threads launch kernels at once."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from agent.llm import kernels\n"
+        "from tests.llm.test_kernels import tensor, reference, assert_close\n"
+        "from agent.llm.ggml_types import GGMLType\n"
+        "kernels.set_threads(2)\n"
+        "kernels.TILE_BYTES = 1\n"
+        "ti = tensor(GGMLType.Q4_0, 600, 256)\n"
+        "x = np.ones((kernels.MV_MAX_TOKENS + 5, 256), np.float32)\n"
+        "assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))\n"
+        "import numba; assert numba.threading_layer() == 'workqueue'\n"
+    )
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
