@@ -63,7 +63,7 @@ def _load_numba() -> Any:
 
 
 def set_threads(n: int) -> None:
-    """Use ``n`` threads (numba kernels, prefill tiles); BLAS itself stays on one."""
+    """Use ``n`` threads (numba kernels, prefill tiles); BLAS itself stays on one (process-wide)."""
     global _threads, _blas_limit, _pool
     _threads = max(1, int(n))
     with _pool_lock:
@@ -72,10 +72,11 @@ def set_threads(n: int) -> None:
             _pool = None
     try:
         from threadpoolctl import ThreadpoolController
-
-        _blas_limit = ThreadpoolController().limit(limits=1, user_api="blas")
     except ImportError:
-        pass
+        return
+    # Without numba the reference path is all BLAS: then it gets the threads.
+    blas = 1 if _load_numba() is not None else _threads
+    _blas_limit = ThreadpoolController().limit(limits=blas, user_api="blas")
 
 
 def get_threads() -> int:
