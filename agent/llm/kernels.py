@@ -132,7 +132,11 @@ def _kernel_table(K: Any) -> dict[GGMLType, tuple[Callable[..., None], Callable[
 
 
 class QuantLinear:
-    """``x @ W.T`` for x float32 [n_tokens, n_in], W a (quantized) [n_out, n_in] tensor."""
+    """``x @ W.T`` for x float32 [n_tokens, n_in], W a (quantized) [n_out, n_in] tensor.
+
+    The matrix is repacked on its first product, not at load: ``load_model`` only maps the file,
+    and a model's memory grows to about its file size as its layers are first used.
+    """
 
     def __init__(self, tensor: TensorInfo):
         if len(tensor.shape) != 2:
@@ -142,19 +146,29 @@ class QuantLinear:
         self.type = GGMLType(tensor.type)
         K = _load_numba()
         table = _kernel_table(K) if K is not None else {}
-        self.packed = None
-        if self.type in table:
+        self._packed: Any = None
+        self._pack_lock = threading.Lock()
+        self.packable = self.type in table
+        if self.packable:
             self.mv, self.dq, self.sum_size = table[self.type]
             self.tab = K.F16_TABLE
-            from agent.llm.repack import repack  # numba-compiled too: only when numba works
 
-            self.packed = repack(tensor.data, tensor.type, tensor.shape)
+    @property
+    def packed(self) -> Any:
+        """The repacked matrix, made on first use (once, even when several threads ask)."""
+        if self._packed is None:
+            with self._pack_lock:
+                if self._packed is None:
+                    from agent.llm.repack import repack  # numba-compiled too: only when numba works
+
+                    self._packed = repack(self.tensor.data, self.tensor.type, self.tensor.shape)
+        return self._packed
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_in:
             raise ValueError(f"{self.tensor.name}: expected activations [n, {self.n_in}], got {x.shape}")
-        if self.packed is None:
+        if not self.packable:
             return self._plain(x)
         if x.shape[0] <= MV_MAX_TOKENS:
             _sync_numba_threads(_threads)
