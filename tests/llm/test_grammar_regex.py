@@ -92,3 +92,9 @@ def test_any_pattern_compiles_or_raises_regex_error(pattern):
 
 def test_regex_error_is_a_grammar_error():
     assert issubclass(RegexError, GrammarError)
+
+
+def test_octal_looking_escapes_are_refused_not_misread():
+    with pytest.raises(RegexError, match="octal"):
+        compile_(r"\01")
+    assert compile_(r"a\0").accepts("a\0")

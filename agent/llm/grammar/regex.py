@@ -176,6 +176,10 @@ class _Parser:
         self.i += 1
         if c in _CLASSES:
             return _CLASSES[c]
+        if c == "0" and self.peek().isdigit():
+            # ECMA-262 (JSON Schema's dialect) forbids \0 before a digit; Python reads it as octal.
+            raise self.fail("escape \\0 followed by a digit (an octal escape) is not supported; "
+                            "write \\x01 style escapes instead", at)
         if c in _SIMPLE_ESCAPES:
             return _single(_SIMPLE_ESCAPES[c])
         if c in ("x", "u"):
