@@ -119,7 +119,7 @@ class LlamaModel:
         with self.lock:
             return self._eval(ids)
 
-    def _eval(self, ids: Sequence[int]) -> np.ndarray:
+    def _eval(self, ids: Sequence[int], last_only: bool = False) -> np.ndarray:
         tr = self._require_weights()
         ids = [int(i) for i in ids]
         if not ids:
@@ -132,22 +132,23 @@ class LlamaModel:
             raise ContextLengthError(
                 f"{n_past + len(ids)} tokens do not fit the context window of {self.n_ctx}; "
                 "shorten the prompt or load the model with a larger n_ctx")
-        logits = tr.forward(np.asarray(ids, dtype=np.int64), n_past)
+        logits = tr.forward(np.asarray(ids, dtype=np.int64), n_past, last_only=last_only)
         self.tokens.extend(ids)
         return logits
 
     def eval_prompt(self, ids: Sequence[int]) -> np.ndarray:
         """Logits of the last token of ``ids``, reusing the longest cached prefix."""
         ids = list(ids)
-        common = 0
-        for a, b in zip(self.tokens, ids):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(ids) - 1)  # always evaluate one token, to get its logits
-        self.tokens = self.tokens[:common]
-        self.last_stats.cached_tokens = common
-        return self.eval(ids[common:])[-1]
+        with self.lock:
+            common = 0
+            for a, b in zip(self.tokens, ids):
+                if a != b:
+                    break
+                common += 1
+            common = min(common, len(ids) - 1)  # always evaluate one token, to get its logits
+            self.tokens = self.tokens[:common]
+            self.last_stats.cached_tokens = common
+            return self._eval(ids[common:], last_only=True)[-1]
 
     # --- generation ---------------------------------------------------------------------------
     def generate(self, prompt: str, max_tokens: int = 256, temperature: float = 0.7, top_k: int = 40,

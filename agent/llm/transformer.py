@@ -82,7 +82,7 @@ class Transformer:
         out = scores @ v  # [n_kv, group, n, hd]
         return out.transpose(2, 0, 1, 3).reshape(n, n_head * hd)
 
-    def forward(self, ids: np.ndarray, n_past: int) -> np.ndarray:
+    def forward(self, ids: np.ndarray, n_past: int, last_only: bool = False) -> np.ndarray:
         info, n = self.info, len(ids)
         pos = np.arange(n_past, n_past + n, dtype=np.float64)
         x = self.embed(ids)
@@ -98,4 +98,6 @@ class Transformer:
             g /= 1.0 + np.exp(-g)  # SiLU in place: [n, n_ff] arrays are the big ones in prefill
             g *= L.w_up(h)
             x = x + L.w_down(g)
+        if last_only:  # a prompt only needs its last logits: skip [n, n_vocab] of work and memory
+            x = x[-1:]
         return self.output(self.rms_norm(x, self.norm)).astype(np.float32, copy=False)
