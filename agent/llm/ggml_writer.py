@@ -17,8 +17,7 @@ import numpy as np
 
 from agent.llm.ggml import GLOBAL_NAMES, LAYER_NAMES, UNK_TEXT
 from agent.llm.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
-from agent.llm.gguf_writer import (PendingTensor, TensorSource, WriterError, chunk_bytes, float_tensor_bytes,
-                                   iter_chunks)
+from agent.llm.gguf_writer import PendingTensor, TensorSource, WriterError, float_tensor_bytes, write_tensor_data
 from agent.llm.modelfile import TOKEN_BYTE, TOKEN_CONTROL, TOKEN_UNKNOWN, Vocab
 
 MAGICS = {"ggml": 0x67676D6C, "ggmf": 0x67676D66, "ggjt": 0x67676A74}
@@ -131,17 +130,7 @@ class GGMLWriter:
                     f.write(struct.pack(f"<3I{len(ne)}I", len(ne), len(name), t.type, *ne) + name)
                     if self.kind == "ggjt":  # data starts at a multiple of 32 of the absolute offset
                         f.write(b"\0" * (-f.tell() % 32))
-                    written = 0
-                    for chunk in iter_chunks(t.source):
-                        b = chunk_bytes(t, chunk)
-                        written += len(b)
-                        f.write(b)
-                        done += len(b)
-                        if self.progress:
-                            self.progress(done, total)
-                    if written != t.nbytes:
-                        raise WriterError(f"tensor {t.name!r}: got {written} bytes, its {type_name(t.type)} "
-                                          f"shape {t.shape} needs {t.nbytes}")
+                    done = write_tensor_data(f, t, done, total, self.progress)
                 size = f.tell()
             os.replace(tmp, self.path)
         except BaseException:

@@ -199,7 +199,7 @@ class GGUFWriter:
                 f.write(b"\0" * (-f.tell() % self.alignment))
                 done = 0
                 for t in self._tensors.values():
-                    done = self._write_tensor(f, t, done, total)
+                    done = write_tensor_data(f, t, done, total, self.progress)
                     f.write(b"\0" * (-t.nbytes % self.alignment))
                 size = f.tell()
             os.replace(tmp, self.path)
@@ -207,23 +207,6 @@ class GGUFWriter:
             tmp.unlink(missing_ok=True)
             raise
         return size
-
-    def _write_tensor(self, f: Any, t: PendingTensor, done: int, total: int) -> int:
-        written = 0
-        for chunk in iter_chunks(t.source):
-            b = chunk_bytes(t, chunk)
-            written += len(b)
-            if written > t.nbytes:
-                raise WriterError(f"tensor {t.name!r}: got more than the {t.nbytes} bytes its "
-                                  f"{type_name(t.type)} shape {t.shape} needs")
-            f.write(b)
-            done += len(b)
-            if self.progress:
-                self.progress(done, total)
-        if written != t.nbytes:
-            raise WriterError(f"tensor {t.name!r}: got {written} bytes, its {type_name(t.type)} "
-                              f"shape {t.shape} needs {t.nbytes}")
-        return done
 
     def _header(self) -> bytes:
         count = "I" if self.version == 1 else "Q"  # v1 used 32-bit counts and lengths
@@ -282,6 +265,26 @@ def float_tensor_bytes(name: str, data: np.ndarray, type_id: int) -> bytes:
         return np.ascontiguousarray(data, dtype="<f2").tobytes()
     raise WriterError(f"tensor {name!r}: float data can only be written as F32 or F16, not "
                       f"{type_name(type_id)}; pass the quantized blocks as uint8")
+
+
+def write_tensor_data(f: Any, t: PendingTensor, done: int, total: int,
+                      progress: Callable[[int, int], None] | None) -> int:
+    """Stream one tensor's bytes to ``f``, checking their count; returns the running byte total."""
+    written = 0
+    for chunk in iter_chunks(t.source):
+        b = chunk_bytes(t, chunk)
+        written += len(b)
+        if written > t.nbytes:
+            raise WriterError(f"tensor {t.name!r}: got more than the {t.nbytes} bytes its "
+                              f"{type_name(t.type)} shape {t.shape} needs")
+        f.write(b)
+        done += len(b)
+        if progress:
+            progress(done, total)
+    if written != t.nbytes:
+        raise WriterError(f"tensor {t.name!r}: got {written} bytes, its {type_name(t.type)} "
+                          f"shape {t.shape} needs {t.nbytes}")
+    return done
 
 
 def iter_chunks(source: TensorSource) -> Iterable[Chunk]:
