@@ -57,6 +57,12 @@ def open_model(args: argparse.Namespace, *, quiet: bool = False) -> Any:
     model = load_model(args.model, n_ctx=args.n_ctx, threads=args.threads, n_gqa=args.n_gqa,
                        rms_norm_eps=args.rms_norm_eps, rope_freq_base=args.rope_freq_base,
                        rope_freq_scale=args.rope_freq_scale)
+    progress = None
+    if not quiet and sys.stderr.isatty():
+        def progress(done: int, total: int) -> None:
+            print(f"\rpreparing weights {done}/{total}", end="" if done < total else "\n",
+                  file=sys.stderr, flush=True)
+    model.prepare(progress)
     if not quiet:
         print(f"loaded in {time.perf_counter() - t0:.2f} s", file=sys.stderr, flush=True)
     return model

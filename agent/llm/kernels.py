@@ -153,6 +153,11 @@ class QuantLinear:
             self.mv, self.dq, self.sum_size = table[self.type]
             self.tab = K.F16_TABLE
 
+    def prepare(self) -> None:
+        """Repack now rather than on the first product."""
+        if self.packable:
+            self.packed  # noqa: B018 - the property does the work
+
     @property
     def packed(self) -> Any:
         """The repacked matrix, made on first use (once, even when several threads ask)."""

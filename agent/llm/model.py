@@ -11,7 +11,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -96,6 +96,17 @@ class LlamaModel:
         # One KV cache: calls from several threads (executor steps, server requests) take turns.
         self.lock = threading.RLock()
         self.last_stats = GenerationStats()
+
+    def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Ready every matrix for the fast kernels now instead of on first use (a CLI loads with this,
+        so its load time is honest and its first prompt's speed is the real one)."""
+        mats = self._require_weights().linears()
+        for i, lin in enumerate(mats, 1):
+            prep = getattr(lin, "prepare", None)
+            if prep is not None:
+                prep()
+            if progress:
+                progress(i, len(mats))
 
     # --- tokens -------------------------------------------------------------------------------
     def tokenize(self, text: str, bos: bool = True) -> list[int]:

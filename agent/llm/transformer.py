@@ -51,6 +51,11 @@ class Transformer:
         self.v_cache = np.zeros((info.n_layer, n_ctx, info.n_head_kv, hd), np.float16)
         self.inv_freq = (info.rope_freq_base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd))
 
+    def linears(self) -> list:
+        """Every matrix of the model, in file order of use."""
+        mats = [m for L in self.layers for m in (L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_down, L.w_up)]
+        return mats + [self.output]
+
     def rms_norm(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
         ms = np.mean(x.astype(np.float64) ** 2, axis=-1, keepdims=True)
         return (x / np.sqrt(ms + self.info.rms_norm_eps)).astype(np.float32) * w

@@ -112,3 +112,15 @@ def test_cli_chat_keeps_history_and_resets(monkeypatch, capsys):
     assert main(["chat", "-m", str(GGML), "-n", "6", "--seed", "3", "-c", "256"]) == 0
     out, err = capsys.readouterr()
     assert out.count("ASSISTANT:") == 3 and "forgotten" in err
+
+
+def test_prepare_readies_every_matrix_and_reports_progress():
+    from agent.llm import load_model
+
+    m = load_model(GGUF, n_ctx=32)
+    mats = m.transformer.linears()
+    assert len(mats) == 7 * m.info.n_layer + 1
+    seen = []
+    m.prepare(lambda done, total: seen.append((done, total)))
+    assert seen[-1] == (len(mats), len(mats))
+    assert all(getattr(lin, "_packed", True) is not None for lin in mats if getattr(lin, "packable", False))
