@@ -90,8 +90,13 @@ def test_generate_plan_text_streams_pieces():
     assert len(pieces) > 3 and "".join(pieces) == "Plan: x\n#E1 = A[b]\n"
 
 
-@pytest.mark.skipif(constrained_available(), reason="the grammar module exists")
-def test_constrained_without_grammar_module_is_a_clear_error():
+def test_constrained_without_grammar_module_is_a_clear_error(monkeypatch):
+    import agent.planner.prompt as prompt_module
+
+    def missing(name: str):
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    monkeypatch.setattr(prompt_module.importlib, "import_module", missing)
     with pytest.raises(AgentError, match="constrained plan decoding is unavailable"):
         generate_plan_text(ScriptedModel(["x"]), "q?", ["A"], constrained=True)
 
