@@ -109,36 +109,22 @@ def tensor_type(name: str, shape: tuple[int, ...], spec: QuantSpec, n_layer: int
     """The type llama.cpp's quantizer (llama_model_quantize_internal, Aug 2023) gives a tensor."""
     if len(shape) == 1:
         return _G.F32  # norms stay f32
-    if spec.mix is None:
-        new = spec.base
-    else:
-        new = spec.base
+    new, mix = spec.base, spec.mix
+    if mix is not None and name == "output.weight":
+        new = _G.Q6_K
+    elif mix is not None and name.endswith(("attn_v.weight", "ffn_down.weight", "attn_output.weight")):
         layer = int(name.split(".")[1]) if name.startswith("blk.") else -1
-        mix = spec.mix
-        if name == "output.weight":
+        if mix in ("q3_k_m", "q2_k"):
+            new = _G.Q4_K
+        elif mix == "q3_k_l":
+            new = _G.Q5_K
+        elif mix in ("q4_k_m", "q5_k_m") and not name.endswith("attn_output.weight") \
+                and use_more_bits(layer, n_layer):
             new = _G.Q6_K
-        elif name.endswith("attn_v.weight"):
-            if mix in ("q3_k_m", "q2_k"):
-                new = _G.Q4_K
-            elif mix == "q3_k_l":
-                new = _G.Q5_K
-            elif mix in ("q4_k_m", "q5_k_m") and use_more_bits(layer, n_layer):
-                new = _G.Q6_K
-            # 70B: 8 query heads share each attn_v, so it is cheap to give it more bits.
-            if n_layer == 80 and n_head == 8 * n_head_kv and new in (_G.Q3_K, _G.Q4_K):
-                new = _G.Q5_K
-        elif name.endswith("ffn_down.weight"):
-            if mix in ("q3_k_m", "q2_k"):
-                new = _G.Q4_K
-            elif mix == "q3_k_l":
-                new = _G.Q5_K
-            elif mix in ("q4_k_m", "q5_k_m") and use_more_bits(layer, n_layer):
-                new = _G.Q6_K
-        elif name.endswith("attn_output.weight"):
-            if mix in ("q3_k_m", "q2_k"):
-                new = _G.Q4_K
-            elif mix == "q3_k_l":
-                new = _G.Q5_K
+        # 70B: 8 query heads share each attn_v, so it is cheap to give it more bits.
+        if name.endswith("attn_v.weight") and n_layer == 80 and n_head == 8 * n_head_kv \
+                and new in (_G.Q3_K, _G.Q4_K):
+            new = _G.Q5_K
     # llama.cpp wants both dims of a K-quant tensor to divide by 256, else output -> F16 and
     # token_embd -> Q4_0. Other tensors only need whole blocks per row here, so tiny GQA shapes work.
     if new in K_TYPES and spec.mix is not None and name in ("output.weight", "token_embd.weight") \
