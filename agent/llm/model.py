@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -176,8 +177,6 @@ class LlamaModel:
 
     def _generate(self, prompt: str, max_tokens: int, temperature: float, top_k: int, top_p: float,
                   repeat_penalty: float, seed: int | None, stop: Sequence[str], grammar: Any) -> Iterator[str]:
-        import time
-
         sampler = Sampler(SamplingParams(temperature, top_k, top_p, repeat_penalty, seed=seed))
         ids = self.tokenize(prompt, bos=True)
         if len(ids) >= self.n_ctx:
