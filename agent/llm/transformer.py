@@ -15,6 +15,14 @@ from agent.llm.hparams import ModelInfo
 from agent.llm.linear import Embedding, Linear, vector
 from agent.llm.modelfile import ModelFile
 
+# Prompts go through the layers this many tokens at a time (llama.cpp's "ubatch"): activations
+# stay a few MB whatever the prompt's length, at no cost in speed (prefill at 128 and at 512
+# tokens ran at the same rate here, bench/engine.py).
+N_BATCH = 128
+# Attention scores are computed for this many floats at most (query rows x heads x positions):
+# 1M floats, 4 MB, instead of [n, n_head, n_ctx] which is 2 GB for a 4096-token prompt on 32 heads.
+MAX_SCORES = 1 << 20
+
 
 @dataclass
 class Layer:
@@ -77,32 +85,53 @@ class Transformer:
         k = self.k_cache[li, :total].astype(np.float32).transpose(1, 2, 0)[:, None]  # [n_kv, 1, hd, T]
         v = self.v_cache[li, :total].astype(np.float32).transpose(1, 0, 2)[:, None]  # [n_kv, 1, T, hd]
         qg = q.reshape(n, n_kv, n_head // n_kv, hd).transpose(1, 2, 0, 3)  # query head h uses KV head h // group
-        scores = qg @ k  # [n_kv, group, n, T]: batched sgemm, float32 as llama.cpp
-        scores *= np.float32(1.0 / np.sqrt(hd))
-        causal = np.arange(total)[None, :] > (n_past + np.arange(n))[:, None]
-        scores[..., causal] = -np.inf
-        scores -= scores.max(axis=-1, keepdims=True)  # softmax in place: [.., n, T] is the big array
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        out = scores @ v  # [n_kv, group, n, hd]
-        return out.transpose(2, 0, 1, 3).reshape(n, n_head * hd)
+        out = np.empty((n, n_head * hd), np.float32)
+        rows = max(1, MAX_SCORES // (n_head * total))  # query rows per block of scores
+        for r0 in range(0, n, rows):
+            r1 = min(n, r0 + rows)
+            scores = qg[:, :, r0:r1] @ k  # [n_kv, group, rows, T]: batched sgemm, float32 as llama.cpp
+            scores *= np.float32(1.0 / np.sqrt(hd))
+            causal = np.arange(total)[None, :] > (n_past + np.arange(r0, r1))[:, None]
+            scores[..., causal] = -np.inf
+            scores -= scores.max(axis=-1, keepdims=True)  # softmax in place
+            np.exp(scores, out=scores)
+            scores /= scores.sum(axis=-1, keepdims=True)
+            out[r0:r1] = (scores @ v).transpose(2, 0, 1, 3).reshape(r1 - r0, n_head * hd)
+        return out
 
     def forward(self, ids: np.ndarray, n_past: int, last_only: bool = False) -> np.ndarray:
+        """Logits of ``ids`` at positions n_past.. (only the last token's with ``last_only``)."""
+        n = len(ids)
+        logits = np.empty((1 if last_only else n, self.info.n_vocab), np.float32)
+        for s in range(0, n, N_BATCH):
+            x = self.layers_forward(ids[s:s + N_BATCH], n_past + s)
+            if not last_only:
+                logits[s:s + len(x)] = self.head(x)
+            elif s + len(x) == n:  # a prompt only needs its last logits: skip [n, n_vocab] of work
+                logits[0] = self.head(x[-1:])[0]
+        return logits
+
+    def head(self, x: np.ndarray) -> np.ndarray:
+        return self.output(self.rms_norm(x, self.norm))
+
+    def layers_forward(self, ids: np.ndarray, n_past: int) -> np.ndarray:
+        """The hidden states of ``ids`` after the last layer; fills the KV cache at n_past.."""
         info, n = self.info, len(ids)
         pos = np.arange(n_past, n_past + n, dtype=np.float64)
-        x = self.embed(ids)
+        x = np.array(self.embed(ids), np.float32)  # our own copy: updated in place below
         for li, L in enumerate(self.layers):
             h = self.rms_norm(x, L.attn_norm)
             q = self.rope(L.wq(h).reshape(n, info.n_head, info.head_dim), pos)
             k = self.rope(L.wk(h).reshape(n, info.n_head_kv, info.head_dim), pos)
             self.k_cache[li, n_past:n_past + n] = k
             self.v_cache[li, n_past:n_past + n] = L.wv(h).reshape(n, info.n_head_kv, info.head_dim)
-            x = x + L.wo(self.attention(q, li, n_past))
+            x += L.wo(self.attention(q, li, n_past))
             h = self.rms_norm(x, L.ffn_norm)
             g = L.w_gate(h)
-            g /= 1.0 + np.exp(-g)  # SiLU in place: [n, n_ff] arrays are the big ones in prefill
+            sig = np.negative(g)  # SiLU, g * sigmoid(g), with one temporary
+            np.exp(sig, out=sig)
+            sig += 1.0
+            g /= sig
             g *= L.w_up(h)
-            x = x + L.w_down(g)
-        if last_only:  # a prompt only needs its last logits: skip [n, n_vocab] of work and memory
-            x = x[-1:]
-        return self.output(self.rms_norm(x, self.norm)).astype(np.float32, copy=False)
+            x += L.w_down(g)
+        return x

@@ -73,6 +73,24 @@ def test_prefix_reuse_gives_the_same_logits_as_a_fresh_cache(model):
     np.testing.assert_allclose(reused, fresh, atol=2e-3)
 
 
+def test_long_prompts_are_evaluated_in_bounded_pieces(model, monkeypatch):
+    """Tokens go through the layers N_BATCH at a time and attention in blocks of MAX_SCORES
+    floats; the pieces must add up to the same logits as one pass."""
+    from agent.llm import transformer
+
+    ids = [int(i) for i in np.random.default_rng(1).integers(3, model.info.n_vocab, 100)]
+    model.reset()
+    whole = model.eval(ids)
+    monkeypatch.setattr(transformer, "N_BATCH", 48)  # 48 + 48 + 4 tokens: both kernel paths
+    monkeypatch.setattr(transformer, "MAX_SCORES", 4 * 128)  # one query row at a time
+    model.reset()
+    pieces = model.eval(ids)
+    np.testing.assert_allclose(pieces, whole, atol=2e-3)
+    model.reset()
+    np.testing.assert_allclose(model.eval_prompt(ids), whole[-1], atol=2e-3)
+    assert model.eval_prompt(ids).shape == (model.info.n_vocab,)
+
+
 def test_stop_strings_cut_the_output(model):
     text = model.complete("Hello", max_tokens=40, temperature=0)
     assert len(text) > 4
