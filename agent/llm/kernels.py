@@ -1,17 +1,19 @@
 """Choice of matrix-product implementation and thread count for the engine.
 
-``linear_class()`` is what the transformer builds its projections with. With numba available it
-is ``QuantLinear``: quantized matrices are repacked once (``agent.llm.repack``) and multiplied by
-the numba kernels of ``agent.llm.kernels_numba`` -- a fused matrix-vector kernel for a few tokens
-(decode), and for longer batches (prefill) tiles of rows dequantized into reused float32
-buffers and handed to BLAS sgemm. Without numba (or with ``AGENT_KERNELS=reference``) it is the
-reference ``Linear`` (dequantize the whole matrix, then BLAS).
+``linear_class()`` is what the transformer builds its projections with. With a kernel module
+(``backend()``: C from ``agent.llm.kernels_c``, or numba from ``agent.llm.kernels_numba``) it is
+``QuantLinear``: quantized matrices are repacked once (``agent.llm.repack``) and multiplied by
+the kernels -- a fused matrix-vector kernel for a few tokens (decode), and for longer batches
+(prefill) tiles of rows dequantized into reused float32 buffers and handed to BLAS sgemm.
+Without one (or with ``AGENT_KERNELS=reference``) it is the reference ``Linear`` (dequantize the
+whole matrix, then BLAS).
 
-Threads (``set_threads(n)``): decode kernels run on numba's pool of n threads, in small dynamic
-chunks so a thread the OS preempts holds up little. BLAS is kept single-threaded: OpenBLAS's
-idle workers busy-wait for a long time after each call and would steal the cores from numba's
-(and vice versa). Prefill gets its parallelism instead from n Python threads, each dequantizing
-and multiplying its own tiles (both release the GIL). So n threads means n busy cores, never 2n.
+Threads (``set_threads(n)``): decode kernels run on the kernel module's pool of n threads, in
+small dynamic chunks so a thread the OS preempts holds up little. BLAS is kept single-threaded:
+OpenBLAS's idle workers busy-wait for a long time after each call and would steal the cores
+from the kernels' (and vice versa). Prefill gets its parallelism instead from n Python threads,
+each dequantizing and multiplying its own tiles (both release the GIL). So n threads means n
+busy cores, never 2n.
 """
 
 from __future__ import annotations
@@ -46,24 +48,37 @@ _pool_lock = threading.Lock()
 _warned = False
 
 
-def _load_numba() -> Any:
-    """The kernel module, or None (with a one-time warning) when numba cannot be used."""
+BACKENDS = {"c": "agent.llm.kernels_c", "numba": "agent.llm.kernels_numba"}
+_failed: dict[str, str] = {}  # backend module -> why it could not be used (tried once per process)
+
+
+def backend() -> Any:
+    """The kernel module in use, or None (reference path). ``AGENT_KERNELS`` chooses: ``c``,
+    ``numba`` or ``reference``; by default C (compiled once with the system compiler, a few MB
+    resident) and, where there is no compiler, numba (LLVM in-process, ~130 MB resident)."""
     global _warned
-    if os.environ.get("AGENT_KERNELS", "").lower() == "reference":
+    choice = os.environ.get("AGENT_KERNELS", "").lower()
+    if choice == "reference":
         return None
-    try:
-        kernels_numba = importlib.import_module("agent.llm.kernels_numba")
-    except Exception as exc:  # ImportError, or a numba/llvmlite that fails to initialize
-        if not _warned:
-            _warned = True
-            warnings.warn(f"numba kernels unavailable ({exc}); using the slow reference matmul",
-                          RuntimeWarning, stacklevel=3)
-        return None
-    return kernels_numba
+    names = [BACKENDS[choice]] if choice in BACKENDS else list(BACKENDS.values())
+    for name in names:
+        if name in _failed:
+            continue
+        try:
+            return importlib.import_module(name)
+        except Exception as exc:  # ImportError, a failed compile, or a numba/llvmlite that won't start
+            lines = str(exc).strip().splitlines()
+            _failed[name] = lines[0] if lines else type(exc).__name__
+    if not _warned:
+        _warned = True
+        why = "; ".join(f"{n.rsplit('.', 1)[-1]}: {_failed[n]}" for n in names)
+        warnings.warn(f"fast kernels unavailable ({why}); using the slow reference matmul",
+                      RuntimeWarning, stacklevel=3)
+    return None
 
 
 def set_threads(n: int) -> None:
-    """Use ``n`` threads (numba kernels, prefill tiles); BLAS itself stays on one (process-wide)."""
+    """Use ``n`` threads (kernels, prefill tiles); BLAS itself stays on one (process-wide)."""
     global _threads, _blas_limit, _pool
     _threads = max(1, int(n))
     with _pool_lock:
@@ -74,8 +89,8 @@ def set_threads(n: int) -> None:
         from threadpoolctl import ThreadpoolController
     except ImportError:
         return
-    # Without numba the reference path is all BLAS: then it gets the threads.
-    blas = 1 if _load_numba() is not None else _threads
+    # Without kernels the reference path is all BLAS: then it gets the threads.
+    blas = 1 if backend() is not None else _threads
     _blas_limit = ThreadpoolController().limit(limits=blas, user_api="blas")
 
 
@@ -83,26 +98,11 @@ def get_threads() -> int:
     return _threads
 
 
-def _sync_numba_threads(n: int) -> None:
-    # numba's thread count and chunk size are per calling thread: each thread sets its own.
-    import numba
-
-    want = min(n, numba.config.NUMBA_NUM_THREADS)
-    if getattr(_local, "numba_threads", None) != want or numba.get_num_threads() != want:
-        numba.set_num_threads(want)
-        numba.set_parallel_chunksize(1)
-        _local.numba_threads = want
-
-
-def _threadsafe_layer() -> bool:
-    """Whether numba kernels may be launched from several Python threads at once: true for the
-    omp and tbb threading layers, not for workqueue (numba's fallback when neither is present)."""
-    import numba
-
-    try:
-        return numba.threading_layer() != "workqueue"
-    except ValueError:  # no parallel kernel has run yet in this process
-        return False
+def _sync_threads(K: Any, n: int) -> None:
+    # Kernel thread counts are per calling thread: each thread sets its own, when it changes.
+    if getattr(_local, "kernel_threads", None) != (K, n):
+        K.set_num_threads(n)
+        _local.kernel_threads = (K, n)
 
 
 def _workers() -> ThreadPoolExecutor:
@@ -144,7 +144,7 @@ class QuantLinear:
         self.tensor = tensor
         self.n_out, self.n_in = tensor.shape
         self.type = GGMLType(tensor.type)
-        K = _load_numba()
+        K = self.kernels = backend()
         table = _kernel_table(K) if K is not None else {}
         self._packed: Any = None
         self._pack_lock = threading.Lock()
@@ -164,9 +164,10 @@ class QuantLinear:
         if self._packed is None:
             with self._pack_lock:
                 if self._packed is None:
-                    from agent.llm.repack import repack  # numba-compiled too: only when numba works
+                    from agent.llm.repack import repack
 
-                    self._packed = repack(self.tensor.data, self.tensor.type, self.tensor.shape)
+                    self._packed = repack(self.tensor.data, self.tensor.type, self.tensor.shape,
+                                          kernels=self.kernels)
         return self._packed
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -176,7 +177,7 @@ class QuantLinear:
         if not self.packable:
             return self._plain(x)
         if x.shape[0] <= MV_MAX_TOKENS:
-            _sync_numba_threads(_threads)
+            _sync_threads(self.kernels, _threads)
             return self._matvec(x)
         return self._tiled(x)
 
@@ -193,10 +194,10 @@ class QuantLinear:
         per_tile = max(1, TILE_BYTES // (4 * self.n_in * lanes))
         out = np.empty((x.shape[0], pm.n_groups * lanes), np.float32)
 
-        threaded = _threads > 1 and _threadsafe_layer()
+        threaded = _threads > 1 and self.kernels.threadsafe()
 
         def tile(g0: int) -> None:
-            _sync_numba_threads(1 if threaded else _threads)  # parallel across tiles, or inside each
+            _sync_threads(self.kernels, 1 if threaded else _threads)  # parallel across tiles, or inside each
             g1 = min(pm.n_groups, g0 + per_tile)
             cols = (g1 - g0) * lanes
             wt = _tile_buffer(self.n_in * cols).reshape(self.n_in, cols)
@@ -229,4 +230,4 @@ class QuantLinear:
 
 
 def linear_class() -> type:
-    return QuantLinear if _load_numba() is not None else Linear
+    return QuantLinear if backend() is not None else Linear

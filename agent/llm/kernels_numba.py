@@ -15,11 +15,16 @@ plain loops (a constant 128 would be fully unrolled into scalar code). Codes are
 uint8 before converting to float32 so the conversions are 32-bit, not 64-bit, vector ops.
 Block scales stay f16 (as uint16 bits, so a repacked matrix is no bigger than the file's) and are
 widened through ``tab = F16_TABLE``, once per block and lane.
+
+With them, the backend interface that ``agent.llm.kernels`` expects of a kernel module (this one
+and ``agent.llm.kernels_c``): ``interleave``/``interleave_u16`` for ``agent.llm.repack``, and
+``set_num_threads``/``threadsafe`` for the thread count of the calling thread.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import numba
 from numba import njit, prange
 
 _JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
@@ -31,6 +36,58 @@ F0, F4, F8, F16, F32 = np.float32(0), np.float32(4), np.float32(8), np.float32(1
 @njit(inline="always")
 def _f(v):  # a small non-negative integer as float32 via uint8 (keeps the vector ops 32-bit)
     return np.float32(np.uint8(v))
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for this calling thread's kernels (numba keeps the count per thread), dealt out one
+    work item at a time so a thread the OS preempts holds up little."""
+    want = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    if numba.get_num_threads() != want:
+        numba.set_num_threads(want)
+    numba.set_parallel_chunksize(1)
+
+
+def get_num_threads() -> int:
+    return int(numba.get_num_threads())
+
+
+def threadsafe() -> bool:
+    """Whether kernels may be launched from several Python threads at once: true for the omp and
+    tbb threading layers, not for workqueue (numba's fallback when neither is present)."""
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel kernel has run yet in this process
+        return False
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def interleave(blocks, start, out):
+    """out[g, b, k, r] = blocks[g * LANES + r, b, start + k]; rows past the end read as zero."""
+    G, nb, width, R = out.shape
+    n_rows = blocks.shape[0]
+    for gb in prange(G * nb):
+        g, b = gb // nb, gb % nb
+        n_valid = min(R, n_rows - g * R)
+        for k in range(width):  # lane-contiguous writes; the reads stride across rows
+            for r in range(n_valid):
+                out[g, b, k, r] = blocks[g * R + r, b, start + k]
+            for r in range(n_valid, R):
+                out[g, b, k, r] = 0
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def interleave_u16(blocks, start, out):
+    """out[g, b, r] = the little-endian uint16 at byte ``start`` of row g * LANES + r, block b."""
+    G, nb, R = out.shape
+    n_rows = blocks.shape[0]
+    for gb in prange(G * nb):
+        g, b = gb // nb, gb % nb
+        n_valid = min(R, n_rows - g * R)
+        for r in range(n_valid):
+            row = g * R + r
+            out[g, b, r] = np.uint16(blocks[row, b, start]) | (np.uint16(blocks[row, b, start + 1]) << 8)
+        for r in range(n_valid, R):
+            out[g, b, r] = 0
 
 
 # ---------------------------------------------------------------------------------------------

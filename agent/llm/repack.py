@@ -1,4 +1,4 @@
-"""Repacking quantized blocks, at load time, into a layout the numba kernels vectorize well.
+"""Repacking quantized blocks, at load time, into a layout the kernels vectorize well.
 
 ggml stores a matrix row by row, block after block, each block's scale next to its codes. A
 per-row dot product then needs a horizontal sum for every 32-value block. Here rows are grouped
@@ -17,11 +17,14 @@ import mmap
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit, prange
+from typing import Any
 
 from agent.llm.ggml_types import LAYOUTS, GGMLType
 
 LANES = 128  # rows per group: one group's codes for a 2048-wide row stay in L2 while it is read
+# Rows repacked at a time: the source pages of each piece are handed back before the next is
+# read, so repacking a matrix never holds it twice (the 32000-row output matrix would).
+CHUNK_ROWS = 8 * LANES
 
 
 @dataclass
@@ -41,52 +44,22 @@ class PackedMatrix:
         return sum(int(a.nbytes) for a in self.arrays)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _interleave(blocks, start, out):
-    """out[g, b, k, r] = blocks[g * LANES + r, b, start + k]; rows past the end read as zero."""
-    G, nb, width, R = out.shape
-    n_rows = blocks.shape[0]
-    for gb in prange(G * nb):
-        g, b = gb // nb, gb % nb
-        n_valid = min(R, n_rows - g * R)
-        for k in range(width):  # lane-contiguous writes; the reads stride across rows
-            for r in range(n_valid):
-                out[g, b, k, r] = blocks[g * R + r, b, start + k]
-            for r in range(n_valid, R):
-                out[g, b, k, r] = 0
-
-
-@njit(parallel=True, cache=True, nogil=True)
-def _interleave_u16(blocks, start, out):
-    """out[g, b, r] = the little-endian uint16 at byte ``start`` of row g * LANES + r, block b."""
-    G, nb, R = out.shape
-    n_rows = blocks.shape[0]
-    for gb in prange(G * nb):
-        g, b = gb // nb, gb % nb
-        n_valid = min(R, n_rows - g * R)
-        for r in range(n_valid):
-            row = g * R + r
-            out[g, b, r] = np.uint16(blocks[row, b, start]) | (np.uint16(blocks[row, b, start + 1]) << 8)
-        for r in range(n_valid, R):
-            out[g, b, r] = 0
-
-
 class _Fields:
-    """Lane-interleaved views of one matrix's blocks, field by field (byte offsets as in ggml)."""
+    """Lane-interleaved copies of a matrix's blocks, field by field (byte offsets as in ggml)."""
 
-    def __init__(self, blocks: np.ndarray):
-        self.blocks = blocks
+    def __init__(self, blocks: np.ndarray, kernels: Any):
+        self.blocks, self.kernels = blocks, kernels
         self.n_groups = -(-blocks.shape[0] // LANES)
         self.nb = blocks.shape[1]
 
     def bytes(self, start: int, width: int) -> np.ndarray:
         out = np.empty((self.n_groups, self.nb, width, LANES), np.uint8)
-        _interleave(self.blocks, start, out)
+        self.kernels.interleave(self.blocks, start, out)
         return out
 
     def f16(self, start: int) -> np.ndarray:
         out = np.empty((self.n_groups, self.nb, LANES), np.uint16)
-        _interleave_u16(self.blocks, start, out)
+        self.kernels.interleave_u16(self.blocks, start, out)
         return out  # f16 bits: the kernels widen them through a table
 
 
@@ -105,7 +78,7 @@ def _q3_k_scales(s: np.ndarray) -> np.ndarray:
 
 
 def _fields(t: GGMLType, f: _Fields) -> tuple[np.ndarray, ...]:
-    """The arrays of a repacked matrix, in the argument order of its kernels (kernels_numba)."""
+    """The arrays of a repacked matrix, in the argument order of its kernels (kernels_numba, kernels_c)."""
     if t == GGMLType.Q4_0:
         return f.bytes(2, 16), f.f16(0)
     if t == GGMLType.Q4_1:
@@ -133,11 +106,13 @@ REPACKED_TYPES = frozenset({GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLTyp
                             GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K})
 
 
-def repack(raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool = True) -> PackedMatrix:
+def repack(raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool = True,
+           kernels: Any = None) -> PackedMatrix:
     """Lane-interleave the blocks of a [n_out, n_in] matrix stored as ``raw`` uint8 bytes.
 
     With ``release`` (the default), the pages of a memory-mapped ``raw`` are handed back to the OS
-    once copied, so the file's bytes are not resident twice.
+    as soon as each piece is copied, so the file's bytes are not resident twice. ``kernels`` is
+    the kernel module whose interleave functions do the copying (default: the engine's).
     """
     t = GGMLType(type_id)
     if t not in REPACKED_TYPES:
@@ -146,11 +121,26 @@ def repack(raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool 
     layout = LAYOUTS[t]
     if n_in % layout.block_size or raw.nbytes != n_out * n_in // layout.block_size * layout.type_size:
         raise ValueError(f"{raw.nbytes} bytes do not hold a {t.name} matrix of shape {shape}")
+    if kernels is None:
+        from agent.llm.kernels import backend
+
+        kernels = backend()
+        if kernels is None:
+            raise ValueError("no kernel module is available to repack with")
     blocks = raw.reshape(n_out, n_in // layout.block_size, layout.type_size)
-    arrays = _fields(t, _Fields(blocks))
-    if release:
-        release_pages(raw)
-    return PackedMatrix(t, n_out, n_in, arrays)
+    n_groups = -(-n_out // LANES)
+    arrays: list[np.ndarray] = []
+    for r0 in range(0, n_out, CHUNK_ROWS):
+        piece = blocks[r0:r0 + CHUNK_ROWS]
+        fields = _fields(t, _Fields(piece, kernels))
+        if not arrays:
+            arrays = [np.empty((n_groups, *f.shape[1:]), f.dtype) for f in fields]
+        g0 = r0 // LANES
+        for whole, part in zip(arrays, fields):
+            whole[g0:g0 + len(part)] = part
+        if release:
+            release_pages(piece)
+    return PackedMatrix(t, n_out, n_in, tuple(arrays))
 
 
 def _mmap_root(a: np.ndarray) -> tuple[mmap.mmap, int] | None:

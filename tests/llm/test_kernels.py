@@ -178,20 +178,23 @@ def test_release_pages_keeps_mapped_data_readable(tmp_path) -> None:
     mm.close()
 
 
-def test_reference_fallback_when_asked_or_when_numba_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reference_fallback_when_asked_or_when_no_kernels_load(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
     monkeypatch.setenv("AGENT_KERNELS", "reference")
     assert kernels.linear_class() is Linear
     monkeypatch.delenv("AGENT_KERNELS")
     assert kernels.linear_class() is kernels.QuantLinear
-    monkeypatch.setitem(sys.modules, "agent.llm.kernels_numba", None)  # import now raises ImportError
+    for name in kernels.BACKENDS.values():
+        monkeypatch.setitem(sys.modules, name, None)  # import now raises ImportError
     monkeypatch.setattr(kernels, "_warned", False)
+    monkeypatch.setattr(kernels, "_failed", {})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert kernels.linear_class() is Linear
         assert kernels.linear_class() is Linear
-    assert len([w for w in caught if "numba kernels unavailable" in str(w.message)]) == 1
+    warned = [str(w.message) for w in caught if "fast kernels unavailable" in str(w.message)]
+    assert len(warned) == 1 and "numba" in warned[0]
     ti = tensor(GGMLType.Q5_1, 16, 64)  # QuantLinear still works, through the reference tiles
     x = np.ones((2, 64), np.float32)
     assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
@@ -241,7 +244,7 @@ def test_prefill_on_numbas_workqueue_layer_runs_tiles_serially() -> None:
         "assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))\n"
         "import numba; assert numba.threading_layer() == 'workqueue'\n"
     )
-    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue")
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", AGENT_KERNELS="numba")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     p = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]

@@ -14,7 +14,7 @@ def rss_mib():
         if line.startswith('VmRSS'):
             return int(line.split()[1]) / 1024
 import numpy, agent.llm.kernels, agent.llm.tokenizer  # imports are not what load_model costs
-agent.llm.kernels._load_numba()  # nor is loading the compiled kernels
+agent.llm.kernels.backend()  # nor is loading the compiled kernels
 before = rss_mib()
 from agent.llm import load_model
 m = load_model(sys.argv[1], n_ctx=512)
