@@ -22,6 +22,28 @@ from agent.llm.hparams import ModelInfo, model_info
 from agent.llm.sampling import Sampler, SamplingParams
 
 
+def return_freed_memory_to_the_os() -> None:
+    """Make glibc hand every freed block over 128 KB back to the OS at once.
+
+    By default glibc raises its mmap threshold as large arrays are freed, after which prefill
+    activations and repacking pieces come from the heap and stay resident after they are freed
+    (measured: +10 MB on a 1.1B model). A fixed threshold turns that adaptation off.
+    """
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 128 * 1024)
+    mallopt(m_trim_threshold, 128 * 1024)
+
+
 class TokenMatcher(Protocol):
     """Constrained decoding hook: what ``grammar.matcher(model)`` returns."""
 
@@ -92,6 +114,7 @@ class LlamaModel:
             from agent.llm import kernels
 
             kernels.set_threads(self.threads)
+            return_freed_memory_to_the_os()
             self.transformer = Transformer(self.file, self.info, n_ctx, linear=kernels.linear_class())
         self.tokens: list[int] = []  # what the KV cache holds, position by position
         # One KV cache: calls from several threads (executor steps, server requests) take turns.
