@@ -7,8 +7,8 @@
 
 Random-block models of real shapes are made once with the project's own writer
 (``agent.llm.fixtures``) and cached in bench/.cache/. Every model is measured in a fresh process
-(load time, peak resident memory and warm start are per process): a first child warms the numba
-cache, a second one measures. The same run measures the machine's limits -- memory read
+(load time, peak resident memory and warm start are per process): a first child warms the kernel
+caches (the compiled C library, or numba's), a second one measures. The same run measures the machine's limits -- memory read
 bandwidth (numpy sums over 1 GB, on ``threads`` threads) and numpy's float32 sgemm rate -- and
 reports decode as a fraction of bandwidth / weight bytes, prefill as a fraction of the sgemm rate.
 """
@@ -98,13 +98,10 @@ def weight_bytes(m: Any) -> int:
 
 def child(path: str, threads: int, n_decode: int, prefills: list[int]) -> dict[str, Any]:
     t_start = time.perf_counter()
-    from agent.llm import load_model
+    from agent.llm import kernels, load_model
 
-    try:
-        import agent.llm.kernels_numba  # noqa: F401  (numba and LLVM alone are ~70 MB)
-    except ImportError:
-        pass
-    base_rss = current_rss()  # the interpreter with numpy, numba and the engine imported
+    K = kernels.backend()  # importing numba and LLVM alone is ~70 MB; the C kernels ~2 MB
+    base_rss = current_rss()  # the interpreter with numpy, the engine and its kernels imported
 
     t0 = time.perf_counter()
     n_ctx = max(max(prefills) + n_decode + 8, 340)
@@ -116,11 +113,12 @@ def child(path: str, threads: int, n_decode: int, prefills: list[int]) -> dict[s
     m.eval(ids[8:9])
     first_token_s = time.perf_counter() - t0
     res: dict[str, Any] = {"load_s": load_s, "first_token_s": first_token_s,
-                           "process_to_first_token_s": time.perf_counter() - t_start}
-    for n in prefills:
+                           "process_to_first_token_s": time.perf_counter() - t_start,
+                           "kernels": K.__name__.rsplit(".", 1)[-1] if K else "reference"}
+    for n in prefills:  # a prompt, as generation evaluates it: only its last logits are kept
         m.reset()
         t = time.perf_counter()
-        m.eval(ids[:n])
+        m.eval_prompt(ids[:n])
         res[f"prefill{n}_tok_s"] = n / (time.perf_counter() - t)
         res[f"peak_rss_pp{n}"] = peak_rss()  # prompts are evaluated shortest first
     m.reset()
@@ -204,9 +202,9 @@ def model_file(shape: str, qtype: str) -> Path:
 
 
 def cold_compile_seconds(path: Path, args: argparse.Namespace) -> float:
-    """First-token time of a process with an empty numba cache (what a fresh install pays once)."""
+    """First-token time of a process with empty kernel caches (what a fresh install pays once)."""
     with tempfile.TemporaryDirectory() as d:
-        env = dict(os.environ, NUMBA_CACHE_DIR=d)
+        env = dict(os.environ, NUMBA_CACHE_DIR=d, AGENT_CACHE_DIR=d)
         return run_child(path, args, env=env)["first_token_s"]
 
 
@@ -234,7 +232,8 @@ def print_table(rows: list[dict[str, Any]], prefills: list[int]) -> None:
     print(" | ".join(head))
     print("|".join("---" for _ in head))
     for r in rows:
-        cells = [r["model"], r["engine"], f"{r['load_s']:.2f}", f"{r.get('first_token_s', float('nan')):.2f}"]
+        engine = r["engine"] + (f" ({r['kernels']})" if r.get("kernels") else "")
+        cells = [r["model"], engine, f"{r['load_s']:.2f}", f"{r.get('first_token_s', float('nan')):.2f}"]
         cells += [f"{r[f'prefill{n}_tok_s']:.1f}" for n in prefills]
         cells += [f"{r.get(f'prefill{n}_frac_sgemm', float('nan')):.2f}" for n in prefills]
         cells += [f"{r['decode_tok_s']:.1f}", f"{r.get('decode_frac_bw', float('nan')):.2f}",
@@ -255,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="1b q4_0 only, prefill 128, 16 decode steps")
     p.add_argument("--cold", action="store_true", help="also time a first run with an empty numba cache")
     p.add_argument("--vs-llama-cpp", action="store_true", help="also run llama-cpp-python on the same files")
+    p.add_argument("--kernels", choices=["c", "numba", "reference"],
+                   help="kernel module for the agent engine (AGENT_KERNELS; default: C, else numba)")
     p.add_argument("--json", metavar="FILE", help="write the results here")
     p.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     p.add_argument("--engine", default="agent", help=argparse.SUPPRESS)
@@ -264,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         fn = child if args.engine == "agent" else child_llama_cpp
         print(json.dumps(fn(args.child, args.threads, args.n_decode, args.prefills)))
         return 0
+    if args.kernels:
+        os.environ["AGENT_KERNELS"] = args.kernels  # the children inherit it
     if args.quick:
         args.shapes, args.types, args.prefills, args.n_decode = "1b", "q4_0", [128], 16
     shapes = [s for s in args.shapes.split(",") if s]
