@@ -1,0 +1,642 @@
+/* C kernels on lane-interleaved quantized matrices: a drop-in for kernels_numba.py, loaded with
+ * ctypes by kernels_c.py (a few MB resident, where numba and llvmlite take ~130 MB).
+ *
+ * Layout (agent/llm/repack.py): every field is [group, block, (field row,) lane], LANES rows of
+ * the matrix per group, row index last. SIMD runs across lanes: an activation is broadcast to
+ * all lanes, and a block's partial sums and scales stay lane-wise, so no horizontal sums.
+ * The code is written with GCC vector extensions, V lanes (one AVX-512 register of float32) at
+ * a time; the compiler splits them on narrower machines. Codes are widened to 32-bit integers
+ * before converting, so every conversion is a 32-bit vector op.
+ *
+ * Every kernel takes up to six field pointers (in repack._fields order, unused ones NULL), then
+ * the f16 table and its own arguments, so kernels_c.py can call them all the same way.
+ */
+#include <stdint.h>
+#include <string.h>
+#include <omp.h>
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#define LANES 128
+#define V 16
+#define NV (LANES / V)
+
+typedef float vf __attribute__((vector_size(4 * V)));
+typedef int32_t vi __attribute__((vector_size(4 * V)));
+typedef uint32_t vu __attribute__((vector_size(4 * V)));
+
+#define INLINE static inline __attribute__((always_inline))
+#define FIELDS const void *f0, const void *f1, const void *f2, const void *f3, const void *f4, const void *f5
+#define PARALLEL_FOR _Pragma("omp parallel for schedule(dynamic, 1)")
+
+/* V bytes widened to 32-bit lanes. gcc 12 scalarizes __builtin_convertvector for a 4x widening,
+ * hence the intrinsics (one vpmovzxbd / vpmovsxbd from memory) where they exist. */
+INLINE vu u8(const uint8_t *p)
+{
+#if defined(__AVX512F__)
+    return (vu)_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+#elif defined(__AVX2__)
+    union { vu v; __m256i h[2]; } u;
+    u.h[0] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    u.h[1] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
+    return u.v;
+#else
+    vu r;
+    for (int i = 0; i < V; i++)
+        r[i] = p[i];
+    return r;
+#endif
+}
+
+INLINE vi s8(const int8_t *p)
+{
+#if defined(__AVX512F__)
+    return (vi)_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p));
+#elif defined(__AVX2__)
+    union { vi v; __m256i h[2]; } u;
+    u.h[0] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+    u.h[1] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
+    return u.v;
+#else
+    vi r;
+    for (int i = 0; i < V; i++)
+        r[i] = p[i];
+    return r;
+#endif
+}
+
+INLINE vf fu(vu v) { return __builtin_convertvector((vi)v, vf); } /* codes are small: signed cvt is exact */
+INLINE vf fi(vi v) { return __builtin_convertvector(v, vf); }
+INLINE void st(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+/* V f16 scales (uint16 bits) as float32: in hardware where there is F16C, else via the table. */
+INLINE vf f16(const uint16_t *p, const float *tab)
+{
+#if defined(__AVX512F__)
+    (void)tab;
+    return (vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+#elif defined(__F16C__)
+    (void)tab;
+    union { vf v; __m256 h[2]; } u;
+    u.h[0] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+    u.h[1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)));
+    return u.v;
+#else
+    vf r;
+    for (int i = 0; i < V; i++)
+        r[i] = tab[p[i]];
+    return r;
+#endif
+}
+
+int kernels_lanes(void) { return LANES; }
+int kernels_procs(void) { return omp_get_num_procs(); }
+void kernels_set_threads(int n) { omp_set_num_threads(n); } /* per calling thread (its ICV) */
+int kernels_get_threads(void) { return omp_get_max_threads(); }
+
+/* The loops shared by all types. mv: groups in parallel, then tokens, then blocks; the block
+ * function adds block gb's contribution to acc (x and xs point at the block's activations and
+ * sub-block sums). dq: (group, block) pairs in parallel; the block function writes its BS rows of
+ * wt starting at w (row stride W), lanes at the group's columns. */
+#define KERNELS(T, BS, SS)                                                                          \
+    void mv_##T(FIELDS, const float *tab, const float *x, const float *xs, float *out,             \
+                int64_t G, int64_t nb, int64_t nt)                                                  \
+    {                                                                                               \
+        const void *f[6] = {f0, f1, f2, f3, f4, f5};                                                \
+        PARALLEL_FOR                                                                                \
+        for (int64_t g = 0; g < G; g++)                                                             \
+            for (int64_t t = 0; t < nt; t++) {                                                      \
+                vf acc[NV];                                                                         \
+                for (int v = 0; v < NV; v++)                                                        \
+                    acc[v] = (vf){0};                                                               \
+                for (int64_t b = 0; b < nb; b++)                                                    \
+                    mv_blk_##T(f, tab, g * nb + b, x + (t * nb + b) * BS,                           \
+                               xs + (t * nb + b) * (BS / SS), acc);                                 \
+                memcpy(out + (t * G + g) * LANES, acc, sizeof acc);                                 \
+            }                                                                                       \
+    }                                                                                               \
+    void dq_##T(FIELDS, const float *tab, int64_t g0, int64_t g1, float *wt, int64_t nb)           \
+    {                                                                                               \
+        const void *f[6] = {f0, f1, f2, f3, f4, f5};                                                \
+        const int64_t W = (g1 - g0) * LANES;                                                        \
+        PARALLEL_FOR                                                                                \
+        for (int64_t k = 0; k < (g1 - g0) * nb; k++) {                                              \
+            const int64_t gi = k / nb, b = k % nb;                                                  \
+            dq_blk_##T(f, tab, (g0 + gi) * nb + b, wt + b * BS * W + gi * LANES, W);                \
+        }                                                                                           \
+    }
+
+/* Field i of block gb: a pointer to its rows of LANES values. */
+#define FIELD(type, i, rows) ((const type *)f[i] + gb * (rows) * LANES)
+
+/* ------------------------------------------------------------------------------------------- */
+/* Block functions. mv reads each field's rows (LANES bytes) whole and in order, into per-chunk  */
+/* sums held in registers: reading in order matters as much as the arithmetic (measured, decode  */
+/* from DRAM: chunk by chunk, or two rows 4 KB apart in turn, streamed at half the bandwidth).   */
+/* Where a byte feeds four sums, to keep them in registers, Q6_K takes the sums in pairs (rows    */
+/* whole) and Q2_K/Q3_K the lanes in two halves (as fast as pairs for them, measured).           */
+/* dq: the block's scales first, then whole rows of wt.                                          */
+/* ------------------------------------------------------------------------------------------- */
+
+#define HALF (NV / 2)
+#define ZERO(a, n) for (int z_ = 0; z_ < (n); z_++) (a)[z_] = (vf){0}
+
+/* 32-value blocks: element j < 16 is the low nibble of qs[j], element 16 + j the high one. */
+INLINE void mv_blk_q4_0(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 16);
+    const uint16_t *d = FIELD(uint16_t, 1, 1);
+    vf s[NV];
+    ZERO(s, NV);
+    for (int j = 0; j < 16; j++)
+        for (int v = 0; v < NV; v++) {
+            vu c = u8(qs + j * LANES + v * V);
+            s[v] += fu(c & 15) * x[j] + fu(c >> 4) * x[16 + j];
+        }
+    for (int v = 0; v < NV; v++)
+        acc[v] += f16(d + v * V, tab) * (s[v] - 8 * xs[0]); /* codes are offset by 8 */
+}
+
+INLINE void dq_blk_q4_0(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 16);
+    const uint16_t *d = FIELD(uint16_t, 1, 1);
+    vf dv[NV];
+    for (int v = 0; v < NV; v++)
+        dv[v] = f16(d + v * V, tab);
+    for (int j = 0; j < 16; j++)
+        for (int v = 0; v < NV; v++) {
+            vu c = u8(qs + j * LANES + v * V);
+            st(w + j * W + v * V, dv[v] * (fu(c & 15) - 8));
+            st(w + (16 + j) * W + v * V, dv[v] * (fu(c >> 4) - 8));
+        }
+}
+
+INLINE void mv_blk_q4_1(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 16);
+    const uint16_t *d = FIELD(uint16_t, 1, 1), *m = FIELD(uint16_t, 2, 1);
+    vf s[NV];
+    ZERO(s, NV);
+    for (int j = 0; j < 16; j++)
+        for (int v = 0; v < NV; v++) {
+            vu c = u8(qs + j * LANES + v * V);
+            s[v] += fu(c & 15) * x[j] + fu(c >> 4) * x[16 + j];
+        }
+    for (int v = 0; v < NV; v++)
+        acc[v] += f16(d + v * V, tab) * s[v] + f16(m + v * V, tab) * xs[0];
+}
+
+INLINE void dq_blk_q4_1(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 16);
+    const uint16_t *d = FIELD(uint16_t, 1, 1), *m = FIELD(uint16_t, 2, 1);
+    vf dv[NV], mv[NV];
+    for (int v = 0; v < NV; v++)
+        dv[v] = f16(d + v * V, tab), mv[v] = f16(m + v * V, tab);
+    for (int j = 0; j < 16; j++)
+        for (int v = 0; v < NV; v++) {
+            vu c = u8(qs + j * LANES + v * V);
+            st(w + j * W + v * V, dv[v] * fu(c & 15) + mv[v]);
+            st(w + (16 + j) * W + v * V, dv[v] * fu(c >> 4) + mv[v]);
+        }
+}
+
+/* Q5: element j's fifth bit is bit j of the little-endian 32-bit qh (4 field rows). */
+INLINE void qh32(const uint8_t *qh, vu *h)
+{
+    for (int v = 0; v < NV; v++)
+        h[v] = u8(qh + v * V) | u8(qh + LANES + v * V) << 8 | u8(qh + 2 * LANES + v * V) << 16
+               | u8(qh + 3 * LANES + v * V) << 24;
+}
+
+#define Q5_LO(c, h, j) (((c) & 15) | (((h) >> (j)) & 1) << 4)
+#define Q5_HI(c, h, j) (((c) >> 4) | (((h) >> (16 + (j))) & 1) << 4)
+
+INLINE void mv_blk_q5_0(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 16), *qh = FIELD(uint8_t, 1, 4);
+    const uint16_t *d = FIELD(uint16_t, 2, 1);
+    vu h[NV];
+    vf s[NV];
+    qh32(qh, h);
+    ZERO(s, NV);
+    for (int j = 0; j < 16; j++)
+        for (int v = 0; v < NV; v++) {
+            vu c = u8(qs + j * LANES + v * V);
+            s[v] += fu(Q5_LO(c, h[v], j)) * x[j] + fu(Q5_HI(c, h[v], j)) * x[16 + j];
+        }
+    for (int v = 0; v < NV; v++)
+        acc[v] += f16(d + v * V, tab) * (s[v] - 16 * xs[0]);
+}
+
+INLINE void dq_blk_q5_0(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 16), *qh = FIELD(uint8_t, 1, 4);
+    const uint16_t *d = FIELD(uint16_t, 2, 1);
+    vu h[NV];
+    vf dv[NV];
+    qh32(qh, h);
+    for (int v = 0; v < NV; v++)
+        dv[v] = f16(d + v * V, tab);
+    for (int j = 0; j < 16; j++)
+        for (int v = 0; v < NV; v++) {
+            vu c = u8(qs + j * LANES + v * V);
+            st(w + j * W + v * V, dv[v] * (fu(Q5_LO(c, h[v], j)) - 16));
+            st(w + (16 + j) * W + v * V, dv[v] * (fu(Q5_HI(c, h[v], j)) - 16));
+        }
+}
+
+INLINE void mv_blk_q5_1(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 16), *qh = FIELD(uint8_t, 1, 4);
+    const uint16_t *d = FIELD(uint16_t, 2, 1), *m = FIELD(uint16_t, 3, 1);
+    vu h[NV];
+    vf s[NV];
+    qh32(qh, h);
+    ZERO(s, NV);
+    for (int j = 0; j < 16; j++)
+        for (int v = 0; v < NV; v++) {
+            vu c = u8(qs + j * LANES + v * V);
+            s[v] += fu(Q5_LO(c, h[v], j)) * x[j] + fu(Q5_HI(c, h[v], j)) * x[16 + j];
+        }
+    for (int v = 0; v < NV; v++)
+        acc[v] += f16(d + v * V, tab) * s[v] + f16(m + v * V, tab) * xs[0];
+}
+
+INLINE void dq_blk_q5_1(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 16), *qh = FIELD(uint8_t, 1, 4);
+    const uint16_t *d = FIELD(uint16_t, 2, 1), *m = FIELD(uint16_t, 3, 1);
+    vu h[NV];
+    vf dv[NV], mv[NV];
+    qh32(qh, h);
+    for (int v = 0; v < NV; v++)
+        dv[v] = f16(d + v * V, tab), mv[v] = f16(m + v * V, tab);
+    for (int j = 0; j < 16; j++)
+        for (int v = 0; v < NV; v++) {
+            vu c = u8(qs + j * LANES + v * V);
+            st(w + j * W + v * V, dv[v] * fu(Q5_LO(c, h[v], j)) + mv[v]);
+            st(w + (16 + j) * W + v * V, dv[v] * fu(Q5_HI(c, h[v], j)) + mv[v]);
+        }
+}
+
+INLINE void mv_blk_q8_0(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    const int8_t *qs = FIELD(int8_t, 0, 32);
+    const uint16_t *d = FIELD(uint16_t, 1, 1);
+    vf s[NV];
+    (void)xs;
+    ZERO(s, NV);
+    for (int j = 0; j < 32; j++)
+        for (int v = 0; v < NV; v++)
+            s[v] += fi(s8(qs + j * LANES + v * V)) * x[j];
+    for (int v = 0; v < NV; v++)
+        acc[v] += f16(d + v * V, tab) * s[v];
+}
+
+INLINE void dq_blk_q8_0(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    const int8_t *qs = FIELD(int8_t, 0, 32);
+    const uint16_t *d = FIELD(uint16_t, 1, 1);
+    vf dv[NV];
+    for (int v = 0; v < NV; v++)
+        dv[v] = f16(d + v * V, tab);
+    for (int j = 0; j < 32; j++)
+        for (int v = 0; v < NV; v++)
+            st(w + j * W + v * V, dv[v] * fi(s8(qs + j * LANES + v * V)));
+}
+
+/* K-quants: 256-value super-blocks. */
+
+/* Q2_K: value 128h + 32k + l = d * (sc & 15) * ((qs[32h + l] >> 2k) & 3) - dmin * (sc >> 4), sc
+ * the scale byte of 16-value sub-block 8h + 2k + l / 16: one code byte feeds four sub-blocks. */
+INLINE void mv_blk_q2_k(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 64), *sc = FIELD(uint8_t, 1, 16);
+    const uint16_t *d = FIELD(uint16_t, 2, 1), *dm = FIELD(uint16_t, 3, 1);
+    for (int v0 = 0; v0 < NV; v0 += HALF) {
+        vf a[HALF], m[HALF]; /* sums of scale * partial sum, and of min * sub-block sum of x */
+        ZERO(a, HALF);
+        ZERO(m, HALF);
+        for (int h = 0; h < 2; h++)
+            for (int lh = 0; lh < 2; lh++) {
+                vf s[4][HALF];
+                for (int k = 0; k < 4; k++)
+                    ZERO(s[k], HALF);
+                for (int i = 0; i < 16; i++) {
+                    const int l = 16 * lh + i;
+                    for (int v = 0; v < HALF; v++) {
+                        vu c = u8(qs + (32 * h + l) * LANES + (v0 + v) * V);
+                        for (int k = 0; k < 4; k++)
+                            s[k][v] += fu((c >> (2 * k)) & 3) * x[128 * h + 32 * k + l];
+                    }
+                }
+                for (int k = 0; k < 4; k++) {
+                    const int sub = 8 * h + 2 * k + lh;
+                    for (int v = 0; v < HALF; v++) {
+                        vu c = u8(sc + sub * LANES + (v0 + v) * V);
+                        a[v] += fu(c & 15) * s[k][v];
+                        m[v] += fu(c >> 4) * xs[sub];
+                    }
+                }
+            }
+        for (int v = 0; v < HALF; v++)
+            acc[v0 + v] += f16(d + (v0 + v) * V, tab) * a[v] - f16(dm + (v0 + v) * V, tab) * m[v];
+    }
+}
+
+INLINE void dq_blk_q2_k(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 64), *sc = FIELD(uint8_t, 1, 16);
+    const uint16_t *d = FIELD(uint16_t, 2, 1), *dm = FIELD(uint16_t, 3, 1);
+    vf dl[16][NV], ml[16][NV]; /* per sub-block: d * scale, dmin * min */
+    for (int v = 0; v < NV; v++) {
+        vf dv = f16(d + v * V, tab), mv = f16(dm + v * V, tab);
+        for (int j = 0; j < 16; j++) {
+            vu c = u8(sc + j * LANES + v * V);
+            dl[j][v] = dv * fu(c & 15), ml[j][v] = mv * fu(c >> 4);
+        }
+    }
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++)
+            for (int v = 0; v < NV; v++) {
+                vu c = u8(qs + (32 * h + l) * LANES + v * V);
+                for (int k = 0; k < 4; k++) {
+                    const int sub = 8 * h + 2 * k + l / 16;
+                    st(w + (128 * h + 32 * k + l) * W + v * V, dl[sub][v] * fu((c >> (2 * k)) & 3) - ml[sub][v]);
+                }
+            }
+}
+
+/* Q3_K: value 128h + 32k + l = d * sc[8h + 2k + l / 16] * (q - 4), q = bits 2k..2k+1 of
+ * qs[32h + l] plus bit 4h + k of hm[l] as bit 2. The -4 is folded in through xs. */
+INLINE vu q3(vu c, vu hb, int h, int k) { return ((c >> (2 * k)) & 3) | ((hb >> (4 * h + k)) & 1) << 2; }
+
+INLINE void mv_blk_q3_k(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 64), *hm = FIELD(uint8_t, 1, 32);
+    const int8_t *sc = FIELD(int8_t, 2, 16);
+    const uint16_t *d = FIELD(uint16_t, 3, 1);
+    for (int v0 = 0; v0 < NV; v0 += HALF) {
+        vf a[HALF];
+        ZERO(a, HALF);
+        for (int h = 0; h < 2; h++)
+            for (int lh = 0; lh < 2; lh++) {
+                vf s[4][HALF];
+                for (int k = 0; k < 4; k++)
+                    ZERO(s[k], HALF);
+                for (int i = 0; i < 16; i++) {
+                    const int l = 16 * lh + i;
+                    for (int v = 0; v < HALF; v++) {
+                        vu c = u8(qs + (32 * h + l) * LANES + (v0 + v) * V);
+                        vu hb = u8(hm + l * LANES + (v0 + v) * V);
+                        for (int k = 0; k < 4; k++)
+                            s[k][v] += fu(q3(c, hb, h, k)) * x[128 * h + 32 * k + l];
+                    }
+                }
+                for (int k = 0; k < 4; k++) {
+                    const int sub = 8 * h + 2 * k + lh;
+                    for (int v = 0; v < HALF; v++)
+                        a[v] += fi(s8(sc + sub * LANES + (v0 + v) * V)) * (s[k][v] - 4 * xs[sub]);
+                }
+            }
+        for (int v = 0; v < HALF; v++)
+            acc[v0 + v] += f16(d + (v0 + v) * V, tab) * a[v];
+    }
+}
+
+INLINE void dq_blk_q3_k(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 64), *hm = FIELD(uint8_t, 1, 32);
+    const int8_t *sc = FIELD(int8_t, 2, 16);
+    const uint16_t *d = FIELD(uint16_t, 3, 1);
+    vf dl[16][NV];
+    for (int v = 0; v < NV; v++) {
+        vf dv = f16(d + v * V, tab);
+        for (int j = 0; j < 16; j++)
+            dl[j][v] = dv * fi(s8(sc + j * LANES + v * V));
+    }
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++)
+            for (int v = 0; v < NV; v++) {
+                vu c = u8(qs + (32 * h + l) * LANES + v * V), hb = u8(hm + l * LANES + v * V);
+                for (int k = 0; k < 4; k++)
+                    st(w + (128 * h + 32 * k + l) * W + v * V, dl[8 * h + 2 * k + l / 16][v] * (fu(q3(c, hb, h, k)) - 4));
+            }
+}
+
+/* Q4_K / Q5_K: chunk c (64 values): the low nibbles of qs[32c + l] are 32-value sub-block 2c, the
+ * high nibbles 2c + 1; Q5_K adds bit j of qh[l] as the fifth bit of sub-block j. */
+INLINE void k4_codes(const uint8_t *qs, const uint8_t *qh, int c, int l, int v, vu *lo, vu *hi)
+{
+    vu q = u8(qs + (32 * c + l) * LANES + v * V);
+    *lo = q & 15, *hi = q >> 4;
+    if (qh) {
+        vu hb = u8(qh + l * LANES + v * V) >> (2 * c);
+        *lo |= (hb & 1) << 4;
+        *hi |= (hb & 2) << 3;
+    }
+}
+
+INLINE void mv_blk_k4(const uint8_t *qs, const uint8_t *qh, const uint8_t *sc, const uint8_t *mn,
+                      const uint16_t *d, const uint16_t *dm, const float *tab, const float *x,
+                      const float *xs, vf *acc)
+{
+    for (int c = 0; c < 4; c++) {
+        vf sl[NV], sh[NV];
+        ZERO(sl, NV);
+        ZERO(sh, NV);
+        for (int l = 0; l < 32; l++)
+            for (int v = 0; v < NV; v++) {
+                vu lo, hi;
+                k4_codes(qs, qh, c, l, v, &lo, &hi);
+                sl[v] += fu(lo) * x[64 * c + l];
+                sh[v] += fu(hi) * x[64 * c + 32 + l];
+            }
+        for (int v = 0; v < NV; v++) {
+            vf a = fu(u8(sc + 2 * c * LANES + v * V)) * sl[v] + fu(u8(sc + (2 * c + 1) * LANES + v * V)) * sh[v];
+            vf m = fu(u8(mn + 2 * c * LANES + v * V)) * xs[2 * c] + fu(u8(mn + (2 * c + 1) * LANES + v * V)) * xs[2 * c + 1];
+            acc[v] += f16(d + v * V, tab) * a - f16(dm + v * V, tab) * m;
+        }
+    }
+}
+
+INLINE void dq_blk_k4(const uint8_t *qs, const uint8_t *qh, const uint8_t *sc, const uint8_t *mn,
+                      const uint16_t *d, const uint16_t *dm, const float *tab, float *w, int64_t W)
+{
+    vf dl[8][NV], ml[8][NV]; /* per sub-block: d * scale, dmin * min */
+    for (int v = 0; v < NV; v++) {
+        vf dv = f16(d + v * V, tab), mv = f16(dm + v * V, tab);
+        for (int j = 0; j < 8; j++)
+            dl[j][v] = dv * fu(u8(sc + j * LANES + v * V)), ml[j][v] = mv * fu(u8(mn + j * LANES + v * V));
+    }
+    for (int c = 0; c < 4; c++)
+        for (int l = 0; l < 32; l++)
+            for (int v = 0; v < NV; v++) {
+                vu lo, hi;
+                k4_codes(qs, qh, c, l, v, &lo, &hi);
+                st(w + (64 * c + l) * W + v * V, dl[2 * c][v] * fu(lo) - ml[2 * c][v]);
+                st(w + (64 * c + 32 + l) * W + v * V, dl[2 * c + 1][v] * fu(hi) - ml[2 * c + 1][v]);
+            }
+}
+
+INLINE void mv_blk_q4_k(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    mv_blk_k4(FIELD(uint8_t, 0, 128), NULL, FIELD(uint8_t, 1, 8), FIELD(uint8_t, 2, 8),
+              FIELD(uint16_t, 3, 1), FIELD(uint16_t, 4, 1), tab, x, xs, acc);
+}
+
+INLINE void dq_blk_q4_k(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    dq_blk_k4(FIELD(uint8_t, 0, 128), NULL, FIELD(uint8_t, 1, 8), FIELD(uint8_t, 2, 8),
+              FIELD(uint16_t, 3, 1), FIELD(uint16_t, 4, 1), tab, w, W);
+}
+
+INLINE void mv_blk_q5_k(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    mv_blk_k4(FIELD(uint8_t, 0, 128), FIELD(uint8_t, 1, 32), FIELD(uint8_t, 2, 8), FIELD(uint8_t, 3, 8),
+              FIELD(uint16_t, 4, 1), FIELD(uint16_t, 5, 1), tab, x, xs, acc);
+}
+
+INLINE void dq_blk_q5_k(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    dq_blk_k4(FIELD(uint8_t, 0, 128), FIELD(uint8_t, 1, 32), FIELD(uint8_t, 2, 8), FIELD(uint8_t, 3, 8),
+              FIELD(uint16_t, 4, 1), FIELD(uint16_t, 5, 1), tab, w, W);
+}
+
+/* Q6_K: half h, quarter k (32 values each): low four bits from ql[64h + l] (k = 0, 2: low / high
+ * nibble) or ql[64h + 32 + l] (k = 1, 3), high two bits from qh[32h + l] >> 2k; minus 32 (folded
+ * in through xs). 16-value sub-block 8h + 2k + l / 16 has its own int8 scale. */
+#define Q6(q0, q1, hb, k) (((k) == 0 ? (q0) & 15 : (k) == 1 ? (q1) & 15 : (k) == 2 ? (q0) >> 4 : (q1) >> 4) \
+                           | (((k) == 0 ? (hb) << 4 : (k) == 1 ? (hb) << 2 : (k) == 2 ? (hb) : (hb) >> 2) & 48))
+
+/* Half a group's lanes as bytes: Q6_K's codes are built 64 lanes per op, then widened (faster
+ * than at 32 bits here; not for Q2_K/Q3_K, measured). */
+typedef uint8_t vq __attribute__((vector_size(LANES / 2)));
+
+INLINE void mv_blk_q6_k(const void *const *f, const float *tab, int64_t gb, const float *x,
+                        const float *xs, vf *acc)
+{
+    const uint8_t *ql = FIELD(uint8_t, 0, 128), *qh = FIELD(uint8_t, 1, 64);
+    const int8_t *sc = FIELD(int8_t, 2, 16);
+    const uint16_t *d = FIELD(uint16_t, 3, 1);
+    vf a[NV];
+    ZERO(a, NV);
+    for (int h = 0; h < 2; h++)
+        for (int p = 0; p < 2; p++) /* quarters p and p + 2: low and high nibbles of ql[64h + 32p + l] */
+            for (int lh = 0; lh < 2; lh++) {
+                vf s0[NV], s1[NV];
+                ZERO(s0, NV);
+                ZERO(s1, NV);
+                for (int i = 0; i < 16; i++) {
+                    const int l = 16 * lh + i;
+                    const float x0 = x[128 * h + 32 * p + l], x1 = x[128 * h + 32 * (p + 2) + l];
+                    for (int hv = 0; hv < 2; hv++) {
+                        vq q, hb, c0, c1;
+                        memcpy(&q, ql + (64 * h + 32 * p + l) * LANES + hv * (LANES / 2), sizeof q);
+                        memcpy(&hb, qh + (32 * h + l) * LANES + hv * (LANES / 2), sizeof hb);
+                        c0 = Q6(q, q, hb, p);
+                        c1 = Q6(q, q, hb, p + 2);
+                        for (int v = 0; v < HALF; v++) {
+                            s0[hv * HALF + v] += fu(u8((const uint8_t *)&c0 + v * V)) * x0;
+                            s1[hv * HALF + v] += fu(u8((const uint8_t *)&c1 + v * V)) * x1;
+                        }
+                    }
+                }
+                const int sub0 = 8 * h + 2 * p + lh, sub1 = sub0 + 4;
+                for (int v = 0; v < NV; v++)
+                    a[v] += fi(s8(sc + sub0 * LANES + v * V)) * (s0[v] - 32 * xs[sub0])
+                            + fi(s8(sc + sub1 * LANES + v * V)) * (s1[v] - 32 * xs[sub1]);
+            }
+    for (int v = 0; v < NV; v++)
+        acc[v] += f16(d + v * V, tab) * a[v];
+}
+
+INLINE void dq_blk_q6_k(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
+{
+    const uint8_t *ql = FIELD(uint8_t, 0, 128), *qh = FIELD(uint8_t, 1, 64);
+    const int8_t *sc = FIELD(int8_t, 2, 16);
+    const uint16_t *d = FIELD(uint16_t, 3, 1);
+    vf dl[16][NV];
+    for (int v = 0; v < NV; v++) {
+        vf dv = f16(d + v * V, tab);
+        for (int j = 0; j < 16; j++)
+            dl[j][v] = dv * fi(s8(sc + j * LANES + v * V));
+    }
+    for (int h = 0; h < 2; h++)
+        for (int l = 0; l < 32; l++)
+            for (int v = 0; v < NV; v++) {
+                vu q0 = u8(ql + (64 * h + l) * LANES + v * V), q1 = u8(ql + (64 * h + 32 + l) * LANES + v * V);
+                vu hb = u8(qh + (32 * h + l) * LANES + v * V);
+                for (int k = 0; k < 4; k++)
+                    st(w + (128 * h + 32 * k + l) * W + v * V, dl[8 * h + 2 * k + l / 16][v] * (fu(Q6(q0, q1, hb, k)) - 32));
+            }
+}
+
+KERNELS(q4_0, 32, 32)
+KERNELS(q4_1, 32, 32)
+KERNELS(q5_0, 32, 32)
+KERNELS(q5_1, 32, 32)
+KERNELS(q8_0, 32, 32)
+KERNELS(q2_k, 256, 16)
+KERNELS(q3_k, 256, 16)
+KERNELS(q4_k, 256, 32)
+KERNELS(q5_k, 256, 32)
+KERNELS(q6_k, 256, 16)
+
+/* ------------------------------------------------------------------------------------------- */
+/* Repacking: out[g, b, k, r] = blocks[g * LANES + r, b, start + k] (rows past the end read as 0) */
+/* ------------------------------------------------------------------------------------------- */
+
+/* Rows of a group that exist in blocks (the last group is padded). */
+INLINE int64_t valid_rows(int64_t g, int64_t n_rows)
+{
+    int64_t n = n_rows - g * LANES;
+    return n < 0 ? 0 : n > LANES ? LANES : n;
+}
+
+/* blocks may be any strided (e.g. read-only, memory-mapped) view: strides in bytes. */
+void interleave(const uint8_t *blocks, int64_t n_rows, int64_t s_row, int64_t s_blk, int64_t s_byte,
+                int64_t start, uint8_t *out, int64_t G, int64_t nb, int64_t width)
+{
+    PARALLEL_FOR
+    for (int64_t gb = 0; gb < G * nb; gb++) {
+        const int64_t g = gb / nb, b = gb % nb, n = valid_rows(g, n_rows);
+        uint8_t *o = out + gb * width * LANES;
+        for (int64_t r = 0; r < n; r++) { /* reads along a row's bytes; the writes stay in L1 */
+            const uint8_t *src = blocks + (g * LANES + r) * s_row + b * s_blk + start * s_byte;
+            for (int64_t k = 0; k < width; k++)
+                o[k * LANES + r] = src[k * s_byte];
+        }
+        for (int64_t k = 0; k < width; k++)
+            memset(o + k * LANES + n, 0, LANES - n);
+    }
+}
+
+/* out[g, b, r] = the little-endian uint16 at byte start of row g * LANES + r, block b. */
+void interleave_u16(const uint8_t *blocks, int64_t n_rows, int64_t s_row, int64_t s_blk, int64_t s_byte,
+                    int64_t start, uint16_t *out, int64_t G, int64_t nb)
+{
+    PARALLEL_FOR
+    for (int64_t gb = 0; gb < G * nb; gb++) {
+        const int64_t g = gb / nb, b = gb % nb, n = valid_rows(g, n_rows);
+        uint16_t *o = out + gb * LANES;
+        for (int64_t r = 0; r < n; r++) {
+            const uint8_t *src = blocks + (g * LANES + r) * s_row + b * s_blk + start * s_byte;
+            o[r] = (uint16_t)(src[0] | src[s_byte] << 8);
+        }
+        for (int64_t r = n; r < LANES; r++)
+            o[r] = 0;
+    }
+}

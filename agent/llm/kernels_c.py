@@ -1,0 +1,308 @@
+"""The kernels of ``agent.llm.kernels_numba`` in C (``kernels_c.c``), loaded with ctypes.
+
+Same functions, arguments and results as the numba module, at a few MB of resident memory
+instead of the ~130 MB that numba and llvmlite take. The C source is compiled on first import
+with the system compiler (``$CC``, else ``cc`` or ``gcc``) for this CPU and cached as a shared
+library in ``$AGENT_CACHE_DIR`` (else ``$XDG_CACHE_HOME/agent``, else ``~/.cache/agent``), named by a
+hash of the source, flags, compiler and CPU, so a home directory shared with another machine or
+compiler gets its own build. Without a working compiler the import raises ImportError (the
+caller then falls back to numba).
+
+Calls release the GIL (ctypes does) and run on OpenMP threads: ``set_num_threads`` sets the count
+for the calling thread's later calls, and several Python threads may call kernels at once. The
+wrappers check every array's dtype, shape and contiguity and raise ValueError on a mismatch, so a
+wrong argument never reaches C.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import zlib
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+LANES = 128  # rows per group, as agent.llm.repack.LANES (not imported: that module loads numba)
+# float32 value of every f16 bit pattern (the kernels convert f16 in hardware where they can).
+F16_TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+
+SOURCE = Path(__file__).with_name("kernels_c.c")
+# No -ffast-math: the kernels do not need it (no reductions to reorder), and with -shared gcc 12
+# links crtfastmath.o, which would turn on flush-to-zero for the whole process.
+FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
+BUILDS = 0  # compilations done by this process (the tests check that the cache is used)
+
+_F32, _U8, _I8, _U16 = np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.uint16)
+_ADVICE = "install a C compiler with OpenMP (e.g. gcc) or point $CC at one; until then numba is used"
+
+
+# ---------------------------------------------------------------------------------------------
+# Build and cache
+# ---------------------------------------------------------------------------------------------
+
+def _compiler() -> list[str]:
+    """The compiler command, its program resolved to a full path."""
+    cmd = shlex.split(os.environ.get("CC", ""))
+    if not cmd:
+        cmd = [next((c for c in ("cc", "gcc") if shutil.which(c)), "cc")]
+    path = shutil.which(cmd[0])
+    if path is None:
+        raise ImportError(f"C kernels: compiler {cmd[0]!r} not found; {_ADVICE}")
+    return [os.path.realpath(path), *cmd[1:]]
+
+
+def _cpu_id() -> str:
+    """What -march=native depends on: this CPU's model and feature flags."""
+    keys = ("model name", "flags", "Features", "CPU implementer", "CPU part")
+    seen: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            seen.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    return "\n".join([platform.machine(), platform.processor(), *(seen.get(k, "") for k in keys)])
+
+
+def cache_dir() -> Path:
+    if os.environ.get("AGENT_CACHE_DIR"):
+        return Path(os.environ["AGENT_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "agent"
+
+
+def build(directory: Path | None = None) -> Path:
+    """The shared library for this source, compiler and CPU: from the cache, else compiled now."""
+    global BUILDS
+    cmd = _compiler()
+    try:
+        version = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=60).stdout
+        source = SOURCE.read_bytes()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ImportError(f"C kernels: cannot run {cmd[0]} or read {SOURCE.name} ({exc}); {_ADVICE}") from None
+    # zlib's checksums, not hashlib: that loads OpenSSL, 3.6 MB resident the engine has no other use for
+    blob = b"\0".join([source, *(part.encode() for part in (*FLAGS, *cmd, version, _cpu_id()))])
+    name = f"kernels_c-{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}.so"
+    directory = Path(directory) if directory is not None else cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if (directory / name).is_file():
+            return directory / name
+        writable = os.access(directory, os.W_OK)
+    except OSError:
+        writable = False
+    if not writable:  # a private directory for this process: rebuilt next time, but it works
+        import tempfile
+
+        directory = Path(tempfile.mkdtemp(prefix="agent-kernels-"))
+    # Compile to a unique temporary name, then rename: concurrent builders never see half a file.
+    tmp = directory / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    try:
+        proc = subprocess.run([*cmd, *FLAGS, "-o", str(tmp), str(SOURCE)],
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip()[-1500:]
+            raise ImportError(f"C kernels: {' '.join(cmd)} failed (exit {proc.returncode}):\n{tail}\n{_ADVICE}")
+        os.replace(tmp, directory / name)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ImportError(f"C kernels: could not compile with {' '.join(cmd)} ({exc}); {_ADVICE}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    BUILDS += 1
+    return directory / name
+
+
+def _load() -> ctypes.CDLL:
+    path = build()
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as exc:
+        raise ImportError(f"C kernels: cannot load {path} ({exc}); delete it to rebuild, or {_ADVICE}") from None
+    if lib.kernels_lanes() != LANES:
+        raise ImportError(f"C kernels: {path} was built for another LANES; delete it to rebuild")
+    return lib
+
+
+_lib = _load()
+_lib.kernels_set_threads.argtypes = [ctypes.c_int]
+_lib.kernels_set_threads.restype = None
+_lib.kernels_get_threads.restype = _lib.kernels_procs.restype = ctypes.c_int
+
+
+# ---------------------------------------------------------------------------------------------
+# Checked wrappers
+# ---------------------------------------------------------------------------------------------
+
+def _problem(a: Any, dtype: np.dtype, shape: tuple[int, ...], write: bool) -> str:
+    if not isinstance(a, np.ndarray):
+        return f"must be a numpy array, got {type(a).__name__}"
+    if a.dtype != dtype:
+        return f"must be {dtype}, got {a.dtype}"
+    if a.ndim != len(shape):
+        return f"must have {len(shape)} dimensions, got shape {a.shape}"
+    if a.shape != shape:
+        return f"must have shape {shape}, got {a.shape}"
+    if not a.flags.c_contiguous:
+        return "must be C-contiguous"
+    return "must be writable" if write else "is fine"
+
+
+_from_buffer, _addressof = ctypes.c_char.from_buffer, ctypes.addressof
+
+
+def _address(a: np.ndarray) -> int:
+    # a.ctypes.data costs ~0.8 us, a sixth of a small kernel call: this route is 3x faster, but
+    # wants a writable, contiguous, non-empty buffer (else TypeError / ValueError).
+    try:
+        return _addressof(_from_buffer(a))
+    except (TypeError, ValueError):
+        return a.ctypes.data
+
+
+def _ptr(fn: str, what: str, a: Any, dtype: np.dtype, shape: tuple[int, ...], write: bool = False) -> int:
+    """The data address of ``a`` once it is a C-contiguous array of this dtype and shape."""
+    if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous
+            or (write and not a.flags.writeable)):
+        raise ValueError(f"{fn}: {what} {_problem(a, dtype, shape, write)}")
+    return _address(a)
+
+
+def _tab_ptr(fn: str, tab: Any) -> int:
+    if tab is F16_TABLE:
+        return _F16_TABLE_PTR
+    return _ptr(fn, "tab", tab, _F32, (1 << 16,))
+
+
+_F16_TABLE_PTR = F16_TABLE.ctypes.data
+
+
+def _dims(a: Any, n: int) -> tuple[int, ...]:
+    shape = getattr(a, "shape", ())
+    return shape if len(shape) == n else (-1,) * n
+
+
+def _field_ptrs(fn: str, fields: tuple[Any, ...], spec: tuple[tuple[str, np.dtype, tuple[int, ...]], ...]
+                ) -> tuple[int, int, list[int]]:
+    """Check a matrix's fields against their spec; return n_groups, n_blocks and the addresses."""
+    G, nb = _dims(fields[0], len(spec[0][2]) + 2)[:2]
+    return G, nb, [_ptr(fn, what, a, dtype, (G, nb, *tail)) for a, (what, dtype, tail) in zip(fields, spec)]
+
+
+def _kernels(t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtype, int], ...]) -> tuple[Callable, Callable]:
+    n = len(fields)
+    # each field's shape after [n_groups, n_blocks]
+    spec = tuple((what, dtype, (rows, LANES) if rows else (LANES,)) for what, dtype, rows in fields)
+    pad = [None] * (6 - n)
+    cmv, cdq = getattr(_lib, "mv_" + t), getattr(_lib, "dq_" + t)
+    vp, i64 = ctypes.c_void_p, ctypes.c_int64
+    cmv.argtypes = [vp] * 10 + [i64] * 3
+    cdq.argtypes = [vp] * 7 + [i64, i64, vp, i64]
+    cmv.restype = cdq.restype = None
+    mv_name, dq_name = "mv_" + t, "dq_" + t
+
+    def mv(*args: Any) -> None:
+        if len(args) != n + 4:
+            raise TypeError(f"{mv_name} takes {n} fields, tab, x, xs, out ({len(args)} given)")
+        G, nb, ptrs = _field_ptrs(mv_name, args[:n], spec)
+        tab, x, xs, out = args[n:]
+        nt, n_in = _dims(x, 2)[0], nb * block
+        cmv(*ptrs, *pad, _tab_ptr(mv_name, tab), _ptr(mv_name, "x", x, _F32, (nt, n_in)),
+            _ptr(mv_name, "xs", xs, _F32, (nt, n_in // sum_size)),
+            _ptr(mv_name, "out", out, _F32, (nt, G * LANES), write=True), G, nb, nt)
+
+    def dq(*args: Any) -> None:
+        if len(args) != n + 4:
+            raise TypeError(f"{dq_name} takes {n} fields, tab, g0, g1, wt ({len(args)} given)")
+        G, nb, ptrs = _field_ptrs(dq_name, args[:n], spec)
+        tab, g0, g1, wt = args[n:]
+        g0, g1 = int(g0), int(g1)
+        if not 0 <= g0 <= g1 <= G:
+            raise ValueError(f"{dq_name}: row groups {g0}..{g1} outside 0..{G}")
+        cdq(*ptrs, *pad, _tab_ptr(dq_name, tab), g0, g1,
+            _ptr(dq_name, "wt", wt, _F32, (nb * block, (g1 - g0) * LANES), write=True), nb)
+
+    mv.__name__, dq.__name__ = mv_name, dq_name
+    mv.__doc__ = f"out[t] = W @ x[t] for a {t} matrix repacked by agent.llm.repack (as kernels_numba.{mv_name})."
+    dq.__doc__ = f"Dequantize row groups g0..g1 of a repacked {t} matrix into wt [n_in, rows] (as kernels_numba.{dq_name})."
+    return mv, dq
+
+
+# Per type: values per block, size of the sub-blocks xs sums, and the fields in repack._fields order
+# as (name, dtype, rows per block); rows 0 for a per-block value ([G, nb, LANES]).
+_TYPES = {
+    "q4_0": (32, 32, (("qs", _U8, 16), ("d", _U16, 0))),
+    "q4_1": (32, 32, (("qs", _U8, 16), ("d", _U16, 0), ("m", _U16, 0))),
+    "q5_0": (32, 32, (("qs", _U8, 16), ("qh", _U8, 4), ("d", _U16, 0))),
+    "q5_1": (32, 32, (("qs", _U8, 16), ("qh", _U8, 4), ("d", _U16, 0), ("m", _U16, 0))),
+    "q8_0": (32, 32, (("qs", _I8, 32), ("d", _U16, 0))),
+    "q2_k": (256, 16, (("qs", _U8, 64), ("sc", _U8, 16), ("d", _U16, 0), ("dm", _U16, 0))),
+    "q3_k": (256, 16, (("qs", _U8, 64), ("hm", _U8, 32), ("sc", _I8, 16), ("d", _U16, 0))),
+    "q4_k": (256, 32, (("qs", _U8, 128), ("sc", _U8, 8), ("mn", _U8, 8), ("d", _U16, 0), ("dm", _U16, 0))),
+    "q5_k": (256, 32, (("qs", _U8, 128), ("qh", _U8, 32), ("sc", _U8, 8), ("mn", _U8, 8), ("d", _U16, 0),
+                       ("dm", _U16, 0))),
+    "q6_k": (256, 16, (("ql", _U8, 128), ("qh", _U8, 64), ("sc", _I8, 16), ("d", _U16, 0))),
+}
+
+mv_q4_0, dq_q4_0 = _kernels("q4_0", *_TYPES["q4_0"])
+mv_q4_1, dq_q4_1 = _kernels("q4_1", *_TYPES["q4_1"])
+mv_q5_0, dq_q5_0 = _kernels("q5_0", *_TYPES["q5_0"])
+mv_q5_1, dq_q5_1 = _kernels("q5_1", *_TYPES["q5_1"])
+mv_q8_0, dq_q8_0 = _kernels("q8_0", *_TYPES["q8_0"])
+mv_q2_k, dq_q2_k = _kernels("q2_k", *_TYPES["q2_k"])
+mv_q3_k, dq_q3_k = _kernels("q3_k", *_TYPES["q3_k"])
+mv_q4_k, dq_q4_k = _kernels("q4_k", *_TYPES["q4_k"])
+mv_q5_k, dq_q5_k = _kernels("q5_k", *_TYPES["q5_k"])
+mv_q6_k, dq_q6_k = _kernels("q6_k", *_TYPES["q6_k"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Repacking helpers (as repack._interleave / _interleave_u16) and threads
+# ---------------------------------------------------------------------------------------------
+
+_lib.interleave.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_void_p] + [ctypes.c_int64] * 3
+_lib.interleave_u16.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_void_p] + [ctypes.c_int64] * 2
+_lib.interleave.restype = _lib.interleave_u16.restype = None
+
+
+def _blocks(fn: str, blocks: Any, start: int, width: int, nb: int) -> tuple[int, int, int, int, int]:
+    """Address, row count and byte strides of a (possibly read-only or strided) uint8 [rows, blocks, bytes]."""
+    if not isinstance(blocks, np.ndarray) or blocks.dtype != _U8 or blocks.ndim != 3:
+        raise ValueError(f"{fn}: blocks must be a uint8 array [rows, blocks, bytes], got "
+                         f"{getattr(blocks, 'dtype', type(blocks).__name__)} {getattr(blocks, 'shape', '')}")
+    if nb > blocks.shape[1] or start < 0 or start + width > blocks.shape[2]:
+        raise ValueError(f"{fn}: {nb} blocks of bytes {start}..{start + width} do not fit blocks {blocks.shape}")
+    return (_address(blocks), blocks.shape[0], *blocks.strides)
+
+
+def interleave(blocks: np.ndarray, start: int, out: np.ndarray) -> None:
+    """out[g, b, k, r] = blocks[g * LANES + r, b, start + k]; rows past the end read as zero."""
+    G, nb, width = _dims(out, 4)[:3]
+    dst = _ptr("interleave", "out", out, _U8, (G, nb, width, LANES), write=True)
+    _lib.interleave(*_blocks("interleave", blocks, int(start), width, nb), int(start), dst, G, nb, width)
+
+
+def interleave_u16(blocks: np.ndarray, start: int, out: np.ndarray) -> None:
+    """out[g, b, r] = the little-endian uint16 at byte ``start`` of row g * LANES + r, block b."""
+    G, nb = _dims(out, 3)[:2]
+    dst = _ptr("interleave_u16", "out", out, _U16, (G, nb, LANES), write=True)
+    _lib.interleave_u16(*_blocks("interleave_u16", blocks, int(start), 2, nb), int(start), dst, G, nb)
+
+
+def set_num_threads(n: int) -> None:
+    """Threads for the calling thread's later kernel calls, 1 to the processors this process may
+    run on (as kernels_numba's, capped at numba's pool)."""
+    _lib.kernels_set_threads(max(1, min(int(n), _lib.kernels_procs())))
+
+
+def get_num_threads() -> int:
+    return int(_lib.kernels_get_threads())
+
+
+def threadsafe() -> bool:
+    """Kernels may run from several Python threads at once (each gets its own OpenMP team)."""
+    return True
