@@ -4,9 +4,10 @@
  * Layout (agent/llm/repack.py): every field is [group, block, (field row,) lane], LANES rows of
  * the matrix per group, row index last. SIMD runs across lanes: an activation is broadcast to
  * all lanes, and a block's partial sums and scales stay lane-wise, so no horizontal sums.
- * The code is written with GCC vector extensions, V lanes (one AVX-512 register of float32) at
- * a time; the compiler splits them on narrower machines. Codes are widened to 32-bit integers
- * before converting, so every conversion is a 32-bit vector op.
+ * The code is written with GCC vector extensions, V lanes (one register of float32: 16 with
+ * AVX-512, 8 with AVX2, else 4) at a time: gcc lowers wider-than-hardware vectors badly (4-5x
+ * slower, measured on AVX2). Codes are widened to 32-bit integers before converting, so every
+ * conversion is a 32-bit vector op.
  *
  * Every kernel takes up to six field pointers (in repack._fields order, unused ones NULL), then
  * the f16 table and its own arguments, so kernels_c.py can call them all the same way.
@@ -19,7 +20,13 @@
 #endif
 
 #define LANES 128
+#if defined(__AVX512F__)
 #define V 16
+#elif defined(__AVX2__)
+#define V 8
+#else
+#define V 4
+#endif
 #define NV (LANES / V)
 
 typedef float vf __attribute__((vector_size(4 * V)));
@@ -34,13 +41,10 @@ typedef uint32_t vu __attribute__((vector_size(4 * V)));
  * hence the intrinsics (one vpmovzxbd / vpmovsxbd from memory) where they exist. */
 INLINE vu u8(const uint8_t *p)
 {
-#if defined(__AVX512F__)
+#if V == 16
     return (vu)_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
-#elif defined(__AVX2__)
-    union { vu v; __m256i h[2]; } u;
-    u.h[0] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
-    u.h[1] = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
-    return u.v;
+#elif V == 8
+    return (vu)_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
 #else
     vu r;
     for (int i = 0; i < V; i++)
@@ -51,13 +55,10 @@ INLINE vu u8(const uint8_t *p)
 
 INLINE vi s8(const int8_t *p)
 {
-#if defined(__AVX512F__)
+#if V == 16
     return (vi)_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p));
-#elif defined(__AVX2__)
-    union { vi v; __m256i h[2]; } u;
-    u.h[0] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
-    u.h[1] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
-    return u.v;
+#elif V == 8
+    return (vi)_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
 #else
     vi r;
     for (int i = 0; i < V; i++)
@@ -73,15 +74,15 @@ INLINE void st(float *p, vf v) { memcpy(p, &v, sizeof v); }
 /* V f16 scales (uint16 bits) as float32: in hardware where there is F16C, else via the table. */
 INLINE vf f16(const uint16_t *p, const float *tab)
 {
-#if defined(__AVX512F__)
+#if V == 16
     (void)tab;
     return (vf)_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-#elif defined(__F16C__)
+#elif V == 8 && defined(__F16C__)
     (void)tab;
-    union { vf v; __m256 h[2]; } u;
-    u.h[0] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-    u.h[1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)));
-    return u.v;
+    return (vf)_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+#elif V == 4 && defined(__F16C__)
+    (void)tab;
+    return (vf)_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)p));
 #else
     vf r;
     for (int i = 0; i < V; i++)
@@ -521,9 +522,9 @@ INLINE void dq_blk_q5_k(const void *const *f, const float *tab, int64_t gb, floa
 #define Q6(q0, q1, hb, k) (((k) == 0 ? (q0) & 15 : (k) == 1 ? (q1) & 15 : (k) == 2 ? (q0) >> 4 : (q1) >> 4) \
                            | (((k) == 0 ? (hb) << 4 : (k) == 1 ? (hb) << 2 : (k) == 2 ? (hb) : (hb) >> 2) & 48))
 
-/* Half a group's lanes as bytes: Q6_K's codes are built 64 lanes per op, then widened (faster
+/* A register of bytes (4V lanes): Q6_K's codes are built 4V lanes per op, then widened (faster
  * than at 32 bits here; not for Q2_K/Q3_K, measured). */
-typedef uint8_t vq __attribute__((vector_size(LANES / 2)));
+typedef uint8_t vq __attribute__((vector_size(4 * V)));
 
 INLINE void mv_blk_q6_k(const void *const *f, const float *tab, int64_t gb, const float *x,
                         const float *xs, vf *acc)
@@ -542,15 +543,15 @@ INLINE void mv_blk_q6_k(const void *const *f, const float *tab, int64_t gb, cons
                 for (int i = 0; i < 16; i++) {
                     const int l = 16 * lh + i;
                     const float x0 = x[128 * h + 32 * p + l], x1 = x[128 * h + 32 * (p + 2) + l];
-                    for (int hv = 0; hv < 2; hv++) {
+                    for (int o = 0; o < LANES; o += 4 * V) {
                         vq q, hb, c0, c1;
-                        memcpy(&q, ql + (64 * h + 32 * p + l) * LANES + hv * (LANES / 2), sizeof q);
-                        memcpy(&hb, qh + (32 * h + l) * LANES + hv * (LANES / 2), sizeof hb);
+                        memcpy(&q, ql + (64 * h + 32 * p + l) * LANES + o, sizeof q);
+                        memcpy(&hb, qh + (32 * h + l) * LANES + o, sizeof hb);
                         c0 = Q6(q, q, hb, p);
                         c1 = Q6(q, q, hb, p + 2);
-                        for (int v = 0; v < HALF; v++) {
-                            s0[hv * HALF + v] += fu(u8((const uint8_t *)&c0 + v * V)) * x0;
-                            s1[hv * HALF + v] += fu(u8((const uint8_t *)&c1 + v * V)) * x1;
+                        for (int v = 0; v < 4; v++) {
+                            s0[o / V + v] += fu(u8((const uint8_t *)&c0 + v * V)) * x0;
+                            s1[o / V + v] += fu(u8((const uint8_t *)&c1 + v * V)) * x1;
                         }
                     }
                 }
