@@ -28,7 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-LANES = 128  # rows per group, as agent.llm.repack.LANES (not imported: that module loads numba)
+from agent.llm.repack import LANES  # rows per group of the packed layout
+
 # float32 value of every f16 bit pattern (the kernels convert f16 in hardware where they can).
 F16_TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
 
