@@ -114,7 +114,7 @@ def child(path: str, threads: int, n_decode: int, prefills: list[int]) -> dict[s
     first_token_s = time.perf_counter() - t0
     res: dict[str, Any] = {"load_s": load_s, "first_token_s": first_token_s,
                            "process_to_first_token_s": time.perf_counter() - t_start,
-                           "kernels": K.__name__.rsplit(".", 1)[-1] if K else "reference"}
+                           "kernels": K.__name__.rsplit("_", 1)[-1] if K else "reference"}
     for n in prefills:  # a prompt, as generation evaluates it: only its last logits are kept
         m.reset()
         t = time.perf_counter()
