@@ -415,17 +415,23 @@ INLINE void mv_blk_q3_k(const void *const *f, const float *tab, int64_t gb, cons
     }
 }
 
+/* The 16 sub-block scales of a Q3_K / Q6_K block, d * sc[j], lane-wise. */
+INLINE void sub_scales16(const uint16_t *d, const int8_t *sc, const float *tab, vf dl[16][NV])
+{
+    for (int v = 0; v < NV; v++) {
+        vf dv = f16(d + v * V, tab);
+        for (int j = 0; j < 16; j++)
+            dl[j][v] = dv * fi(s8(sc + j * LANES + v * V));
+    }
+}
+
 INLINE void dq_blk_q3_k(const void *const *f, const float *tab, int64_t gb, float *w, int64_t W)
 {
     const uint8_t *qs = FIELD(uint8_t, 0, 64), *hm = FIELD(uint8_t, 1, 32);
     const int8_t *sc = FIELD(int8_t, 2, 16);
     const uint16_t *d = FIELD(uint16_t, 3, 1);
     vf dl[16][NV];
-    for (int v = 0; v < NV; v++) {
-        vf dv = f16(d + v * V, tab);
-        for (int j = 0; j < 16; j++)
-            dl[j][v] = dv * fi(s8(sc + j * LANES + v * V));
-    }
+    sub_scales16(d, sc, tab, dl);
     for (int h = 0; h < 2; h++)
         for (int l = 0; l < 32; l++)
             for (int v = 0; v < NV; v++) {
@@ -570,11 +576,7 @@ INLINE void dq_blk_q6_k(const void *const *f, const float *tab, int64_t gb, floa
     const int8_t *sc = FIELD(int8_t, 2, 16);
     const uint16_t *d = FIELD(uint16_t, 3, 1);
     vf dl[16][NV];
-    for (int v = 0; v < NV; v++) {
-        vf dv = f16(d + v * V, tab);
-        for (int j = 0; j < 16; j++)
-            dl[j][v] = dv * fi(s8(sc + j * LANES + v * V));
-    }
+    sub_scales16(d, sc, tab, dl);
     for (int h = 0; h < 2; h++)
         for (int l = 0; l < 32; l++)
             for (int v = 0; v < NV; v++) {
