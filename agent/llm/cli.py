@@ -64,7 +64,9 @@ def open_model(args: argparse.Namespace, *, quiet: bool = False) -> Any:
                   file=sys.stderr, flush=True)
     model.prepare(progress)
     if not quiet:
-        print(f"loaded in {time.perf_counter() - t0:.2f} s", file=sys.stderr, flush=True)
+        from agent.llm.kernels import describe
+
+        print(f"loaded in {time.perf_counter() - t0:.2f} s ({describe()})", file=sys.stderr, flush=True)
     return model
 
 

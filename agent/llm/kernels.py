@@ -98,6 +98,13 @@ def get_threads() -> int:
     return _threads
 
 
+def describe() -> str:
+    """What multiplies the matrices, for a user's log line: "c kernels, 2 threads"."""
+    K = backend()
+    what = f"{K.__name__.rsplit('_', 1)[-1]} kernels" if K is not None else "reference matmul (slow)"
+    return f"{what}, {_threads} thread{'s' if _threads != 1 else ''}"
+
+
 def _sync_threads(K: Any, n: int) -> None:
     # Kernel thread counts are per calling thread: each thread sets its own, when it changes.
     if getattr(_local, "kernel_threads", None) != (K, n):

@@ -123,6 +123,7 @@ def test_cli_generate_streams_and_reports_speed(capsys):
     assert main(["generate", "-m", str(GGUF), "-p", "Hello", "-n", "8", "--seed", "1", "-c", "64"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("Hello") and "tok/s" in err and "load" in err
+    assert " kernels, " in err or "reference matmul" in err  # which matmul ran, and on how many threads
 
 
 def test_cli_chat_keeps_history_and_resets(monkeypatch, capsys):
