@@ -31,10 +31,6 @@ from agent.llm.ggml_types import GGMLType
 from agent.llm.linear import Linear
 from agent.llm.modelfile import TensorInfo
 
-# Up to this many tokens the fused kernel (re-reading each row group from cache per token) beats
-# dequantizing the whole matrix once for sgemm (measured on 1.1B Q4_0, 2 threads: ~16 ms per
-# extra token against ~400 ms of dequantizing plus ~8 ms per token; they cross near 40).
-MV_MAX_TOKENS = 32
 # float32 bytes of one dequantized tile (per prefill thread): big enough for an efficient sgemm,
 # small enough to stay in L2/L3 between being written and being multiplied (1-8 MB measured
 # within noise of each other on 1.1B; 16 MB clearly slower).
@@ -183,7 +179,7 @@ class QuantLinear:
             raise ValueError(f"{self.tensor.name}: expected activations [n, {self.n_in}], got {x.shape}")
         if not self.packable:
             return self._plain(x)
-        if x.shape[0] <= MV_MAX_TOKENS:
+        if x.shape[0] <= self.kernels.MV_MAX_TOKENS:  # the fused kernel, else tiles + sgemm
             _sync_threads(self.kernels, _threads)
             return self._matvec(x)
         return self._tiled(x)

@@ -65,13 +65,18 @@ class Transformer:
         return mats + [self.output]
 
     def rms_norm(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
-        ms = np.mean(x.astype(np.float64) ** 2, axis=-1, keepdims=True)
-        return (x / np.sqrt(ms + self.info.rms_norm_eps)).astype(np.float32) * w
+        # float32 squares summed in float64, then a float32 scale: as llama.cpp's ggml_rms_norm
+        ms = np.square(x).sum(axis=-1, keepdims=True, dtype=np.float64) / x.shape[-1]
+        return x * (1.0 / np.sqrt(ms + self.info.rms_norm_eps)).astype(np.float32) * w
 
-    def rope(self, x: np.ndarray, pos: np.ndarray) -> np.ndarray:
-        """Rotate pairs (2i, 2i+1) of every head by pos * scale * base^(-2i/head_dim)."""
-        angle = (pos[:, None] * self.info.rope_freq_scale) * self.inv_freq[None, :]  # [N, hd/2]
-        cos, sin = np.cos(angle)[:, None, :], np.sin(angle)[:, None, :]
+    def rope_table(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """cos and sin [N, 1, hd/2] of pos * scale * base^(-2i/head_dim): once per batch, every layer."""
+        angle = (pos[:, None] * self.info.rope_freq_scale) * self.inv_freq[None, :]
+        return np.cos(angle).astype(np.float32)[:, None, :], np.sin(angle).astype(np.float32)[:, None, :]
+
+    @staticmethod
+    def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+        """Rotate pairs (2i, 2i+1) of every head by the angles of ``rope_table``."""
         x0, x1 = x[..., 0::2], x[..., 1::2]
         out = np.empty_like(x)
         out[..., 0::2] = x0 * cos - x1 * sin
@@ -117,12 +122,12 @@ class Transformer:
     def layers_forward(self, ids: np.ndarray, n_past: int) -> np.ndarray:
         """The hidden states of ``ids`` after the last layer; fills the KV cache at n_past.."""
         info, n = self.info, len(ids)
-        pos = np.arange(n_past, n_past + n, dtype=np.float64)
+        cos, sin = self.rope_table(np.arange(n_past, n_past + n, dtype=np.float64))
         x = np.array(self.embed(ids), np.float32)  # our own copy: updated in place below
         for li, L in enumerate(self.layers):
             h = self.rms_norm(x, L.attn_norm)
-            q = self.rope(L.wq(h).reshape(n, info.n_head, info.head_dim), pos)
-            k = self.rope(L.wk(h).reshape(n, info.n_head_kv, info.head_dim), pos)
+            q = self.rope(L.wq(h).reshape(n, info.n_head, info.head_dim), cos, sin)
+            k = self.rope(L.wk(h).reshape(n, info.n_head_kv, info.head_dim), cos, sin)
             self.k_cache[li, n_past:n_past + n] = k
             self.v_cache[li, n_past:n_past + n] = L.wv(h).reshape(n, info.n_head_kv, info.head_dim)
             x += L.wo(self.attention(q, li, n_past))

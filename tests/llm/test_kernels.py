@@ -27,6 +27,9 @@ F16_FIELDS = {
 }
 
 
+TILED = 65  # tokens: more than any kernel module's MV_MAX_TOKENS, so products go through tiles + sgemm
+
+
 @pytest.fixture(autouse=True, scope="module", params=sorted(kernels.BACKENDS))
 def kernel_module(request: pytest.FixtureRequest):
     """Every test here runs once per kernel module (C and numba) that loads on this machine."""
@@ -35,6 +38,7 @@ def kernel_module(request: pytest.FixtureRequest):
         K = kernels.backend()
         if K is None or K.__name__ != kernels.BACKENDS[request.param]:
             pytest.skip(f"the {request.param} kernels do not load here")
+        assert K.MV_MAX_TOKENS < TILED
         yield K
 
 
@@ -71,7 +75,7 @@ def assert_close(got: np.ndarray, want: np.ndarray) -> None:
 
 
 @pytest.mark.parametrize("t", QUANT_TYPES, ids=lambda t: t.name)
-@pytest.mark.parametrize("n_tokens", [1, 3, kernels.MV_MAX_TOKENS + 1])  # fused matvec, and tiles + sgemm
+@pytest.mark.parametrize("n_tokens", [1, 3, TILED])  # fused matvec, and tiles + sgemm
 def test_matches_dequantize_then_matmul(t: GGMLType, n_tokens: int) -> None:
     block = LAYOUTS[t].block_size
     n_rows, n_in = 200, 2 * block if block == 256 else 96  # 200 rows: one full group, one padded
@@ -95,7 +99,7 @@ def test_float_matrices(t: GGMLType, n_tokens: int) -> None:
 def test_odd_row_counts(t: GGMLType, n_rows: int) -> None:
     n_in = 3 * LAYOUTS[t].block_size
     ti = tensor(t, n_rows, n_in, seed=n_rows)
-    for n_tokens in (1, 6, kernels.MV_MAX_TOKENS + 2):
+    for n_tokens in (1, 6, TILED + 1):
         x = np.random.default_rng(n_tokens).standard_normal((n_tokens, n_in)).astype(np.float32)
         assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
 
@@ -107,7 +111,7 @@ def test_tiled_prefill_over_many_tiles_and_threads(monkeypatch: pytest.MonkeyPat
     kernels.set_threads(threads)
     try:
         ti = tensor(GGMLType.Q4_K, 5 * LANES - 7, 512, seed=3)
-        x = np.random.default_rng(2).standard_normal((kernels.MV_MAX_TOKENS + 3, 512)).astype(np.float32)
+        x = np.random.default_rng(2).standard_normal((TILED + 2, 512)).astype(np.float32)
         assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
     finally:
         kernels.set_threads(old)
@@ -115,7 +119,7 @@ def test_tiled_prefill_over_many_tiles_and_threads(monkeypatch: pytest.MonkeyPat
 
 def test_matvec_and_tiled_paths_agree() -> None:
     ti = tensor(GGMLType.Q6_K, 300, 768, seed=5)
-    x = np.random.default_rng(3).standard_normal((kernels.MV_MAX_TOKENS + 1, 768)).astype(np.float32)
+    x = np.random.default_rng(3).standard_normal((TILED, 768)).astype(np.float32)
     lin = kernels.QuantLinear(ti)
     batched = lin(x)  # tiled: dequantize + sgemm
     one_by_one = np.concatenate([lin(x[i:i + 1]) for i in range(len(x))])  # fused matvec
@@ -252,7 +256,7 @@ def test_prefill_on_numbas_workqueue_layer_runs_tiles_serially() -> None:
         "kernels.set_threads(2)\n"
         "kernels.TILE_BYTES = 1\n"
         "ti = tensor(GGMLType.Q4_0, 600, 256)\n"
-        "x = np.ones((kernels.MV_MAX_TOKENS + 5, 256), np.float32)\n"
+        "x = np.ones((70, 256), np.float32)\n"
         "assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))\n"
         "import numba; assert numba.threading_layer() == 'workqueue'\n"
     )
