@@ -20,7 +20,7 @@ from agent.llm.modelfile import ModelFile
 # tokens ran at the same rate here, bench/engine.py).
 N_BATCH = 128
 # Attention scores are computed for this many floats at most (query rows x heads x positions):
-# 1M floats, 4 MB, instead of [n, n_head, n_ctx] which is 2 GB for a 4096-token prompt on 32 heads.
+# 1M floats, 4 MB, instead of [n, n_head, T], 67 MB for a 128-token batch at position 4096 on 32 heads.
 MAX_SCORES = 1 << 20
 
 
