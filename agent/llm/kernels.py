@@ -232,5 +232,12 @@ class QuantLinear:
         return out
 
 
+def attention_kernel(head_dim: int) -> Callable[..., None] | None:
+    """The kernel module's attention over the f16 KV cache, if it has one for this head size."""
+    K = backend()
+    attend = getattr(K, "attention", None)
+    return attend if attend is not None and head_dim % K.ATTENTION_HEAD_MULTIPLE == 0 else None
+
+
 def linear_class() -> type:
     return QuantLinear if backend() is not None else Linear

@@ -12,7 +12,9 @@
  * Every kernel takes up to six field pointers (in repack._fields order, unused ones NULL), then
  * the f16 table and its own arguments, so kernels_c.py can call them all the same way.
  */
+#include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 #if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
@@ -641,5 +643,76 @@ void interleave_u16(const uint8_t *blocks, int64_t n_rows, int64_t s_row, int64_
         }
         for (int64_t r = n; r < LANES; r++)
             o[r] = 0;
+    }
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Attention over the f16 KV cache, for a few query rows (decode): numpy would first convert    */
+/* every cached key and value of the layer to float32, per token, which at 2000 positions cost   */
+/* 4x the matrix products. Here each (row, KV head) item reads its keys and values once, as     */
+/* f16, for the whole group of query heads that share them.                                     */
+/* ------------------------------------------------------------------------------------------- */
+
+int kernels_vector_width(void) { return V; }
+
+INLINE float hsum(vf a)
+{
+    float r = 0;
+    for (int l = 0; l < V; l++)
+        r += a[l];
+    return r;
+}
+
+/* k, v: one layer's cache [positions, n_kv, hd] (f16 bits); q, out: [n, n_head, hd] float32.
+ * Row i sits at position n_past + i and sees positions 0..n_past + i. Query head j uses KV head
+ * j / (n_head / n_kv). hd must be a multiple of V (kernels_vector_width). */
+void attention_f16(const uint16_t *k, const uint16_t *v, const float *q, float *out, const float *tab,
+                   int64_t n, int64_t n_past, int64_t n_head, int64_t n_kv, int64_t hd, float scale)
+{
+    const int64_t group = n_head / n_kv, nvec = hd / V;
+    PARALLEL_FOR
+    for (int64_t item = 0; item < n * n_kv; item++) {
+        const int64_t i = item / n_kv, h = item % n_kv, T = n_past + i + 1;
+        const float *qi = q + (i * n_head + h * group) * hd;
+        float *s = malloc(sizeof(float) * group * T); /* scores, then weights: [group, T] */
+        vf qv[group * nvec], kv[nvec], acc[group * nvec];
+        float inv[group];
+        for (int64_t c = 0; c < group * nvec; c++)
+            memcpy(&qv[c], qi + c * V, sizeof(vf));
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t c = 0; c < nvec; c++)
+                kv[c] = f16(k + (t * n_kv + h) * hd + c * V, tab);
+            for (int64_t g = 0; g < group; g++) {
+                vf d = qv[g * nvec] * kv[0];
+                for (int64_t c = 1; c < nvec; c++)
+                    d += qv[g * nvec + c] * kv[c];
+                s[g * T + t] = hsum(d) * scale;
+            }
+        }
+        for (int64_t g = 0; g < group; g++) { /* softmax, the max subtracted first */
+            float *sg = s + g * T, m = sg[0], sum = 0;
+            for (int64_t t = 1; t < T; t++)
+                m = sg[t] > m ? sg[t] : m;
+            for (int64_t t = 0; t < T; t++)
+                sum += (sg[t] = expf(sg[t] - m));
+            inv[g] = 1.0f / sum;
+        }
+        for (int64_t c = 0; c < group * nvec; c++)
+            acc[c] = (vf){0};
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t c = 0; c < nvec; c++)
+                kv[c] = f16(v + (t * n_kv + h) * hd + c * V, tab);
+            for (int64_t g = 0; g < group; g++) {
+                const float p = s[g * T + t];
+                for (int64_t c = 0; c < nvec; c++)
+                    acc[g * nvec + c] += p * kv[c];
+            }
+        }
+        for (int64_t g = 0; g < group; g++)
+            for (int64_t c = 0; c < nvec; c++) {
+                vf r = acc[g * nvec + c] * inv[g];
+                memcpy(out + (i * n_head + h * group + g) * hd + c * V, &r, sizeof r);
+            }
+        free(s);
     }
 }

@@ -107,7 +107,7 @@ def build(directory: Path | None = None) -> Path:
     # Compile to a unique temporary name, then rename: concurrent builders never see half a file.
     tmp = directory / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
-        proc = subprocess.run([*cmd, *FLAGS, "-o", str(tmp), str(SOURCE)],
+        proc = subprocess.run([*cmd, *FLAGS, "-o", str(tmp), str(SOURCE), "-lm"],
                               capture_output=True, text=True, timeout=600)
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip()[-1500:]
@@ -295,6 +295,32 @@ def interleave_u16(blocks: np.ndarray, start: int, out: np.ndarray) -> None:
     G, nb = _dims(out, 3)[:2]
     dst = _ptr("interleave_u16", "out", out, _U16, (G, nb, LANES), write=True)
     _lib.interleave_u16(*_blocks("interleave_u16", blocks, int(start), 2, nb), int(start), dst, G, nb)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention over the f16 KV cache (decode)
+# ---------------------------------------------------------------------------------------------
+
+_lib.attention_f16.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_float]
+_lib.attention_f16.restype = None
+ATTENTION_HEAD_MULTIPLE = _lib.kernels_vector_width()  # head sizes attention() takes: multiples of the vector width
+_F16 = np.dtype(np.float16)
+
+
+def attention(k: np.ndarray, v: np.ndarray, q: np.ndarray, n_past: int, out: np.ndarray) -> None:
+    """Causal attention of q [n, n_head, hd] (rows at positions n_past..) over one layer's KV cache
+    k, v [positions, n_kv, hd] float16, into out [n, n_head, hd] float32."""
+    n, n_head, hd = _dims(q, 3)
+    positions, n_kv = _dims(k, 3)[:2]
+    if n_kv <= 0 or n_head % n_kv or hd % ATTENTION_HEAD_MULTIPLE or not 0 <= n_past <= positions - n:
+        raise ValueError(f"attention: q {getattr(q, 'shape', None)} at position {n_past} does not fit "
+                         f"a cache {getattr(k, 'shape', None)} (heads a multiple of KV heads, head size "
+                         f"a multiple of {ATTENTION_HEAD_MULTIPLE})")
+    cache = (positions, n_kv, hd)
+    _lib.attention_f16(_ptr("attention", "k", k, _F16, cache), _ptr("attention", "v", v, _F16, cache),
+                       _ptr("attention", "q", q, _F32, (n, n_head, hd)),
+                       _ptr("attention", "out", out, _F32, (n, n_head, hd), write=True), _F16_TABLE_PTR,
+                       n, int(n_past), n_head, n_kv, hd, float(1.0 / np.sqrt(hd)))
 
 
 def set_num_threads(n: int) -> None:

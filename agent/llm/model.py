@@ -115,7 +115,8 @@ class LlamaModel:
 
             kernels.set_threads(self.threads)
             return_freed_memory_to_the_os()
-            self.transformer = Transformer(self.file, self.info, n_ctx, linear=kernels.linear_class())
+            self.transformer = Transformer(self.file, self.info, n_ctx, linear=kernels.linear_class(),
+                                           attend=kernels.attention_kernel(self.info.head_dim))
         self.tokens: list[int] = []  # what the KV cache holds, position by position
         # One KV cache: calls from several threads (executor steps, server requests) take turns.
         self.lock = threading.RLock()

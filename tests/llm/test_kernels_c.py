@@ -239,3 +239,36 @@ def test_missing_compiler_makes_the_import_fail_helpfully(tmp_path: Path) -> Non
     assert "ImportError" in p.stderr and "'/nonexistent' not found" in p.stderr, p.stderr[-2000:]
     assert "install a C compiler" in p.stderr and "$CC" in p.stderr
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("n_head, n_kv", [(8, 2), (4, 4)])  # grouped-query and plain multi-head
+@pytest.mark.parametrize("n, n_past", [(1, 0), (1, 70), (5, 33)])
+def test_attention_matches_the_numpy_path(n_head: int, n_kv: int, n: int, n_past: int) -> None:
+    from types import SimpleNamespace
+
+    from agent.llm.transformer import Transformer
+
+    rng = np.random.default_rng(n_past)
+    hd, positions = 64, 128
+    cache = SimpleNamespace(info=SimpleNamespace(n_head_kv=n_kv), attend=None,  # numpy and sgemm
+                            k_cache=rng.standard_normal((1, positions, n_kv, hd)).astype(np.float16),
+                            v_cache=rng.standard_normal((1, positions, n_kv, hd)).astype(np.float16))
+    q = rng.standard_normal((n, n_head, hd)).astype(np.float32)
+    want = Transformer.attention(cache, q, 0, n_past)
+    out = np.full_like(q, np.nan)
+    C.attention(cache.k_cache[0], cache.v_cache[0], q, n_past, out)
+    np.testing.assert_allclose(out.reshape(n, -1), want, rtol=0, atol=1e-5)
+
+
+def test_attention_rejects_what_does_not_fit() -> None:
+    k = np.zeros((16, 2, 64), np.float16)
+    q, out = np.zeros((2, 8, 64), np.float32), np.zeros((2, 8, 64), np.float32)
+    with pytest.raises(ValueError, match="does not fit"):
+        C.attention(k, k, q, 15, out)  # rows at positions 15 and 16 of a 16-position cache
+    with pytest.raises(ValueError, match="does not fit"):
+        C.attention(k, k, np.zeros((2, 7, 64), np.float32), 0, out)  # 7 heads over 2 KV heads
+    with pytest.raises(ValueError, match="float16"):
+        C.attention(k.astype(np.float32), k, q, 0, out)
+    with pytest.raises(ValueError, match="writable"):
+        out.flags.writeable = False
+        C.attention(k, k, q, 0, out)
