@@ -4,6 +4,7 @@
     .venv/bin/python bench/engine.py --quick              # 1b q4_0 only, fewer repetitions
     .venv/bin/python bench/engine.py --shapes 1b --types q4_0,q4_k --json out.json
     .venv/bin/python bench/engine.py --vs-llama-cpp       # also llama-cpp-python, when installed
+    .venv/bin/python bench/engine.py --quick --decode-at 2000  # also decode after a 2000-token prompt
 
 Random-block models of real shapes are made once with the project's own writer
 (``agent.llm.fixtures``) and cached in bench/.cache/. Every model is measured in a fresh process
@@ -96,7 +97,17 @@ def weight_bytes(m: Any) -> int:
         0 if "output.weight" in m.file.tensors else m.file.tensors["token_embd.weight"].nbytes)
 
 
-def child(path: str, threads: int, n_decode: int, prefills: list[int]) -> dict[str, Any]:
+def decode_rate(eval_token: Any, ids: list[int], start: int, n_decode: int) -> tuple[float, float]:
+    """Median and best tokens/s of single-token evals of ids[start:start + n_decode]."""
+    times = []
+    for i in range(n_decode):
+        t = time.perf_counter()
+        eval_token([ids[start + i]])
+        times.append(time.perf_counter() - t)
+    return 1.0 / float(np.median(times)), 1.0 / min(times)
+
+
+def child(path: str, threads: int, n_decode: int, prefills: list[int], decode_at: int = 0) -> dict[str, Any]:
     t_start = time.perf_counter()
     from agent.llm import kernels, load_model
 
@@ -104,7 +115,7 @@ def child(path: str, threads: int, n_decode: int, prefills: list[int]) -> dict[s
     base_rss = current_rss()  # the interpreter with numpy, the engine and its kernels imported
 
     t0 = time.perf_counter()
-    n_ctx = max(max(prefills) + n_decode + 8, 340)
+    n_ctx = max(max(prefills) + n_decode + 8, 340, decode_at + n_decode + 8)
     m = load_model(path, n_ctx=n_ctx, threads=threads)
     load_s = time.perf_counter() - t0
     rng = np.random.default_rng(0)
@@ -123,13 +134,11 @@ def child(path: str, threads: int, n_decode: int, prefills: list[int]) -> dict[s
         res[f"peak_rss_pp{n}"] = peak_rss()  # prompts are evaluated shortest first
     m.reset()
     m.eval(ids[:64])
-    times = []
-    for i in range(n_decode):
-        t = time.perf_counter()
-        m.eval([ids[64 + i]])
-        times.append(time.perf_counter() - t)
-    res["decode_tok_s"] = 1.0 / float(np.median(times))
-    res["decode_best_tok_s"] = 1.0 / min(times)
+    res["decode_tok_s"], res["decode_best_tok_s"] = decode_rate(m.eval, ids, 64, n_decode)
+    if decode_at:  # decode deep into the context, where attention reads the whole KV cache
+        m.reset()
+        m.eval_prompt(ids[:decode_at])
+        res[f"decode_at{decode_at}_tok_s"] = decode_rate(m.eval, ids, decode_at, n_decode)[0]
     # Two prompts sharing a 300-token prefix: the second evaluates only its 10-token tail.
     m.reset()
     t = time.perf_counter()
@@ -149,11 +158,12 @@ def child(path: str, threads: int, n_decode: int, prefills: list[int]) -> dict[s
     return res
 
 
-def child_llama_cpp(path: str, threads: int, n_decode: int, prefills: list[int]) -> dict[str, Any]:
+def child_llama_cpp(path: str, threads: int, n_decode: int, prefills: list[int], decode_at: int = 0
+                    ) -> dict[str, Any]:
     from llama_cpp import Llama  # optional; not a dependency
 
     t0 = time.perf_counter()
-    n_ctx = max(prefills) + n_decode + 8
+    n_ctx = max(max(prefills), decode_at) + n_decode + 8
     llm = Llama(model_path=path, n_ctx=n_ctx, n_threads=threads, n_batch=512, verbose=False)
     res: dict[str, Any] = {"load_s": time.perf_counter() - t0}
     rng = np.random.default_rng(0)
@@ -165,12 +175,11 @@ def child_llama_cpp(path: str, threads: int, n_decode: int, prefills: list[int])
         res[f"prefill{n}_tok_s"] = n / (time.perf_counter() - t)
     llm.reset()
     llm.eval(ids[:64])
-    times = []
-    for i in range(n_decode):
-        t = time.perf_counter()
-        llm.eval([ids[64 + i]])
-        times.append(time.perf_counter() - t)
-    res["decode_tok_s"] = 1.0 / float(np.median(times))
+    res["decode_tok_s"] = decode_rate(llm.eval, ids, 64, n_decode)[0]
+    if decode_at:
+        llm.reset()
+        llm.eval(ids[:decode_at])
+        res[f"decode_at{decode_at}_tok_s"] = decode_rate(llm.eval, ids, decode_at, n_decode)[0]
     res["peak_rss"] = peak_rss()
     return res
 
@@ -179,7 +188,7 @@ def run_child(path: Path, args: argparse.Namespace, engine: str = "agent",
               env: dict[str, str] | None = None) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path), "--engine", engine,
            "--threads", str(args.threads), "--n-decode", str(args.n_decode),
-           "--prefills", ",".join(map(str, args.prefills))]
+           "--prefills", ",".join(map(str, args.prefills)), "--decode-at", str(args.decode_at)]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"benchmark child failed on {path.name}:\n{p.stderr[-2000:]}")
@@ -225,10 +234,11 @@ def summarize(r: dict[str, Any], bw: float, flops: float) -> dict[str, Any]:
     return out
 
 
-def print_table(rows: list[dict[str, Any]], prefills: list[int]) -> None:
+def print_table(rows: list[dict[str, Any]], prefills: list[int], decode_at: int = 0) -> None:
     head = ["model", "engine", "load s", "1st tok s"] + [f"pp{n} tok/s" for n in prefills] + \
         [f"pp{n}/sgemm" for n in prefills] + ["tg tok/s", "tg/limit", "limit", f"RSS@pp{prefills[0]}/file",
-                                              "ok", "peakRSS/file", "(-imports)", "ok", "prefix reuse"]
+                                              "ok", "peakRSS/file", "(-imports)", "ok", "prefix reuse"] + \
+        ([f"tg@{decode_at} tok/s"] if decode_at else [])
     print(" | ".join(head))
     print("|".join("---" for _ in head))
     for r in rows:
@@ -241,6 +251,8 @@ def print_table(rows: list[dict[str, Any]], prefills: list[int]) -> None:
                   f"{r.get('rss_first_pp_over_file', float('nan')):.2f}", str(r.get("rss_first_pp_bound_ok", "")),
                   f"{r.get('rss_over_file', float('nan')):.2f}", f"{r.get('model_rss_over_file', float('nan')):.2f}",
                   str(r.get("rss_bound_ok", "")), f"{r.get('prefix_reuse_ratio', float('nan')):.3f}"]
+        if decode_at:
+            cells.append(f"{r.get(f'decode_at{decode_at}_tok_s', float('nan')):.1f}")
         print(" | ".join(cells))
 
 
@@ -251,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--n-decode", type=int, default=32, help="decoded tokens timed (median reported)")
     p.add_argument("--prefills", default="128,512", help="prompt lengths timed")
+    p.add_argument("--decode-at", type=int, default=0, metavar="N",
+                   help="also time decoding after an N-token prompt (long-context attention)")
     p.add_argument("--quick", action="store_true", help="1b q4_0 only, prefill 128, 16 decode steps")
     p.add_argument("--cold", action="store_true", help="also time a first run with an empty numba cache")
     p.add_argument("--vs-llama-cpp", action="store_true", help="also run llama-cpp-python on the same files")
@@ -263,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     args.prefills = sorted(int(n) for n in str(args.prefills).split(",") if n)
     if args.child:
         fn = child if args.engine == "agent" else child_llama_cpp
-        print(json.dumps(fn(args.child, args.threads, args.n_decode, args.prefills)))
+        print(json.dumps(fn(args.child, args.threads, args.n_decode, args.prefills, args.decode_at)))
         return 0
     if args.kernels:
         os.environ["AGENT_KERNELS"] = args.kernels  # the children inherit it
@@ -301,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                               matmul_params=r["matmul_params"], file_bytes=r["file_bytes"], kv_bytes=r["kv_bytes"])
                     rows.append(summarize(lr, bw, flops))
     print()
-    print_table(rows, args.prefills)
+    print_table(rows, args.prefills, args.decode_at)
     if any("cold_first_token_s" in r for r in rows):
         for r in rows:
             if "cold_first_token_s" in r:
