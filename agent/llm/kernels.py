@@ -18,6 +18,7 @@ busy cores, never 2n.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import threading
@@ -150,6 +151,7 @@ class QuantLinear:
         K = self.kernels = backend()
         table = _kernel_table(K) if K is not None else {}
         self._packed: Any = None
+        self._mv: Any = None
         self._pack_lock = threading.Lock()
         self.packable = self.type in table
         if self.packable:
@@ -188,7 +190,10 @@ class QuantLinear:
         pm = self.packed
         xs = x.reshape(x.shape[0], -1, self.sum_size).sum(axis=2, dtype=np.float32)
         out = np.empty((x.shape[0], pm.n_groups * pm.arrays[0].shape[-1]), np.float32)
-        self.mv(*pm.arrays, self.tab, x, xs, out)
+        if self._mv is None:  # the matrix's arguments, bound once (checked once, with the C kernels)
+            bind = getattr(self.mv, "bind", None)
+            self._mv = bind(*pm.arrays) if bind is not None else functools.partial(self.mv, *pm.arrays, self.tab)
+        self._mv(x, xs, out)
         return out[:, :self.n_out]
 
     def _tiled(self, x: np.ndarray) -> np.ndarray:

@@ -219,6 +219,23 @@ def _kernels(t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtyp
             _ptr(mv_name, "xs", xs, _F32, (nt, n_in // sum_size)),
             _ptr(mv_name, "out", out, _F32, (nt, G * LANES), write=True), G, nb, nt)
 
+    def bind_mv(*fields: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
+        """``mv`` with the matrix's fields (and the f16 table) checked once, for repeated calls:
+        per call only x, xs and out are checked (decode makes ~150 such calls a token)."""
+        G, nb, ptrs = _field_ptrs(mv_name, fields, spec)
+        n_in = nb * block
+
+        def bound(x: np.ndarray, xs: np.ndarray, out: np.ndarray) -> None:
+            nt = _dims(x, 2)[0]
+            cmv(*ptrs, *pad, _F16_TABLE_PTR, _ptr(mv_name, "x", x, _F32, (nt, n_in)),
+                _ptr(mv_name, "xs", xs, _F32, (nt, n_in // sum_size)),
+                _ptr(mv_name, "out", out, _F32, (nt, G * LANES), write=True), G, nb, nt)
+
+        bound.fields = fields  # type: ignore[attr-defined]  # keeps the arrays behind ptrs alive
+        return bound
+
+    mv.bind = bind_mv  # type: ignore[attr-defined]
+
     def dq(*args: Any) -> None:
         if len(args) != n + 4:
             raise TypeError(f"{dq_name} takes {n} fields, tab, g0, g1, wt ({len(args)} given)")

@@ -272,3 +272,16 @@ def test_attention_rejects_what_does_not_fit() -> None:
     with pytest.raises(ValueError, match="writable"):
         out.flags.writeable = False
         C.attention(k, k, q, 0, out)
+
+
+def test_bound_matvec_checks_its_activations_and_matches_the_plain_call() -> None:
+    raw, pm = matrix(GGMLType.Q4_K, N_OUT, 512)
+    x, xs = activations(GGMLType.Q4_K, 3, 512)
+    bound = C.mv_q4_k.bind(*pm.arrays)
+    out = np.full((3, pm.n_groups * LANES), np.nan, np.float32)
+    bound(x, xs, out)
+    np.testing.assert_array_equal(out, matvec(C, GGMLType.Q4_K, pm, x, xs))
+    with pytest.raises(ValueError, match="x must have shape"):
+        bound(x[:, :256].copy(), xs, out)
+    with pytest.raises(ValueError, match="must have shape"):
+        C.mv_q4_k.bind(pm.arrays[0][:, :1].copy(), *pm.arrays[1:])  # fields that disagree
