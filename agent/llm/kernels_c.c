@@ -9,7 +9,7 @@
  * slower, measured on AVX2). Codes are widened to 32-bit integers before converting, so every
  * conversion is a 32-bit vector op.
  *
- * Every kernel takes up to six field pointers (in repack._fields order, unused ones NULL), then
+ * Every kernel takes up to six field pointers (in repack.FIELDS order, unused ones NULL), then
  * the f16 table and its own arguments, so kernels_c.py can call them all the same way.
  */
 #include <math.h>

@@ -253,7 +253,7 @@ def _kernels(t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtyp
     return mv, dq
 
 
-# Per type: values per block, size of the sub-blocks xs sums, and the fields in repack._fields order
+# Per type: values per block, size of the sub-blocks xs sums, and the fields in repack.FIELDS order
 # as (name, dtype, rows per block); rows 0 for a per-block value ([G, nb, LANES]).
 _TYPES = {
     "q4_0": (32, 32, (("qs", _U8, 16), ("d", _U16, 0))),

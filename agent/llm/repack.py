@@ -17,7 +17,7 @@ import mmap
 from dataclasses import dataclass
 
 import numpy as np
-from typing import Any
+from typing import Any, Callable
 
 from agent.llm.ggml_types import LAYOUTS, GGMLType
 
@@ -44,23 +44,33 @@ class PackedMatrix:
         return sum(int(a.nbytes) for a in self.arrays)
 
 
-class _Fields:
-    """Lane-interleaved copies of a matrix's blocks, field by field (byte offsets as in ggml)."""
+# A field of a repacked matrix: its shape after [n_groups, n_blocks], its dtype, and how to fill
+# it for a piece of rows: fill(blocks [rows, n_blocks, type_size], out [groups, ...], kernels).
+Field = tuple[tuple[int, ...], Any, Callable[[np.ndarray, np.ndarray, Any], None]]
 
-    def __init__(self, blocks: np.ndarray, kernels: Any):
-        self.blocks, self.kernels = blocks, kernels
-        self.n_groups = -(-blocks.shape[0] // LANES)
-        self.nb = blocks.shape[1]
 
-    def bytes(self, start: int, width: int) -> np.ndarray:
-        out = np.empty((self.n_groups, self.nb, width, LANES), np.uint8)
-        self.kernels.interleave(self.blocks, start, out)
-        return out
+def _bytes(start: int, width: int, dtype: Any = np.uint8) -> Field:
+    """Bytes start..start+width of every block, lane-interleaved: [width, LANES]."""
+    def fill(blocks: np.ndarray, out: np.ndarray, kernels: Any) -> None:
+        kernels.interleave(blocks, start, out.view(np.uint8))
+    return (width, LANES), dtype, fill
 
-    def f16(self, start: int) -> np.ndarray:
-        out = np.empty((self.n_groups, self.nb, LANES), np.uint16)
-        self.kernels.interleave_u16(self.blocks, start, out)
-        return out  # f16 bits: the kernels widen them through a table
+
+def _half(start: int) -> Field:
+    """The f16 at byte ``start`` as its uint16 bits (the kernels widen them): [LANES]."""
+    def fill(blocks: np.ndarray, out: np.ndarray, kernels: Any) -> None:
+        kernels.interleave_u16(blocks, start, out)
+    return (LANES,), np.uint16, fill
+
+
+def _derived(start: int, width: int, rows: int, dtype: Any,
+             transform: Callable[[np.ndarray], np.ndarray]) -> Field:
+    """``transform`` of the interleaved bytes start..start+width: [rows, LANES] (K-quant scales)."""
+    def fill(blocks: np.ndarray, out: np.ndarray, kernels: Any) -> None:
+        raw = np.empty((*out.shape[:2], width, LANES), np.uint8)
+        kernels.interleave(blocks, start, raw)
+        out[...] = transform(raw)
+    return (rows, LANES), dtype, fill
 
 
 def _k4_scales_mins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,33 +87,24 @@ def _q3_k_scales(s: np.ndarray) -> np.ndarray:
     return ((low | (high << 4)).astype(np.int16) - 32).astype(np.int8)
 
 
-def _fields(t: GGMLType, f: _Fields) -> tuple[np.ndarray, ...]:
-    """The arrays of a repacked matrix, in the argument order of its kernels (kernels_numba, kernels_c)."""
-    if t == GGMLType.Q4_0:
-        return f.bytes(2, 16), f.f16(0)
-    if t == GGMLType.Q4_1:
-        return f.bytes(4, 16), f.f16(0), f.f16(2)
-    if t == GGMLType.Q5_0:
-        return f.bytes(6, 16), f.bytes(2, 4), f.f16(0)
-    if t == GGMLType.Q5_1:
-        return f.bytes(8, 16), f.bytes(4, 4), f.f16(0), f.f16(2)
-    if t == GGMLType.Q8_0:
-        return f.bytes(2, 32).view(np.int8), f.f16(0)
-    if t == GGMLType.Q2_K:
-        return f.bytes(16, 64), f.bytes(0, 16), f.f16(80), f.f16(82)
-    if t == GGMLType.Q3_K:
-        return f.bytes(32, 64), f.bytes(0, 32), _q3_k_scales(f.bytes(96, 12)), f.f16(108)
-    if t == GGMLType.Q4_K:
-        return (f.bytes(16, 128), *_k4_scales_mins(f.bytes(4, 12)), f.f16(0), f.f16(2))
-    if t == GGMLType.Q5_K:
-        return (f.bytes(48, 128), f.bytes(16, 32), *_k4_scales_mins(f.bytes(4, 12)), f.f16(0), f.f16(2))
-    if t == GGMLType.Q6_K:
-        return f.bytes(0, 128), f.bytes(128, 64), f.bytes(192, 16).view(np.int8), f.f16(208)
-    raise ValueError(f"no repacked layout for tensor type {t.name}")
+_K4_SCALES = _derived(4, 12, 8, np.uint8, lambda s: _k4_scales_mins(s)[0])
+_K4_MINS = _derived(4, 12, 8, np.uint8, lambda s: _k4_scales_mins(s)[1])
 
-
-REPACKED_TYPES = frozenset({GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
-                            GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K})
+# The fields of each type's repacked matrix, in the argument order of its kernels (kernels_numba,
+# kernels_c); byte offsets as in ggml's blocks.
+FIELDS: dict[GGMLType, tuple[Field, ...]] = {
+    GGMLType.Q4_0: (_bytes(2, 16), _half(0)),
+    GGMLType.Q4_1: (_bytes(4, 16), _half(0), _half(2)),
+    GGMLType.Q5_0: (_bytes(6, 16), _bytes(2, 4), _half(0)),
+    GGMLType.Q5_1: (_bytes(8, 16), _bytes(4, 4), _half(0), _half(2)),
+    GGMLType.Q8_0: (_bytes(2, 32, np.int8), _half(0)),
+    GGMLType.Q2_K: (_bytes(16, 64), _bytes(0, 16), _half(80), _half(82)),
+    GGMLType.Q3_K: (_bytes(32, 64), _bytes(0, 32), _derived(96, 12, 16, np.int8, _q3_k_scales), _half(108)),
+    GGMLType.Q4_K: (_bytes(16, 128), _K4_SCALES, _K4_MINS, _half(0), _half(2)),
+    GGMLType.Q5_K: (_bytes(48, 128), _bytes(16, 32), _K4_SCALES, _K4_MINS, _half(0), _half(2)),
+    GGMLType.Q6_K: (_bytes(0, 128), _bytes(128, 64), _bytes(192, 16, np.int8), _half(208)),
+}
+REPACKED_TYPES = frozenset(FIELDS)
 
 
 def repack(raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool = True,
@@ -127,20 +128,18 @@ def repack(raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool 
         kernels = backend()
         if kernels is None:
             raise ValueError("no kernel module is available to repack with")
-    blocks = raw.reshape(n_out, n_in // layout.block_size, layout.type_size)
+    nb = n_in // layout.block_size
+    blocks = raw.reshape(n_out, nb, layout.type_size)
     n_groups = -(-n_out // LANES)
-    arrays: list[np.ndarray] = []
-    for r0 in range(0, n_out, CHUNK_ROWS):
+    arrays = tuple(np.empty((n_groups, nb, *tail), dtype) for tail, dtype, _ in FIELDS[t])
+    for r0 in range(0, n_out, CHUNK_ROWS):  # each piece straight into its rows of the arrays
         piece = blocks[r0:r0 + CHUNK_ROWS]
-        fields = _fields(t, _Fields(piece, kernels))
-        if not arrays:
-            arrays = [np.empty((n_groups, *f.shape[1:]), f.dtype) for f in fields]
-        g0 = r0 // LANES
-        for whole, part in zip(arrays, fields):
-            whole[g0:g0 + len(part)] = part
+        groups = slice(r0 // LANES, -(-(r0 + len(piece)) // LANES))
+        for (_, _, fill), whole in zip(FIELDS[t], arrays):
+            fill(piece, whole[groups], kernels)
         if release:
             release_pages(piece)
-    return PackedMatrix(t, n_out, n_in, tuple(arrays))
+    return PackedMatrix(t, n_out, n_in, arrays)
 
 
 def _mmap_root(a: np.ndarray) -> tuple[mmap.mmap, int] | None:

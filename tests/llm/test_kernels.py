@@ -155,6 +155,19 @@ def test_repacked_size_stays_close_to_the_file_bytes() -> None:
         assert ti.data.nbytes <= pm.nbytes <= 1.06 * ti.data.nbytes, (t.name, pm.nbytes / ti.data.nbytes)
 
 
+@pytest.mark.parametrize("t", QUANT_TYPES, ids=lambda t: t.name)
+def test_repack_in_pieces_equals_repack_in_one(t: GGMLType, kernel_module, monkeypatch: pytest.MonkeyPatch) -> None:
+    from agent.llm import repack as repack_module
+
+    ti = tensor(t, 3 * LANES + 5, 2 * LAYOUTS[t].block_size if LAYOUTS[t].block_size == 256 else 256)
+    whole = repack(ti.data, ti.type, ti.shape, release=False, kernels=kernel_module)
+    monkeypatch.setattr(repack_module, "CHUNK_ROWS", LANES)  # four pieces, the last one 5 rows
+    pieces = repack(ti.data, ti.type, ti.shape, release=False, kernels=kernel_module)
+    assert len(pieces.arrays) == len(whole.arrays)
+    for a, b in zip(pieces.arrays, whole.arrays):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+
+
 def test_repack_rejects_what_it_cannot_hold() -> None:
     ti = tensor(GGMLType.Q4_0, 4, 64)
     with pytest.raises(ValueError, match="do not hold a Q4_0 matrix"):
