@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
-from typing import Any, Callable
 
 from agent.llm.ggml_types import LAYOUTS, GGMLType
 
