@@ -111,7 +111,7 @@ def child(path: str, threads: int, n_decode: int, prefills: list[int], decode_at
     t_start = time.perf_counter()
     from agent.llm import kernels, load_model
 
-    K = kernels.backend()  # importing numba and LLVM alone is ~70 MB; the C kernels ~2 MB
+    kernels.backend()  # importing numba and LLVM alone is ~70 MB; the C kernels ~2 MB
     base_rss = current_rss()  # the interpreter with numpy, the engine and its kernels imported
 
     t0 = time.perf_counter()
@@ -125,7 +125,7 @@ def child(path: str, threads: int, n_decode: int, prefills: list[int], decode_at
     first_token_s = time.perf_counter() - t0
     res: dict[str, Any] = {"load_s": load_s, "first_token_s": first_token_s,
                            "process_to_first_token_s": time.perf_counter() - t_start,
-                           "kernels": K.__name__.rsplit("_", 1)[-1] if K else "reference"}
+                           "kernels": kernels.backend_name()}
     for n in prefills:  # a prompt, as generation evaluates it: only its last logits are kept
         m.reset()
         t = time.perf_counter()

@@ -95,10 +95,16 @@ def get_threads() -> int:
     return _threads
 
 
+def backend_name() -> str:
+    """``c``, ``numba`` or ``reference``: the key of ``BACKENDS`` in use (as ``AGENT_KERNELS`` names it)."""
+    K = backend()
+    return next((key for key, name in BACKENDS.items() if K is not None and K.__name__ == name), "reference")
+
+
 def describe() -> str:
     """What multiplies the matrices, for a user's log line: "c kernels, 2 threads"."""
-    K = backend()
-    what = f"{K.__name__.rsplit('_', 1)[-1]} kernels" if K is not None else "reference matmul (slow)"
+    name = backend_name()
+    what = f"{name} kernels" if name != "reference" else "reference matmul (slow)"
     return f"{what}, {_threads} thread{'s' if _threads != 1 else ''}"
 
 

@@ -42,7 +42,8 @@ SOURCE = Path(__file__).with_name("kernels_c.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 BUILDS = 0  # compilations done by this process (the tests check that the cache is used)
 
-_F32, _U8, _I8, _U16 = np.dtype(np.float32), np.dtype(np.uint8), np.dtype(np.int8), np.dtype(np.uint16)
+_F32, _F16, _U8, _I8, _U16 = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint8), np.dtype(np.int8),
+                              np.dtype(np.uint16))
 _ADVICE = "install a C compiler with OpenMP (e.g. gcc) or point $CC at one; until then numba is used"
 
 
@@ -209,30 +210,25 @@ def _kernels(t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtyp
     cmv.restype = cdq.restype = None
     mv_name, dq_name = "mv_" + t, "dq_" + t
 
-    def mv(*args: Any) -> None:
-        if len(args) != n + 4:
-            raise TypeError(f"{mv_name} takes {n} fields, tab, x, xs, out ({len(args)} given)")
-        G, nb, ptrs = _field_ptrs(mv_name, args[:n], spec)
-        tab, x, xs, out = args[n:]
-        nt, n_in = _dims(x, 2)[0], nb * block
-        cmv(*ptrs, *pad, _tab_ptr(mv_name, tab), _ptr(mv_name, "x", x, _F32, (nt, n_in)),
-            _ptr(mv_name, "xs", xs, _F32, (nt, n_in // sum_size)),
-            _ptr(mv_name, "out", out, _F32, (nt, G * LANES), write=True), G, nb, nt)
-
-    def bind_mv(*fields: Any) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
-        """``mv`` with the matrix's fields (and the f16 table) checked once, for repeated calls:
+    def bind_mv(*fields: Any, tab: Any = F16_TABLE) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
+        """``mv`` with the matrix's fields and the f16 table checked once, for repeated calls:
         per call only x, xs and out are checked (decode makes ~150 such calls a token)."""
         G, nb, ptrs = _field_ptrs(mv_name, fields, spec)
-        n_in = nb * block
+        tab_ptr, n_in = _tab_ptr(mv_name, tab), nb * block
 
         def bound(x: np.ndarray, xs: np.ndarray, out: np.ndarray) -> None:
             nt = _dims(x, 2)[0]
-            cmv(*ptrs, *pad, _F16_TABLE_PTR, _ptr(mv_name, "x", x, _F32, (nt, n_in)),
+            cmv(*ptrs, *pad, tab_ptr, _ptr(mv_name, "x", x, _F32, (nt, n_in)),
                 _ptr(mv_name, "xs", xs, _F32, (nt, n_in // sum_size)),
                 _ptr(mv_name, "out", out, _F32, (nt, G * LANES), write=True), G, nb, nt)
 
-        bound.fields = fields  # type: ignore[attr-defined]  # keeps the arrays behind ptrs alive
+        bound.keep = (fields, tab)  # type: ignore[attr-defined]  # the arrays behind the pointers
         return bound
+
+    def mv(*args: Any) -> None:
+        if len(args) != n + 4:
+            raise TypeError(f"{mv_name} takes {n} fields, tab, x, xs, out ({len(args)} given)")
+        bind_mv(*args[:n], tab=args[n])(*args[n + 1:])
 
     mv.bind = bind_mv  # type: ignore[attr-defined]
 
@@ -321,7 +317,6 @@ def interleave_u16(blocks: np.ndarray, start: int, out: np.ndarray) -> None:
 _lib.attention_f16.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_float]
 _lib.attention_f16.restype = None
 ATTENTION_HEAD_MULTIPLE = _lib.kernels_vector_width()  # head sizes attention() takes: multiples of the vector width
-_F16 = np.dtype(np.float16)
 
 
 def attention(k: np.ndarray, v: np.ndarray, q: np.ndarray, n_past: int, out: np.ndarray) -> None:
