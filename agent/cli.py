@@ -13,10 +13,10 @@ import sys
 from agent.errors import AgentError
 
 COMMAND_MODULES = (
-    "agent.planner.cli",     # ask, plan, run, replay
-    "agent.functions.cli",   # call
-    "agent.llm.cli",         # generate, chat, info, convert
-    "agent.server.cli",      # serve
+    "agent.planner.cli",  # ask, plan, run, replay
+    "agent.functions.cli",  # call
+    "agent.llm.cli",  # generate, chat, info, convert
+    "agent.server.cli",  # serve
 )
 
 

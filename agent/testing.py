@@ -1,8 +1,8 @@
 """Helpers for tests of code built on the runtime.
 
-    from agent.testing import replay_cassette
-    result = replay_cassette("examples/nobel-prize.cassette.json")   # no model, no network
-    assert result.ok and "Glück" in result.answer
+from agent.testing import replay_cassette
+result = replay_cassette("examples/nobel-prize.cassette.json")   # no model, no network
+assert result.ok and "Glück" in result.answer
 """
 
 from __future__ import annotations

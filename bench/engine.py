@@ -39,6 +39,7 @@ TYPES = ("q4_0", "q4_k", "q6_k", "q8_0", "q4_k_m")
 
 # --- the machine's limits ------------------------------------------------------------------------
 
+
 def memory_bandwidth(threads: int, nbytes: int = 1 << 30) -> float:
     """Read bandwidth in bytes/s: numpy sums (which release the GIL) over ``nbytes`` of float32."""
     a = np.ones(nbytes // 4, np.float32)
@@ -71,6 +72,7 @@ def sgemm_rate(threads: int, m: int = 512, k: int = 2048, n: int = 5632) -> floa
 
 # --- one model, in a child process ---------------------------------------------------------------
 
+
 def peak_rss() -> int:
     """Peak resident set of this process in bytes (VmHWM)."""
     with open("/proc/self/status") as f:
@@ -92,9 +94,11 @@ def current_rss() -> int:
 
 def weight_bytes(m: Any) -> int:
     """Bytes read per decoded token: every matrix except the embedding table (looked up by row)."""
-    return sum(t.nbytes for name, t in m.file.tensors.items()
-               if len(t.shape) == 2 and name != "token_embd.weight") + (
-        0 if "output.weight" in m.file.tensors else m.file.tensors["token_embd.weight"].nbytes)
+    return sum(
+        t.nbytes
+        for name, t in m.file.tensors.items()
+        if len(t.shape) == 2 and name != "token_embd.weight"
+    ) + (0 if "output.weight" in m.file.tensors else m.file.tensors["token_embd.weight"].nbytes)
 
 
 def decode_rate(eval_token: Any, ids: list[int], start: int, n_decode: int) -> tuple[float, float]:
@@ -107,7 +111,9 @@ def decode_rate(eval_token: Any, ids: list[int], start: int, n_decode: int) -> t
     return 1.0 / float(np.median(times)), 1.0 / min(times)
 
 
-def child(path: str, threads: int, n_decode: int, prefills: list[int], decode_at: int = 0) -> dict[str, Any]:
+def child(
+    path: str, threads: int, n_decode: int, prefills: list[int], decode_at: int = 0
+) -> dict[str, Any]:
     t_start = time.perf_counter()
     from agent.llm import kernels, load_model
 
@@ -123,9 +129,12 @@ def child(path: str, threads: int, n_decode: int, prefills: list[int], decode_at
     m.eval(ids[:8])  # a short prompt, then the first generated token: the warm-start figure
     m.eval(ids[8:9])
     first_token_s = time.perf_counter() - t0
-    res: dict[str, Any] = {"load_s": load_s, "first_token_s": first_token_s,
-                           "process_to_first_token_s": time.perf_counter() - t_start,
-                           "kernels": kernels.backend_name()}
+    res: dict[str, Any] = {
+        "load_s": load_s,
+        "first_token_s": first_token_s,
+        "process_to_first_token_s": time.perf_counter() - t_start,
+        "kernels": kernels.backend_name(),
+    }
     for n in prefills:  # a prompt, as generation evaluates it: only its last logits are kept
         m.reset()
         t = time.perf_counter()
@@ -150,16 +159,20 @@ def child(path: str, threads: int, n_decode: int, prefills: list[int], decode_at
     info = m.info
     res["kv_bytes"] = 2 * info.n_layer * n_ctx * info.n_head_kv * info.head_dim * 2  # K and V, f16
     res["weight_bytes"] = weight_bytes(m)
-    res["matmul_params"] = sum(int(np.prod(t.shape)) for name, t in m.file.tensors.items()
-                               if len(t.shape) == 2 and name != "token_embd.weight")
+    res["matmul_params"] = sum(
+        int(np.prod(t.shape))
+        for name, t in m.file.tensors.items()
+        if len(t.shape) == 2 and name != "token_embd.weight"
+    )
     res["file_bytes"] = os.path.getsize(path)
     res["peak_rss"] = peak_rss()
     res["base_rss"] = base_rss
     return res
 
 
-def child_llama_cpp(path: str, threads: int, n_decode: int, prefills: list[int], decode_at: int = 0
-                    ) -> dict[str, Any]:
+def child_llama_cpp(
+    path: str, threads: int, n_decode: int, prefills: list[int], decode_at: int = 0
+) -> dict[str, Any]:
     from llama_cpp import Llama  # optional; not a dependency
 
     t0 = time.perf_counter()
@@ -184,11 +197,25 @@ def child_llama_cpp(path: str, threads: int, n_decode: int, prefills: list[int],
     return res
 
 
-def run_child(path: Path, args: argparse.Namespace, engine: str = "agent",
-              env: dict[str, str] | None = None) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path), "--engine", engine,
-           "--threads", str(args.threads), "--n-decode", str(args.n_decode),
-           "--prefills", ",".join(map(str, args.prefills)), "--decode-at", str(args.decode_at)]
+def run_child(
+    path: Path, args: argparse.Namespace, engine: str = "agent", env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        str(path),
+        "--engine",
+        engine,
+        "--threads",
+        str(args.threads),
+        "--n-decode",
+        str(args.n_decode),
+        "--prefills",
+        ",".join(map(str, args.prefills)),
+        "--decode-at",
+        str(args.decode_at),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"benchmark child failed on {path.name}:\n{p.stderr[-2000:]}")
@@ -196,6 +223,7 @@ def run_child(path: Path, args: argparse.Namespace, engine: str = "agent",
 
 
 # --- driver --------------------------------------------------------------------------------------
+
 
 def model_file(shape: str, qtype: str) -> Path:
     path = CACHE / f"{shape}-{qtype}.gguf"
@@ -235,22 +263,46 @@ def summarize(r: dict[str, Any], bw: float, flops: float) -> dict[str, Any]:
 
 
 def print_table(rows: list[dict[str, Any]], prefills: list[int], decode_at: int = 0) -> None:
-    head = ["model", "engine", "load s", "1st tok s"] + [f"pp{n} tok/s" for n in prefills] + \
-        [f"pp{n}/sgemm" for n in prefills] + ["tg tok/s", "tg/limit", "limit", f"RSS@pp{prefills[0]}/file",
-                                              "ok", "peakRSS/file", "(-imports)", "ok", "prefix reuse"] + \
-        ([f"tg@{decode_at} tok/s"] if decode_at else [])
+    head = (
+        ["model", "engine", "load s", "1st tok s"]
+        + [f"pp{n} tok/s" for n in prefills]
+        + [f"pp{n}/sgemm" for n in prefills]
+        + [
+            "tg tok/s",
+            "tg/limit",
+            "limit",
+            f"RSS@pp{prefills[0]}/file",
+            "ok",
+            "peakRSS/file",
+            "(-imports)",
+            "ok",
+            "prefix reuse",
+        ]
+        + ([f"tg@{decode_at} tok/s"] if decode_at else [])
+    )
     print(" | ".join(head))
     print("|".join("---" for _ in head))
     for r in rows:
         engine = r["engine"] + (f" ({r['kernels']})" if r.get("kernels") else "")
-        cells = [r["model"], engine, f"{r['load_s']:.2f}", f"{r.get('first_token_s', float('nan')):.2f}"]
+        cells = [
+            r["model"],
+            engine,
+            f"{r['load_s']:.2f}",
+            f"{r.get('first_token_s', float('nan')):.2f}",
+        ]
         cells += [f"{r[f'prefill{n}_tok_s']:.1f}" for n in prefills]
         cells += [f"{r.get(f'prefill{n}_frac_sgemm', float('nan')):.2f}" for n in prefills]
-        cells += [f"{r['decode_tok_s']:.1f}", f"{r.get('decode_frac_bw', float('nan')):.2f}",
-                  f"{r.get('decode_limit_tok_s', float('nan')):.1f}",
-                  f"{r.get('rss_first_pp_over_file', float('nan')):.2f}", str(r.get("rss_first_pp_bound_ok", "")),
-                  f"{r.get('rss_over_file', float('nan')):.2f}", f"{r.get('model_rss_over_file', float('nan')):.2f}",
-                  str(r.get("rss_bound_ok", "")), f"{r.get('prefix_reuse_ratio', float('nan')):.3f}"]
+        cells += [
+            f"{r['decode_tok_s']:.1f}",
+            f"{r.get('decode_frac_bw', float('nan')):.2f}",
+            f"{r.get('decode_limit_tok_s', float('nan')):.1f}",
+            f"{r.get('rss_first_pp_over_file', float('nan')):.2f}",
+            str(r.get("rss_first_pp_bound_ok", "")),
+            f"{r.get('rss_over_file', float('nan')):.2f}",
+            f"{r.get('model_rss_over_file', float('nan')):.2f}",
+            str(r.get("rss_bound_ok", "")),
+            f"{r.get('prefix_reuse_ratio', float('nan')):.3f}",
+        ]
         if decode_at:
             cells.append(f"{r.get(f'decode_at{decode_at}_tok_s', float('nan')):.1f}")
         print(" | ".join(cells))
@@ -258,18 +310,36 @@ def print_table(rows: list[dict[str, Any]], prefills: list[int], decode_at: int 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--shapes", default=",".join(SHAPES), help=f"comma-separated ({','.join(SHAPES)})")
+    p.add_argument(
+        "--shapes", default=",".join(SHAPES), help=f"comma-separated ({','.join(SHAPES)})"
+    )
     p.add_argument("--types", default=",".join(TYPES), help=f"comma-separated ({','.join(TYPES)})")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--n-decode", type=int, default=32, help="decoded tokens timed (median reported)")
+    p.add_argument(
+        "--n-decode", type=int, default=32, help="decoded tokens timed (median reported)"
+    )
     p.add_argument("--prefills", default="128,512", help="prompt lengths timed")
-    p.add_argument("--decode-at", type=int, default=0, metavar="N",
-                   help="also time decoding after an N-token prompt (long-context attention)")
-    p.add_argument("--quick", action="store_true", help="1b q4_0 only, prefill 128, 16 decode steps")
-    p.add_argument("--cold", action="store_true", help="also time a first run with an empty numba cache")
-    p.add_argument("--vs-llama-cpp", action="store_true", help="also run llama-cpp-python on the same files")
-    p.add_argument("--kernels", choices=["c", "numba", "reference"],
-                   help="kernel module for the agent engine (AGENT_KERNELS; default: C, else numba)")
+    p.add_argument(
+        "--decode-at",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time decoding after an N-token prompt (long-context attention)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="1b q4_0 only, prefill 128, 16 decode steps"
+    )
+    p.add_argument(
+        "--cold", action="store_true", help="also time a first run with an empty numba cache"
+    )
+    p.add_argument(
+        "--vs-llama-cpp", action="store_true", help="also run llama-cpp-python on the same files"
+    )
+    p.add_argument(
+        "--kernels",
+        choices=["c", "numba", "reference"],
+        help="kernel module for the agent engine (AGENT_KERNELS; default: C, else numba)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the results here")
     p.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     p.add_argument("--engine", default="agent", help=argparse.SUPPRESS)
@@ -277,7 +347,9 @@ def main(argv: list[str] | None = None) -> int:
     args.prefills = sorted(int(n) for n in str(args.prefills).split(",") if n)
     if args.child:
         fn = child if args.engine == "agent" else child_llama_cpp
-        print(json.dumps(fn(args.child, args.threads, args.n_decode, args.prefills, args.decode_at)))
+        print(
+            json.dumps(fn(args.child, args.threads, args.n_decode, args.prefills, args.decode_at))
+        )
         return 0
     if args.kernels:
         os.environ["AGENT_KERNELS"] = args.kernels  # the children inherit it
@@ -288,8 +360,10 @@ def main(argv: list[str] | None = None) -> int:
 
     bw = memory_bandwidth(args.threads)
     flops = sgemm_rate(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{args.threads} threads; read bandwidth {bw / 1e9:.1f} GB/s; numpy sgemm {flops / 1e9:.0f} GFLOP/s")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{args.threads} threads; read bandwidth {bw / 1e9:.1f} GB/s; numpy sgemm {flops / 1e9:.0f} GFLOP/s"
+    )
     rows: list[dict[str, Any]] = []
     for shape in shapes:
         for qtype in types:
@@ -300,29 +374,54 @@ def main(argv: list[str] | None = None) -> int:
             if args.cold:
                 r["cold_first_token_s"] = cold_compile_seconds(path, args)
             rows.append(r)
-            print(f"{r['model']}: decode {r['decode_tok_s']:.1f} tok/s ({r['decode_frac_bw']:.2f} of the limit), "
-                  + ", ".join(f"prefill{n} {r[f'prefill{n}_tok_s']:.1f} tok/s" for n in args.prefills),
-                  file=sys.stderr, flush=True)
+            print(
+                f"{r['model']}: decode {r['decode_tok_s']:.1f} tok/s ({r['decode_frac_bw']:.2f} of the limit), "
+                + ", ".join(
+                    f"prefill{n} {r[f'prefill{n}_tok_s']:.1f} tok/s" for n in args.prefills
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
             if args.vs_llama_cpp:
                 try:
                     import llama_cpp  # noqa: F401
                 except ImportError:
-                    print("llama-cpp-python is not installed; skipping --vs-llama-cpp", file=sys.stderr)
+                    print(
+                        "llama-cpp-python is not installed; skipping --vs-llama-cpp",
+                        file=sys.stderr,
+                    )
                     args.vs_llama_cpp = False
                 else:
                     lr = run_child(path, args, engine="llama.cpp")
-                    lr.update(model=f"{shape} {qtype}", engine="llama.cpp", weight_bytes=r["weight_bytes"],
-                              matmul_params=r["matmul_params"], file_bytes=r["file_bytes"], kv_bytes=r["kv_bytes"])
+                    lr.update(
+                        model=f"{shape} {qtype}",
+                        engine="llama.cpp",
+                        weight_bytes=r["weight_bytes"],
+                        matmul_params=r["matmul_params"],
+                        file_bytes=r["file_bytes"],
+                        kv_bytes=r["kv_bytes"],
+                    )
                     rows.append(summarize(lr, bw, flops))
     print()
     print_table(rows, args.prefills, args.decode_at)
     if any("cold_first_token_s" in r for r in rows):
         for r in rows:
             if "cold_first_token_s" in r:
-                print(f"{r['model']}: first token with an empty numba cache {r['cold_first_token_s']:.1f} s")
+                print(
+                    f"{r['model']}: first token with an empty numba cache {r['cold_first_token_s']:.1f} s"
+                )
     if args.json:
-        Path(args.json).write_text(json.dumps({"bandwidth_bytes_s": bw, "sgemm_flops": flops,
-                                               "threads": args.threads, "rows": rows}, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "bandwidth_bytes_s": bw,
+                    "sgemm_flops": flops,
+                    "threads": args.threads,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

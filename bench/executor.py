@@ -38,16 +38,20 @@ def main() -> None:
     result = execute(plan, tools)
     chain_s = time.perf_counter() - t0
     assert result.ok, result.error
-    print(f"sequential chain of {args.steps} no-op steps: {chain_s * 1e3:.1f} ms "
-          f"= {chain_s / args.steps * 1e6:.0f} us of executor overhead per step")
+    print(
+        f"sequential chain of {args.steps} no-op steps: {chain_s * 1e3:.1f} ms "
+        f"= {chain_s / args.steps * 1e6:.0f} us of executor overhead per step"
+    )
 
     plan = parse_plan(fan_plan(args.width), tools=list(tools))
     t0 = time.perf_counter()
     result = execute(plan, tools, max_workers=args.width)
     fan_s = time.perf_counter() - t0
     assert result.ok, result.error
-    print(f"{args.width} independent {args.sleep}s steps + join: {fan_s:.3f} s "
-          f"(ideal {args.sleep:.3f} s, sequential {args.width * args.sleep:.1f} s)")
+    print(
+        f"{args.width} independent {args.sleep}s steps + join: {fan_s:.3f} s "
+        f"(ideal {args.sleep:.3f} s, sequential {args.width * args.sleep:.1f} s)"
+    )
 
 
 if __name__ == "__main__":

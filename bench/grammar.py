@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -35,15 +34,33 @@ from agent.llm.files import open_model_file  # noqa: E402
 from agent.llm.grammar import Grammar, TokenTable, json_schema_grammar  # noqa: E402
 
 TOOLS = ["DuckDuckGo", "TextScraper", "HyperlinkExtractor", "KnowledgeModel"]
-SEARCH = {"type": "object", "properties": {
-    "query": {"type": "string", "maxLength": 120}, "limit": {"type": "integer", "minimum": 1, "maximum": 50},
-    "filters": {"type": "object", "properties": {"lang": {"enum": ["en", "de", "fr"]},
-                                                 "since": {"type": "string", "format": "date"}}}},
-    "required": ["query"]}
-FILE = {"type": "object", "properties": {
-    "action": {"type": "string", "maxLength": 40},
-    "filters": {"type": "object", "properties": {"keyword": {"type": "string", "maxLength": 60}},
-                "required": ["keyword"]}}, "required": ["action", "filters"]}
+SEARCH = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string", "maxLength": 120},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+        "filters": {
+            "type": "object",
+            "properties": {
+                "lang": {"enum": ["en", "de", "fr"]},
+                "since": {"type": "string", "format": "date"},
+            },
+        },
+    },
+    "required": ["query"],
+}
+FILE = {
+    "type": "object",
+    "properties": {
+        "action": {"type": "string", "maxLength": 40},
+        "filters": {
+            "type": "object",
+            "properties": {"keyword": {"type": "string", "maxLength": 60}},
+            "required": ["keyword"],
+        },
+    },
+    "required": ["action", "filters"],
+}
 
 
 def grammars() -> dict[str, Grammar]:
@@ -58,14 +75,27 @@ def grammars() -> dict[str, Grammar]:
         "plan": plan_grammar(TOOLS),
         "call-json": function_call_grammar(reg, "json"),
         "call-yaml": function_call_grammar(reg, "yaml"),
-        "schema": json_schema_grammar({"type": "object", "properties": {
-            "name": {"type": "string", "maxLength": 80}, "age": {"type": "integer", "minimum": 0, "maximum": 150},
-            "tags": {"type": "array", "items": {"type": "string", "maxLength": 20}, "maxItems": 5}},
-            "required": ["name", "age"]}),
+        "schema": json_schema_grammar(
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "maxLength": 80},
+                    "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                    "tags": {
+                        "type": "array",
+                        "items": {"type": "string", "maxLength": 20},
+                        "maxItems": 5,
+                    },
+                },
+                "required": ["name", "age"],
+            }
+        ),
     }
 
 
-def walk(g: Grammar, table: TokenTable, seed: int, max_tokens: int, logits: np.ndarray) -> tuple[int, float]:
+def walk(
+    g: Grammar, table: TokenTable, seed: int, max_tokens: int, logits: np.ndarray
+) -> tuple[int, float]:
     """(tokens, seconds spent in grammar work) for one random generation."""
     rng = np.random.default_rng(seed)
     m = g.matcher(table)
@@ -96,7 +126,11 @@ def bench_masks(table: TokenTable, walks: int, max_tokens: int) -> dict[str, Any
     out: dict[str, Any] = {}
     for name, g in grammars().items():
         row = {}
-        for label, seeds in (("cold", range(walks)), ("warm", range(walks)), ("fresh walks", range(100, 100 + walks))):
+        for label, seeds in (
+            ("cold", range(walks)),
+            ("warm", range(walks)),
+            ("fresh walks", range(100, 100 + walks)),
+        ):
             tokens = spent = 0.0
             per = []
             for s in seeds:
@@ -104,13 +138,23 @@ def bench_masks(table: TokenTable, walks: int, max_tokens: int) -> dict[str, Any
                 tokens += n
                 spent += t
                 per.append(t / max(n, 1))
-            row[label] = {"tokens": int(tokens), "ms_per_token": 1000 * spent / max(tokens, 1),
-                          "worst_walk_ms_per_token": 1000 * max(per)}
+            row[label] = {
+                "tokens": int(tokens),
+                "ms_per_token": 1000 * spent / max(tokens, 1),
+                "worst_walk_ms_per_token": 1000 * max(per),
+            }
         row["states"] = len(g.automaton.states)
         out[name] = row
-        print(f"{name:10s} " + "  ".join(f"{k}: {v['ms_per_token']:.2f} ms/token ({v['tokens']} tokens)"
-                                         for k, v in row.items() if isinstance(v, dict))
-              + f"  states: {row['states']}", flush=True)
+        print(
+            f"{name:10s} "
+            + "  ".join(
+                f"{k}: {v['ms_per_token']:.2f} ms/token ({v['tokens']} tokens)"
+                for k, v in row.items()
+                if isinstance(v, dict)
+            )
+            + f"  states: {row['states']}",
+            flush=True,
+        )
     return out
 
 
@@ -164,19 +208,31 @@ def bench_model(path: str, tokens: int, n_ctx: int) -> dict[str, Any]:
         model.complete(prompt, max_tokens=tokens, temperature=1.0, seed=seed, grammar=timed)
         st = model.last_stats
         n = max(st.generated_tokens, 1)
-        decode_ms = 1000 * (st.generate_seconds - timed.seconds) / n  # decode without the grammar's share
+        decode_ms = (
+            1000 * (st.generate_seconds - timed.seconds) / n
+        )  # decode without the grammar's share
         grammar_ms = 1000 * timed.seconds / n
-        res[label] = {"tokens": st.generated_tokens, "decode_ms_per_token": decode_ms,
-                      "grammar_ms_per_token": grammar_ms, "overhead_pct": 100 * grammar_ms / decode_ms}
-        print(f"{label:22s} decode {decode_ms:.1f} ms/token, grammar {grammar_ms:.2f} ms/token "
-              f"= {res[label]['overhead_pct']:.2f}% over {st.generated_tokens} tokens", flush=True)
+        res[label] = {
+            "tokens": st.generated_tokens,
+            "decode_ms_per_token": decode_ms,
+            "grammar_ms_per_token": grammar_ms,
+            "overhead_pct": 100 * grammar_ms / decode_ms,
+        }
+        print(
+            f"{label:22s} decode {decode_ms:.1f} ms/token, grammar {grammar_ms:.2f} ms/token "
+            f"= {res[label]['overhead_pct']:.2f}% over {st.generated_tokens} tokens",
+            flush=True,
+        )
     return res
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--vocab", default=str(REPO / "tests/data/golden/vocab/ggml-vocab-llama-spm.gguf"),
-                   help="model or vocab-only file whose vocabulary to use (default: Llama-2's 32000 tokens)")
+    p.add_argument(
+        "--vocab",
+        default=str(REPO / "tests/data/golden/vocab/ggml-vocab-llama-spm.gguf"),
+        help="model or vocab-only file whose vocabulary to use (default: Llama-2's 32000 tokens)",
+    )
     p.add_argument("--walks", type=int, default=4, help="random generations per grammar and pass")
     p.add_argument("--max-tokens", type=int, default=300, help="tokens per generation at most")
     p.add_argument("--model", help="also time decode with and without a grammar on this model")
@@ -186,7 +242,10 @@ def main() -> int:
     args = p.parse_args()
     table = TokenTable.from_vocab(open_model_file(args.vocab).vocab)
     print(f"vocabulary: {table.n_vocab} tokens, longest {table.data.shape[1]} bytes", flush=True)
-    report: dict[str, Any] = {"n_vocab": table.n_vocab, "masks": bench_masks(table, args.walks, args.max_tokens)}
+    report: dict[str, Any] = {
+        "n_vocab": table.n_vocab,
+        "masks": bench_masks(table, args.walks, args.max_tokens),
+    }
     if args.model:
         report["model"] = {"path": args.model, **bench_model(args.model, args.tokens, args.n_ctx)}
     if args.json:

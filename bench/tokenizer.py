@@ -41,7 +41,9 @@ def cases(size: int) -> dict[str, str]:
         "page": page,
         "page, no spaces": page.replace(" ", "")[:size],
         "CJK (one long word)": "".join(chr(rnd.randint(0x4E00, 0x9FFF)) for _ in range(size // 3)),
-        "base64 (one long word)": "".join(rnd.choice("ABCDEFabcdef0123456789+/") for _ in range(size)),
+        "base64 (one long word)": "".join(
+            rnd.choice("ABCDEFabcdef0123456789+/") for _ in range(size)
+        ),
         "spaces": " " * size,
         "emoji": "\U0001f999" * (size // 4),
     }
@@ -68,7 +70,7 @@ def sentencepiece_encoder(vocab: Vocab) -> Callable[[str], list[int]] | None:
     m.normalizer_spec.name = "identity"
     m.normalizer_spec.add_dummy_prefix = vocab.add_space_prefix
     m.normalizer_spec.remove_extra_whitespaces = False
-    for piece, score, kind in zip(vocab.tokens, vocab.scores.tolist(), vocab.types.tolist()):
+    for piece, score, kind in zip(vocab.tokens, vocab.scores.tolist(), vocab.types.tolist(), strict=False):
         p = m.pieces.add()
         p.piece, p.score, p.type = piece, score, kind
     sp = spm.SentencePieceProcessor(model_proto=m.SerializeToString())
@@ -77,8 +79,12 @@ def sentencepiece_encoder(vocab: Vocab) -> Callable[[str], list[int]] | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--vocab", type=Path, default=None, help="a GGUF/GGML model or vocab file "
-                    "(default: the golden 32000-token Llama vocab)")
+    ap.add_argument(
+        "--vocab",
+        type=Path,
+        default=None,
+        help="a GGUF/GGML model or vocab file (default: the golden 32000-token Llama vocab)",
+    )
     ap.add_argument("--size", type=int, default=100_000, help="characters per test text")
     args = ap.parse_args()
 
@@ -90,10 +96,14 @@ def main() -> int:
     vocab = Tokenizer.from_model_file(args.vocab).vocab
     load = time.perf_counter() - t0
     t_init, _ = timed(lambda: Tokenizer(vocab))
-    print(f"{args.vocab.name}: {len(vocab)} tokens; file read {load:.3f}s, Tokenizer() {t_init:.3f}s")
+    print(
+        f"{args.vocab.name}: {len(vocab)} tokens; file read {load:.3f}s, Tokenizer() {t_init:.3f}s"
+    )
     spm_encode = sentencepiece_encoder(vocab)
 
-    print(f"{'text':24} {'bytes':>7} {'tokens':>7} {'cold':>7} {'warm':>7} {'ref':>7} {'spm':>7} {'decode':>7}")
+    print(
+        f"{'text':24} {'bytes':>7} {'tokens':>7} {'cold':>7} {'warm':>7} {'ref':>7} {'spm':>7} {'decode':>7}"
+    )
     for name, text in cases(args.size).items():
         tok = Tokenizer(vocab)
         cold, ids = timed(lambda: tok.encode(text))
@@ -105,8 +115,10 @@ def main() -> int:
             t, spm_ids = timed(lambda: spm_encode(text))
             spm_s = f"{t:.3f}" + ("" if spm_ids == ids else "!")  # "!" marks a disagreement
         dec, _ = timed(lambda: tok.decode(ids))
-        print(f"{name:24} {len(text.encode()):7} {len(ids):7} {cold:7.3f} {warm:7.3f} {ref:7.3f} {spm_s:>7} "
-              f"{dec:7.3f}")
+        print(
+            f"{name:24} {len(text.encode()):7} {len(ids):7} {cold:7.3f} {warm:7.3f} {ref:7.3f} {spm_s:>7} "
+            f"{dec:7.3f}"
+        )
     return 0
 
 

@@ -28,16 +28,20 @@ sys.path.insert(0, str(HERE.parent))
 
 from agent.llm.scripted import ScriptedModel  # noqa: E402
 from agent.planner import RecordingModel, ask, make_cassette, replay, save_cassette  # noqa: E402
+from agent.planner.card import CARD_PLAN
+from agent.planner.card import CARD_QUESTION as QUESTION
 from agent.tools.defaults import default_tools  # noqa: E402
 from agent.tools.search import SearchResult  # noqa: E402
-from agent.planner.card import CARD_PLAN, CARD_QUESTION as QUESTION
+
 PORT = 8731  # fixed, so the recorded URLs are the same every time the cassette is remade
 OUT = HERE / "nobel-prize.cassette.json"
 
 
 LAUREATE = "Louise Glück, the American poet, won the Nobel Prize in Literature in 2020."
-FAMOUS_WORK = ("Louise Glück's most famous work is The Wild Iris (1992), a collection of poems "
-               "set in a garden that won the Pulitzer Prize for Poetry in 1993.")
+FAMOUS_WORK = (
+    "Louise Glück's most famous work is The Wild Iris (1992), a collection of poems "
+    "set in a garden that won the Pulitzer Prize for Poetry in 1993."
+)
 
 
 def scripted_answer(prompt: str) -> str:
@@ -70,8 +74,10 @@ class FixtureSearch:
             score = len(q & self._words(e["title"] + " " + e["snippet"]))
             if score:
                 scored.append((-score, rank, e))
-        return [SearchResult(e["title"], self.base_url + e["path"], e["snippet"])
-                for _, _, e in sorted(scored)[:max_results]]
+        return [
+            SearchResult(e["title"], self.base_url + e["path"], e["snippet"])
+            for _, _, e in sorted(scored)[:max_results]
+        ]
 
 
 def serve_fixture_web() -> ThreadingHTTPServer:
@@ -94,22 +100,30 @@ def main(argv: list[str] | None = None) -> int:
     try:
         base = f"http://127.0.0.1:{PORT}"
         model = RecordingModel(ScriptedModel(scripted_answer, name="nobel-example-script"))
-        tools = default_tools(model, allow_private=True, min_search_interval=0.0,
-                              search_backend=FixtureSearch(HERE / "fixture_web" /
-                                                           "search_index.json", base))
+        tools = default_tools(
+            model,
+            allow_private=True,
+            min_search_interval=0.0,
+            search_backend=FixtureSearch(HERE / "fixture_web" / "search_index.json", base),
+        )
         result = ask(model, QUESTION, tools)
     finally:
         server.shutdown()
     if not result.ok:
         print(f"the example run failed: {result.error}", file=sys.stderr)
         return 1
-    note = ("Scripted, offline recording. The model is a ScriptedModel that writes the model "
-            "card's plan and gives fixed KnowledgeModel answers; the web is the local pages of "
-            "examples/fixture_web served on 127.0.0.1 and the search engine a fake index. The "
-            "parser, executor and tools ran for real. Remake with "
-            "examples/make_nobel_cassette.py.")
-    meta = {"format": "scripted", "name": "nobel-example-script",
-            "note": "stands in for airoboros-l2-13b-gpt4-m2.0; no model weights were used"}
+    note = (
+        "Scripted, offline recording. The model is a ScriptedModel that writes the model "
+        "card's plan and gives fixed KnowledgeModel answers; the web is the local pages of "
+        "examples/fixture_web served on 127.0.0.1 and the search engine a fake index. The "
+        "parser, executor and tools ran for real. Remake with "
+        "examples/make_nobel_cassette.py."
+    )
+    meta = {
+        "format": "scripted",
+        "name": "nobel-example-script",
+        "note": "stands in for airoboros-l2-13b-gpt4-m2.0; no model weights were used",
+    }
     cassette = make_cassette(result, model=model, tools=tools, note=note, model_meta=meta)
     save_cassette(cassette, out)
     replayed = replay(out)  # the cassette must replay to the same answer

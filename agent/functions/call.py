@@ -32,9 +32,12 @@ class FunctionCall:
         if self.registry is None:
             from agent.functions.errors import CallError
 
-            raise CallError("handler_error",
-                            f"the call of {self.name!r} is not bound to a registry; use "
-                            "registry.dispatch(call) instead", function=self.name)
+            raise CallError(
+                "handler_error",
+                f"the call of {self.name!r} is not bound to a registry; use "
+                "registry.dispatch(call) instead",
+                function=self.name,
+            )
         return self.registry.dispatch(self)
 
     def to_dict(self) -> dict[str, Any]:
@@ -46,8 +49,13 @@ class FunctionCall:
 
     def to_openai(self, call_id: str | None = None) -> dict[str, Any]:
         """An OpenAI ``tool_calls`` entry (arguments as a JSON string, as the API sends them)."""
-        out: dict[str, Any] = {"type": "function", "function": {
-            "name": self.name, "arguments": json.dumps(self.params, ensure_ascii=False)}}
+        out: dict[str, Any] = {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "arguments": json.dumps(self.params, ensure_ascii=False),
+            },
+        }
         if call_id is not None:
             out = {"id": call_id, **out}
         return out

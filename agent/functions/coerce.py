@@ -10,12 +10,17 @@ Whatever cannot be read as the schema wants is left alone, for validation to rep
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from jsonschema import Draft202012Validator
 
 from agent.functions.yamlio import (
-    PlainStr, core_float, core_int, is_core_null, resolve_core,
+    PlainStr,
+    core_float,
+    core_int,
+    is_core_null,
+    resolve_core,
 )
 
 _TRUE = {"true", "yes", "on", "y"}
@@ -27,7 +32,8 @@ def coerce(value: Any, schema: Any, root: Mapping[str, Any] | None = None) -> An
     """``value`` with unquoted scalars typed as ``schema`` (a JSON Schema, maybe with $refs into
     ``root``) declares them."""
     return _Coercer(root if root is not None else (schema if isinstance(schema, dict) else {})).run(
-        value, schema, 0)
+        value, schema, 0
+    )
 
 
 class _Coercer:
@@ -37,8 +43,9 @@ class _Coercer:
 
     def resolve(self, schema: Any, depth: int) -> Any:
         """Follow local ``$ref``s ("#/$defs/x"); unknown refs resolve to the empty schema."""
-        while (isinstance(schema, dict) and isinstance(schema.get("$ref"), str)
-               and depth < _MAX_DEPTH):
+        while (
+            isinstance(schema, dict) and isinstance(schema.get("$ref"), str) and depth < _MAX_DEPTH
+        ):
             ref = schema["$ref"]
             if not ref.startswith("#"):
                 return {}
@@ -93,8 +100,11 @@ class _Coercer:
 
     def mapping(self, value: dict, schema: dict, depth: int) -> dict:
         props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-        patterns = schema.get("patternProperties") if isinstance(
-            schema.get("patternProperties"), dict) else {}
+        patterns = (
+            schema.get("patternProperties")
+            if isinstance(schema.get("patternProperties"), dict)
+            else {}
+        )
         extra = schema.get("additionalProperties", {})
         out = {}
         for key, item in value.items():
@@ -113,8 +123,10 @@ class _Coercer:
     def sequence(self, value: list, schema: dict, depth: int) -> list:
         prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
         items = schema.get("items", {})
-        return [self.run(v, prefix[i] if i < len(prefix) else items, depth + 1)
-                for i, v in enumerate(value)]
+        return [
+            self.run(v, prefix[i] if i < len(prefix) else items, depth + 1)
+            for i, v in enumerate(value)
+        ]
 
     def types(self, schema: Any, depth: int) -> set[str]:
         """Every JSON type a schema (with its combinators) admits; empty means unconstrained."""

@@ -12,8 +12,9 @@ Accepted entries (in a list, under a ``functions:`` or ``tools:`` key, or as a n
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -49,26 +50,31 @@ def iter_definitions(data: Any, where: str = "definitions") -> Iterator[tuple[st
             if not isinstance(entry, Mapping):
                 raise FunctionDefinitionError(
                     f"{where}: the entry of {name!r} must be a mapping with a description and "
-                    "params or parameters")
+                    "params or parameters"
+                )
             entries.append({"name": name, **entry})
         data = entries
     if not isinstance(data, list):
         raise FunctionDefinitionError(
             f"{where}: expected a list of functions (or a 'functions:' key), got "
-            f"{type(data).__name__}")
+            f"{type(data).__name__}"
+        )
     for i, entry in enumerate(data):
         yield _one(entry, f"{where}[{i}]")
 
 
 def _one(entry: Any, where: str) -> tuple[str, str, Any]:
     if not isinstance(entry, Mapping):
-        raise FunctionDefinitionError(f"{where}: each function must be a mapping, got "
-                                      f"{type(entry).__name__}")
+        raise FunctionDefinitionError(
+            f"{where}: each function must be a mapping, got {type(entry).__name__}"
+        )
     if entry.get("type") == "function" or isinstance(entry.get("function"), Mapping):
         inner = entry.get("function")
         if not isinstance(inner, Mapping):
-            raise FunctionDefinitionError(f"{where}: a tool of type 'function' needs a "
-                                          "'function' object with name and parameters")
+            raise FunctionDefinitionError(
+                f"{where}: a tool of type 'function' needs a "
+                "'function' object with name and parameters"
+            )
         entry = inner
     name = entry.get("name")
     if not isinstance(name, str) or not name:
@@ -92,7 +98,8 @@ def shorthand_schema(params: Any, where: str) -> dict[str, Any]:
         return {"type": "object", "properties": {}}
     if not isinstance(params, Mapping):
         raise FunctionDefinitionError(
-            f"{where}: params must map each parameter name to its description")
+            f"{where}: params must map each parameter name to its description"
+        )
     properties: dict[str, Any] = {}
     for key, value in params.items():
         if isinstance(value, Mapping):
@@ -102,5 +109,6 @@ def shorthand_schema(params: Any, where: str) -> dict[str, Any]:
         else:
             raise FunctionDefinitionError(
                 f"{where}.{key}: expected a description (text) or nested params, got "
-                f"{type(value).__name__}; use 'parameters:' with a JSON Schema for other types")
+                f"{type(value).__name__}; use 'parameters:' with a JSON Schema for other types"
+            )
     return {"type": "object", "properties": properties, "required": list(properties)}

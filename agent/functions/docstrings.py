@@ -10,12 +10,34 @@ import inspect
 import re
 from dataclasses import dataclass, field
 
-_GOOGLE_HEADERS = {"args", "arguments", "parameters", "params", "keyword args",
-                   "keyword arguments", "attributes", "fields"}
-_OTHER_HEADERS = {"returns", "return", "yields", "raises", "examples", "example", "notes", "note",
-                  "see also", "references", "warnings", "warning", "todo"}
+_GOOGLE_HEADERS = {
+    "args",
+    "arguments",
+    "parameters",
+    "params",
+    "keyword args",
+    "keyword arguments",
+    "attributes",
+    "fields",
+}
+_OTHER_HEADERS = {
+    "returns",
+    "return",
+    "yields",
+    "raises",
+    "examples",
+    "example",
+    "notes",
+    "note",
+    "see also",
+    "references",
+    "warnings",
+    "warning",
+    "todo",
+}
 _SPHINX_PARAM = re.compile(
-    r"^:(?:param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?(\w+)\s*:(.*)$")
+    r"^:(?:param|parameter|arg|argument|key|keyword)\s+(?:[^:]*\s)?(\w+)\s*:(.*)$"
+)
 _SPHINX_ANY = re.compile(r"^:\w+")
 _GOOGLE_ITEM = re.compile(r"^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:(.*)$")
 _NUMPY_ITEM = re.compile(r"^(\w+)\s*(?::.*)?$")

@@ -7,7 +7,8 @@ registered names, the model output that failed.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from agent.errors import AgentError, FunctionCallError
 

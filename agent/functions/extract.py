@@ -12,15 +12,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-MAX_TEXT = 200_000      # longer answers are cut: a call is never this long
-MAX_CANDIDATES = 64     # bounds the work on pathological input (thousands of braces)
+MAX_TEXT = 200_000  # longer answers are cut: a call is never this long
+MAX_CANDIDATES = 64  # bounds the work on pathological input (thousands of braces)
 
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)[ \t]*([\w+-]*)[^\n]*\n", re.M)
 _FUNCTION_LINE = re.compile(
     r"""^(?P<indent>[ ]*)(?:-[ ]+)?["']?(?:function|function_name)["']?[ \t]*:(?:[ \t]|$)""",
-    re.M | re.I)
+    re.M | re.I,
+)
 _KEY_LINE = re.compile(
-    r"""^(?:-[ ]+)?(?:"[^"\n]*"|'[^'\n]*'|[^\s:#'"][^:\n]*?)[ \t]*:(?:[ \t]|$)""")
+    r"""^(?:-[ ]+)?(?:"[^"\n]*"|'[^'\n]*'|[^\s:#'"][^:\n]*?)[ \t]*:(?:[ \t]|$)"""
+)
 
 
 @dataclass(frozen=True)
@@ -28,10 +30,10 @@ class Snippet:
     """A stretch of the answer that may hold the call."""
 
     text: str
-    start: int            # offset in the answer
-    kind: str             # "json" (starts with "{") or "yaml"
-    closed: bool = True   # False: a "{" that is never closed (the answer was cut off?)
-    lang: str = ""        # the code fence's language tag, if it came from a fence
+    start: int  # offset in the answer
+    kind: str  # "json" (starts with "{") or "yaml"
+    closed: bool = True  # False: a "{" that is never closed (the answer was cut off?)
+    lang: str = ""  # the code fence's language tag, if it came from a fence
 
 
 def find_snippets(text: str) -> list[Snippet]:
@@ -61,10 +63,11 @@ def _fences(text: str) -> list[tuple[str, int, str]]:
             return out
         marker, lang = m.group(1), m.group(2).lower()
         close = re.compile(
-            r"^[ \t]*" + re.escape(marker[0]) + "{" + str(len(marker)) + r",}[ \t]*$", re.M)
+            r"^[ \t]*" + re.escape(marker[0]) + "{" + str(len(marker)) + r",}[ \t]*$", re.M
+        )
         end = close.search(text, m.end())
         body_end = end.start() if end else len(text)
-        out.append((text[m.end():body_end], m.end(), lang))
+        out.append((text[m.end() : body_end], m.end(), lang))
         if not end:
             return out
         pos = end.end()
@@ -117,7 +120,7 @@ def _match_brace(text: str, start: int) -> int | None:
                 i += 2
                 continue
             if c == quote:
-                if quote == "'" and text[i + 1:i + 2] == "'":
+                if quote == "'" and text[i + 1 : i + 2] == "'":
                     i += 2  # YAML's '' inside a single-quoted string
                     continue
                 quote = ""
@@ -178,8 +181,11 @@ def _yaml_blocks(text: str) -> list[tuple[str, int]]:
                 k += 1
                 continue
             n_indent = _indent(nxt)
-            if n_indent > indent or (n_indent == indent and _KEY_LINE.match(nxt[indent:])
-                                     and not nxt.lstrip().startswith("```")):
+            if n_indent > indent or (
+                n_indent == indent
+                and _KEY_LINE.match(nxt[indent:])
+                and not nxt.lstrip().startswith("```")
+            ):
                 last = k
                 k += 1
                 continue
@@ -187,8 +193,8 @@ def _yaml_blocks(text: str) -> list[tuple[str, int]]:
         used_until = last
         # from the function line on; and, when keys precede it, with those too (either may be
         # the call: "params:" written first, or prose that happens to look like a key)
-        for start in ([first, i] if first < i else [i]):
-            block = "".join(_dedent(l, indent) for l in lines[start:last + 1])
+        for start in [first, i] if first < i else [i]:
+            block = "".join(_dedent(l, indent) for l in lines[start : last + 1])
             out.append((block, offsets[start]))
     return out
 

@@ -18,22 +18,40 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from agent.llm.grammar import Grammar, alt, byte_set, lit, opt, printable_utf8_char, rep, seq, text_char
+from agent.llm.grammar import (
+    Grammar,
+    alt,
+    byte_set,
+    lit,
+    opt,
+    printable_utf8_char,
+    rep,
+    seq,
+    text_char,
+)
 from agent.llm.grammar.json_schema import JsonOptions, _Builder, _finish, yaml_key
 
 FORMATS = ("json", "yaml")
 
 
 def _key(registry: Any, fmt: str, options: JsonOptions) -> str:
-    return json.dumps([fmt, repr(options), [(n, registry.schema(n)) for n in registry.names()]],
-                      sort_keys=True, default=str)
+    return json.dumps(
+        [fmt, repr(options), [(n, registry.schema(n)) for n in registry.names()]],
+        sort_keys=True,
+        default=str,
+    )
 
 
 _CACHE: dict[str, Grammar] = {}
 
 
-def function_call_grammar(registry: Any, format: str = "json", *,
-                          options: JsonOptions | None = None, allow_text: bool = False) -> Grammar:
+def function_call_grammar(
+    registry: Any,
+    format: str = "json",
+    *,
+    options: JsonOptions | None = None,
+    allow_text: bool = False,
+) -> Grammar:
     """Only calls of ``registry``'s functions with params valid for their schemas (cached).
 
     ``allow_text`` (JSON only) also admits a plain-text answer instead of a call: any text that
@@ -63,15 +81,27 @@ def _params_schema(registry: Any, name: str) -> Any:
     return schema if schema not in (None, {}) else {"type": "object", "properties": {}}
 
 
-def _build(registry: Any, names: list[str], fmt: str, options: JsonOptions, allow_text: bool) -> Grammar:
+def _build(
+    registry: Any, names: list[str], fmt: str, options: JsonOptions, allow_text: bool
+) -> Grammar:
     if fmt == "json":
-        schema = {"anyOf": [{"type": "object",
-                             "properties": {"function": {"const": n}, "params": _params_schema(registry, n)},
-                             "required": ["function", "params"]} for n in names]}
+        schema = {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {"function": {"const": n}, "params": _params_schema(registry, n)},
+                    "required": ["function", "params"],
+                }
+                for n in names
+            ]
+        }
         b = _Builder(schema, options, yaml=False)
         root = b.value(schema, "")
         if allow_text:
-            first = alt(byte_set("{ " + "".join(map(chr, range(32))) + "\x7f", negate=True), printable_utf8_char())
+            first = alt(
+                byte_set("{ " + "".join(map(chr, range(32))) + "\x7f", negate=True),
+                printable_utf8_char(),
+            )
             root = alt(root, seq(first, rep(alt(text_char(), byte_set("\n\t")))))
         return _finish(b, root, "function call (json)" + (" or text" if allow_text else ""))
     b = _Builder({}, options, yaml=True)
@@ -79,7 +109,12 @@ def _build(registry: Any, names: list[str], fmt: str, options: JsonOptions, allo
     for n in names:
         schema = _params_schema(registry, n)
         b.root = schema  # local $refs resolve against the function's own schema
-        calls.append(seq("function: ", lit(yaml_key(n)), "\nparams:",
-                         b.block_value(schema, f"{n}/params", 2)))
+        calls.append(
+            seq(
+                "function: ", lit(yaml_key(n)), "\nparams:", b.block_value(schema, f"{n}/params", 2)
+            )
+        )
     # at column 0: nothing before "function:", or a line break (after the space the answer may start with)
-    return _finish(b, seq(opt(seq(opt(" "), "\n")), alt(*calls)), "function call (yaml)", lead=False)
+    return _finish(
+        b, seq(opt(seq(opt(" "), "\n")), alt(*calls)), "function call (yaml)", lead=False
+    )

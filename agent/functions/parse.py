@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -42,7 +43,7 @@ class _Decoded:
     data: Any
     format: str
     repairs: list[str] = field(default_factory=list)
-    lenient: bool = False            # a long shot: its failure is not worth reporting
+    lenient: bool = False  # a long shot: its failure is not worth reporting
 
 
 class _Failure(Exception):
@@ -52,18 +53,24 @@ class _Failure(Exception):
         self.error = error
 
 
-def parse_function_call(text: str, registry: FunctionRegistry, *,
-                        format: str | None = None) -> FunctionCall:
+def parse_function_call(
+    text: str, registry: FunctionRegistry, *, format: str | None = None
+) -> FunctionCall:
     """The call in ``text`` (plain, fenced or amid prose; JSON or YAML), validated against
     ``registry``, or ``FunctionCallError`` (``CallError``) with kind no_call, invalid_syntax,
     unknown_function or invalid_params. ``format`` ("json"/"yaml") only breaks ties between
     equally good candidates; both formats are always accepted."""
     if not isinstance(text, str):
-        raise CallError("no_call",
-                        f"expected the model's answer as text, got {type(text).__name__}")
+        raise CallError(
+            "no_call", f"expected the model's answer as text, got {type(text).__name__}"
+        )
     if not text.strip():
-        raise CallError("no_call", "the answer is empty; expected a function call such as "
-                        '{"function": "<name>", "params": {...}}', raw=text)
+        raise CallError(
+            "no_call",
+            "the answer is empty; expected a function call such as "
+            '{"function": "<name>", "params": {...}}',
+            raw=text,
+        )
     snippets = find_snippets(text)
     if format:
         preferred = "json" if format.lower() == "json" else "yaml"
@@ -76,16 +83,24 @@ def parse_function_call(text: str, registry: FunctionRegistry, *,
             if best is None or failure.rank > best.rank:
                 best = failure
         except RecursionError:
-            failure = _Failure(BAD_SYNTAX, CallError(
-                "invalid_syntax", f"the call at line {_line(text, snippet.start)} is nested too "
-                "deeply to read", raw=text))
+            failure = _Failure(
+                BAD_SYNTAX,
+                CallError(
+                    "invalid_syntax",
+                    f"the call at line {_line(text, snippet.start)} is nested too deeply to read",
+                    raw=text,
+                ),
+            )
             if best is None or failure.rank > best.rank:
                 best = failure
     if best is None or best.rank == NO_CALL:
-        raise CallError("no_call",
-                        "the answer contains no function call; expected a JSON object such as "
-                        '{"function": "<name>", "params": {...}} (or the same in YAML). '
-                        f"The answer began: {_preview(text)}", raw=text)
+        raise CallError(
+            "no_call",
+            "the answer contains no function call; expected a JSON object such as "
+            '{"function": "<name>", "params": {...}} (or the same in YAML). '
+            f"The answer began: {_preview(text)}",
+            raw=text,
+        )
     raise best.error
 
 
@@ -114,21 +129,34 @@ def _further(best: _Failure | None, failure: _Failure) -> _Failure:
     return failure if best is None or failure.rank > best.rank else best
 
 
-def _call_from(decoded: _Decoded, snippet: Snippet, text: str,
-               registry: FunctionRegistry) -> FunctionCall:
+def _call_from(
+    decoded: _Decoded, snippet: Snippet, text: str, registry: FunctionRegistry
+) -> FunctionCall:
     name, params = _split(decoded.data, snippet, text)
     spec = registry.get(name)
     if spec is None:
         raise _Failure(UNKNOWN, registry.unknown(name, raw=text))
     params = plain_to_str(coerce(params, spec.parameters))
     if not isinstance(params, dict):
-        raise _Failure(BAD_PARAMS, invalid_params(spec.name, [
-            ("$", f"params must be an object of parameter values, got {_kind(params)}")], raw=text))
+        raise _Failure(
+            BAD_PARAMS,
+            invalid_params(
+                spec.name,
+                [("$", f"params must be an object of parameter values, got {_kind(params)}")],
+                raw=text,
+            ),
+        )
     errors = param_errors(params, spec.parameters)
     if errors:
         raise _Failure(BAD_PARAMS, invalid_params(spec.name, errors, raw=text))
-    return FunctionCall(spec.name, params, format=decoded.format, raw=text,
-                        repairs=tuple(decoded.repairs), registry=registry)
+    return FunctionCall(
+        spec.name,
+        params,
+        format=decoded.format,
+        raw=text,
+        repairs=tuple(decoded.repairs),
+        registry=registry,
+    )
 
 
 def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
@@ -144,8 +172,9 @@ def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
         first_error = exc
     repaired, repairs = repair_json(body)
     try:
-        yield _Decoded(loads_json(repaired, strict=False), "json",
-                       repairs or ["control characters in strings"])
+        yield _Decoded(
+            loads_json(repaired, strict=False), "json", repairs or ["control characters in strings"]
+        )
         return
     except ValueError:
         pass
@@ -154,8 +183,10 @@ def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
     # intended reading; otherwise it is a long shot, used only if it gives a valid call.
     unquoted_keys = bool(_UNQUOTED_KEY.search(body))
     found = False
-    for candidate, fmt, fixes in ((body, "yaml", []),
-                                  (repaired, "json", repairs + ["unquoted keys or values"])):
+    for candidate, fmt, fixes in (
+        (body, "yaml", []),
+        (repaired, "json", repairs + ["unquoted keys or values"]),
+    ):
         try:
             data = load_plain(candidate)
         except yaml.YAMLError:
@@ -170,13 +201,25 @@ def _decodings(snippet: Snippet, text: str) -> Iterator[_Decoded]:
     rank = BAD_SYNTAX if _MENTIONS_CALL.search(body) else NO_CALL
     where = f"line {_line(text, snippet.start)}"
     if not snippet.closed:
-        raise _Failure(rank, CallError(
-            "invalid_syntax", f"the JSON object starting at {where} is never closed; the "
-            "answer looks cut off (allow more tokens) or has unbalanced braces", raw=text))
-    raise _Failure(rank, CallError(
-        "invalid_syntax", f"the JSON object starting at {where} is not valid JSON "
-        f"({_json_problem(first_error)}), even after repairing quotes, trailing commas and "
-        "Python literals", raw=text))
+        raise _Failure(
+            rank,
+            CallError(
+                "invalid_syntax",
+                f"the JSON object starting at {where} is never closed; the "
+                "answer looks cut off (allow more tokens) or has unbalanced braces",
+                raw=text,
+            ),
+        )
+    raise _Failure(
+        rank,
+        CallError(
+            "invalid_syntax",
+            f"the JSON object starting at {where} is not valid JSON "
+            f"({_json_problem(first_error)}), even after repairing quotes, trailing commas and "
+            "Python literals",
+            raw=text,
+        ),
+    )
 
 
 def _decode_yaml(body: str, snippet: Snippet, text: str) -> Iterator[_Decoded]:
@@ -199,9 +242,15 @@ def _decode_yaml(body: str, snippet: Snippet, text: str) -> Iterator[_Decoded]:
             return
         except yaml.YAMLError:
             pass
-    raise _Failure(BAD_SYNTAX, CallError(
-        "invalid_syntax", f"the YAML call starting at line {_line(text, snippet.start)} cannot be "
-        f"read: {_yaml_problem(first_yaml)}", raw=text))
+    raise _Failure(
+        BAD_SYNTAX,
+        CallError(
+            "invalid_syntax",
+            f"the YAML call starting at line {_line(text, snippet.start)} cannot be "
+            f"read: {_yaml_problem(first_yaml)}",
+            raw=text,
+        ),
+    )
 
 
 def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
@@ -210,9 +259,14 @@ def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
     if isinstance(data, list) and data and isinstance(data[0], dict):
         data = data[0]  # a list of calls: the first is the one to make
     if not isinstance(data, dict):
-        raise _Failure(NOT_A_CALL, CallError(
-            "invalid_syntax", f"expected an object with \"function\" and \"params\" at {where}, "
-            f"found {_kind(data)}", raw=text))
+        raise _Failure(
+            NOT_A_CALL,
+            CallError(
+                "invalid_syntax",
+                f'expected an object with "function" and "params" at {where}, found {_kind(data)}',
+                raw=text,
+            ),
+        )
     wrapped = _wrapped_call(data)
     if wrapped is not None:
         data = wrapped
@@ -221,10 +275,16 @@ def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
     if name_key is None:
         # with params but no function it is a call missing its name; else just some object
         rank = NOT_A_CALL if params_key is not None else NO_CALL
-        raise _Failure(rank, CallError(
-            "invalid_syntax", f"the object at {where} has no \"function\" key (keys: "
-            f"{', '.join(map(str, list(data)[:8])) or 'none'}); a call names its function in "
-            "\"function\" and its arguments in \"params\"", raw=text))
+        raise _Failure(
+            rank,
+            CallError(
+                "invalid_syntax",
+                f'the object at {where} has no "function" key (keys: '
+                f"{', '.join(map(str, list(data)[:8])) or 'none'}); a call names its function in "
+                '"function" and its arguments in "params"',
+                raw=text,
+            ),
+        )
     name = data[name_key]
     params = data.get(params_key) if params_key is not None else None
     if isinstance(name, Mapping) and isinstance(name.get("name"), str):
@@ -234,9 +294,14 @@ def _split(data: Any, snippet: Snippet, text: str) -> tuple[str, Any]:
             params = name[inner_key]
         name = name["name"]
     if not isinstance(name, str) or not name.strip():
-        raise _Failure(BAD_SYNTAX, CallError(
-            "invalid_syntax", f"\"function\" at {where} must be a function's name, found "
-            f"{_kind(name)}", raw=text))
+        raise _Failure(
+            BAD_SYNTAX,
+            CallError(
+                "invalid_syntax",
+                f'"function" at {where} must be a function\'s name, found {_kind(name)}',
+                raw=text,
+            ),
+        )
     if params is None or (isinstance(params, PlainStr) and is_core_null(params)):
         params = {}  # "params:" with nothing after it
     elif isinstance(params, str) and params.strip().startswith("{"):

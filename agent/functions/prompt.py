@@ -20,15 +20,18 @@ chat template (``agent.llm.prompts.chat_prompt``).
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from agent.functions.docstrings import fold
 from agent.llm.prompts import SYSTEM_PROMPT, Turn, chat_prompt
 
 FORMATS = ("json", "yaml")
-INSTRUCTION = ("As an AI assistant, please select the most suitable function and parameters from "
-               "the list of available functions below, based on the user's input. Provide your "
-               "response in {fmt} format.")
+INSTRUCTION = (
+    "As an AI assistant, please select the most suitable function and parameters from "
+    "the list of available functions below, based on the user's input. Provide your "
+    "response in {fmt} format."
+)
 MAX_NESTING = 8  # deeper objects are described on one line (a prompt, not a schema dump)
 
 
@@ -52,30 +55,41 @@ def describe_function(name: str, description: str, parameters: Mapping[str, Any]
     return "\n".join(lines)
 
 
-def function_prompt_body(user_input: str, functions: Iterable[tuple[str, str, Mapping[str, Any]]],
-                         fmt: str = "json") -> str:
+def function_prompt_body(
+    user_input: str, functions: Iterable[tuple[str, str, Mapping[str, Any]]], fmt: str = "json"
+) -> str:
     """The user message: instruction, input and the list of available functions."""
     listing = "\n".join(describe_function(n, d, p) for n, d, p in functions)
     instruction = INSTRUCTION.format(fmt=check_format(fmt).upper())
     return f"{instruction}\n\nInput: {user_input.strip()}\n\nAvailable functions:\n{listing}"
 
 
-def function_prompt(user_input: str, functions: Iterable[tuple[str, str, Mapping[str, Any]]],
-                    fmt: str = "json", system: str = SYSTEM_PROMPT) -> str:
+def function_prompt(
+    user_input: str,
+    functions: Iterable[tuple[str, str, Mapping[str, Any]]],
+    fmt: str = "json",
+    system: str = SYSTEM_PROMPT,
+) -> str:
     """The whole prompt: the body inside the Airoboros chat template."""
     return chat_prompt(function_prompt_body(user_input, functions, fmt), system=system)
 
 
-def correction_prompt(body: str, bad_output: str, problem: str, fmt: str = "json",
-                      system: str = SYSTEM_PROMPT) -> str:
+def correction_prompt(
+    body: str, bad_output: str, problem: str, fmt: str = "json", system: str = SYSTEM_PROMPT
+) -> str:
     """A follow-up turn telling the model what was wrong with its answer, to answer again."""
     fmt = check_format(fmt)
-    shape = ('{"function": "<name>", "params": {...}}' if fmt == "json"
-             else "function: <name>\nparams:\n  <param>: <value>")
-    message = (f"Your response could not be used: {problem}\n"
-               f"Please respond again in {fmt.upper()} format with only the function call, "
-               f"shaped like:\n{shape}\n"
-               "using one of the available functions listed above and its params.")
+    shape = (
+        '{"function": "<name>", "params": {...}}'
+        if fmt == "json"
+        else "function: <name>\nparams:\n  <param>: <value>"
+    )
+    message = (
+        f"Your response could not be used: {problem}\n"
+        f"Please respond again in {fmt.upper()} format with only the function call, "
+        f"shaped like:\n{shape}\n"
+        "using one of the available functions listed above and its params."
+    )
     return chat_prompt(message, history=[Turn(body, _clip(bad_output))], system=system)
 
 
@@ -105,15 +119,19 @@ def _properties(schema: Any, root: Mapping[str, Any]) -> Mapping[str, Any]:
     props = schema.get("properties")
     if isinstance(props, Mapping) and props:
         return props
-    branches = [b for b in (schema.get("anyOf") or schema.get("oneOf") or [])
-                if _resolve(b, root) != {"type": "null"}]
+    branches = [
+        b
+        for b in (schema.get("anyOf") or schema.get("oneOf") or [])
+        if _resolve(b, root) != {"type": "null"}
+    ]
     if len(branches) == 1:
         return _properties(branches[0], root)
     return {}
 
 
-def _describe_props(props: Mapping[str, Any], root: Mapping[str, Any], indent: int,
-                    lines: list[str], depth: int) -> None:
+def _describe_props(
+    props: Mapping[str, Any], root: Mapping[str, Any], indent: int, lines: list[str], depth: int
+) -> None:
     pad = " " * indent
     for name, sub in props.items():
         children = _properties(sub, root) if depth < MAX_NESTING else {}
@@ -146,9 +164,15 @@ def _literal(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-_PHRASES = {"string": "A string.", "integer": "An integer.", "number": "A number.",
-            "boolean": "true or false.", "array": "A list.", "object": "An object.",
-            "null": "null."}
+_PHRASES = {
+    "string": "A string.",
+    "integer": "An integer.",
+    "number": "A number.",
+    "boolean": "true or false.",
+    "array": "A list.",
+    "object": "An object.",
+    "null": "null.",
+}
 
 
 def _type_phrase(schema: Mapping[str, Any]) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import difflib
 import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, overload
+from typing import Any, overload
 
 from agent.functions.call import FunctionCall
 from agent.functions.definitions import iter_definitions, read_definitions_file
@@ -43,15 +44,22 @@ class FunctionRegistry:
 
     # -- definitions -------------------------------------------------------------------------
 
-    def add(self, name: str, description: str = "", parameters: Mapping[str, Any] | None = None,
-            handler: Callable[..., Any] | None = None, *, hints: dict[str, Any] | None = None
-            ) -> FunctionSpec:
+    def add(
+        self,
+        name: str,
+        description: str = "",
+        parameters: Mapping[str, Any] | None = None,
+        handler: Callable[..., Any] | None = None,
+        *,
+        hints: dict[str, Any] | None = None,
+    ) -> FunctionSpec:
         """Register ``name`` with a JSON Schema object for its params; a same-named one is
         replaced. ``handler`` (called with the params as keyword arguments) is optional: without
         it the function can be chosen and validated but not dispatched."""
         if not isinstance(name, str) or not _NAME.match(name):
             raise FunctionDefinitionError(
-                f"function name {name!r} must be 1-64 letters, digits, '_', '-' or '.'")
+                f"function name {name!r} must be 1-64 letters, digits, '_', '-' or '.'"
+            )
         if handler is not None and not callable(handler):
             raise FunctionDefinitionError(f"the handler of {name!r} is not callable")
         schema = check_parameters_schema(copy.deepcopy(parameters), f"function {name!r}")
@@ -63,37 +71,55 @@ class FunctionRegistry:
     def function(self, func: Callable[..., Any]) -> Callable[..., Any]: ...
 
     @overload
-    def function(self, func: None = None, *, name: str | None = None,
-                 description: str | None = None) -> Callable[[Callable[..., Any]],
-                                                            Callable[..., Any]]: ...
+    def function(
+        self, func: None = None, *, name: str | None = None, description: str | None = None
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]: ...
 
-    def function(self, func: Callable[..., Any] | None = None, *, name: str | None = None,
-                 description: str | None = None) -> Any:
+    def function(
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        description: str | None = None,
+    ) -> Any:
         """Decorator registering a Python function; its schema comes from its type hints and
         its descriptions from its docstring. Use bare (``@reg.function``) or with overrides."""
 
         def register(f: Callable[..., Any]) -> Callable[..., Any]:
             sig = function_schema(f)
-            self.add(name or f.__name__, description if description is not None
-                     else sig.description, sig.parameters, f, hints=sig.hints)
+            self.add(
+                name or f.__name__,
+                description if description is not None else sig.description,
+                sig.parameters,
+                f,
+                hints=sig.hints,
+            )
             return f
 
         return register(func) if func is not None else register
 
     @classmethod
-    def from_openai_tools(cls, tools: Iterable[Mapping[str, Any]],
-                          handlers: Mapping[str, Callable[..., Any]] | None = None
-                          ) -> FunctionRegistry:
+    def from_openai_tools(
+        cls,
+        tools: Iterable[Mapping[str, Any]],
+        handlers: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> FunctionRegistry:
         """A registry from OpenAI ``tools`` (``[{type: function, function: {name, description,
         parameters}}]``) or legacy ``functions`` entries; ``handlers`` maps names to callables."""
         if isinstance(tools, (str, bytes)) or not isinstance(tools, Iterable):
             raise FunctionDefinitionError(
-                "tools must be a list of {type: function, function: {...}}")
+                "tools must be a list of {type: function, function: {...}}"
+            )
         return cls.from_definitions(list(tools), handlers, where="tools")
 
     @classmethod
-    def from_definitions(cls, data: Any, handlers: Mapping[str, Callable[..., Any]] | None = None,
-                         *, where: str = "definitions") -> FunctionRegistry:
+    def from_definitions(
+        cls,
+        data: Any,
+        handlers: Mapping[str, Callable[..., Any]] | None = None,
+        *,
+        where: str = "definitions",
+    ) -> FunctionRegistry:
         """A registry from parsed definitions data (see ``agent.functions.definitions``)."""
         reg = cls()
         handlers = dict(handlers or {})
@@ -103,12 +129,14 @@ class FunctionRegistry:
             reg.add(name, description, parameters, handlers.pop(name, None))
         if handlers:
             raise FunctionDefinitionError(
-                f"handlers given for undefined functions: {', '.join(sorted(handlers))}")
+                f"handlers given for undefined functions: {', '.join(sorted(handlers))}"
+            )
         return reg
 
     @classmethod
-    def from_file(cls, path: str | Path,
-                  handlers: Mapping[str, Callable[..., Any]] | None = None) -> FunctionRegistry:
+    def from_file(
+        cls, path: str | Path, handlers: Mapping[str, Callable[..., Any]] | None = None
+    ) -> FunctionRegistry:
         """A registry from a YAML or JSON definitions file. Handlers come from code, never from
         the file: only functions the app itself registered can run."""
         return cls.from_definitions(read_definitions_file(path), handlers, where=str(path))
@@ -122,9 +150,17 @@ class FunctionRegistry:
         return reg
 
     def to_openai_tools(self) -> list[dict[str, Any]]:
-        return [{"type": "function", "function": {"name": s.name, "description": s.description,
-                                                  "parameters": copy.deepcopy(s.parameters)}}
-                for s in self._specs.values()]
+        return [
+            {
+                "type": "function",
+                "function": {
+                    "name": s.name,
+                    "description": s.description,
+                    "parameters": copy.deepcopy(s.parameters),
+                },
+            }
+            for s in self._specs.values()
+        ]
 
     # -- lookup ------------------------------------------------------------------------------
 
@@ -162,9 +198,19 @@ class FunctionRegistry:
 
     def response_schema(self) -> dict[str, Any]:
         """The schema of a whole answer: ``{"function": <one name>, "params": <its schema>}``."""
-        return {"anyOf": [{"type": "object", "properties": {
-            "function": {"const": s.name}, "params": copy.deepcopy(s.parameters)},
-            "required": ["function", "params"]} for s in self._specs.values()]}
+        return {
+            "anyOf": [
+                {
+                    "type": "object",
+                    "properties": {
+                        "function": {"const": s.name},
+                        "params": copy.deepcopy(s.parameters),
+                    },
+                    "required": ["function", "params"],
+                }
+                for s in self._specs.values()
+            ]
+        }
 
     def suggest(self, name: str, n: int = 3) -> list[str]:
         """Registered names closest to ``name`` (for "did you mean")."""
@@ -178,17 +224,22 @@ class FunctionRegistry:
         hint = f"did you mean {' or '.join(map(repr, suggestions))}? " if suggestions else ""
         names = list(self._specs)
         known = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
-        return CallError("unknown_function",
-                         f"{name!r} is not an available function; {hint}"
-                         f"choose one of: {known or '(none registered)'}",
-                         suggestions=suggestions, function=str(name), raw=raw)
+        return CallError(
+            "unknown_function",
+            f"{name!r} is not an available function; {hint}"
+            f"choose one of: {known or '(none registered)'}",
+            suggestions=suggestions,
+            function=str(name),
+            raw=raw,
+        )
 
     # -- prompt ------------------------------------------------------------------------------
 
     def describe(self) -> str:
         """The "Available functions:" list of the prompt."""
-        return "\n".join(describe_function(s.name, s.description, s.parameters)
-                         for s in self._specs.values())
+        return "\n".join(
+            describe_function(s.name, s.description, s.parameters) for s in self._specs.values()
+        )
 
     def prompt_body(self, user_input: str, format: str = "json") -> str:
         return function_prompt_body(user_input, self._entries(), format)
@@ -224,10 +275,12 @@ class FunctionRegistry:
         ``handler_error`` naming the function (the original is the ``__cause__``)."""
         spec = self[call.name]
         if spec.handler is None:
-            raise CallError("handler_error",
-                            f"{spec.name!r} has no handler: register it with handler=... "
-                            "(or @registry.function) to dispatch calls to it",
-                            function=spec.name)
+            raise CallError(
+                "handler_error",
+                f"{spec.name!r} has no handler: register it with handler=... "
+                "(or @registry.function) to dispatch calls to it",
+                function=spec.name,
+            )
         self.validate(spec.name, call.params)
         if spec.hints is not None:
             kwargs = {k: to_python(v, spec.hints.get(k, Any)) for k, v in call.params.items()}
@@ -236,14 +289,20 @@ class FunctionRegistry:
         try:
             return spec.handler(**kwargs)
         except Exception as exc:
-            raise CallError("handler_error",
-                            f"function {spec.name!r} failed: {type(exc).__name__}: {exc}",
-                            function=spec.name) from exc
+            raise CallError(
+                "handler_error",
+                f"function {spec.name!r} failed: {type(exc).__name__}: {exc}",
+                function=spec.name,
+            ) from exc
 
 
 def invalid_params(name: str, errors: list[tuple[str, str]], raw: str | None = None) -> CallError:
     listing = "; ".join(f"{path}: {msg}" for path, msg in errors)
-    return CallError("invalid_params",
-                     f"the params for {name!r} do not match its schema ({len(errors)} problem"
-                     f"{'s' if len(errors) != 1 else ''}): {listing}",
-                     errors=errors, function=name, raw=raw)
+    return CallError(
+        "invalid_params",
+        f"the params for {name!r} do not match its schema ({len(errors)} problem"
+        f"{'s' if len(errors) != 1 else ''}): {listing}",
+        errors=errors,
+        function=name,
+        raw=raw,
+    )

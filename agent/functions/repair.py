@@ -14,8 +14,12 @@ from typing import Any
 
 _PY_LITERALS = {"True": "true", "False": "false", "None": "null"}
 # “…” and ‘…’ from word processors (either mark may close: models mix them up)
-_SMART_QUOTES = {"\u201c": "\u201d\u201c", "\u201d": "\u201d\u201c",
-                 "\u2018": "\u2019\u2018", "\u2019": "\u2019\u2018"}
+_SMART_QUOTES = {
+    "\u201c": "\u201d\u201c",
+    "\u201d": "\u201d\u201c",
+    "\u2018": "\u2019\u2018",
+    "\u2019": "\u2019\u2018",
+}
 
 
 def repair_json(text: str) -> tuple[str, list[str]]:
@@ -34,13 +38,16 @@ def repair_json(text: str) -> tuple[str, list[str]]:
             j = i + 1
             while j < n and text[j] not in close:
                 j += 1
-            out.append(_requote(text[i + 1:j]))
+            out.append(_requote(text[i + 1 : j]))
             repairs.add("typographic quotes")
             i = j + 1
         elif c == "'":
             j = _string_end(text, i, "'")
-            out.append(_requote(text[i + 1:j - 1] if text[j - 1:j] == "'" and j - 1 > i
-                                else text[i + 1:j]))
+            out.append(
+                _requote(
+                    text[i + 1 : j - 1] if text[j - 1 : j] == "'" and j - 1 > i else text[i + 1 : j]
+                )
+            )
             repairs.add("single quotes")
             i = j
         elif text.startswith("//", i):
@@ -129,13 +136,16 @@ def _no_constants(name: str) -> Any:
 def loads_json(text: str, *, strict: bool = True) -> Any:
     """``json.loads`` refusing duplicate keys and NaN/Infinity; ``strict=False`` also admits raw
     control characters (newlines) inside strings."""
-    return json.loads(text, strict=strict, object_pairs_hook=_no_duplicates,
-                      parse_constant=_no_constants)
+    return json.loads(
+        text, strict=strict, object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+    )
 
 
 # `key: value` where value is plain (not quoted, not a flow collection, not a block indicator)
-_YAML_PAIR = re.compile(r"^(?P<head>[ ]*(?:-[ ]+)?[^\s:#'\"\[\]{}][^:\n]*?:[ ]+)"
-                        r"(?P<value>[^\s'\"\[{|>&*!].*?)[ \t]*$")
+_YAML_PAIR = re.compile(
+    r"^(?P<head>[ ]*(?:-[ ]+)?[^\s:#'\"\[\]{}][^:\n]*?:[ ]+)"
+    r"(?P<value>[^\s'\"\[{|>&*!].*?)[ \t]*$"
+)
 
 
 def repair_yaml(text: str) -> tuple[str, list[str]]:

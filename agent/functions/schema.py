@@ -16,7 +16,8 @@ import inspect
 import sys
 import types
 import typing
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from agent.functions.docstrings import parse_docstring
 from agent.functions.errors import FunctionDefinitionError
@@ -24,8 +25,13 @@ from agent.functions.errors import FunctionDefinitionError
 _NoneType = type(None)
 _PRIMITIVES: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 _FORMATS = {dt.datetime: "date-time", dt.date: "date", dt.time: "time"}
-_SEQUENCES = {list, collections.abc.Sequence, collections.abc.MutableSequence,
-              collections.abc.Iterable, collections.abc.Collection}
+_SEQUENCES = {
+    list,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Iterable,
+    collections.abc.Collection,
+}
 _SETS = {set, frozenset, collections.abc.Set, collections.abc.MutableSet}
 _MAPPINGS = {dict, collections.abc.Mapping, collections.abc.MutableMapping}
 
@@ -57,14 +63,17 @@ def function_schema(func: Callable[..., Any]) -> Signature:
         if param.kind == param.POSITIONAL_ONLY:
             raise FunctionDefinitionError(
                 f"{name}: parameter {pname!r} is positional-only; calls pass params by name, "
-                "so make it a normal parameter")
+                "so make it a normal parameter"
+            )
         hint = hints.get(pname, Any)
         where = f"{name}({pname})"
         prop = type_schema(hint, where)
         description = doc.params.get(pname) or prop.pop("description", None)
         if description:
-            prop = {"description": description, **{k: v for k, v in prop.items()
-                                                   if k != "description"}}
+            prop = {
+                "description": description,
+                **{k: v for k, v in prop.items() if k != "description"},
+            }
         if param.default is param.empty:
             required.append(pname)
         else:
@@ -88,7 +97,8 @@ def _json_default(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
     if isinstance(value, (list, tuple)) and all(
-            v is None or isinstance(v, (str, bool, int, float)) for v in value):
+        v is None or isinstance(v, (str, bool, int, float)) for v in value
+    ):
         return list(value)
     return _MISSING
 
@@ -140,25 +150,33 @@ def type_schema(hint: Any, where: str, _stack: tuple = ()) -> dict[str, Any]:
                 out["items"] = type_schema(args[0], f"{where}[]", _stack)
             return out
         items = [type_schema(a, f"{where}[{i}]", _stack) for i, a in enumerate(args)]
-        return {"type": "array", "prefixItems": items, "items": False,
-                "minItems": len(items), "maxItems": len(items)}
+        return {
+            "type": "array",
+            "prefixItems": items,
+            "items": False,
+            "minItems": len(items),
+            "maxItems": len(items),
+        }
     if hint in _MAPPINGS or origin in _MAPPINGS:
         out = {"type": "object"}
         if args:
             if args[0] is not str:
                 raise FunctionDefinitionError(
-                    f"{where}: JSON object keys are strings; use dict[str, ...] not {hint!r}")
+                    f"{where}: JSON object keys are strings; use dict[str, ...] not {hint!r}"
+                )
             out["additionalProperties"] = type_schema(args[1], f"{where}{{}}", _stack)
         return out
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _record_schema(hint, where, _stack, _dataclass_fields(hint))
     if _is_typeddict(hint):
         req = getattr(hint, "__required_keys__", frozenset(_hints(hint, where)))
-        return _record_schema(hint, where, _stack,
-                              [(k, k in req, _MISSING) for k in _hints(hint, where)])
+        return _record_schema(
+            hint, where, _stack, [(k, k in req, _MISSING) for k in _hints(hint, where)]
+        )
     raise FunctionDefinitionError(
         f"{where}: the type {hint!r} has no JSON Schema here; use str, int, float, bool, "
-        "Literal, Enum, list, dict, a dataclass or a TypedDict")
+        "Literal, Enum, list, dict, a dataclass or a TypedDict"
+    )
 
 
 def _enum_schema(values: list[Any]) -> dict[str, Any]:
@@ -195,8 +213,9 @@ def _dataclass_fields(cls: type) -> list[tuple[str, bool, Any]]:
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        has_default = (f.default is not dataclasses.MISSING
-                       or f.default_factory is not dataclasses.MISSING)
+        has_default = (
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+        )
         default = f.default if f.default is not dataclasses.MISSING else _MISSING
         out.append((f.name, not has_default, default))
     return out
@@ -206,25 +225,38 @@ def _is_typeddict(hint: Any) -> bool:
     return isinstance(hint, type) and issubclass(hint, dict) and hasattr(hint, "__total__")
 
 
-def _record_schema(cls: type, where: str, stack: tuple,
-                   fields: list[tuple[str, bool, Any]]) -> dict[str, Any]:
+def _record_schema(
+    cls: type, where: str, stack: tuple, fields: list[tuple[str, bool, Any]]
+) -> dict[str, Any]:
     if cls in stack:
         raise FunctionDefinitionError(
-            f"{where}: {cls.__name__} contains itself; recursive types are not supported")
+            f"{where}: {cls.__name__} contains itself; recursive types are not supported"
+        )
     hints = _hints(cls, cls.__name__)
-    doc = parse_docstring(inspect.getdoc(cls) if cls.__doc__ and not cls.__doc__.startswith(
-        cls.__name__ + "(") else None)  # skip the dataclass-generated signature docstring
-    metadata = {f.name: f.metadata for f in dataclasses.fields(cls)} if dataclasses.is_dataclass(
-        cls) else {}
+    doc = parse_docstring(
+        inspect.getdoc(cls)
+        if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(")
+        else None
+    )  # skip the dataclass-generated signature docstring
+    metadata = (
+        {f.name: f.metadata for f in dataclasses.fields(cls)}
+        if dataclasses.is_dataclass(cls)
+        else {}
+    )
     properties: dict[str, Any] = {}
     required: list[str] = []
     for name, is_required, default in fields:
         prop = type_schema(hints.get(name, Any), f"{where}.{name}", stack + (cls,))
-        description = (metadata.get(name, {}).get("description") or doc.params.get(name)
-                       or prop.pop("description", None))
+        description = (
+            metadata.get(name, {}).get("description")
+            or doc.params.get(name)
+            or prop.pop("description", None)
+        )
         if description:
-            prop = {"description": description, **{k: v for k, v in prop.items()
-                                                   if k != "description"}}
+            prop = {
+                "description": description,
+                **{k: v for k, v in prop.items() if k != "description"},
+            }
         if is_required:
             required.append(name)
         elif default is not _MISSING and _json_default(default) is not _MISSING:
@@ -270,13 +302,16 @@ def to_python(value: Any, hint: Any) -> Any:
     if isinstance(value, list):
         if hint is tuple or origin is tuple:
             if args and not (len(args) == 2 and args[1] is Ellipsis):
-                return tuple(to_python(v, a) for v, a in zip(value, args))
+                return tuple(to_python(v, a) for v, a in zip(value, args, strict=False))
             return tuple(to_python(v, args[0] if args else Any) for v in value)
         item = args[0] if args else Any
         converted = [to_python(v, item) for v in value]
         if hint in _SETS or origin in _SETS:
-            return frozenset(converted) if (hint is frozenset or origin is frozenset) else set(
-                converted)
+            return (
+                frozenset(converted)
+                if (hint is frozenset or origin is frozenset)
+                else set(converted)
+            )
         return converted
     if isinstance(value, dict) and (hint in _MAPPINGS or origin in _MAPPINGS) and len(args) == 2:
         return {k: to_python(v, args[1]) for k, v in value.items()}
@@ -292,7 +327,10 @@ def _from_iso_time(text: str) -> dt.time:
 
 
 _FROM_ISO: dict[Any, Callable[[str], Any]] = {
-    dt.datetime: _from_iso_datetime, dt.date: dt.date.fromisoformat, dt.time: _from_iso_time}
+    dt.datetime: _from_iso_datetime,
+    dt.date: dt.date.fromisoformat,
+    dt.time: _from_iso_time,
+}
 
 
 def _union_to_python(value: Any, options: list[Any]) -> Any:

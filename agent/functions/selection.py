@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from agent.errors import AgentError, FunctionCallError
 from agent.functions.call import FunctionCall
@@ -56,9 +57,15 @@ def select_function(
             budget = _token_budget(model, prompt, max_tokens)
             if budget is None:
                 raise AgentError(_too_long(model, prompt))
-        kwargs: dict[str, Any] = dict(max_tokens=budget, temperature=temperature, top_k=top_k,
-                                      top_p=top_p, repeat_penalty=repeat_penalty, stop=list(stop),
-                                      seed=None if seed is None else seed + attempt)
+        kwargs: dict[str, Any] = dict(
+            max_tokens=budget,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repeat_penalty=repeat_penalty,
+            stop=list(stop),
+            seed=None if seed is None else seed + attempt,
+        )
         if grammar is not None:
             kwargs["grammar"] = grammar
         answer = "".join(model.generate(prompt, **kwargs))
@@ -84,8 +91,11 @@ def _gave_up(attempts: list[tuple[str, FunctionCallError]]) -> CallError:
         last.kind,
         f"no valid call after {n} attempt{'s' if n != 1 else ''}; the last answer failed "
         f"with: {last.message}",
-        errors=getattr(last, "errors", ()), suggestions=getattr(last, "suggestions", ()),
-        function=getattr(last, "function", None), raw=attempts[-1][0])
+        errors=getattr(last, "errors", ()),
+        suggestions=getattr(last, "suggestions", ()),
+        function=getattr(last, "function", None),
+        raw=attempts[-1][0],
+    )
     error.attempts = attempts
     return error
 
@@ -96,12 +106,15 @@ def _grammar(registry: FunctionRegistry, fmt: str) -> Any:
         from agent.functions.grammar import function_call_grammar  # type: ignore[import-not-found]
     except ImportError as exc:
         if isinstance(exc, ModuleNotFoundError) and exc.name not in (
-                "agent.functions.grammar", None):
+            "agent.functions.grammar",
+            None,
+        ):
             raise  # the grammar module exists but lacks a dependency: show the real problem
         raise ConstrainedDecodingUnavailable(
             "constrained decoding is not available: agent.functions.grammar."
             "function_call_grammar is not installed in this version; call without "
-            "constrained=True (answers are still parsed, validated and retried)") from exc
+            "constrained=True (answers are still parsed, validated and retried)"
+        ) from exc
     return function_call_grammar(registry, fmt)
 
 
@@ -117,6 +130,8 @@ def _token_budget(model: Any, prompt: str, max_tokens: int) -> int | None:
 
 
 def _too_long(model: Any, prompt: str) -> str:
-    return (f"the function prompt is {count_tokens(model, prompt)} tokens but the model's context "
-            f"holds {model.n_ctx}; register fewer functions, shorten their descriptions, or raise "
-            "the context size (-c)")
+    return (
+        f"the function prompt is {count_tokens(model, prompt)} tokens but the model's context "
+        f"holds {model.n_ctx}; register fewer functions, shorten their descriptions, or raise "
+        "the context size (-c)"
+    )

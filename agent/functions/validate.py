@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 import json
-from typing import Any, Mapping
+from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
@@ -18,13 +19,14 @@ def check_parameters_schema(schema: Any, where: str) -> dict[str, Any]:
         return {"type": "object", "properties": {}}
     if not isinstance(schema, Mapping):
         raise FunctionDefinitionError(
-            f"{where}: parameters must be a JSON Schema object, got {type(schema).__name__}")
+            f"{where}: parameters must be a JSON Schema object, got {type(schema).__name__}"
+        )
     schema = dict(schema)
     kind = schema.get("type", "object" if "properties" in schema or not schema else None)
     if kind != "object":
         raise FunctionDefinitionError(
-            f"{where}: parameters must be an object schema (\"type\": \"object\"), "
-            f"got type {kind!r}")
+            f'{where}: parameters must be an object schema ("type": "object"), got type {kind!r}'
+        )
     schema.setdefault("type", "object")
     try:
         Draft202012Validator.check_schema(schema)
@@ -38,8 +40,9 @@ def check_parameters_schema(schema: Any, where: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=256)
 def _validator(schema_json: str) -> Draft202012Validator:
-    return Draft202012Validator(json.loads(schema_json),
-                                format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(
+        json.loads(schema_json), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
 
 
 def param_errors(params: Any, schema: Mapping[str, Any]) -> list[tuple[str, str]]:

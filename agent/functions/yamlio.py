@@ -80,7 +80,8 @@ class _NoAliasComposer:
         if self.check_event(yaml.AliasEvent):  # type: ignore[attr-defined]
             mark = self.peek_event().start_mark  # type: ignore[attr-defined]
             raise yaml.composer.ComposerError(
-                None, None, "aliases (*name) are not allowed in a function call", mark)
+                None, None, "aliases (*name) are not allowed in a function call", mark
+            )
         return super().compose_node(parent, index)  # type: ignore[misc]
 
 
@@ -96,22 +97,26 @@ class PlainLoader(_NoAliasComposer, yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         if not isinstance(node, yaml.MappingNode):
             raise yaml.constructor.ConstructorError(
-                None, None, f"expected a mapping, found {node.id}", node.start_mark)
+                None, None, f"expected a mapping, found {node.id}", node.start_mark
+            )
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 raise yaml.constructor.ConstructorError(
-                    None, None, "mapping keys must be plain text", key_node.start_mark)
+                    None, None, "mapping keys must be plain text", key_node.start_mark
+                )
             if key in seen:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
             seen[key] = True
         return super().construct_mapping(node, deep=deep)
 
     def _refuse_tag(self, node: yaml.Node) -> Any:
         raise yaml.constructor.ConstructorError(
-            None, None, f"the tag {node.tag} is not allowed in a function call", node.start_mark)
+            None, None, f"the tag {node.tag} is not allowed in a function call", node.start_mark
+        )
 
 
 PlainLoader.add_constructor(_STR, PlainLoader.construct_plain_str)
@@ -128,11 +133,12 @@ class CoreLoader(yaml.SafeLoader):
 
 CoreLoader.add_implicit_resolver("tag:yaml.org,2002:null", _CORE_NULL, list("~nN") + [""])
 CoreLoader.add_implicit_resolver("tag:yaml.org,2002:bool", _CORE_BOOL, list("tTfF"))
-CoreLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", _CORE_INT, list("-+0123456789"))
+CoreLoader.add_implicit_resolver("tag:yaml.org,2002:int", _CORE_INT, list("-+0123456789"))
 CoreLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
-    re.compile(_CORE_FLOAT.pattern + "|" + _CORE_SPECIAL_FLOAT.pattern), list("-+.0123456789"))
+    re.compile(_CORE_FLOAT.pattern + "|" + _CORE_SPECIAL_FLOAT.pattern),
+    list("-+.0123456789"),
+)
 
 
 def _core_int_constructor(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:

@@ -20,20 +20,51 @@ def add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None
     g = p.add_argument_group("model")
     src = g.add_mutually_exclusive_group(required=required)
     src.add_argument("-m", "--model", metavar="PATH", help="GGML v3 .bin or GGUF model file")
-    src.add_argument("--script", metavar="FILE",
-                     help="use a scripted generator instead of a model: a JSON list of outputs, "
-                     "returned in order (for demos and tests)")
-    g.add_argument("-c", "--n-ctx", "--ctx-size", dest="n_ctx", type=int, default=4096,
-                   help="context window in tokens (default 4096)")
-    g.add_argument("-t", "--threads", type=int, default=None,
-                   help="threads for the engine (default: number of cores)")
+    src.add_argument(
+        "--script",
+        metavar="FILE",
+        help="use a scripted generator instead of a model: a JSON list of outputs, "
+        "returned in order (for demos and tests)",
+    )
+    g.add_argument(
+        "-c",
+        "--n-ctx",
+        "--ctx-size",
+        dest="n_ctx",
+        type=int,
+        default=4096,
+        help="context window in tokens (default 4096)",
+    )
+    g.add_argument(
+        "-t",
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for the engine (default: number of cores)",
+    )
     g.add_argument("--rope-freq-base", type=float, default=None, help="RoPE base (default 10000)")
-    g.add_argument("--rope-freq-scale", type=float, default=None,
-                   help="RoPE scale, e.g. 0.5 for doubled context (default 1.0)")
-    g.add_argument("-gqa", "--gqa", dest="n_gqa", type=int, default=None,
-                   help="grouped-query factor override (GGML files; inferred from shapes)")
-    g.add_argument("-eps", "--rms-norm-eps", dest="rms_norm_eps", type=float, default=None,
-                   help="RMSNorm epsilon override (GGML files; default 1e-5 for Llama-2)")
+    g.add_argument(
+        "--rope-freq-scale",
+        type=float,
+        default=None,
+        help="RoPE scale, e.g. 0.5 for doubled context (default 1.0)",
+    )
+    g.add_argument(
+        "-gqa",
+        "--gqa",
+        dest="n_gqa",
+        type=int,
+        default=None,
+        help="grouped-query factor override (GGML files; inferred from shapes)",
+    )
+    g.add_argument(
+        "-eps",
+        "--rms-norm-eps",
+        dest="rms_norm_eps",
+        type=float,
+        default=None,
+        help="RMSNorm epsilon override (GGML files; default 1e-5 for Llama-2)",
+    )
 
 
 def open_model(args: argparse.Namespace, *, quiet: bool = False) -> Any:
@@ -54,38 +85,75 @@ def open_model(args: argparse.Namespace, *, quiet: bool = False) -> Any:
     if not quiet:
         print(f"loading {args.model} ...", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    model = load_model(args.model, n_ctx=args.n_ctx, threads=args.threads, n_gqa=args.n_gqa,
-                       rms_norm_eps=args.rms_norm_eps, rope_freq_base=args.rope_freq_base,
-                       rope_freq_scale=args.rope_freq_scale)
+    model = load_model(
+        args.model,
+        n_ctx=args.n_ctx,
+        threads=args.threads,
+        n_gqa=args.n_gqa,
+        rms_norm_eps=args.rms_norm_eps,
+        rope_freq_base=args.rope_freq_base,
+        rope_freq_scale=args.rope_freq_scale,
+    )
     progress = None
     if not quiet and sys.stderr.isatty():
+
         def progress(done: int, total: int) -> None:
-            print(f"\rpreparing weights {done}/{total}", end="" if done < total else "\n",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\rpreparing weights {done}/{total}",
+                end="" if done < total else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+
     model.prepare(progress)
     if not quiet:
         from agent.llm.kernels import describe
 
-        print(f"loaded in {time.perf_counter() - t0:.2f} s ({describe()})", file=sys.stderr, flush=True)
+        print(
+            f"loaded in {time.perf_counter() - t0:.2f} s ({describe()})",
+            file=sys.stderr,
+            flush=True,
+        )
     return model
 
 
 def add_sampling_args(p: argparse.ArgumentParser, *, temperature: float = 0.7) -> None:
     g = p.add_argument_group("sampling")
-    g.add_argument("-n", "--n-predict", dest="max_tokens", type=int, default=256,
-                   help="maximum tokens to generate (default 256)")
-    g.add_argument("--temp", dest="temperature", type=float, default=temperature,
-                   help=f"temperature; 0 = greedy (default {temperature})")
+    g.add_argument(
+        "-n",
+        "--n-predict",
+        dest="max_tokens",
+        type=int,
+        default=256,
+        help="maximum tokens to generate (default 256)",
+    )
+    g.add_argument(
+        "--temp",
+        dest="temperature",
+        type=float,
+        default=temperature,
+        help=f"temperature; 0 = greedy (default {temperature})",
+    )
     g.add_argument("--top-k", type=int, default=40, help="top-k; 0 = off (default 40)")
     g.add_argument("--top-p", type=float, default=0.95, help="nucleus top-p (default 0.95)")
-    g.add_argument("--repeat-penalty", type=float, default=1.1,
-                   help="penalty on the last 64 tokens, 1.0 = off (default 1.1)")
+    g.add_argument(
+        "--repeat-penalty",
+        type=float,
+        default=1.1,
+        help="penalty on the last 64 tokens, 1.0 = off (default 1.1)",
+    )
     g.add_argument("--seed", type=int, default=None, help="random seed, for reproducible output")
 
 
 def sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    return {"max_tokens": args.max_tokens, "temperature": args.temperature, "top_k": args.top_k,
-            "top_p": args.top_p, "repeat_penalty": args.repeat_penalty, "seed": args.seed}
+    return {
+        "max_tokens": args.max_tokens,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "repeat_penalty": args.repeat_penalty,
+        "seed": args.seed,
+    }
 
 
 def _speed_report(model: Any, elapsed_load: float | None = None) -> str:
@@ -96,8 +164,11 @@ def _speed_report(model: Any, elapsed_load: float | None = None) -> str:
     pp = new / st.prompt_seconds if st.prompt_seconds > 0 else 0.0
     tg = st.generated_tokens / st.generate_seconds if st.generate_seconds > 0 else 0.0
     parts = [] if elapsed_load is None else [f"load {elapsed_load:.2f} s"]
-    parts += [f"prompt {st.prompt_tokens} tokens ({st.cached_tokens} cached) at {pp:.1f} tok/s",
-              f"generated {st.generated_tokens} tokens at {tg:.1f} tok/s", f"stop: {st.stop_reason or 'n/a'}"]
+    parts += [
+        f"prompt {st.prompt_tokens} tokens ({st.cached_tokens} cached) at {pp:.1f} tok/s",
+        f"generated {st.generated_tokens} tokens at {tg:.1f} tok/s",
+        f"stop: {st.stop_reason or 'n/a'}",
+    ]
     return "; ".join(parts)
 
 
@@ -133,8 +204,11 @@ def cmd_chat(args: argparse.Namespace) -> int:
     history: list[Turn] = []
     interactive = sys.stdin.isatty()
     if interactive:
-        print("Chat with the model in the Airoboros template. /reset forgets the conversation, /quit "
-              "(or Ctrl-D) leaves, Ctrl-C stops an answer.", file=sys.stderr)
+        print(
+            "Chat with the model in the Airoboros template. /reset forgets the conversation, /quit "
+            "(or Ctrl-D) leaves, Ctrl-C stops an answer.",
+            file=sys.stderr,
+        )
     while True:
         try:
             if interactive:
@@ -181,22 +255,28 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
-        "generate", help="generate text from a prompt (llama.cpp-style flags)",
+        "generate",
+        help="generate text from a prompt (llama.cpp-style flags)",
         description="Stream a continuation of PROMPT, then print load time and prompt/generation speed "
-        "on stderr. With --chat the prompt is wrapped in the Airoboros chat template.")
+        "on stderr. With --chat the prompt is wrapped in the Airoboros chat template.",
+    )
     add_model_args(p)
     p.add_argument("-p", "--prompt", help="the prompt text")
     p.add_argument("-f", "--file", help="read the prompt from a file")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt in the Airoboros chat template")
+    p.add_argument(
+        "--chat", action="store_true", help="wrap the prompt in the Airoboros chat template"
+    )
     p.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the generated text")
     add_sampling_args(p, temperature=0.8)
     p.set_defaults(handler=cmd_generate)
 
     p = sub.add_parser(
-        "chat", help="interactive chat in the Airoboros template",
+        "chat",
+        help="interactive chat in the Airoboros template",
         description="Chat with the model. The conversation is kept as history (oldest turns are dropped when "
-        "the context fills). Commands: /reset, /quit. Ctrl-C stops the current answer, not the chat.")
+        "the context fills). Commands: /reset, /quit. Ctrl-C stops the current answer, not the chat.",
+    )
     add_model_args(p)
     add_sampling_args(p)
     p.set_defaults(handler=cmd_chat)

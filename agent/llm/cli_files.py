@@ -16,27 +16,45 @@ from agent.errors import AgentError
 
 def register_file_commands(sub: Any) -> None:
     p = sub.add_parser(
-        "info", help="show what a model file holds",
+        "info",
+        help="show what a model file holds",
         description="Show a GGML/GGUF model file's format, hyperparameters, file type, tensor types, "
-        "vocab size and size, without loading the weights.")
+        "vocab size and size, without loading the weights.",
+    )
     p.add_argument("model", metavar="MODEL", help="GGUF or GGML (ggml/ggmf/ggjt) file")
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
     p.set_defaults(handler=run_info)
 
     p = sub.add_parser(
-        "convert", help="convert a GGML v3 .bin model to GGUF",
+        "convert",
+        help="convert a GGML v3 .bin model to GGUF",
         description="Convert a GGML-era model (ggjt v3, or older containers with f32/f16 tensors) to "
         "GGUF v3. Tensors are copied byte for byte; what GGML files do not store is set from the "
-        "options below (Llama-2 defaults).")
+        "options below (Llama-2 defaults).",
+    )
     p.add_argument("src", metavar="OLD", help="input GGML file, e.g. model.ggmlv3.q4_K_M.bin")
     p.add_argument("dst", metavar="NEW", help="output GGUF file")
     p.add_argument("--name", help="general.name (default: the input file's name)")
-    p.add_argument("--context-length", type=int, default=4096, help="training context length (default 4096)")
-    p.add_argument("--eps", type=float, default=1e-5, help="RMSNorm epsilon (default 1e-5, Llama-2)")
-    p.add_argument("--n-gqa", "-gqa", dest="n_gqa", type=int, default=None,
-                   help="grouped-query factor (default: inferred from attention.wk's shape; 8 for 70B)")
-    p.add_argument("--rope-freq-base", type=float, default=10000.0, help="RoPE base (default 10000)")
-    p.add_argument("--rope-freq-scale", type=float, default=1.0, help="RoPE linear scale (default 1.0)")
+    p.add_argument(
+        "--context-length", type=int, default=4096, help="training context length (default 4096)"
+    )
+    p.add_argument(
+        "--eps", type=float, default=1e-5, help="RMSNorm epsilon (default 1e-5, Llama-2)"
+    )
+    p.add_argument(
+        "--n-gqa",
+        "-gqa",
+        dest="n_gqa",
+        type=int,
+        default=None,
+        help="grouped-query factor (default: inferred from attention.wk's shape; 8 for 70B)",
+    )
+    p.add_argument(
+        "--rope-freq-base", type=float, default=10000.0, help="RoPE base (default 10000)"
+    )
+    p.add_argument(
+        "--rope-freq-scale", type=float, default=1.0, help="RoPE linear scale (default 1.0)"
+    )
     p.add_argument("--force", action="store_true", help="overwrite NEW if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=run_convert)
@@ -64,8 +82,11 @@ def file_summary(path: str | Path) -> dict[str, Any]:
 
     mf = open_model_file(path)
     summary: dict[str, Any] = {
-        "path": str(mf.path), "format": mf.format, "container": mf.format.split("-v")[0],
-        "version": int(mf.format.split("-v")[1]) if "-v" in mf.format else 0, "file_size": mf.file_size,
+        "path": str(mf.path),
+        "format": mf.format,
+        "container": mf.format.split("-v")[0],
+        "version": int(mf.format.split("-v")[1]) if "-v" in mf.format else 0,
+        "file_size": mf.file_size,
         "n_tensors": len(mf.tensors),
         "tensor_types": dict(sorted(Counter(t.type_name for t in mf.tensors.values()).items())),
         "tensor_bytes": sum(t.nbytes for t in mf.tensors.values()),
@@ -74,7 +95,11 @@ def file_summary(path: str | Path) -> dict[str, Any]:
     }
     try:
         info = model_info(mf)
-    except (AgentError, ValueError, TypeError) as exc:  # e.g. a vocab-only file without llama.* keys
+    except (
+        AgentError,
+        ValueError,
+        TypeError,
+    ) as exc:  # e.g. a vocab-only file without llama.* keys
         summary["hparams_error"] = str(exc)
     else:
         d = info.as_dict()
@@ -82,8 +107,11 @@ def file_summary(path: str | Path) -> dict[str, Any]:
             d.pop(k)
         summary["hparams"] = d
     # Small metadata values only: the vocab arrays would drown everything else.
-    summary["metadata"] = {k: _plain(v) for k, v in mf.metadata.items()
-                           if not (hasattr(v, "__len__") and not isinstance(v, str) and len(v) > 16)}
+    summary["metadata"] = {
+        k: _plain(v)
+        for k, v in mf.metadata.items()
+        if not (hasattr(v, "__len__") and not isinstance(v, str) and len(v) > 16)
+    }
     return summary
 
 
@@ -96,8 +124,12 @@ def _size(n: int) -> str:
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    lines = [f"file          {s['path']}", f"size          {_size(s['file_size'])} ({s['file_size']:,} bytes)",
-             f"format        {s['container']} v{s['version']}" + (" (unversioned)" if not s["version"] else "")]
+    lines = [
+        f"file          {s['path']}",
+        f"size          {_size(s['file_size'])} ({s['file_size']:,} bytes)",
+        f"format        {s['container']} v{s['version']}"
+        + (" (unversioned)" if not s["version"] else ""),
+    ]
     hp = s.get("hparams")
     if hp:
         lines += [
@@ -113,12 +145,16 @@ def format_summary(s: dict[str, Any]) -> str:
             f"rope          base {hp['rope_freq_base']:g}, scale {hp['rope_freq_scale']:g}",
         ]
         if s["container"] != "gguf":
-            lines.append("              (GGML files store no n_head_kv, n_ff, eps, context or RoPE settings: "
-                         "n_head_kv and n_ff come from tensor shapes, the rest are Llama-2 defaults)")
+            lines.append(
+                "              (GGML files store no n_head_kv, n_ff, eps, context or RoPE settings: "
+                "n_head_kv and n_ff come from tensor shapes, the rest are Llama-2 defaults)"
+            )
     else:
         lines.append(f"hparams       unavailable: {s.get('hparams_error', '?')}")
     sp = s["special_tokens"]
-    lines.append(f"vocab         {s['vocab_size']} tokens (bos {sp['bos']}, eos {sp['eos']}, unk {sp['unk']})")
+    lines.append(
+        f"vocab         {s['vocab_size']} tokens (bos {sp['bos']}, eos {sp['eos']}, unk {sp['unk']})"
+    )
     types = ", ".join(f"{k} {v}" for k, v in s["tensor_types"].items()) or "none (vocab only)"
     lines.append(f"tensors       {s['n_tensors']}: {types}; {_size(s['tensor_bytes'])} of data")
     return "\n".join(lines)
@@ -139,12 +175,26 @@ def run_convert(args: argparse.Namespace) -> int:
     dst = Path(args.dst)
     if dst.exists() and not args.force:
         raise AgentError(f"{dst} exists; pass --force to overwrite it")
-    if args.context_length <= 0 or args.eps <= 0 or args.rope_freq_base <= 0 or args.rope_freq_scale <= 0:
-        raise AgentError("--context-length, --eps, --rope-freq-base and --rope-freq-scale must be positive")
+    if (
+        args.context_length <= 0
+        or args.eps <= 0
+        or args.rope_freq_base <= 0
+        or args.rope_freq_scale <= 0
+    ):
+        raise AgentError(
+            "--context-length, --eps, --rope-freq-base and --rope-freq-scale must be positive"
+        )
     convert_ggml_to_gguf(
-        args.src, dst, name=args.name, n_gqa=args.n_gqa, n_ctx=args.context_length, rms_norm_eps=args.eps,
-        rope_freq_base=args.rope_freq_base, rope_freq_scale=args.rope_freq_scale,
-        progress=None if args.quiet else stderr_progress(f"converting {args.src}"))
+        args.src,
+        dst,
+        name=args.name,
+        n_gqa=args.n_gqa,
+        n_ctx=args.context_length,
+        rms_norm_eps=args.eps,
+        rope_freq_base=args.rope_freq_base,
+        rope_freq_scale=args.rope_freq_scale,
+        progress=None if args.quiet else stderr_progress(f"converting {args.src}"),
+    )
     if not args.quiet:
         print(f"wrote {dst}", file=sys.stderr)
     return 0

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -43,8 +43,9 @@ class LlamaHParams:
     rope_freq_scale: float = 1.0
 
 
-def add_llama_keys(w: GGUFWriter, hp: LlamaHParams, *, name: str, file_type: int,
-                   description: str | None = None) -> None:
+def add_llama_keys(
+    w: GGUFWriter, hp: LlamaHParams, *, name: str, file_type: int, description: str | None = None
+) -> None:
     """The general.* and llama.* keys llama.cpp reads, with the types gguf-py writes."""
     w.add("general.architecture", "llama")
     w.add("general.name", name)
@@ -80,9 +81,11 @@ def add_vocab_keys(w: GGUFWriter, vocab: Vocab) -> None:
 
 def tensor_chunks(t: TensorInfo, chunk: int = COPY_CHUNK) -> Callable[[], Iterator[np.ndarray]]:
     """Lazy pieces of a mapped tensor's bytes (nothing is read until the writer asks)."""
+
     def gen() -> Iterator[np.ndarray]:
         for start in range(0, t.nbytes, chunk):
-            yield t.data[start:start + chunk]
+            yield t.data[start : start + chunk]
+
     return gen
 
 
@@ -98,42 +101,73 @@ def stderr_progress(label: str, min_bytes: int = 64 << 20) -> Callable[[int, int
             return
         state["last"] = now
         end = "\n" if done >= total else ""
-        print(f"\r{label}: {done / 2**20:,.0f} / {total / 2**20:,.0f} MiB ({100 * done / total:.0f}%)",
-              end=end, file=sys.stderr, flush=True)
+        print(
+            f"\r{label}: {done / 2**20:,.0f} / {total / 2**20:,.0f} MiB ({100 * done / total:.0f}%)",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
     return report
 
 
-def ggml_hparams(mf: ModelFile, *, n_gqa: int | None = None, n_ctx: int = LLAMA2_CONTEXT,
-                 rms_norm_eps: float = LLAMA2_RMS_EPS, rope_freq_base: float = ROPE_FREQ_BASE,
-                 rope_freq_scale: float = 1.0) -> LlamaHParams:
+def ggml_hparams(
+    mf: ModelFile,
+    *,
+    n_gqa: int | None = None,
+    n_ctx: int = LLAMA2_CONTEXT,
+    rms_norm_eps: float = LLAMA2_RMS_EPS,
+    rope_freq_base: float = ROPE_FREQ_BASE,
+    rope_freq_scale: float = 1.0,
+) -> LlamaHParams:
     """Hyperparameters of a GGML file: stored, inferred from shapes, or the Llama-2 defaults."""
     md = mf.metadata
     n_embd, n_head = int(md["llama.embedding_length"]), int(md["llama.attention.head_count"])
     inferred_kv = md.get("llama.attention.head_count_kv")
     if n_gqa is not None:
         if n_gqa <= 0 or n_head % n_gqa:
-            raise ModelFormatError(f"{mf.path}: --n-gqa {n_gqa} does not divide the {n_head} attention heads")
+            raise ModelFormatError(
+                f"{mf.path}: --n-gqa {n_gqa} does not divide the {n_head} attention heads"
+            )
         n_head_kv = n_head // n_gqa
         if inferred_kv is not None and inferred_kv != n_head_kv:
             raise ModelFormatError(
                 f"{mf.path}: --n-gqa {n_gqa} means {n_head_kv} KV heads, but attention.wk's shape "
-                f"says {inferred_kv}; leave --n-gqa out to use the shape")
+                f"says {inferred_kv}; leave --n-gqa out to use the shape"
+            )
     else:
         n_head_kv = int(inferred_kv) if inferred_kv is not None else n_head
     if "llama.feed_forward_length" not in md:
-        raise ModelFormatError(f"{mf.path}: no layers.0.feed_forward.w1.weight tensor to take n_ff from; "
-                               "is this a Llama model?")
+        raise ModelFormatError(
+            f"{mf.path}: no layers.0.feed_forward.w1.weight tensor to take n_ff from; "
+            "is this a Llama model?"
+        )
     return LlamaHParams(
-        n_vocab=len(mf.vocab), n_embd=n_embd, n_layer=int(md["llama.block_count"]), n_head=n_head,
-        n_head_kv=n_head_kv, n_ff=int(md["llama.feed_forward_length"]), n_ctx=n_ctx,
-        rms_norm_eps=rms_norm_eps, rope_freq_base=rope_freq_base, rope_freq_scale=rope_freq_scale)
+        n_vocab=len(mf.vocab),
+        n_embd=n_embd,
+        n_layer=int(md["llama.block_count"]),
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        n_ff=int(md["llama.feed_forward_length"]),
+        n_ctx=n_ctx,
+        rms_norm_eps=rms_norm_eps,
+        rope_freq_base=rope_freq_base,
+        rope_freq_scale=rope_freq_scale,
+    )
 
 
-def convert_ggml_to_gguf(src: str | Path, dst: str | Path, *, name: str | None = None,
-                         n_gqa: int | None = None, n_ctx: int = LLAMA2_CONTEXT,
-                         rms_norm_eps: float = LLAMA2_RMS_EPS, rope_freq_base: float = ROPE_FREQ_BASE,
-                         rope_freq_scale: float = 1.0,
-                         progress: Callable[[int, int], None] | None = None) -> Path:
+def convert_ggml_to_gguf(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    name: str | None = None,
+    n_gqa: int | None = None,
+    n_ctx: int = LLAMA2_CONTEXT,
+    rms_norm_eps: float = LLAMA2_RMS_EPS,
+    rope_freq_base: float = ROPE_FREQ_BASE,
+    rope_freq_scale: float = 1.0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """Write ``dst`` (GGUF v3) from the GGML-era file ``src``; returns ``dst``."""
     from agent.llm.files import open_model_file
 
@@ -143,11 +177,22 @@ def convert_ggml_to_gguf(src: str | Path, dst: str | Path, *, name: str | None =
     mf = open_model_file(src)
     if mf.format.startswith("gguf"):
         raise ModelFormatError(f"{src}: already a GGUF file ({mf.format}); nothing to convert")
-    hp = ggml_hparams(mf, n_gqa=n_gqa, n_ctx=n_ctx, rms_norm_eps=rms_norm_eps,
-                      rope_freq_base=rope_freq_base, rope_freq_scale=rope_freq_scale)
+    hp = ggml_hparams(
+        mf,
+        n_gqa=n_gqa,
+        n_ctx=n_ctx,
+        rms_norm_eps=rms_norm_eps,
+        rope_freq_base=rope_freq_base,
+        rope_freq_scale=rope_freq_scale,
+    )
     w = GGUFWriter(dst, progress=progress)
-    add_llama_keys(w, hp, name=name or str(mf.metadata.get("general.name", src.stem)), file_type=int(mf.metadata["general.file_type"]),
-                   description=f"converted from {mf.format} file {src.name}")
+    add_llama_keys(
+        w,
+        hp,
+        name=name or str(mf.metadata.get("general.name", src.stem)),
+        file_type=int(mf.metadata["general.file_type"]),
+        description=f"converted from {mf.format} file {src.name}",
+    )
     add_vocab_keys(w, mf.vocab)
     for t in mf.tensors.values():
         w.add_tensor(t.name, tensor_chunks(t), shape=t.shape, type=t.type)

@@ -14,20 +14,38 @@ import numpy as np
 
 from agent.errors import ModelFormatError
 from agent.llm.ggml_types import GGMLType, type_name
-from agent.llm.modelfile import (TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, ByteReader,
-                                 ModelFile, TensorInfo, Vocab, check_llama_shapes, map_file, tensor_view)
+from agent.llm.modelfile import (
+    TOKEN_BYTE,
+    TOKEN_CONTROL,
+    TOKEN_NORMAL,
+    TOKEN_UNKNOWN,
+    ByteReader,
+    ModelFile,
+    TensorInfo,
+    Vocab,
+    check_llama_shapes,
+    map_file,
+    tensor_view,
+)
 
 MAGICS = {0x67676D6C: "ggml", 0x67676D66: "ggmf", 0x67676A74: "ggjt"}
 UNK_TEXT = b" \xe2\x81\x87 "  # convert.py stores <unk> as " ⁇ "
 
 # GGML tensor names -> GGUF names (layer tensors carry "layers.{i}." / "blk.{i}.").
-GLOBAL_NAMES = {"tok_embeddings.weight": "token_embd.weight", "norm.weight": "output_norm.weight",
-                "output.weight": "output.weight"}
+GLOBAL_NAMES = {
+    "tok_embeddings.weight": "token_embd.weight",
+    "norm.weight": "output_norm.weight",
+    "output.weight": "output.weight",
+}
 LAYER_NAMES = {
-    "attention_norm.weight": "attn_norm.weight", "attention.wq.weight": "attn_q.weight",
-    "attention.wk.weight": "attn_k.weight", "attention.wv.weight": "attn_v.weight",
-    "attention.wo.weight": "attn_output.weight", "ffn_norm.weight": "ffn_norm.weight",
-    "feed_forward.w1.weight": "ffn_gate.weight", "feed_forward.w2.weight": "ffn_down.weight",
+    "attention_norm.weight": "attn_norm.weight",
+    "attention.wq.weight": "attn_q.weight",
+    "attention.wk.weight": "attn_k.weight",
+    "attention.wv.weight": "attn_v.weight",
+    "attention.wo.weight": "attn_output.weight",
+    "ffn_norm.weight": "ffn_norm.weight",
+    "feed_forward.w1.weight": "ffn_gate.weight",
+    "feed_forward.w2.weight": "ffn_down.weight",
     "feed_forward.w3.weight": "ffn_up.weight",
 }
 
@@ -58,16 +76,28 @@ def read_ggml(path: str | Path) -> ModelFile:
     r = ByteReader(path, buf)
     magic = r.u32("magic")
     if magic not in MAGICS:
-        raise ModelFormatError(f"{path}: unknown magic 0x{magic:08x}; expected a GGML (ggml/ggmf/ggjt) or GGUF file")
+        raise ModelFormatError(
+            f"{path}: unknown magic 0x{magic:08x}; expected a GGML (ggml/ggmf/ggjt) or GGUF file"
+        )
     kind = MAGICS[magic]
     version = 0 if kind == "ggml" else r.u32("format version")
     if (kind == "ggmf" and version != 1) or (kind == "ggjt" and version not in (1, 2, 3)):
-        raise ModelFormatError(f"{path}: unsupported {kind} version {version} (readable: ggmf v1, ggjt v1-v3)")
+        raise ModelFormatError(
+            f"{path}: unsupported {kind} version {version} (readable: ggmf v1, ggjt v1-v3)"
+        )
     fmt = kind if kind == "ggml" else f"{kind}-v{version}"
     n_vocab, n_embd, n_mult, n_head, n_layer, n_rot, ftype = r.unpack("7I", "hyperparameters")
-    if not (0 < n_vocab < 1 << 20 and 0 < n_embd < 1 << 20 and 0 < n_head <= n_embd and 0 < n_layer < 1024):
-        raise r.fail(f"implausible hyperparameters (n_vocab {n_vocab}, n_embd {n_embd}, n_head {n_head}, "
-                     f"n_layer {n_layer})", "the file is corrupt or not a Llama model")
+    if not (
+        0 < n_vocab < 1 << 20
+        and 0 < n_embd < 1 << 20
+        and 0 < n_head <= n_embd
+        and 0 < n_layer < 1024
+    ):
+        raise r.fail(
+            f"implausible hyperparameters (n_vocab {n_vocab}, n_embd {n_embd}, n_head {n_head}, "
+            f"n_layer {n_layer})",
+            "the file is corrupt or not a Llama model",
+        )
     ftype %= 1000  # some writers packed the quantization version as ftype // 1000
 
     tokens, scores, types = [], np.zeros(n_vocab, np.float32), np.zeros(n_vocab, np.int32)
@@ -86,7 +116,10 @@ def read_ggml(path: str | Path) -> ModelFile:
     while r.pos < r.size:
         n_dims, name_len, ttype = r.unpack("3I", "tensor header")
         if not 1 <= n_dims <= 4 or name_len > 1024:
-            raise r.fail(f"bad tensor header (n_dims {n_dims}, name length {name_len})", "the file is corrupt")
+            raise r.fail(
+                f"bad tensor header (n_dims {n_dims}, name length {name_len})",
+                "the file is corrupt",
+            )
         ne = r.unpack(f"{n_dims}I", "tensor shape")
         name = r.raw(name_len, "tensor name").decode("utf-8", errors="replace")
         if kind == "ggjt":
@@ -102,7 +135,8 @@ def read_ggml(path: str | Path) -> ModelFile:
             raise ModelFormatError(
                 f"{path}: tensor {name!r} uses the old {type_name(ttype)} block layout of {fmt} files, which "
                 "this engine does not decode; re-quantize the model with llama.cpp of June-August 2023 "
-                "(ggjt v3) or convert it to GGUF")
+                "(ggjt v3) or convert it to GGUF"
+            )
         info = tensor_view(r, gguf_tensor_name(name), ttype, tuple(reversed(ne)), r.pos)
         if info.name in tensors:
             raise ModelFormatError(f"{path}: tensor {name!r} appears twice; the file is corrupt")
@@ -115,21 +149,36 @@ def read_ggml(path: str | Path) -> ModelFile:
     return mf
 
 
-def derived_metadata(path: Path, tensors: dict[str, TensorInfo], n_vocab: int, n_embd: int, n_head: int,
-                     n_layer: int, n_rot: int, ftype: int) -> dict[str, Any]:
+def derived_metadata(
+    path: Path,
+    tensors: dict[str, TensorInfo],
+    n_vocab: int,
+    n_embd: int,
+    n_head: int,
+    n_layer: int,
+    n_rot: int,
+    ftype: int,
+) -> dict[str, Any]:
     """GGUF-style llama.* keys for a GGML file: stored values, plus what the shapes imply."""
     md: dict[str, Any] = {
-        "general.architecture": "llama", "general.name": path.stem, "general.file_type": ftype,
-        "llama.vocab_size": n_vocab, "llama.embedding_length": n_embd, "llama.block_count": n_layer,
-        "llama.attention.head_count": n_head, "llama.rope.dimension_count": n_rot,
+        "general.architecture": "llama",
+        "general.name": path.stem,
+        "general.file_type": ftype,
+        "llama.vocab_size": n_vocab,
+        "llama.embedding_length": n_embd,
+        "llama.block_count": n_layer,
+        "llama.attention.head_count": n_head,
+        "llama.rope.dimension_count": n_rot,
     }
     head_dim = n_embd // n_head
     wk = tensors.get("blk.0.attn_k.weight")
     if wk is not None:
         n_embd_kv = wk.shape[0]
         if n_embd_kv % head_dim or n_head % (n_embd_kv // head_dim):
-            raise ModelFormatError(f"{path}: attention.wk has {n_embd_kv} rows, which does not fit "
-                                   f"{n_head} heads of size {head_dim}")
+            raise ModelFormatError(
+                f"{path}: attention.wk has {n_embd_kv} rows, which does not fit "
+                f"{n_head} heads of size {head_dim}"
+            )
         md["llama.attention.head_count_kv"] = n_embd_kv // head_dim
     w1 = tensors.get("blk.0.ffn_gate.weight")
     if w1 is not None:

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from agent.llm.ggml import GLOBAL_NAMES, LAYER_NAMES, UNK_TEXT
 from agent.llm.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
-from agent.llm.gguf_writer import PendingTensor, TensorSource, WriterError, float_tensor_bytes, write_tensor_data
+from agent.llm.gguf_writer import (
+    PendingTensor,
+    TensorSource,
+    WriterError,
+    float_tensor_bytes,
+    write_tensor_data,
+)
 from agent.llm.modelfile import TOKEN_BYTE, TOKEN_CONTROL, TOKEN_UNKNOWN, Vocab
 
 MAGICS = {"ggml": 0x67676D6C, "ggmf": 0x67676D66, "ggjt": 0x67676A74}
@@ -54,7 +60,12 @@ def spm_to_ggml_piece(piece: str, token_type: int) -> bytes:
         return UNK_TEXT
     if token_type == TOKEN_CONTROL:
         return b""
-    if token_type == TOKEN_BYTE and len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
+    if (
+        token_type == TOKEN_BYTE
+        and len(piece) == 6
+        and piece.startswith("<0x")
+        and piece.endswith(">")
+    ):
         return bytes([int(piece[3:5], 16)])
     return piece.replace("\u2581", " ").encode("utf-8")
 
@@ -70,8 +81,15 @@ def find_n_mult(n_ff: int, n_embd: int) -> int:
 class GGMLWriter:
     """Header, vocab, then tensor records (with 32-byte alignment in ggjt) streamed to disk."""
 
-    def __init__(self, path: str | Path, hparams: GGMLHParams, *, kind: str = "ggjt", version: int = 3,
-                 progress: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        hparams: GGMLHParams,
+        *,
+        kind: str = "ggjt",
+        version: int = 3,
+        progress: Callable[[int, int], None] | None = None,
+    ):
         if kind not in MAGICS:
             raise WriterError(f"unknown GGML container {kind!r} (ggml, ggmf, ggjt)")
         if (kind == "ggmf" and version != 1) or (kind == "ggjt" and version not in (1, 2, 3)):
@@ -85,34 +103,48 @@ class GGMLWriter:
         self._tensors: dict[str, PendingTensor] = {}
 
     def set_vocab(self, vocab: Vocab) -> None:
-        self._vocab = [(spm_to_ggml_piece(tok, int(tt)), float(sc))
-                       for tok, sc, tt in zip(vocab.tokens, vocab.scores, vocab.types)]
+        self._vocab = [
+            (spm_to_ggml_piece(tok, int(tt)), float(sc))
+            for tok, sc, tt in zip(vocab.tokens, vocab.scores, vocab.types, strict=False)
+        ]
 
     def set_raw_vocab(self, entries: list[tuple[bytes, float]]) -> None:
         self._vocab = list(entries)
 
-    def add_tensor(self, name: str, data: TensorSource, *, shape: tuple[int, ...], type: int) -> None:
+    def add_tensor(
+        self, name: str, data: TensorSource, *, shape: tuple[int, ...], type: int
+    ) -> None:
         """``name`` in GGUF or GGML spelling; ``shape`` numpy order; ``data`` as for GGUFWriter."""
         name = ggml_tensor_name(name)
         if name in self._tensors:
             raise WriterError(f"tensor {name!r} added twice")
         if GGMLType(type) not in LAYOUTS:
-            raise WriterError(f"tensor {name!r}: type {type_name(type)} cannot be stored in a model file")
+            raise WriterError(
+                f"tensor {name!r}: type {type_name(type)} cannot be stored in a model file"
+            )
         shape = tuple(int(d) for d in shape)
         if shape[-1] % LAYOUTS[GGMLType(type)].block_size:
-            raise WriterError(f"tensor {name!r}: row length {shape[-1]} does not fit {type_name(type)} blocks")
+            raise WriterError(
+                f"tensor {name!r}: row length {shape[-1]} does not fit {type_name(type)} blocks"
+            )
         if isinstance(data, np.ndarray) and data.dtype != np.uint8:
             data = float_tensor_bytes(name, data, int(type))
-        self._tensors[name] = PendingTensor(name, shape, int(type), tensor_nbytes(type, shape), data)
+        self._tensors[name] = PendingTensor(
+            name, shape, int(type), tensor_nbytes(type, shape), data
+        )
 
     def write(self) -> int:
         if len(self._vocab) != self.hparams.n_vocab:
-            raise WriterError(f"the vocab has {len(self._vocab)} entries but n_vocab is {self.hparams.n_vocab}")
+            raise WriterError(
+                f"the vocab has {len(self._vocab)} entries but n_vocab is {self.hparams.n_vocab}"
+            )
         h = self.hparams
         head = struct.pack("<I", MAGICS[self.kind])
         if self.kind != "ggml":  # unversioned files have no version field
             head += struct.pack("<I", self.version)
-        head += struct.pack("<7I", h.n_vocab, h.n_embd, h.n_mult, h.n_head, h.n_layer, h.n_rot, h.ftype)
+        head += struct.pack(
+            "<7I", h.n_vocab, h.n_embd, h.n_mult, h.n_head, h.n_layer, h.n_rot, h.ftype
+        )
         vocab = []
         for text, score in self._vocab:
             vocab.append(struct.pack("<I", len(text)) + text)
@@ -128,7 +160,9 @@ class GGMLWriter:
                     ne = t.shape[::-1]
                     name = t.name.encode("utf-8")
                     f.write(struct.pack(f"<3I{len(ne)}I", len(ne), len(name), t.type, *ne) + name)
-                    if self.kind == "ggjt":  # data starts at a multiple of 32 of the absolute offset
+                    if (
+                        self.kind == "ggjt"
+                    ):  # data starts at a multiple of 32 of the absolute offset
                         f.write(b"\0" * (-f.tell() % 32))
                     done = write_tensor_data(f, t, done, total, self.progress)
                 size = f.tell()

@@ -8,20 +8,39 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
-from agent.llm.modelfile import (TOKEN_NORMAL, ByteReader, ModelFile, TensorInfo, Vocab, check_llama_shapes,
-                                 check_metadata_types, map_file, tensor_view)
+from agent.llm.modelfile import (
+    TOKEN_NORMAL,
+    ByteReader,
+    ModelFile,
+    TensorInfo,
+    Vocab,
+    check_llama_shapes,
+    check_metadata_types,
+    map_file,
+    tensor_view,
+)
 
 GGUF_MAGIC = b"GGUF"
 
 # value type id -> (struct code, name); 8 STRING and 9 ARRAY are handled apart.
 SCALAR_TYPES: dict[int, tuple[str, str]] = {
-    0: ("B", "UINT8"), 1: ("b", "INT8"), 2: ("H", "UINT16"), 3: ("h", "INT16"),
-    4: ("I", "UINT32"), 5: ("i", "INT32"), 6: ("f", "FLOAT32"), 7: ("?", "BOOL"),
-    10: ("Q", "UINT64"), 11: ("q", "INT64"), 12: ("d", "FLOAT64"),
+    0: ("B", "UINT8"),
+    1: ("b", "INT8"),
+    2: ("H", "UINT16"),
+    3: ("h", "INT16"),
+    4: ("I", "UINT32"),
+    5: ("i", "INT32"),
+    6: ("f", "FLOAT32"),
+    7: ("?", "BOOL"),
+    10: ("Q", "UINT64"),
+    11: ("q", "INT64"),
+    12: ("d", "FLOAT64"),
 }
 STRING, ARRAY = 8, 9
 MAX_STRING = 1 << 30  # sanity bound: a longer string means a corrupt length field
-MAX_NESTING = 8  # arrays of arrays deeper than this mean a corrupt file (and would exhaust the stack)
+MAX_NESTING = (
+    8  # arrays of arrays deeper than this mean a corrupt file (and would exhaust the stack)
+)
 
 
 class _GGUFReader(ByteReader):
@@ -46,7 +65,9 @@ class _GGUFReader(ByteReader):
             return self.string(what)
         if vtype == ARRAY:
             if depth > MAX_NESTING:
-                raise self.fail(f"{what} nests arrays more than {MAX_NESTING} deep", "the file is corrupt")
+                raise self.fail(
+                    f"{what} nests arrays more than {MAX_NESTING} deep", "the file is corrupt"
+                )
             etype = self.u32(f"element type of {what}")
             n = self.count(f"length of {what}")
             if etype in SCALAR_TYPES and etype != 7:
@@ -59,8 +80,10 @@ class _GGUFReader(ByteReader):
             if n > self.size:  # each element takes at least one byte
                 raise self.fail(f"{what} claims {n} elements", "the file is corrupt")
             return [self.value(etype, f"{what}[{i}]", depth + 1) for i in range(n)]
-        raise self.fail(f"unknown metadata value type {vtype} in {what}",
-                        "the file is corrupt or from a newer GGUF version")
+        raise self.fail(
+            f"unknown metadata value type {vtype} in {what}",
+            "the file is corrupt or from a newer GGUF version",
+        )
 
 
 def read_gguf(path: str | Path) -> ModelFile:
@@ -70,14 +93,19 @@ def read_gguf(path: str | Path) -> ModelFile:
         raise ModelFormatError(f"{path}: not a GGUF file (magic {bytes(buf[:4])!r})")
     version = int(buf[4:8].view("<u4")[0])
     if version not in (1, 2, 3):
-        hint = "big-endian GGUF files are not supported" if version >= 1 << 16 else \
-            "this engine reads GGUF v1-v3"
+        hint = (
+            "big-endian GGUF files are not supported"
+            if version >= 1 << 16
+            else "this engine reads GGUF v1-v3"
+        )
         raise ModelFormatError(f"{path}: unsupported GGUF version {version}; {hint}")
     r = _GGUFReader(path, buf, version)
     n_tensors = r.count("tensor count")
     n_kv = r.count("metadata count")
     if n_tensors > r.size or n_kv > r.size:
-        raise r.fail(f"implausible counts ({n_tensors} tensors, {n_kv} metadata keys)", "the file is corrupt")
+        raise r.fail(
+            f"implausible counts ({n_tensors} tensors, {n_kv} metadata keys)", "the file is corrupt"
+        )
     metadata: dict[str, Any] = {}
     for i in range(n_kv):
         key = r.string(f"metadata key #{i}")
@@ -91,7 +119,9 @@ def read_gguf(path: str | Path) -> ModelFile:
         name = r.string(f"name of tensor #{i}")
         n_dims = r.u32(f"dimension count of tensor {name!r}")
         if not 1 <= n_dims <= 4:
-            raise r.fail(f"tensor {name!r} has {n_dims} dimensions (expected 1-4)", "the file is corrupt")
+            raise r.fail(
+                f"tensor {name!r} has {n_dims} dimensions (expected 1-4)", "the file is corrupt"
+            )
         ne = [r.count(f"shape of tensor {name!r}") for _ in range(n_dims)]
         ttype = r.u32(f"type of tensor {name!r}")
         offset = r.u64(f"data offset of tensor {name!r}")
@@ -102,16 +132,22 @@ def read_gguf(path: str | Path) -> ModelFile:
 
     alignment = int(metadata.get("general.alignment", 32))
     if alignment <= 0 or alignment % 8:
-        raise ModelFormatError(f"{path}: general.alignment is {alignment}; it must be a positive multiple of 8")
+        raise ModelFormatError(
+            f"{path}: general.alignment is {alignment}; it must be a positive multiple of 8"
+        )
     r.align(alignment)
     data_start = r.pos
     tensors: dict[str, TensorInfo] = {}
     for name, ttype, shape, offset in infos:
         if offset % alignment:
-            raise ModelFormatError(f"{path}: tensor {name!r} data offset {offset} is not aligned to {alignment}")
+            raise ModelFormatError(
+                f"{path}: tensor {name!r} data offset {offset} is not aligned to {alignment}"
+            )
         tensors[name] = tensor_view(r, name, ttype, shape, data_start + offset)
     check_no_overlap(path, tensors)
-    mf = ModelFile(path, f"gguf-v{version}", metadata, tensors, gguf_vocab(path, metadata), len(buf), mm)
+    mf = ModelFile(
+        path, f"gguf-v{version}", metadata, tensors, gguf_vocab(path, metadata), len(buf), mm
+    )
     check_llama_shapes(mf)
     return mf
 
@@ -119,37 +155,51 @@ def read_gguf(path: str | Path) -> ModelFile:
 def check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:
     """Tensor data regions must not overlap (a wrong shape or offset makes two tensors share bytes)."""
     spans = sorted((t.offset, t.offset + t.nbytes, t.name) for t in tensors.values())
-    for (_, end, a), (start, _, b) in zip(spans, spans[1:]):
+    for (_, end, a), (start, _, b) in zip(spans, spans[1:], strict=False):
         if start < end:
-            raise ModelFormatError(f"{path}: the data of tensor {a!r} (ending at offset {end}) overlaps tensor "
-                                   f"{b!r} (starting at {start}); a shape or offset is wrong, the file is corrupt")
+            raise ModelFormatError(
+                f"{path}: the data of tensor {a!r} (ending at offset {end}) overlaps tensor "
+                f"{b!r} (starting at {start}); a shape or offset is wrong, the file is corrupt"
+            )
 
 
 def gguf_vocab(path: Path, md: dict[str, Any]) -> Vocab:
     tokens = md.get("tokenizer.ggml.tokens")
     if not isinstance(tokens, list) or not tokens:
-        raise ModelFormatError(f"{path}: no tokenizer.ggml.tokens array; the file has no vocabulary")
+        raise ModelFormatError(
+            f"{path}: no tokenizer.ggml.tokens array; the file has no vocabulary"
+        )
     if not all(isinstance(t, str) for t in tokens):
-        raise ModelFormatError(f"{path}: tokenizer.ggml.tokens must be an array of strings; the file is corrupt")
+        raise ModelFormatError(
+            f"{path}: tokenizer.ggml.tokens must be an array of strings; the file is corrupt"
+        )
     for key, kinds in (("tokenizer.ggml.scores", "fiu"), ("tokenizer.ggml.token_type", "iu")):
         if key in md and not (isinstance(md[key], np.ndarray) and md[key].dtype.kind in kinds):
             raise ModelFormatError(f"{path}: {key} must be a numeric array; the file is corrupt")
     model = md.get("tokenizer.ggml.model", "llama")
     if model != "llama":
         raise ModelFormatError(
-            f"{path}: tokenizer model {model!r} is not supported; this engine runs Llama (SentencePiece) models")
+            f"{path}: tokenizer model {model!r} is not supported; this engine runs Llama (SentencePiece) models"
+        )
     n = len(tokens)
     scores = np.asarray(md.get("tokenizer.ggml.scores", np.zeros(n)), dtype=np.float32)
-    types = np.asarray(md.get("tokenizer.ggml.token_type", np.full(n, TOKEN_NORMAL)), dtype=np.int32)
+    types = np.asarray(
+        md.get("tokenizer.ggml.token_type", np.full(n, TOKEN_NORMAL)), dtype=np.int32
+    )
     if len(scores) != n or len(types) != n:
         raise ModelFormatError(
-            f"{path}: vocabulary arrays disagree: {n} tokens, {len(scores)} scores, {len(types)} types")
+            f"{path}: vocabulary arrays disagree: {n} tokens, {len(scores)} scores, {len(types)} types"
+        )
     for kind in ("bos", "eos", "unknown"):
         tid = md.get(f"tokenizer.ggml.{kind}_token_id")
         if tid is not None and not 0 <= int(tid) < n:
-            raise ModelFormatError(f"{path}: tokenizer.ggml.{kind}_token_id {tid} is outside the vocab of {n} tokens")
+            raise ModelFormatError(
+                f"{path}: tokenizer.ggml.{kind}_token_id {tid} is outside the vocab of {n} tokens"
+            )
     return Vocab(
-        tokens=list(tokens), scores=scores, types=types,
+        tokens=list(tokens),
+        scores=scores,
+        types=types,
         bos_id=int(md.get("tokenizer.ggml.bos_token_id", 1)),
         eos_id=int(md.get("tokenizer.ggml.eos_token_id", 2)),
         unk_id=int(md.get("tokenizer.ggml.unknown_token_id", 0)),

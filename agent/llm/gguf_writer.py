@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -52,17 +53,31 @@ class GGUFValueType(IntEnum):
 
 
 _SCALAR_CODES: dict[GGUFValueType, str] = {
-    GGUFValueType.UINT8: "B", GGUFValueType.INT8: "b", GGUFValueType.UINT16: "H",
-    GGUFValueType.INT16: "h", GGUFValueType.UINT32: "I", GGUFValueType.INT32: "i",
-    GGUFValueType.FLOAT32: "f", GGUFValueType.BOOL: "?", GGUFValueType.UINT64: "Q",
-    GGUFValueType.INT64: "q", GGUFValueType.FLOAT64: "d",
+    GGUFValueType.UINT8: "B",
+    GGUFValueType.INT8: "b",
+    GGUFValueType.UINT16: "H",
+    GGUFValueType.INT16: "h",
+    GGUFValueType.UINT32: "I",
+    GGUFValueType.INT32: "i",
+    GGUFValueType.FLOAT32: "f",
+    GGUFValueType.BOOL: "?",
+    GGUFValueType.UINT64: "Q",
+    GGUFValueType.INT64: "q",
+    GGUFValueType.FLOAT64: "d",
 }
 _V2_TYPES = {GGUFValueType.UINT64, GGUFValueType.INT64, GGUFValueType.FLOAT64}  # added in GGUF v2
 _NUMPY_TYPES: dict[str, GGUFValueType] = {
-    "u1": GGUFValueType.UINT8, "i1": GGUFValueType.INT8, "u2": GGUFValueType.UINT16,
-    "i2": GGUFValueType.INT16, "u4": GGUFValueType.UINT32, "i4": GGUFValueType.INT32,
-    "f4": GGUFValueType.FLOAT32, "b1": GGUFValueType.BOOL, "u8": GGUFValueType.UINT64,
-    "i8": GGUFValueType.INT64, "f8": GGUFValueType.FLOAT64,
+    "u1": GGUFValueType.UINT8,
+    "i1": GGUFValueType.INT8,
+    "u2": GGUFValueType.UINT16,
+    "i2": GGUFValueType.INT16,
+    "u4": GGUFValueType.UINT32,
+    "i4": GGUFValueType.INT32,
+    "f4": GGUFValueType.FLOAT32,
+    "b1": GGUFValueType.BOOL,
+    "u8": GGUFValueType.UINT64,
+    "i8": GGUFValueType.INT64,
+    "f8": GGUFValueType.FLOAT64,
 }
 
 # Tensor bytes: raw bytes, an array (uint8 raw blocks, or floats for F32/F16 tensors), an iterable
@@ -100,7 +115,9 @@ def infer_type(value: Any) -> GGUFValueType:
         return GGUFValueType.STRING
     if isinstance(value, (list, tuple, np.ndarray)):
         return GGUFValueType.ARRAY
-    raise WriterError(f"cannot store a {type(value).__name__} in GGUF metadata; use int, float, bool, str or a list")
+    raise WriterError(
+        f"cannot store a {type(value).__name__} in GGUF metadata; use int, float, bool, str or a list"
+    )
 
 
 def _infer_elem_type(values: Any) -> GGUFValueType:
@@ -112,7 +129,12 @@ def _infer_elem_type(values: Any) -> GGUFValueType:
     if len(values) == 0:
         return GGUFValueType.UINT32
     kinds = {infer_type(v) for v in values}
-    if kinds <= {GGUFValueType.UINT32, GGUFValueType.INT32, GGUFValueType.UINT64, GGUFValueType.INT64}:
+    if kinds <= {
+        GGUFValueType.UINT32,
+        GGUFValueType.INT32,
+        GGUFValueType.UINT64,
+        GGUFValueType.INT64,
+    }:
         lo, hi = min(int(v) for v in values), max(int(v) for v in values)
         if lo >= 0:
             return GGUFValueType.UINT32 if hi < 1 << 32 else GGUFValueType.UINT64
@@ -125,8 +147,14 @@ def _infer_elem_type(values: Any) -> GGUFValueType:
 class GGUFWriter:
     """Collects metadata and tensor declarations, then streams the file out in one pass."""
 
-    def __init__(self, path: str | Path, *, version: int = 3, alignment: int = DEFAULT_ALIGNMENT,
-                 progress: Callable[[int, int], None] | None = None):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        version: int = 3,
+        alignment: int = DEFAULT_ALIGNMENT,
+        progress: Callable[[int, int], None] | None = None,
+    ):
         if version not in (1, 2, 3):
             raise WriterError(f"GGUF version {version} cannot be written (1, 2 or 3)")
         if alignment <= 0 or alignment % 8:
@@ -139,8 +167,14 @@ class GGUFWriter:
         self._tensors: dict[str, PendingTensor] = {}
 
     # -- metadata ------------------------------------------------------------------------------
-    def add(self, key: str, value: Any, vtype: GGUFValueType | None = None, *,
-            elem_type: GGUFValueType | None = None) -> None:
+    def add(
+        self,
+        key: str,
+        value: Any,
+        vtype: GGUFValueType | None = None,
+        *,
+        elem_type: GGUFValueType | None = None,
+    ) -> None:
         """Add one metadata key; the type is inferred unless given (see ``infer_type``)."""
         vtype = GGUFValueType(vtype) if vtype is not None else infer_type(value)
         if vtype == GGUFValueType.ARRAY and elem_type is None:
@@ -153,8 +187,15 @@ class GGUFWriter:
             raise WriterError(f"metadata {key!r}: 64-bit value types need GGUF v2 or later")
 
     # -- tensors -------------------------------------------------------------------------------
-    def add_tensor(self, name: str, data: TensorSource | None = None, *, shape: tuple[int, ...] | None = None,
-                   type: int | None = None, nbytes: int | None = None) -> None:
+    def add_tensor(
+        self,
+        name: str,
+        data: TensorSource | None = None,
+        *,
+        shape: tuple[int, ...] | None = None,
+        type: int | None = None,
+        nbytes: int | None = None,
+    ) -> None:
         """Declare a tensor. ``shape`` is numpy order (rows, row_length); for an ndarray ``data`` it
         and the type (F32/F16 from the dtype) may be left out. ``nbytes`` is only needed for types
         this project does not know (to write files that readers must reject)."""
@@ -162,27 +203,39 @@ class GGUFWriter:
             raise WriterError(f"tensor {name!r} added twice")
         if isinstance(data, np.ndarray) and shape is None:
             if data.dtype == np.uint8:
-                raise WriterError(f"tensor {name!r}: raw uint8 blocks need an explicit shape and type")
+                raise WriterError(
+                    f"tensor {name!r}: raw uint8 blocks need an explicit shape and type"
+                )
             shape = data.shape
         if type is None:
             if not isinstance(data, np.ndarray) or data.dtype not in (np.float32, np.float16):
-                raise WriterError(f"tensor {name!r}: give its type (only float arrays imply F32/F16)")
+                raise WriterError(
+                    f"tensor {name!r}: give its type (only float arrays imply F32/F16)"
+                )
             type = GGMLType.F16 if data.dtype == np.float16 else GGMLType.F32
         if shape is None or not shape or any(int(d) <= 0 for d in shape):
-            raise WriterError(f"tensor {name!r}: shape {shape} must be non-empty with positive dimensions")
+            raise WriterError(
+                f"tensor {name!r}: shape {shape} must be non-empty with positive dimensions"
+            )
         shape = tuple(int(d) for d in shape)
         if nbytes is None:
             try:
                 layout = LAYOUTS[GGMLType(type)]
             except (ValueError, KeyError):
-                raise WriterError(f"tensor {name!r}: unknown tensor type {type}; pass nbytes to write it anyway") from None
+                raise WriterError(
+                    f"tensor {name!r}: unknown tensor type {type}; pass nbytes to write it anyway"
+                ) from None
             if shape[-1] % layout.block_size:
-                raise WriterError(f"tensor {name!r}: row length {shape[-1]} is not a multiple of the "
-                                  f"{type_name(type)} block size {layout.block_size}")
+                raise WriterError(
+                    f"tensor {name!r}: row length {shape[-1]} is not a multiple of the "
+                    f"{type_name(type)} block size {layout.block_size}"
+                )
             nbytes = tensor_nbytes(type, shape)
         if isinstance(data, np.ndarray) and data.dtype != np.uint8:
             data = float_tensor_bytes(name, data, int(type))
-        self._tensors[name] = PendingTensor(name, shape, int(type), int(nbytes), data if data is not None else b"")
+        self._tensors[name] = PendingTensor(
+            name, shape, int(type), int(nbytes), data if data is not None else b""
+        )
 
     # -- output --------------------------------------------------------------------------------
     def write(self) -> int:
@@ -213,7 +266,10 @@ class GGUFWriter:
         kv = dict(self._kv)
         if self.alignment != DEFAULT_ALIGNMENT and "general.alignment" not in kv:
             kv["general.alignment"] = (GGUFValueType.UINT32, self.alignment, None)
-        out = [GGUF_MAGIC, struct.pack(f"<I{count}{count}", self.version, len(self._tensors), len(kv))]
+        out = [
+            GGUF_MAGIC,
+            struct.pack(f"<I{count}{count}", self.version, len(self._tensors), len(kv)),
+        ]
         for key, (vtype, value, elem) in kv.items():
             out.append(self._string(key))
             out.append(struct.pack("<I", vtype))
@@ -228,7 +284,9 @@ class GGUFWriter:
         data = s.encode("utf-8")
         return struct.pack("<I" if self.version == 1 else "<Q", len(data)) + data
 
-    def _value(self, key: str, vtype: GGUFValueType, value: Any, elem: GGUFValueType | None) -> bytes:
+    def _value(
+        self, key: str, vtype: GGUFValueType, value: Any, elem: GGUFValueType | None
+    ) -> bytes:
         try:
             if vtype in _SCALAR_CODES:
                 return struct.pack("<" + _SCALAR_CODES[vtype], value)
@@ -250,7 +308,9 @@ class GGUFWriter:
                     return head + b"".join(parts)
                 return head + b"".join(self._value(key, elem, v, None) for v in value)
         except (struct.error, TypeError, ValueError, OverflowError, AttributeError) as exc:
-            raise WriterError(f"metadata {key!r}: cannot store {value!r:.80} as {vtype.name}: {exc}") from None
+            raise WriterError(
+                f"metadata {key!r}: cannot store {value!r:.80} as {vtype.name}: {exc}"
+            ) from None
         raise WriterError(f"metadata {key!r}: unknown value type {vtype}")
 
 
@@ -263,27 +323,34 @@ def float_tensor_bytes(name: str, data: np.ndarray, type_id: int) -> bytes:
         return np.ascontiguousarray(data, dtype="<f4").tobytes()
     if type_id == GGMLType.F16:
         return np.ascontiguousarray(data, dtype="<f2").tobytes()
-    raise WriterError(f"tensor {name!r}: float data can only be written as F32 or F16, not "
-                      f"{type_name(type_id)}; pass the quantized blocks as uint8")
+    raise WriterError(
+        f"tensor {name!r}: float data can only be written as F32 or F16, not "
+        f"{type_name(type_id)}; pass the quantized blocks as uint8"
+    )
 
 
-def write_tensor_data(f: Any, t: PendingTensor, done: int, total: int,
-                      progress: Callable[[int, int], None] | None) -> int:
+def write_tensor_data(
+    f: Any, t: PendingTensor, done: int, total: int, progress: Callable[[int, int], None] | None
+) -> int:
     """Stream one tensor's bytes to ``f``, checking their count; returns the running byte total."""
     written = 0
     for chunk in iter_chunks(t.source):
         b = chunk_bytes(t, chunk)
         written += len(b)
         if written > t.nbytes:
-            raise WriterError(f"tensor {t.name!r}: got more than the {t.nbytes} bytes its "
-                              f"{type_name(t.type)} shape {t.shape} needs")
+            raise WriterError(
+                f"tensor {t.name!r}: got more than the {t.nbytes} bytes its "
+                f"{type_name(t.type)} shape {t.shape} needs"
+            )
         f.write(b)
         done += len(b)
         if progress:
             progress(done, total)
     if written != t.nbytes:
-        raise WriterError(f"tensor {t.name!r}: got {written} bytes, its {type_name(t.type)} "
-                          f"shape {t.shape} needs {t.nbytes}")
+        raise WriterError(
+            f"tensor {t.name!r}: got {written} bytes, its {type_name(t.type)} "
+            f"shape {t.shape} needs {t.nbytes}"
+        )
     return done
 
 

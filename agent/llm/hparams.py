@@ -41,12 +41,20 @@ class ModelInfo:
         return asdict(self)
 
 
-def model_info(mf: ModelFile, *, n_gqa: int | None = None, rms_norm_eps: float | None = None,
-               rope_freq_base: float | None = None, rope_freq_scale: float | None = None) -> ModelInfo:
+def model_info(
+    mf: ModelFile,
+    *,
+    n_gqa: int | None = None,
+    rms_norm_eps: float | None = None,
+    rope_freq_base: float | None = None,
+    rope_freq_scale: float | None = None,
+) -> ModelInfo:
     md = mf.metadata
     arch = md.get("general.architecture", "llama")
     if arch != "llama":
-        raise ModelFormatError(f"{mf.path}: architecture {arch!r} is not supported; this engine runs Llama models")
+        raise ModelFormatError(
+            f"{mf.path}: architecture {arch!r} is not supported; this engine runs Llama models"
+        )
 
     def key(name: str, default: Any = None) -> Any:
         value = md.get(f"llama.{name}", default)
@@ -61,7 +69,9 @@ def model_info(mf: ModelFile, *, n_gqa: int | None = None, rms_norm_eps: float |
             raise ValueError(f"n_gqa={n_gqa} does not divide n_head={n_head}")
         n_head_kv = n_head // n_gqa
     if n_head <= 0 or n_embd % n_head or n_head_kv <= 0 or n_head % n_head_kv:
-        raise ModelFormatError(f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv})")
+        raise ModelFormatError(
+            f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv})"
+        )
     scale = rope_freq_scale
     if scale is None:
         factor = md.get("llama.rope.scaling.factor") or md.get("llama.rope.scale_linear")
@@ -76,9 +86,16 @@ def model_info(mf: ModelFile, *, n_gqa: int | None = None, rms_norm_eps: float |
         n_head=n_head,
         n_head_kv=n_head_kv,
         n_ff=int(key("feed_forward_length")),
-        rms_norm_eps=float(rms_norm_eps if rms_norm_eps is not None else
-                           md.get("llama.attention.layer_norm_rms_epsilon", LLAMA2_RMS_EPS)),
-        rope_freq_base=float(rope_freq_base if rope_freq_base is not None else md.get("llama.rope.freq_base", 10000.0)),
+        rms_norm_eps=float(
+            rms_norm_eps
+            if rms_norm_eps is not None
+            else md.get("llama.attention.layer_norm_rms_epsilon", LLAMA2_RMS_EPS)
+        ),
+        rope_freq_base=float(
+            rope_freq_base
+            if rope_freq_base is not None
+            else md.get("llama.rope.freq_base", 10000.0)
+        ),
         rope_freq_scale=float(scale),
         file_type=FILE_TYPES.get(int(ftype), f"type {ftype}") if ftype is not None else "unknown",
         tensor_types=dict(sorted(Counter(t.type_name for t in mf.tensors.values()).items())),

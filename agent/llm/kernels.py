@@ -23,8 +23,9 @@ import importlib
 import os
 import threading
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -63,14 +64,19 @@ def backend() -> Any:
             continue
         try:
             return importlib.import_module(name)
-        except Exception as exc:  # ImportError, a failed compile, or a numba/llvmlite that won't start
+        except (
+            Exception
+        ) as exc:  # ImportError, a failed compile, or a numba/llvmlite that won't start
             lines = str(exc).strip().splitlines()
             _failed[name] = lines[0] if lines else type(exc).__name__
     if not _warned:
         _warned = True
         why = "; ".join(f"{n.rsplit('.', 1)[-1]}: {_failed[n]}" for n in names)
-        warnings.warn(f"fast kernels unavailable ({why}); using the slow reference matmul",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"fast kernels unavailable ({why}); using the slow reference matmul",
+            RuntimeWarning,
+            stacklevel=3,
+        )
     return None
 
 
@@ -98,7 +104,9 @@ def get_threads() -> int:
 def backend_name() -> str:
     """``c``, ``numba`` or ``reference``: the key of ``BACKENDS`` in use (as ``AGENT_KERNELS`` names it)."""
     K = backend()
-    return next((key for key, name in BACKENDS.items() if K is not None and K.__name__ == name), "reference")
+    return next(
+        (key for key, name in BACKENDS.items() if K is not None and K.__name__ == name), "reference"
+    )
 
 
 def describe() -> str:
@@ -133,11 +141,16 @@ def _tile_buffer(n: int) -> np.ndarray:
 def _kernel_table(K: Any) -> dict[GGMLType, tuple[Callable[..., None], Callable[..., None], int]]:
     """Per type: fused matvec, tile dequantizer, and the sub-block size of the x sums they take."""
     return {
-        GGMLType.Q4_0: (K.mv_q4_0, K.dq_q4_0, 32), GGMLType.Q4_1: (K.mv_q4_1, K.dq_q4_1, 32),
-        GGMLType.Q5_0: (K.mv_q5_0, K.dq_q5_0, 32), GGMLType.Q5_1: (K.mv_q5_1, K.dq_q5_1, 32),
-        GGMLType.Q8_0: (K.mv_q8_0, K.dq_q8_0, 32), GGMLType.Q2_K: (K.mv_q2_k, K.dq_q2_k, 16),
-        GGMLType.Q3_K: (K.mv_q3_k, K.dq_q3_k, 16), GGMLType.Q4_K: (K.mv_q4_k, K.dq_q4_k, 32),
-        GGMLType.Q5_K: (K.mv_q5_k, K.dq_q5_k, 32), GGMLType.Q6_K: (K.mv_q6_k, K.dq_q6_k, 16),
+        GGMLType.Q4_0: (K.mv_q4_0, K.dq_q4_0, 32),
+        GGMLType.Q4_1: (K.mv_q4_1, K.dq_q4_1, 32),
+        GGMLType.Q5_0: (K.mv_q5_0, K.dq_q5_0, 32),
+        GGMLType.Q5_1: (K.mv_q5_1, K.dq_q5_1, 32),
+        GGMLType.Q8_0: (K.mv_q8_0, K.dq_q8_0, 32),
+        GGMLType.Q2_K: (K.mv_q2_k, K.dq_q2_k, 16),
+        GGMLType.Q3_K: (K.mv_q3_k, K.dq_q3_k, 16),
+        GGMLType.Q4_K: (K.mv_q4_k, K.dq_q4_k, 32),
+        GGMLType.Q5_K: (K.mv_q5_k, K.dq_q5_k, 32),
+        GGMLType.Q6_K: (K.mv_q6_k, K.dq_q6_k, 16),
     }
 
 
@@ -177,14 +190,17 @@ class QuantLinear:
                 if self._packed is None:
                     from agent.llm.repack import repack
 
-                    self._packed = repack(self.tensor.data, self.tensor.type, self.tensor.shape,
-                                          kernels=self.kernels)
+                    self._packed = repack(
+                        self.tensor.data, self.tensor.type, self.tensor.shape, kernels=self.kernels
+                    )
         return self._packed
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_in:
-            raise ValueError(f"{self.tensor.name}: expected activations [n, {self.n_in}], got {x.shape}")
+            raise ValueError(
+                f"{self.tensor.name}: expected activations [n, {self.n_in}], got {x.shape}"
+            )
         if not self.packable:
             return self._plain(x)
         if x.shape[0] <= self.kernels.MV_MAX_TOKENS:  # the fused kernel, else tiles + sgemm
@@ -196,11 +212,17 @@ class QuantLinear:
         pm = self.packed
         xs = x.reshape(x.shape[0], -1, self.sum_size).sum(axis=2, dtype=np.float32)
         out = np.empty((x.shape[0], pm.n_groups * pm.arrays[0].shape[-1]), np.float32)
-        if self._mv is None:  # the matrix's arguments, bound once (checked once, with the C kernels)
+        if (
+            self._mv is None
+        ):  # the matrix's arguments, bound once (checked once, with the C kernels)
             bind = getattr(self.mv, "bind", None)
-            self._mv = bind(*pm.arrays) if bind is not None else functools.partial(self.mv, *pm.arrays, self.tab)
+            self._mv = (
+                bind(*pm.arrays)
+                if bind is not None
+                else functools.partial(self.mv, *pm.arrays, self.tab)
+            )
         self._mv(x, xs, out)
-        return out[:, :self.n_out]
+        return out[:, : self.n_out]
 
     def _tiled(self, x: np.ndarray) -> np.ndarray:
         pm = self.packed
@@ -211,13 +233,15 @@ class QuantLinear:
         threaded = _threads > 1 and self.kernels.threadsafe()
 
         def tile(g0: int) -> None:
-            _sync_threads(self.kernels, 1 if threaded else _threads)  # parallel across tiles, or inside each
+            _sync_threads(
+                self.kernels, 1 if threaded else _threads
+            )  # parallel across tiles, or inside each
             g1 = min(pm.n_groups, g0 + per_tile)
             cols = (g1 - g0) * lanes
             wt = _tile_buffer(self.n_in * cols).reshape(self.n_in, cols)
             self.dq(*pm.arrays, self.tab, g0, g1, wt)
             # into a fresh array: numpy's matmul skips BLAS when ``out`` is a strided slice
-            out[:, g0 * lanes:g1 * lanes] = x @ wt
+            out[:, g0 * lanes : g1 * lanes] = x @ wt
 
         starts = range(0, pm.n_groups, per_tile)
         if threaded and len(starts) > 1:
@@ -225,7 +249,7 @@ class QuantLinear:
         else:
             for g0 in starts:
                 tile(g0)
-        return out[:, :self.n_out]
+        return out[:, : self.n_out]
 
     def _plain(self, x: np.ndarray) -> np.ndarray:
         """F32 straight from the mapping; F16 (and anything without a kernel) a row tile at a time."""

@@ -23,15 +23,18 @@ import shlex
 import shutil
 import subprocess
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from agent.llm.repack import LANES  # rows per group of the packed layout
 
 # float32 value of every f16 bit pattern (the kernels convert f16 in hardware where they can).
-F16_TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+F16_TABLE = (
+    np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+)
 
 # Up to this many tokens the fused matvec kernel beats dequantized tiles + sgemm (measured on a
 # 5632x2048 matrix, 2 threads, at 48 tokens: Q4_0, Q4_K, Q8_0, Q2_K 1.1-1.4x faster, Q6_K 0.9x).
@@ -42,14 +45,22 @@ SOURCE = Path(__file__).with_name("kernels_c.c")
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 BUILDS = 0  # compilations done by this process (the tests check that the cache is used)
 
-_F32, _F16, _U8, _I8, _U16 = (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.uint8), np.dtype(np.int8),
-                              np.dtype(np.uint16))
-_ADVICE = "install a C compiler with OpenMP (e.g. gcc) or point $CC at one; until then numba is used"
+_F32, _F16, _U8, _I8, _U16 = (
+    np.dtype(np.float32),
+    np.dtype(np.float16),
+    np.dtype(np.uint8),
+    np.dtype(np.int8),
+    np.dtype(np.uint16),
+)
+_ADVICE = (
+    "install a C compiler with OpenMP (e.g. gcc) or point $CC at one; until then numba is used"
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # Build and cache
 # ---------------------------------------------------------------------------------------------
+
 
 def _compiler() -> list[str]:
     """The compiler command, its program resolved to a full path."""
@@ -86,10 +97,14 @@ def build(directory: Path | None = None) -> Path:
     global BUILDS
     cmd = _compiler()
     try:
-        version = subprocess.run([*cmd, "--version"], capture_output=True, text=True, timeout=60).stdout
+        version = subprocess.run(
+            [*cmd, "--version"], capture_output=True, text=True, timeout=60
+        ).stdout
         source = SOURCE.read_bytes()
     except (OSError, subprocess.SubprocessError) as exc:
-        raise ImportError(f"C kernels: cannot run {cmd[0]} or read {SOURCE.name} ({exc}); {_ADVICE}") from None
+        raise ImportError(
+            f"C kernels: cannot run {cmd[0]} or read {SOURCE.name} ({exc}); {_ADVICE}"
+        ) from None
     # zlib's checksums, not hashlib: that loads OpenSSL, 3.6 MB resident the engine has no other use for
     blob = b"\0".join([source, *(part.encode() for part in (*FLAGS, *cmd, version, _cpu_id()))])
     name = f"kernels_c-{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}.so"
@@ -108,14 +123,22 @@ def build(directory: Path | None = None) -> Path:
     # Compile to a unique temporary name, then rename: concurrent builders never see half a file.
     tmp = directory / f".{name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
     try:
-        proc = subprocess.run([*cmd, *FLAGS, "-o", str(tmp), str(SOURCE), "-lm"],
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [*cmd, *FLAGS, "-o", str(tmp), str(SOURCE), "-lm"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if proc.returncode != 0:
             tail = (proc.stderr or proc.stdout).strip()[-1500:]
-            raise ImportError(f"C kernels: {' '.join(cmd)} failed (exit {proc.returncode}):\n{tail}\n{_ADVICE}")
+            raise ImportError(
+                f"C kernels: {' '.join(cmd)} failed (exit {proc.returncode}):\n{tail}\n{_ADVICE}"
+            )
         os.replace(tmp, directory / name)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise ImportError(f"C kernels: could not compile with {' '.join(cmd)} ({exc}); {_ADVICE}") from None
+        raise ImportError(
+            f"C kernels: could not compile with {' '.join(cmd)} ({exc}); {_ADVICE}"
+        ) from None
     finally:
         tmp.unlink(missing_ok=True)
     BUILDS += 1
@@ -127,7 +150,9 @@ def _load() -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL(str(path))
     except OSError as exc:
-        raise ImportError(f"C kernels: cannot load {path} ({exc}); delete it to rebuild, or {_ADVICE}") from None
+        raise ImportError(
+            f"C kernels: cannot load {path} ({exc}); delete it to rebuild, or {_ADVICE}"
+        ) from None
     if lib.kernels_lanes() != LANES:
         raise ImportError(f"C kernels: {path} was built for another LANES; delete it to rebuild")
     return lib
@@ -142,6 +167,7 @@ _lib.kernels_get_threads.restype = _lib.kernels_procs.restype = ctypes.c_int
 # ---------------------------------------------------------------------------------------------
 # Checked wrappers
 # ---------------------------------------------------------------------------------------------
+
 
 def _problem(a: Any, dtype: np.dtype, shape: tuple[int, ...], write: bool) -> str:
     if not isinstance(a, np.ndarray):
@@ -169,10 +195,17 @@ def _address(a: np.ndarray) -> int:
         return a.ctypes.data
 
 
-def _ptr(fn: str, what: str, a: Any, dtype: np.dtype, shape: tuple[int, ...], write: bool = False) -> int:
+def _ptr(
+    fn: str, what: str, a: Any, dtype: np.dtype, shape: tuple[int, ...], write: bool = False
+) -> int:
     """The data address of ``a`` once it is a C-contiguous array of this dtype and shape."""
-    if (not isinstance(a, np.ndarray) or a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous
-            or (write and not a.flags.writeable)):
+    if (
+        not isinstance(a, np.ndarray)
+        or a.dtype != dtype
+        or a.shape != shape
+        or not a.flags.c_contiguous
+        or (write and not a.flags.writeable)
+    ):
         raise ValueError(f"{fn}: {what} {_problem(a, dtype, shape, write)}")
     return _address(a)
 
@@ -191,14 +224,21 @@ def _dims(a: Any, n: int) -> tuple[int, ...]:
     return shape if len(shape) == n else (-1,) * n
 
 
-def _field_ptrs(fn: str, fields: tuple[Any, ...], spec: tuple[tuple[str, np.dtype, tuple[int, ...]], ...]
-                ) -> tuple[int, int, list[int]]:
+def _field_ptrs(
+    fn: str, fields: tuple[Any, ...], spec: tuple[tuple[str, np.dtype, tuple[int, ...]], ...]
+) -> tuple[int, int, list[int]]:
     """Check a matrix's fields against their spec; return n_groups, n_blocks and the addresses."""
     G, nb = _dims(fields[0], len(spec[0][2]) + 2)[:2]
-    return G, nb, [_ptr(fn, what, a, dtype, (G, nb, *tail)) for a, (what, dtype, tail) in zip(fields, spec)]
+    return (
+        G,
+        nb,
+        [_ptr(fn, what, a, dtype, (G, nb, *tail)) for a, (what, dtype, tail) in zip(fields, spec, strict=False)],
+    )
 
 
-def _kernels(t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtype, int], ...]) -> tuple[Callable, Callable]:
+def _kernels(
+    t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtype, int], ...]
+) -> tuple[Callable, Callable]:
     n = len(fields)
     # each field's shape after [n_groups, n_blocks]
     spec = tuple((what, dtype, (rows, LANES) if rows else (LANES,)) for what, dtype, rows in fields)
@@ -210,7 +250,9 @@ def _kernels(t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtyp
     cmv.restype = cdq.restype = None
     mv_name, dq_name = "mv_" + t, "dq_" + t
 
-    def bind_mv(*fields: Any, tab: Any = F16_TABLE) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
+    def bind_mv(
+        *fields: Any, tab: Any = F16_TABLE
+    ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
         """``mv`` with the matrix's fields and the f16 table checked once, for repeated calls:
         per call only x, xs and out are checked (decode makes ~150 such calls a token)."""
         G, nb, ptrs = _field_ptrs(mv_name, fields, spec)
@@ -218,9 +260,17 @@ def _kernels(t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtyp
 
         def bound(x: np.ndarray, xs: np.ndarray, out: np.ndarray) -> None:
             nt = _dims(x, 2)[0]
-            cmv(*ptrs, *pad, tab_ptr, _ptr(mv_name, "x", x, _F32, (nt, n_in)),
+            cmv(
+                *ptrs,
+                *pad,
+                tab_ptr,
+                _ptr(mv_name, "x", x, _F32, (nt, n_in)),
                 _ptr(mv_name, "xs", xs, _F32, (nt, n_in // sum_size)),
-                _ptr(mv_name, "out", out, _F32, (nt, G * LANES), write=True), G, nb, nt)
+                _ptr(mv_name, "out", out, _F32, (nt, G * LANES), write=True),
+                G,
+                nb,
+                nt,
+            )
 
         bound.keep = (fields, tab)  # type: ignore[attr-defined]  # the arrays behind the pointers
         return bound
@@ -228,7 +278,7 @@ def _kernels(t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtyp
     def mv(*args: Any) -> None:
         if len(args) != n + 4:
             raise TypeError(f"{mv_name} takes {n} fields, tab, x, xs, out ({len(args)} given)")
-        bind_mv(*args[:n], tab=args[n])(*args[n + 1:])
+        bind_mv(*args[:n], tab=args[n])(*args[n + 1 :])
 
     mv.bind = bind_mv  # type: ignore[attr-defined]
 
@@ -240,8 +290,15 @@ def _kernels(t: str, block: int, sum_size: int, fields: tuple[tuple[str, np.dtyp
         g0, g1 = int(g0), int(g1)
         if not 0 <= g0 <= g1 <= G:
             raise ValueError(f"{dq_name}: row groups {g0}..{g1} outside 0..{G}")
-        cdq(*ptrs, *pad, _tab_ptr(dq_name, tab), g0, g1,
-            _ptr(dq_name, "wt", wt, _F32, (nb * block, (g1 - g0) * LANES), write=True), nb)
+        cdq(
+            *ptrs,
+            *pad,
+            _tab_ptr(dq_name, tab),
+            g0,
+            g1,
+            _ptr(dq_name, "wt", wt, _F32, (nb * block, (g1 - g0) * LANES), write=True),
+            nb,
+        )
 
     mv.__name__, dq.__name__ = mv_name, dq_name
     mv.__doc__ = f"out[t] = W @ x[t] for a {t} matrix repacked by agent.llm.repack (as kernels_numba.{mv_name})."
@@ -259,9 +316,23 @@ _TYPES = {
     "q8_0": (32, 32, (("qs", _I8, 32), ("d", _U16, 0))),
     "q2_k": (256, 16, (("qs", _U8, 64), ("sc", _U8, 16), ("d", _U16, 0), ("dm", _U16, 0))),
     "q3_k": (256, 16, (("qs", _U8, 64), ("hm", _U8, 32), ("sc", _I8, 16), ("d", _U16, 0))),
-    "q4_k": (256, 32, (("qs", _U8, 128), ("sc", _U8, 8), ("mn", _U8, 8), ("d", _U16, 0), ("dm", _U16, 0))),
-    "q5_k": (256, 32, (("qs", _U8, 128), ("qh", _U8, 32), ("sc", _U8, 8), ("mn", _U8, 8), ("d", _U16, 0),
-                       ("dm", _U16, 0))),
+    "q4_k": (
+        256,
+        32,
+        (("qs", _U8, 128), ("sc", _U8, 8), ("mn", _U8, 8), ("d", _U16, 0), ("dm", _U16, 0)),
+    ),
+    "q5_k": (
+        256,
+        32,
+        (
+            ("qs", _U8, 128),
+            ("qh", _U8, 32),
+            ("sc", _U8, 8),
+            ("mn", _U8, 8),
+            ("d", _U16, 0),
+            ("dm", _U16, 0),
+        ),
+    ),
     "q6_k": (256, 16, (("ql", _U8, 128), ("qh", _U8, 64), ("sc", _I8, 16), ("d", _U16, 0))),
 }
 
@@ -281,18 +352,28 @@ mv_q6_k, dq_q6_k = _kernels("q6_k", *_TYPES["q6_k"])
 # Repacking helpers (as repack._interleave / _interleave_u16) and threads
 # ---------------------------------------------------------------------------------------------
 
-_lib.interleave.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_void_p] + [ctypes.c_int64] * 3
-_lib.interleave_u16.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_void_p] + [ctypes.c_int64] * 2
+_lib.interleave.argtypes = (
+    [ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_void_p] + [ctypes.c_int64] * 3
+)
+_lib.interleave_u16.argtypes = (
+    [ctypes.c_void_p] + [ctypes.c_int64] * 5 + [ctypes.c_void_p] + [ctypes.c_int64] * 2
+)
 _lib.interleave.restype = _lib.interleave_u16.restype = None
 
 
-def _blocks(fn: str, blocks: Any, start: int, width: int, nb: int) -> tuple[int, int, int, int, int]:
+def _blocks(
+    fn: str, blocks: Any, start: int, width: int, nb: int
+) -> tuple[int, int, int, int, int]:
     """Address, row count and byte strides of a (possibly read-only or strided) uint8 [rows, blocks, bytes]."""
     if not isinstance(blocks, np.ndarray) or blocks.dtype != _U8 or blocks.ndim != 3:
-        raise ValueError(f"{fn}: blocks must be a uint8 array [rows, blocks, bytes], got "
-                         f"{getattr(blocks, 'dtype', type(blocks).__name__)} {getattr(blocks, 'shape', '')}")
+        raise ValueError(
+            f"{fn}: blocks must be a uint8 array [rows, blocks, bytes], got "
+            f"{getattr(blocks, 'dtype', type(blocks).__name__)} {getattr(blocks, 'shape', '')}"
+        )
     if nb > blocks.shape[1] or start < 0 or start + width > blocks.shape[2]:
-        raise ValueError(f"{fn}: {nb} blocks of bytes {start}..{start + width} do not fit blocks {blocks.shape}")
+        raise ValueError(
+            f"{fn}: {nb} blocks of bytes {start}..{start + width} do not fit blocks {blocks.shape}"
+        )
     return (_address(blocks), blocks.shape[0], *blocks.strides)
 
 
@@ -300,14 +381,18 @@ def interleave(blocks: np.ndarray, start: int, out: np.ndarray) -> None:
     """out[g, b, k, r] = blocks[g * LANES + r, b, start + k]; rows past the end read as zero."""
     G, nb, width = _dims(out, 4)[:3]
     dst = _ptr("interleave", "out", out, _U8, (G, nb, width, LANES), write=True)
-    _lib.interleave(*_blocks("interleave", blocks, int(start), width, nb), int(start), dst, G, nb, width)
+    _lib.interleave(
+        *_blocks("interleave", blocks, int(start), width, nb), int(start), dst, G, nb, width
+    )
 
 
 def interleave_u16(blocks: np.ndarray, start: int, out: np.ndarray) -> None:
     """out[g, b, r] = the little-endian uint16 at byte ``start`` of row g * LANES + r, block b."""
     G, nb = _dims(out, 3)[:2]
     dst = _ptr("interleave_u16", "out", out, _U16, (G, nb, LANES), write=True)
-    _lib.interleave_u16(*_blocks("interleave_u16", blocks, int(start), 2, nb), int(start), dst, G, nb)
+    _lib.interleave_u16(
+        *_blocks("interleave_u16", blocks, int(start), 2, nb), int(start), dst, G, nb
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,7 +401,9 @@ def interleave_u16(blocks: np.ndarray, start: int, out: np.ndarray) -> None:
 
 _lib.attention_f16.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * 5 + [ctypes.c_float]
 _lib.attention_f16.restype = None
-ATTENTION_HEAD_MULTIPLE = _lib.kernels_vector_width()  # head sizes attention() takes: multiples of the vector width
+ATTENTION_HEAD_MULTIPLE = (
+    _lib.kernels_vector_width()
+)  # head sizes attention() takes: multiples of the vector width
 
 
 def attention(k: np.ndarray, v: np.ndarray, q: np.ndarray, n_past: int, out: np.ndarray) -> None:
@@ -324,15 +411,31 @@ def attention(k: np.ndarray, v: np.ndarray, q: np.ndarray, n_past: int, out: np.
     k, v [positions, n_kv, hd] float16, into out [n, n_head, hd] float32."""
     n, n_head, hd = _dims(q, 3)
     positions, n_kv = _dims(k, 3)[:2]
-    if n_kv <= 0 or n_head % n_kv or hd % ATTENTION_HEAD_MULTIPLE or not 0 <= n_past <= positions - n:
-        raise ValueError(f"attention: q {getattr(q, 'shape', None)} at position {n_past} does not fit "
-                         f"a cache {getattr(k, 'shape', None)} (heads a multiple of KV heads, head size "
-                         f"a multiple of {ATTENTION_HEAD_MULTIPLE})")
+    if (
+        n_kv <= 0
+        or n_head % n_kv
+        or hd % ATTENTION_HEAD_MULTIPLE
+        or not 0 <= n_past <= positions - n
+    ):
+        raise ValueError(
+            f"attention: q {getattr(q, 'shape', None)} at position {n_past} does not fit "
+            f"a cache {getattr(k, 'shape', None)} (heads a multiple of KV heads, head size "
+            f"a multiple of {ATTENTION_HEAD_MULTIPLE})"
+        )
     cache = (positions, n_kv, hd)
-    _lib.attention_f16(_ptr("attention", "k", k, _F16, cache), _ptr("attention", "v", v, _F16, cache),
-                       _ptr("attention", "q", q, _F32, (n, n_head, hd)),
-                       _ptr("attention", "out", out, _F32, (n, n_head, hd), write=True), _F16_TABLE_PTR,
-                       n, int(n_past), n_head, n_kv, hd, float(1.0 / np.sqrt(hd)))
+    _lib.attention_f16(
+        _ptr("attention", "k", k, _F16, cache),
+        _ptr("attention", "v", v, _F16, cache),
+        _ptr("attention", "q", q, _F32, (n, n_head, hd)),
+        _ptr("attention", "out", out, _F32, (n, n_head, hd), write=True),
+        _F16_TABLE_PTR,
+        n,
+        int(n_past),
+        n_head,
+        n_kv,
+        hd,
+        float(1.0 / np.sqrt(hd)),
+    )
 
 
 def set_num_threads(n: int) -> None:

@@ -23,8 +23,8 @@ and ``agent.llm.kernels_c``): ``interleave``/``interleave_u16`` for ``agent.llm.
 
 from __future__ import annotations
 
-import numpy as np
 import numba
+import numpy as np
 from numba import njit, prange
 
 # Up to this many tokens the fused matvec kernel (re-reading each row group from cache per token)
@@ -32,7 +32,9 @@ from numba import njit, prange
 MV_MAX_TOKENS = 32
 _JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 # float32 value of every f16 bit pattern: numba has no f16 arithmetic.
-F16_TABLE = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+F16_TABLE = (
+    np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+)
 F0, F4, F8, F16, F32 = np.float32(0), np.float32(4), np.float32(8), np.float32(16), np.float32(32)
 
 
@@ -88,7 +90,9 @@ def interleave_u16(blocks, start, out):
         n_valid = min(R, n_rows - g * R)
         for r in range(n_valid):
             row = g * R + r
-            out[g, b, r] = np.uint16(blocks[row, b, start]) | (np.uint16(blocks[row, b, start + 1]) << 8)
+            out[g, b, r] = np.uint16(blocks[row, b, start]) | (
+                np.uint16(blocks[row, b, start + 1]) << 8
+            )
         for r in range(n_valid, R):
             out[g, b, r] = 0
 
@@ -96,6 +100,7 @@ def interleave_u16(blocks, start, out):
 # ---------------------------------------------------------------------------------------------
 # 32-value blocks
 # ---------------------------------------------------------------------------------------------
+
 
 @njit(**_JIT)
 def mv_q4_0(qs, d, tab, x, xs, out):
@@ -119,7 +124,7 @@ def mv_q4_0(qs, d, tab, x, xs, out):
                 m = F8 * xs[t, b]
                 for r in range(R):
                     acc[r] += dg[b, r] * (s[r] - m)
-            out[t, g * R:(g + 1) * R] = acc
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -159,7 +164,7 @@ def mv_q4_1(qs, d, m, tab, x, xs, out):
                 xb = xs[t, b]
                 for r in range(R):
                     acc[r] += dg[b, r] * s[r] + mg[b, r] * xb
-            out[t, g * R:(g + 1) * R] = acc
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -200,7 +205,7 @@ def mv_q5_0(qs, qh, d, tab, x, xs, out):
                 m = F16 * xs[t, b]
                 for r in range(R):
                     acc[r] += dg[b, r] * (s[r] - m)
-            out[t, g * R:(g + 1) * R] = acc
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -246,7 +251,7 @@ def mv_q5_1(qs, qh, d, m, tab, x, xs, out):
                 xb = xs[t, b]
                 for r in range(R):
                     acc[r] += dg[b, r] * s[r] + mg[b, r] * xb
-            out[t, g * R:(g + 1) * R] = acc
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -285,7 +290,7 @@ def mv_q8_0(qs, d, tab, x, xs, out):
                         s[r] += np.float32(qs[g, b, j, r]) * xv
                 for r in range(R):
                     acc[r] += dg[b, r] * s[r]
-            out[t, g * R:(g + 1) * R] = acc
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -302,6 +307,7 @@ def dq_q8_0(qs, d, tab, g0, g1, wt):
 # ---------------------------------------------------------------------------------------------
 # K-quants: 256-value super-blocks
 # ---------------------------------------------------------------------------------------------
+
 
 @njit(**_JIT)
 def mv_q2_k(qs, sc, d, dm, tab, x, xs, out):
@@ -328,13 +334,17 @@ def mv_q2_k(qs, sc, d, dm, tab, x, xs, out):
                             for i in range(16):
                                 xv = x[t, o + i]
                                 for r in range(R):
-                                    v[r] += _f((qs[g, b, 32 * h + 16 * lh + i, r] >> (2 * sh)) & 3) * xv
+                                    v[r] += (
+                                        _f((qs[g, b, 32 * h + 16 * lh + i, r] >> (2 * sh)) & 3) * xv
+                                    )
                             sub = 8 * h + 2 * sh + lh
                             xsum = xs[t, 16 * b + sub]
                             for r in range(R):
                                 c = sc[g, b, sub, r]
-                                acc[r] += dg[b, r] * _f(c & 15) * v[r] - dmg[b, r] * _f(c >> 4) * xsum
-            out[t, g * R:(g + 1) * R] = acc
+                                acc[r] += (
+                                    dg[b, r] * _f(c & 15) * v[r] - dmg[b, r] * _f(c >> 4) * xsum
+                                )
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -350,8 +360,9 @@ def dq_q2_k(qs, sc, d, dm, tab, g0, g1, wt):
                     for r in range(R):
                         c = sc[g, b, sub, r]
                         q = _f((qs[g, b, 32 * h + l, r] >> (2 * sh)) & 3)
-                        wt[256 * b + 128 * h + 32 * sh + l, c0 + r] = (
-                            tab[d[g, b, r]] * _f(c & 15) * q - tab[dm[g, b, r]] * _f(c >> 4))
+                        wt[256 * b + 128 * h + 32 * sh + l, c0 + r] = tab[d[g, b, r]] * _f(
+                            c & 15
+                        ) * q - tab[dm[g, b, r]] * _f(c >> 4)
 
 
 @njit(**_JIT)
@@ -379,12 +390,13 @@ def mv_q3_k(qs, hm, sc, d, tab, x, xs, out):
                                 l = 16 * lh + i
                                 for r in range(R):
                                     q = ((qs[g, b, 32 * h + l, r] >> (2 * sh)) & 3) | (
-                                        ((hm[g, b, l, r] >> (4 * h + sh)) & 1) << 2)
+                                        ((hm[g, b, l, r] >> (4 * h + sh)) & 1) << 2
+                                    )
                                     v[r] += (_f(q) - F4) * xv
                             sub = 8 * h + 2 * sh + lh
                             for r in range(R):
                                 acc[r] += dg[b, r] * np.float32(sc[g, b, sub, r]) * v[r]
-            out[t, g * R:(g + 1) * R] = acc
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -398,9 +410,12 @@ def dq_q3_k(qs, hm, sc, d, tab, g0, g1, wt):
                 for l in range(32):
                     sub = 8 * h + 2 * sh + l // 16
                     for r in range(R):
-                        q = ((qs[g, b, 32 * h + l, r] >> (2 * sh)) & 3) | (((hm[g, b, l, r] >> (4 * h + sh)) & 1) << 2)
+                        q = ((qs[g, b, 32 * h + l, r] >> (2 * sh)) & 3) | (
+                            ((hm[g, b, l, r] >> (4 * h + sh)) & 1) << 2
+                        )
                         wt[256 * b + 128 * h + 32 * sh + l, c0 + r] = (
-                            tab[d[g, b, r]] * np.float32(sc[g, b, sub, r]) * (_f(q) - F4))
+                            tab[d[g, b, r]] * np.float32(sc[g, b, sub, r]) * (_f(q) - F4)
+                        )
 
 
 @njit(**_JIT)
@@ -432,9 +447,16 @@ def mv_q4_k(qs, sc, mn, d, dm, tab, x, xs, out):
                             sh[r] += _f(q >> 4) * xh
                     xl_sum, xh_sum = xs[t, 8 * b + 2 * c], xs[t, 8 * b + 2 * c + 1]
                     for r in range(R):
-                        acc[r] += dg[b, r] * (_f(sc[g, b, 2 * c, r]) * sl[r] + _f(sc[g, b, 2 * c + 1, r]) * sh[r]) - (
-                            dmg[b, r] * (_f(mn[g, b, 2 * c, r]) * xl_sum + _f(mn[g, b, 2 * c + 1, r]) * xh_sum))
-            out[t, g * R:(g + 1) * R] = acc
+                        acc[r] += dg[b, r] * (
+                            _f(sc[g, b, 2 * c, r]) * sl[r] + _f(sc[g, b, 2 * c + 1, r]) * sh[r]
+                        ) - (
+                            dmg[b, r]
+                            * (
+                                _f(mn[g, b, 2 * c, r]) * xl_sum
+                                + _f(mn[g, b, 2 * c + 1, r]) * xh_sum
+                            )
+                        )
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -448,9 +470,12 @@ def dq_q4_k(qs, sc, mn, d, dm, tab, g0, g1, wt):
                 for r in range(R):
                     q = qs[g, b, 32 * c + l, r]
                     dd, mm = tab[d[g, b, r]], tab[dm[g, b, r]]
-                    wt[256 * b + 64 * c + l, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(q & 15) - mm * _f(mn[g, b, 2 * c, r])
-                    wt[256 * b + 64 * c + 32 + l, c0 + r] = (
-                        dd * _f(sc[g, b, 2 * c + 1, r]) * _f(q >> 4) - mm * _f(mn[g, b, 2 * c + 1, r]))
+                    wt[256 * b + 64 * c + l, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(
+                        q & 15
+                    ) - mm * _f(mn[g, b, 2 * c, r])
+                    wt[256 * b + 64 * c + 32 + l, c0 + r] = dd * _f(sc[g, b, 2 * c + 1, r]) * _f(
+                        q >> 4
+                    ) - mm * _f(mn[g, b, 2 * c + 1, r])
 
 
 @njit(**_JIT)
@@ -482,9 +507,16 @@ def mv_q5_k(qs, qh, sc, mn, d, dm, tab, x, xs, out):
                             sh[r] += _f((q >> 4) | (((hbits >> (2 * c + 1)) & 1) << 4)) * xh
                     xl_sum, xh_sum = xs[t, 8 * b + 2 * c], xs[t, 8 * b + 2 * c + 1]
                     for r in range(R):
-                        acc[r] += dg[b, r] * (_f(sc[g, b, 2 * c, r]) * sl[r] + _f(sc[g, b, 2 * c + 1, r]) * sh[r]) - (
-                            dmg[b, r] * (_f(mn[g, b, 2 * c, r]) * xl_sum + _f(mn[g, b, 2 * c + 1, r]) * xh_sum))
-            out[t, g * R:(g + 1) * R] = acc
+                        acc[r] += dg[b, r] * (
+                            _f(sc[g, b, 2 * c, r]) * sl[r] + _f(sc[g, b, 2 * c + 1, r]) * sh[r]
+                        ) - (
+                            dmg[b, r]
+                            * (
+                                _f(mn[g, b, 2 * c, r]) * xl_sum
+                                + _f(mn[g, b, 2 * c + 1, r]) * xh_sum
+                            )
+                        )
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -500,9 +532,12 @@ def dq_q5_k(qs, qh, sc, mn, d, dm, tab, g0, g1, wt):
                     dd, mm = tab[d[g, b, r]], tab[dm[g, b, r]]
                     lo = (q & 15) | (((hbits >> (2 * c)) & 1) << 4)
                     hi = (q >> 4) | (((hbits >> (2 * c + 1)) & 1) << 4)
-                    wt[256 * b + 64 * c + l, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(lo) - mm * _f(mn[g, b, 2 * c, r])
-                    wt[256 * b + 64 * c + 32 + l, c0 + r] = (
-                        dd * _f(sc[g, b, 2 * c + 1, r]) * _f(hi) - mm * _f(mn[g, b, 2 * c + 1, r]))
+                    wt[256 * b + 64 * c + l, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(
+                        lo
+                    ) - mm * _f(mn[g, b, 2 * c, r])
+                    wt[256 * b + 64 * c + 32 + l, c0 + r] = dd * _f(sc[g, b, 2 * c + 1, r]) * _f(
+                        hi
+                    ) - mm * _f(mn[g, b, 2 * c + 1, r])
 
 
 @njit(**_JIT)
@@ -533,9 +568,18 @@ def mv_q6_k(ql, qh, sc, d, tab, x, xs, out):
                         o = 256 * b + 128 * h + 16 * lh
                         for i in range(16):
                             l = 16 * lh + i
-                            x0, x1, x2, x3 = x[t, o + i], x[t, o + 32 + i], x[t, o + 64 + i], x[t, o + 96 + i]
+                            x0, x1, x2, x3 = (
+                                x[t, o + i],
+                                x[t, o + 32 + i],
+                                x[t, o + 64 + i],
+                                x[t, o + 96 + i],
+                            )
                             for r in range(R):
-                                a, c, hb = ql[g, b, 64 * h + l, r], ql[g, b, 64 * h + 32 + l, r], qh[g, b, 32 * h + l, r]
+                                a, c, hb = (
+                                    ql[g, b, 64 * h + l, r],
+                                    ql[g, b, 64 * h + 32 + l, r],
+                                    qh[g, b, 32 * h + l, r],
+                                )
                                 s0[r] += _f((a & 15) | ((hb & 3) << 4)) * x0
                                 s1[r] += _f((c & 15) | (((hb >> 2) & 3) << 4)) * x1
                                 s2[r] += _f((a >> 4) | (((hb >> 4) & 3) << 4)) * x2
@@ -546,9 +590,12 @@ def mv_q6_k(ql, qh, sc, d, tab, x, xs, out):
                         m2, m3 = F32 * xs[t, xb + 4], F32 * xs[t, xb + 6]
                         for r in range(R):
                             acc[r] += dg[b, r] * (
-                                np.float32(sc[g, b, sub, r]) * (s0[r] - m0) + np.float32(sc[g, b, sub + 2, r]) * (s1[r] - m1)
-                                + np.float32(sc[g, b, sub + 4, r]) * (s2[r] - m2) + np.float32(sc[g, b, sub + 6, r]) * (s3[r] - m3))
-            out[t, g * R:(g + 1) * R] = acc
+                                np.float32(sc[g, b, sub, r]) * (s0[r] - m0)
+                                + np.float32(sc[g, b, sub + 2, r]) * (s1[r] - m1)
+                                + np.float32(sc[g, b, sub + 4, r]) * (s2[r] - m2)
+                                + np.float32(sc[g, b, sub + 6, r]) * (s3[r] - m3)
+                            )
+            out[t, g * R : (g + 1) * R] = acc
 
 
 @njit(**_JIT)
@@ -562,9 +609,27 @@ def dq_q6_k(ql, qh, sc, d, tab, g0, g1, wt):
                 o = 256 * b + 128 * h + l
                 sub = 8 * h + l // 16
                 for r in range(R):
-                    a, c, hb = ql[g, b, 64 * h + l, r], ql[g, b, 64 * h + 32 + l, r], qh[g, b, 32 * h + l, r]
+                    a, c, hb = (
+                        ql[g, b, 64 * h + l, r],
+                        ql[g, b, 64 * h + 32 + l, r],
+                        qh[g, b, 32 * h + l, r],
+                    )
                     dd = tab[d[g, b, r]]
-                    wt[o, c0 + r] = dd * np.float32(sc[g, b, sub, r]) * (_f((a & 15) | ((hb & 3) << 4)) - F32)
-                    wt[o + 32, c0 + r] = dd * np.float32(sc[g, b, sub + 2, r]) * (_f((c & 15) | (((hb >> 2) & 3) << 4)) - F32)
-                    wt[o + 64, c0 + r] = dd * np.float32(sc[g, b, sub + 4, r]) * (_f((a >> 4) | (((hb >> 4) & 3) << 4)) - F32)
-                    wt[o + 96, c0 + r] = dd * np.float32(sc[g, b, sub + 6, r]) * (_f((c >> 4) | ((hb >> 6) << 4)) - F32)
+                    wt[o, c0 + r] = (
+                        dd * np.float32(sc[g, b, sub, r]) * (_f((a & 15) | ((hb & 3) << 4)) - F32)
+                    )
+                    wt[o + 32, c0 + r] = (
+                        dd
+                        * np.float32(sc[g, b, sub + 2, r])
+                        * (_f((c & 15) | (((hb >> 2) & 3) << 4)) - F32)
+                    )
+                    wt[o + 64, c0 + r] = (
+                        dd
+                        * np.float32(sc[g, b, sub + 4, r])
+                        * (_f((a >> 4) | (((hb >> 4) & 3) << 4)) - F32)
+                    )
+                    wt[o + 96, c0 + r] = (
+                        dd
+                        * np.float32(sc[g, b, sub + 6, r])
+                        * (_f((c >> 4) | ((hb >> 6) << 4)) - F32)
+                    )

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -47,7 +48,9 @@ def return_freed_memory_to_the_os() -> None:
 class TokenMatcher(Protocol):
     """Constrained decoding hook: what ``grammar.matcher(model)`` returns."""
 
-    def allowed_mask(self) -> np.ndarray: ...  # bool [n_vocab]; EOS allowed once the grammar is complete
+    def allowed_mask(
+        self,
+    ) -> np.ndarray: ...  # bool [n_vocab]; EOS allowed once the grammar is complete
 
     def accept(self, token_id: int) -> None: ...
 
@@ -75,7 +78,7 @@ class StopScanner:
         self.pending += text
         hits = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
         if hits:
-            out, self.pending = self.pending[:min(hits)], ""
+            out, self.pending = self.pending[: min(hits)], ""
             return out, True
         keep = 0
         for s in self.stops:  # longest suffix of pending that is a proper prefix of a stop string
@@ -83,8 +86,8 @@ class StopScanner:
                 if self.pending.endswith(s[:n]):
                     keep = max(keep, n)
                     break
-        out = self.pending[:len(self.pending) - keep]
-        self.pending = self.pending[len(self.pending) - keep:]
+        out = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(self.pending) - keep :]
         return out, False
 
     def flush(self) -> str:
@@ -93,30 +96,48 @@ class StopScanner:
 
 
 class LlamaModel:
-    def __init__(self, path: str | Path, *, n_ctx: int = 4096, threads: int | None = None,
-                 n_gqa: int | None = None, rms_norm_eps: float | None = None,
-                 rope_freq_base: float | None = None, rope_freq_scale: float | None = None,
-                 vocab_only: bool = False):
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_ctx: int = 4096,
+        threads: int | None = None,
+        n_gqa: int | None = None,
+        rms_norm_eps: float | None = None,
+        rope_freq_base: float | None = None,
+        rope_freq_scale: float | None = None,
+        vocab_only: bool = False,
+    ):
         from agent.llm.tokenizer import Tokenizer
 
         if n_ctx <= 0:
             raise ValueError(f"n_ctx must be positive, got {n_ctx}")
         self.file = open_model_file(path)
-        self.info: ModelInfo = model_info(self.file, n_gqa=n_gqa, rms_norm_eps=rms_norm_eps,
-                                          rope_freq_base=rope_freq_base, rope_freq_scale=rope_freq_scale)
+        self.info: ModelInfo = model_info(
+            self.file,
+            n_gqa=n_gqa,
+            rms_norm_eps=rms_norm_eps,
+            rope_freq_base=rope_freq_base,
+            rope_freq_scale=rope_freq_scale,
+        )
         self.n_ctx = n_ctx
         self.threads = threads or os.cpu_count() or 1
         self.tokenizer = Tokenizer(self.file.vocab)
         self.vocab_only = vocab_only
         self.transformer = None
         if not vocab_only:
-            from agent.llm.transformer import Transformer
             from agent.llm import kernels
+            from agent.llm.transformer import Transformer
 
             kernels.set_threads(self.threads)
             return_freed_memory_to_the_os()
-            self.transformer = Transformer(self.file, self.info, n_ctx, linear=kernels.linear_class(),
-                                           attend=kernels.attention_kernel(self.info.head_dim))
+            self.transformer = Transformer(
+                self.file,
+                self.info,
+                n_ctx,
+                linear=kernels.linear_class(),
+                attend=kernels.attention_kernel(self.info.head_dim),
+            )
         self.tokens: list[int] = []  # what the KV cache holds, position by position
         # One KV cache: calls from several threads (executor steps, server requests) take turns.
         self.lock = threading.RLock()
@@ -143,7 +164,9 @@ class LlamaModel:
     # --- evaluation ---------------------------------------------------------------------------
     def _require_weights(self) -> Any:
         if self.transformer is None:
-            raise ValueError(f"{self.file.path} was loaded with vocab_only=True; it cannot evaluate")
+            raise ValueError(
+                f"{self.file.path} was loaded with vocab_only=True; it cannot evaluate"
+            )
         return self.transformer
 
     def reset(self) -> None:
@@ -162,12 +185,15 @@ class LlamaModel:
             return np.zeros((0, self.info.n_vocab), np.float32)
         bad = [i for i in ids if not 0 <= i < self.info.n_vocab]
         if bad:
-            raise ValueError(f"token id {bad[0]} is outside the vocabulary (0..{self.info.n_vocab - 1})")
+            raise ValueError(
+                f"token id {bad[0]} is outside the vocabulary (0..{self.info.n_vocab - 1})"
+            )
         n_past = len(self.tokens)
         if n_past + len(ids) > self.n_ctx:
             raise ContextLengthError(
                 f"{n_past + len(ids)} tokens do not fit the context window of {self.n_ctx}; "
-                "shorten the prompt or load the model with a larger n_ctx")
+                "shorten the prompt or load the model with a larger n_ctx"
+            )
         logits = tr.forward(np.asarray(ids, dtype=np.int64), n_past, last_only=last_only)
         self.tokens.extend(ids)
         return logits
@@ -177,7 +203,7 @@ class LlamaModel:
         ids = list(ids)
         with self.lock:
             common = 0
-            for a, b in zip(self.tokens, ids):
+            for a, b in zip(self.tokens, ids, strict=False):
                 if a != b:
                     break
                 common += 1
@@ -187,26 +213,47 @@ class LlamaModel:
             return self._eval(ids[common:], last_only=True)[-1]
 
     # --- generation ---------------------------------------------------------------------------
-    def generate(self, prompt: str, max_tokens: int = 256, temperature: float = 0.7, top_k: int = 40,
-                 top_p: float = 0.95, repeat_penalty: float = 1.1, seed: int | None = None,
-                 stop: Sequence[str] = (), grammar: Any = None) -> Iterator[str]:
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 256,
+        temperature: float = 0.7,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        repeat_penalty: float = 1.1,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+        grammar: Any = None,
+    ) -> Iterator[str]:
         """Stream the continuation of ``prompt`` as text pieces.
 
         The model is locked for the whole generation: another thread's call waits until this one is
         finished or closed. Do not interleave two generations in one thread.
         """
         with self.lock:
-            yield from self._generate(prompt, max_tokens, temperature, top_k, top_p, repeat_penalty, seed,
-                                      stop, grammar)
+            yield from self._generate(
+                prompt, max_tokens, temperature, top_k, top_p, repeat_penalty, seed, stop, grammar
+            )
 
-    def _generate(self, prompt: str, max_tokens: int, temperature: float, top_k: int, top_p: float,
-                  repeat_penalty: float, seed: int | None, stop: Sequence[str], grammar: Any) -> Iterator[str]:
+    def _generate(
+        self,
+        prompt: str,
+        max_tokens: int,
+        temperature: float,
+        top_k: int,
+        top_p: float,
+        repeat_penalty: float,
+        seed: int | None,
+        stop: Sequence[str],
+        grammar: Any,
+    ) -> Iterator[str]:
         sampler = Sampler(SamplingParams(temperature, top_k, top_p, repeat_penalty, seed=seed))
         ids = self.tokenize(prompt, bos=True)
         if len(ids) >= self.n_ctx:
             raise ContextLengthError(
                 f"the prompt is {len(ids)} tokens; the context window is {self.n_ctx}. "
-                "Shorten the prompt or raise n_ctx (-c)")
+                "Shorten the prompt or raise n_ctx (-c)"
+            )
         if isinstance(stop, str):
             stop = [stop]
         stats = self.last_stats = GenerationStats(prompt_tokens=len(ids))
@@ -258,9 +305,24 @@ class LlamaModel:
         return "".join(self.generate(prompt, **kwargs))
 
 
-def load_model(path: str | Path, n_ctx: int = 4096, threads: int | None = None, n_gqa: int | None = None,
-               rms_norm_eps: float | None = None, rope_freq_base: float | None = None,
-               rope_freq_scale: float | None = None, vocab_only: bool = False) -> LlamaModel:
+def load_model(
+    path: str | Path,
+    n_ctx: int = 4096,
+    threads: int | None = None,
+    n_gqa: int | None = None,
+    rms_norm_eps: float | None = None,
+    rope_freq_base: float | None = None,
+    rope_freq_scale: float | None = None,
+    vocab_only: bool = False,
+) -> LlamaModel:
     """Open a GGML v3 (ggjt v1-v3) or GGUF v1-v3 Llama model, memory-mapped."""
-    return LlamaModel(path, n_ctx=n_ctx, threads=threads, n_gqa=n_gqa, rms_norm_eps=rms_norm_eps,
-                      rope_freq_base=rope_freq_base, rope_freq_scale=rope_freq_scale, vocab_only=vocab_only)
+    return LlamaModel(
+        path,
+        n_ctx=n_ctx,
+        threads=threads,
+        n_gqa=n_gqa,
+        rms_norm_eps=rms_norm_eps,
+        rope_freq_base=rope_freq_base,
+        rope_freq_scale=rope_freq_scale,
+        vocab_only=vocab_only,
+    )

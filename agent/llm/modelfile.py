@@ -19,7 +19,14 @@ from agent.errors import ModelFormatError
 from agent.llm.ggml_types import LAYOUTS, GGMLType, type_name
 
 # SentencePiece piece types, as GGUF's tokenizer.ggml.token_type stores them.
-TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = 1, 2, 3, 4, 5, 6
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = (
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+)
 
 
 @dataclass
@@ -124,7 +131,7 @@ class ByteReader:
 
     def raw(self, n: int, what: str) -> bytes:
         self.need(n, what)
-        b = bytes(self.mv[self.pos:self.pos + n])
+        b = bytes(self.mv[self.pos : self.pos + n])
         self.pos += n
         return b
 
@@ -132,7 +139,9 @@ class ByteReader:
         self.pos += -self.pos % alignment
 
 
-def tensor_view(reader: ByteReader, name: str, type_id: int, shape: tuple[int, ...], offset: int) -> TensorInfo:
+def tensor_view(
+    reader: ByteReader, name: str, type_id: int, shape: tuple[int, ...], offset: int
+) -> TensorInfo:
     """A checked uint8 view of one tensor's bytes."""
     try:
         layout = LAYOUTS[GGMLType(type_id)]
@@ -145,7 +154,9 @@ def tensor_view(reader: ByteReader, name: str, type_id: int, shape: tuple[int, .
     n = 1
     for d in shape:
         if d <= 0:
-            raise ModelFormatError(f"{reader.path}: tensor {name!r} has an invalid dimension in shape {shape}")
+            raise ModelFormatError(
+                f"{reader.path}: tensor {name!r} has an invalid dimension in shape {shape}"
+            )
         n *= d
     if shape[-1] % layout.block_size:
         raise ModelFormatError(
@@ -158,18 +169,33 @@ def tensor_view(reader: ByteReader, name: str, type_id: int, shape: tuple[int, .
             f"{reader.path}: tensor {name!r} ({type_name(type_id)}, shape {shape}) needs {nbytes} bytes at "
             f"offset {offset}, but the file has only {reader.size} bytes; the file is truncated or corrupt"
         )
-    return TensorInfo(name, type_id, shape, offset, reader.buf[offset:offset + nbytes])
+    return TensorInfo(name, type_id, shape, offset, reader.buf[offset : offset + nbytes])
 
 
 # Keys whose value type the engine relies on (model_info, tokenizer): checked once, at read time,
 # so a corrupt file fails here with a clear message instead of deep inside the engine.
-INT_KEYS = ("general.alignment", "general.file_type", "general.quantization_version", "llama.context_length",
-            "llama.embedding_length", "llama.block_count", "llama.feed_forward_length",
-            "llama.attention.head_count", "llama.attention.head_count_kv", "llama.rope.dimension_count",
-            "llama.vocab_size", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-            "tokenizer.ggml.unknown_token_id")
-FLOAT_KEYS = ("llama.attention.layer_norm_rms_epsilon", "llama.rope.freq_base", "llama.rope.scale_linear",
-              "llama.rope.scaling.factor")
+INT_KEYS = (
+    "general.alignment",
+    "general.file_type",
+    "general.quantization_version",
+    "llama.context_length",
+    "llama.embedding_length",
+    "llama.block_count",
+    "llama.feed_forward_length",
+    "llama.attention.head_count",
+    "llama.attention.head_count_kv",
+    "llama.rope.dimension_count",
+    "llama.vocab_size",
+    "tokenizer.ggml.bos_token_id",
+    "tokenizer.ggml.eos_token_id",
+    "tokenizer.ggml.unknown_token_id",
+)
+FLOAT_KEYS = (
+    "llama.attention.layer_norm_rms_epsilon",
+    "llama.rope.freq_base",
+    "llama.rope.scale_linear",
+    "llama.rope.scaling.factor",
+)
 STR_KEYS = ("general.architecture", "general.name", "tokenizer.ggml.model")
 BOOL_KEYS = ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_space_prefix")
 
@@ -177,15 +203,26 @@ BOOL_KEYS = ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_space_prefix")
 def check_metadata_types(path: Path, md: dict[str, Any]) -> None:
     def bad(key: str, expected: str) -> ModelFormatError:
         value = md[key]
-        shown = f"an array of {len(value)}" if isinstance(value, (list, np.ndarray)) else repr(value)[:40]
-        return ModelFormatError(f"{path}: metadata {key!r} should be {expected} but is {shown}; the file is corrupt")
+        shown = (
+            f"an array of {len(value)}"
+            if isinstance(value, (list, np.ndarray))
+            else repr(value)[:40]
+        )
+        return ModelFormatError(
+            f"{path}: metadata {key!r} should be {expected} but is {shown}; the file is corrupt"
+        )
 
     for key in INT_KEYS:
-        if key in md and (not isinstance(md[key], (int, np.integer)) or isinstance(md[key], bool) or md[key] < 0):
+        if key in md and (
+            not isinstance(md[key], (int, np.integer)) or isinstance(md[key], bool) or md[key] < 0
+        ):
             raise bad(key, "a non-negative integer")
     for key in FLOAT_KEYS:
-        if key in md and (not isinstance(md[key], (int, float, np.integer, np.floating)) or isinstance(md[key], bool)
-                          or not np.isfinite(md[key])):
+        if key in md and (
+            not isinstance(md[key], (int, float, np.integer, np.floating))
+            or isinstance(md[key], bool)
+            or not np.isfinite(md[key])
+        ):
             raise bad(key, "a finite number")
     for key in STR_KEYS:
         if key in md and not isinstance(md[key], str):
@@ -208,30 +245,47 @@ def check_llama_shapes(mf: ModelFile) -> None:
         return  # model_info reports the missing key
     n_head_kv = int(md.get("llama.attention.head_count_kv", n_head))
     if n_head <= 0 or n_head_kv <= 0 or n_embd % n_head or n_head % n_head_kv:
-        raise ModelFormatError(f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, "
-                               f"n_head_kv {n_head_kv}); the file is corrupt")
+        raise ModelFormatError(
+            f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, "
+            f"n_head_kv {n_head_kv}); the file is corrupt"
+        )
     n_vocab, kv = len(mf.vocab), n_embd // n_head * n_head_kv
-    expected = {"token_embd.weight": (n_vocab, n_embd), "output_norm.weight": (n_embd,),
-                "output.weight": (n_vocab, n_embd)}
-    per_layer = {"attn_norm.weight": (n_embd,), "attn_q.weight": (n_embd, n_embd), "attn_k.weight": (kv, n_embd),
-                 "attn_v.weight": (kv, n_embd), "attn_output.weight": (n_embd, n_embd), "ffn_norm.weight": (n_embd,),
-                 "ffn_gate.weight": (n_ff, n_embd), "ffn_up.weight": (n_ff, n_embd), "ffn_down.weight": (n_embd, n_ff)}
+    expected = {
+        "token_embd.weight": (n_vocab, n_embd),
+        "output_norm.weight": (n_embd,),
+        "output.weight": (n_vocab, n_embd),
+    }
+    per_layer = {
+        "attn_norm.weight": (n_embd,),
+        "attn_q.weight": (n_embd, n_embd),
+        "attn_k.weight": (kv, n_embd),
+        "attn_v.weight": (kv, n_embd),
+        "attn_output.weight": (n_embd, n_embd),
+        "ffn_norm.weight": (n_embd,),
+        "ffn_gate.weight": (n_ff, n_embd),
+        "ffn_up.weight": (n_ff, n_embd),
+        "ffn_down.weight": (n_embd, n_ff),
+    }
     # GGML files have no tensor count: a file cut between two tensor records reads as a smaller model.
     required = list(expected) + [f"blk.{i}.{rest}" for i in range(n_layer) for rest in per_layer]
     missing = [name for name in required if name not in mf.tensors]
     if missing:
         raise ModelFormatError(
             f"{mf.path}: {len(missing)} of the model's {len(required)} tensors are missing (first: {missing[0]!r}); "
-            "the file is truncated or not a complete Llama model")
+            "the file is truncated or not a complete Llama model"
+        )
     for name, t in mf.tensors.items():
         want = expected.get(name)
         if want is None and name.startswith("blk."):
             _, layer, rest = name.split(".", 2) if name.count(".") >= 2 else ("", "", "")
             want = per_layer.get(rest)
             if want is not None and (not layer.isdigit() or int(layer) >= n_layer):
-                raise ModelFormatError(f"{mf.path}: tensor {name!r} belongs to no layer (the model has {n_layer})")
+                raise ModelFormatError(
+                    f"{mf.path}: tensor {name!r} belongs to no layer (the model has {n_layer})"
+                )
         if want is not None and tuple(t.shape) != want:
             raise ModelFormatError(
                 f"{mf.path}: tensor {name!r} has shape {tuple(t.shape)} but the hyperparameters (n_vocab {n_vocab}, "
                 f"n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv}, n_ff {n_ff}) need {want}; "
-                "the file is corrupt or its metadata does not match its weights")
+                "the file is corrupt or its metadata does not match its weights"
+            )

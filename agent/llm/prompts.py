@@ -8,8 +8,8 @@ then BEGININSTRUCTION / instruction / ENDINSTRUCTION, as the card's "context obe
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 SYSTEM_PROMPT = (
     "A chat between a curious user and an assistant. The assistant gives helpful, detailed, "

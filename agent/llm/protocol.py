@@ -8,7 +8,8 @@ callers fall back to ``estimate_tokens`` when a generator lacks them.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 
 @runtime_checkable

@@ -7,7 +7,7 @@ the clear, slow path that the fast kernels are tested against.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -122,7 +122,9 @@ def deq_q6_k(b: np.ndarray) -> np.ndarray:
     ql = ql.reshape(-1, 2, 2, 32)  # [n, half, lo/hi 32-byte run, l]
     qh = qh.reshape(-1, 2, 1, 32)
     # Within a half: quarter r=0..3 is (ql[l] lo, ql[l+32] lo, ql[l] hi, ql[l+32] hi) with qh bits 2r.
-    low = np.stack([ql[:, :, 0] & 0xF, ql[:, :, 1] & 0xF, ql[:, :, 0] >> 4, ql[:, :, 1] >> 4], axis=2)
+    low = np.stack(
+        [ql[:, :, 0] & 0xF, ql[:, :, 1] & 0xF, ql[:, :, 0] >> 4, ql[:, :, 1] >> 4], axis=2
+    )
     high = (qh >> (2 * np.arange(4, dtype=np.uint8)).reshape(1, 1, 4, 1)) & 3
     q = (low | (high << 4)).astype(np.int8) - 32  # [n, 2, 4, 32]
     sc = scales.astype(np.float32).reshape(-1, 16, 1)
@@ -130,9 +132,15 @@ def deq_q6_k(b: np.ndarray) -> np.ndarray:
 
 
 DEQUANTIZERS: dict[GGMLType, Callable[[np.ndarray], np.ndarray]] = {
-    GGMLType.Q4_0: deq_q4_0, GGMLType.Q4_1: deq_q4_1, GGMLType.Q5_0: deq_q5_0,
-    GGMLType.Q5_1: deq_q5_1, GGMLType.Q8_0: deq_q8_0, GGMLType.Q2_K: deq_q2_k,
-    GGMLType.Q3_K: deq_q3_k, GGMLType.Q4_K: deq_q4_k, GGMLType.Q5_K: deq_q5_k,
+    GGMLType.Q4_0: deq_q4_0,
+    GGMLType.Q4_1: deq_q4_1,
+    GGMLType.Q5_0: deq_q5_0,
+    GGMLType.Q5_1: deq_q5_1,
+    GGMLType.Q8_0: deq_q8_0,
+    GGMLType.Q2_K: deq_q2_k,
+    GGMLType.Q3_K: deq_q3_k,
+    GGMLType.Q4_K: deq_q4_k,
+    GGMLType.Q5_K: deq_q5_k,
     GGMLType.Q6_K: deq_q6_k,
 }
 
@@ -144,8 +152,10 @@ def dequantize(raw: np.ndarray, type_id: int, shape: tuple[int, ...]) -> np.ndar
         raise ValueError(f"{t.name} is an activation-only type; model tensors never hold it")
     expected = tensor_nbytes(t, shape)
     if raw.nbytes != expected or shape[-1] % LAYOUTS[t].block_size:
-        raise ValueError(f"{raw.nbytes} bytes cannot hold a {t.name} tensor of shape {tuple(shape)} "
-                         f"({expected} bytes, rows a multiple of {LAYOUTS[t].block_size})")
+        raise ValueError(
+            f"{raw.nbytes} bytes cannot hold a {t.name} tensor of shape {tuple(shape)} "
+            f"({expected} bytes, rows a multiple of {LAYOUTS[t].block_size})"
+        )
     if t == GGMLType.F32:
         return raw.view("<f4").reshape(shape).astype(np.float32)
     if t == GGMLType.F16:
@@ -155,7 +165,9 @@ def dequantize(raw: np.ndarray, type_id: int, shape: tuple[int, ...]) -> np.ndar
     return DEQUANTIZERS[t](blocks).astype(np.float32, copy=False).reshape(shape)
 
 
-def dequantize_rows(raw: np.ndarray, type_id: int, shape: tuple[int, int], rows: slice | np.ndarray) -> np.ndarray:
+def dequantize_rows(
+    raw: np.ndarray, type_id: int, shape: tuple[int, int], rows: slice | np.ndarray
+) -> np.ndarray:
     """Only some rows of a 2-D tensor (token embeddings are looked up a row at a time)."""
     n_rows, n_cols = shape
     row_bytes = raw.nbytes // n_rows

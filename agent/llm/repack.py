@@ -14,8 +14,9 @@ bytes. Rows are padded with zero blocks up to a multiple of ``LANES``.
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -51,32 +52,43 @@ Field = tuple[tuple[int, ...], Any, Callable[[np.ndarray, np.ndarray, Any], None
 
 def _bytes(start: int, width: int, dtype: Any = np.uint8) -> Field:
     """Bytes start..start+width of every block, lane-interleaved: [width, LANES]."""
+
     def fill(blocks: np.ndarray, out: np.ndarray, kernels: Any) -> None:
         kernels.interleave(blocks, start, out.view(np.uint8))
+
     return (width, LANES), dtype, fill
 
 
 def _half(start: int) -> Field:
     """The f16 at byte ``start`` as its uint16 bits (the kernels widen them): [LANES]."""
+
     def fill(blocks: np.ndarray, out: np.ndarray, kernels: Any) -> None:
         kernels.interleave_u16(blocks, start, out)
+
     return (LANES,), np.uint16, fill
 
 
-def _derived(start: int, width: int, rows: int, dtype: Any,
-             transform: Callable[[np.ndarray], np.ndarray]) -> Field:
+def _derived(
+    start: int, width: int, rows: int, dtype: Any, transform: Callable[[np.ndarray], np.ndarray]
+) -> Field:
     """``transform`` of the interleaved bytes start..start+width: [rows, LANES] (K-quant scales)."""
+
     def fill(blocks: np.ndarray, out: np.ndarray, kernels: Any) -> None:
         raw = np.empty((*out.shape[:2], width, LANES), np.uint8)
         kernels.interleave(blocks, start, raw)
         out[...] = transform(raw)
+
     return (rows, LANES), dtype, fill
 
 
 def _k4_scales_mins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Q4_K/Q5_K: 12 interleaved scale bytes [g, b, 12, lane] -> six-bit scales and mins [g, b, 8, lane]."""
-    sc = np.concatenate([s[:, :, 0:4] & 63, (s[:, :, 8:12] & 0xF) | ((s[:, :, 0:4] >> 6) << 4)], axis=2)
-    mn = np.concatenate([s[:, :, 4:8] & 63, (s[:, :, 8:12] >> 4) | ((s[:, :, 4:8] >> 6) << 4)], axis=2)
+    sc = np.concatenate(
+        [s[:, :, 0:4] & 63, (s[:, :, 8:12] & 0xF) | ((s[:, :, 0:4] >> 6) << 4)], axis=2
+    )
+    mn = np.concatenate(
+        [s[:, :, 4:8] & 63, (s[:, :, 8:12] >> 4) | ((s[:, :, 4:8] >> 6) << 4)], axis=2
+    )
     return sc, mn
 
 
@@ -99,7 +111,12 @@ FIELDS: dict[GGMLType, tuple[Field, ...]] = {
     GGMLType.Q5_1: (_bytes(8, 16), _bytes(4, 4), _half(0), _half(2)),
     GGMLType.Q8_0: (_bytes(2, 32, np.int8), _half(0)),
     GGMLType.Q2_K: (_bytes(16, 64), _bytes(0, 16), _half(80), _half(82)),
-    GGMLType.Q3_K: (_bytes(32, 64), _bytes(0, 32), _derived(96, 12, 16, np.int8, _q3_k_scales), _half(108)),
+    GGMLType.Q3_K: (
+        _bytes(32, 64),
+        _bytes(0, 32),
+        _derived(96, 12, 16, np.int8, _q3_k_scales),
+        _half(108),
+    ),
     GGMLType.Q4_K: (_bytes(16, 128), _K4_SCALES, _K4_MINS, _half(0), _half(2)),
     GGMLType.Q5_K: (_bytes(48, 128), _bytes(16, 32), _K4_SCALES, _K4_MINS, _half(0), _half(2)),
     GGMLType.Q6_K: (_bytes(0, 128), _bytes(128, 64), _bytes(192, 16, np.int8), _half(208)),
@@ -107,8 +124,9 @@ FIELDS: dict[GGMLType, tuple[Field, ...]] = {
 REPACKED_TYPES = frozenset(FIELDS)
 
 
-def repack(raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool = True,
-           kernels: Any = None) -> PackedMatrix:
+def repack(
+    raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool = True, kernels: Any = None
+) -> PackedMatrix:
     """Lane-interleave the blocks of a [n_out, n_in] matrix stored as ``raw`` uint8 bytes.
 
     With ``release`` (the default), the pages of a memory-mapped ``raw`` are handed back to the OS
@@ -120,7 +138,10 @@ def repack(raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool 
         raise ValueError(f"no repacked layout for tensor type {t.name}")
     n_out, n_in = shape
     layout = LAYOUTS[t]
-    if n_in % layout.block_size or raw.nbytes != n_out * n_in // layout.block_size * layout.type_size:
+    if (
+        n_in % layout.block_size
+        or raw.nbytes != n_out * n_in // layout.block_size * layout.type_size
+    ):
         raise ValueError(f"{raw.nbytes} bytes do not hold a {t.name} matrix of shape {shape}")
     if kernels is None:
         from agent.llm.kernels import backend
@@ -133,9 +154,9 @@ def repack(raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool 
     n_groups = -(-n_out // LANES)
     arrays = tuple(np.empty((n_groups, nb, *tail), dtype) for tail, dtype, _ in FIELDS[t])
     for r0 in range(0, n_out, CHUNK_ROWS):  # each piece straight into its rows of the arrays
-        piece = blocks[r0:r0 + CHUNK_ROWS]
+        piece = blocks[r0 : r0 + CHUNK_ROWS]
         groups = slice(r0 // LANES, -(-(r0 + len(piece)) // LANES))
-        for (_, _, fill), whole in zip(FIELDS[t], arrays):
+        for (_, _, fill), whole in zip(FIELDS[t], arrays, strict=False):
             fill(piece, whole[groups], kernels)
         if release:
             release_pages(piece)

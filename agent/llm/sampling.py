@@ -7,8 +7,8 @@ temperature <= 0 means greedy.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -43,7 +43,7 @@ class Sampler:
         p = self.params
         if p.repeat_penalty == 1.0 or not recent or p.repeat_last_n == 0:
             return logits
-        ids = np.unique(np.asarray(recent[-p.repeat_last_n:], dtype=np.int64))
+        ids = np.unique(np.asarray(recent[-p.repeat_last_n :], dtype=np.int64))
         logits = logits.copy()
         vals = logits[ids]
         logits[ids] = np.where(vals > 0, vals / p.repeat_penalty, vals * p.repeat_penalty)

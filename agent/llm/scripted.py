@@ -7,7 +7,8 @@ in small pieces (optionally slowly) so streaming consumers are exercised for rea
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from agent.errors import AgentError
 
@@ -55,8 +56,9 @@ class ScriptedModel:
             )
         return self._outputs.pop(0)
 
-    def generate(self, prompt: str, *, stop: Sequence[str] = (), max_tokens: int = 256,
-                 **kwargs: Any) -> Iterator[str]:
+    def generate(
+        self, prompt: str, *, stop: Sequence[str] = (), max_tokens: int = 256, **kwargs: Any
+    ) -> Iterator[str]:
         self.prompts.append(prompt)
         self.calls.append({"stop": tuple(stop), "max_tokens": max_tokens, **kwargs})
         text = self._next_output(prompt)
@@ -66,7 +68,7 @@ class ScriptedModel:
         for i in range(0, len(text), self.chunk_size):
             if self.delay:
                 time.sleep(self.delay)
-            yield text[i:i + self.chunk_size]
+            yield text[i : i + self.chunk_size]
 
     def complete(self, prompt: str, **kwargs: Any) -> str:
         return "".join(self.generate(prompt, **kwargs))

@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import ModelFormatError
-from agent.llm.modelfile import TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_USER_DEFINED, Vocab
+from agent.llm.modelfile import (
+    TOKEN_BYTE,
+    TOKEN_CONTROL,
+    TOKEN_NORMAL,
+    TOKEN_UNKNOWN,
+    TOKEN_USER_DEFINED,
+    Vocab,
+)
 
 SPACE = "\u2581"  # SentencePiece's visible space
 _BYTE_PIECE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
@@ -39,7 +46,9 @@ class _MergeTables:
 def _merge_tables(vocab: Vocab) -> _MergeTables:
     pieces: dict[str, tuple[int, float]] = {}
     byte_ids: list[int | None] = [None] * 256
-    for i, (text, score, kind) in enumerate(zip(vocab.tokens, vocab.scores.tolist(), vocab.types.tolist())):
+    for i, (text, score, kind) in enumerate(
+        zip(vocab.tokens, vocab.scores.tolist(), vocab.types.tolist(), strict=False)
+    ):
         if kind == TOKEN_BYTE:
             m = _BYTE_PIECE.fullmatch(text)
             if m:
@@ -66,13 +75,17 @@ def _merge(text: str, tables: _MergeTables) -> list[tuple[int, int]]:
     nxt = list(range(1, n + 1))
     nxt[-1] = -1
     size = [1] * n  # characters in each symbol; 0 once merged into its left neighbour
-    heap: list[tuple[float, int, int, int]] = []  # (-score, left, right, merged size): max score, then leftmost
+    heap: list[
+        tuple[float, int, int, int]
+    ] = []  # (-score, left, right, merged size): max score, then leftmost
 
     def push(left: int, right: int) -> None:
         if left < 0 or right < 0:
             return
         merged = size[left] + size[right]
-        hit = pieces.get(text[left:left + merged])  # a symbol starts at its index: symbols are contiguous
+        hit = pieces.get(
+            text[left : left + merged]
+        )  # a symbol starts at its index: symbols are contiguous
         if hit is not None:
             heapq.heappush(heap, (-hit[1], left, right, merged))
 
@@ -99,11 +112,13 @@ def _merge(text: str, tables: _MergeTables) -> list[tuple[int, int]]:
     return out
 
 
-def _emit(text: str, symbols: Iterable[tuple[int, int]], tables: _MergeTables, unk_id: int, out: list[int]) -> None:
+def _emit(
+    text: str, symbols: Iterable[tuple[int, int]], tables: _MergeTables, unk_id: int, out: list[int]
+) -> None:
     """Append each symbol's piece id; a character with no piece falls back to byte tokens (or unk)."""
     pieces, byte_ids = tables.pieces, tables.byte_ids
     for start, length in symbols:
-        piece = text[start:start + length]
+        piece = text[start : start + length]
         hit = pieces.get(piece)
         if hit is not None:
             out.append(hit[0])
@@ -124,7 +139,9 @@ def escape(text: str, add_space_prefix: bool) -> str:
     return text.replace(" ", SPACE)
 
 
-def spm_reference(vocab: Vocab, text: str, bos: bool = False, *, _tables: _MergeTables | None = None) -> list[int]:
+def spm_reference(
+    vocab: Vocab, text: str, bos: bool = False, *, _tables: _MergeTables | None = None
+) -> list[int]:
     """The reference: llama.cpp's algorithm on the whole text at once (slow on long texts)."""
     out = [vocab.bos_id] if bos else []
     if not text:
@@ -151,13 +168,15 @@ class Tokenizer:
         if n == 0 or len(v.scores) != n or len(v.types) != n:
             raise ModelFormatError(
                 f"the vocabulary is inconsistent: {n} tokens, {len(v.scores)} scores, {len(v.types)} types; "
-                "the model file is corrupt or was converted wrongly")
+                "the model file is corrupt or was converted wrongly"
+            )
         for name in ("bos_id", "eos_id", "unk_id"):
             tid = getattr(v, name)
             if not 0 <= tid < n:
                 raise ModelFormatError(
                     f"the vocabulary's {name} is {tid}, outside its {n} tokens (0..{n - 1}); "
-                    "the model file's tokenizer.ggml.*_token_id metadata is wrong")
+                    "the model file's tokenizer.ggml.*_token_id metadata is wrong"
+                )
         self._tables = _merge_tables(v)
         self._bytes = [self._piece_bytes_uncached(i) for i in range(n)]
         # Words may be merged one by one only if no piece glues a non-space character to a following
@@ -196,7 +215,8 @@ class Tokenizer:
         if not 0 <= i < len(self.vocab):
             raise ValueError(
                 f"token id {i} is out of range for this vocabulary of {len(self.vocab)} tokens "
-                f"(valid ids: 0..{len(self.vocab) - 1}); was it produced with a different model?")
+                f"(valid ids: 0..{len(self.vocab) - 1}); was it produced with a different model?"
+            )
         return i
 
     def token_text(self, token_id: int) -> str:
@@ -224,7 +244,9 @@ class Tokenizer:
         """Token ids of ``text``: BOS if ``bos``, then the SentencePiece ids (dummy-prefix space added
         when the vocabulary asks for it). Control-token text such as ``</s>`` stays plain text."""
         if not isinstance(text, str):
-            raise TypeError(f"encode() takes text (str), not {type(text).__name__}; decode bytes first")
+            raise TypeError(
+                f"encode() takes text (str), not {type(text).__name__}; decode bytes first"
+            )
         out = [self.vocab.bos_id] if bos else []
         if not text:
             return out

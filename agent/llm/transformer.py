@@ -7,8 +7,8 @@ a batch of tokens at positions n_past.. and returns their logits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -42,17 +42,29 @@ class Layer:
 
 
 class Transformer:
-    def __init__(self, mf: ModelFile, info: ModelInfo, n_ctx: int, linear: type = Linear,
-                 attend: Callable[..., None] | None = None):
+    def __init__(
+        self,
+        mf: ModelFile,
+        info: ModelInfo,
+        n_ctx: int,
+        linear: type = Linear,
+        attend: Callable[..., None] | None = None,
+    ):
         self.info, self.n_ctx, self.attend = info, n_ctx, attend
         t = mf.tensor
         self.embed = Embedding(t("token_embd.weight"))
         self.layers = [
-            Layer(vector(t(f"blk.{i}.attn_norm.weight")), linear(t(f"blk.{i}.attn_q.weight")),
-                  linear(t(f"blk.{i}.attn_k.weight")), linear(t(f"blk.{i}.attn_v.weight")),
-                  linear(t(f"blk.{i}.attn_output.weight")), vector(t(f"blk.{i}.ffn_norm.weight")),
-                  linear(t(f"blk.{i}.ffn_gate.weight")), linear(t(f"blk.{i}.ffn_down.weight")),
-                  linear(t(f"blk.{i}.ffn_up.weight")))
+            Layer(
+                vector(t(f"blk.{i}.attn_norm.weight")),
+                linear(t(f"blk.{i}.attn_q.weight")),
+                linear(t(f"blk.{i}.attn_k.weight")),
+                linear(t(f"blk.{i}.attn_v.weight")),
+                linear(t(f"blk.{i}.attn_output.weight")),
+                vector(t(f"blk.{i}.ffn_norm.weight")),
+                linear(t(f"blk.{i}.ffn_gate.weight")),
+                linear(t(f"blk.{i}.ffn_down.weight")),
+                linear(t(f"blk.{i}.ffn_up.weight")),
+            )
             for i in range(info.n_layer)
         ]
         self.norm = vector(t("output_norm.weight"))
@@ -62,11 +74,13 @@ class Transformer:
         # np.zeros maps pages lazily: an unused context costs no resident memory.
         self.k_cache = np.zeros((info.n_layer, n_ctx, info.n_head_kv, hd), np.float16)
         self.v_cache = np.zeros((info.n_layer, n_ctx, info.n_head_kv, hd), np.float16)
-        self.inv_freq = (info.rope_freq_base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd))
+        self.inv_freq = info.rope_freq_base ** (-np.arange(0, hd, 2, dtype=np.float64) / hd)
 
     def linears(self) -> list:
         """Every matrix of the model, in file order of use."""
-        mats = [m for L in self.layers for m in (L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_down, L.w_up)]
+        mats = [
+            m for L in self.layers for m in (L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_down, L.w_up)
+        ]
         return mats + [self.output]
 
     def rms_norm(self, x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -77,7 +91,9 @@ class Transformer:
     def rope_table(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """cos and sin [N, 1, hd/2] of pos * scale * base^(-2i/head_dim): once per batch, every layer."""
         angle = (pos[:, None] * self.info.rope_freq_scale) * self.inv_freq[None, :]
-        return np.cos(angle).astype(np.float32)[:, None, :], np.sin(angle).astype(np.float32)[:, None, :]
+        return np.cos(angle).astype(np.float32)[:, None, :], np.sin(angle).astype(np.float32)[
+            :, None, :
+        ]
 
     @staticmethod
     def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
@@ -96,14 +112,22 @@ class Transformer:
             return out.reshape(n, n_head * hd)
         n_kv = self.info.n_head_kv
         total = n_past + n
-        k = self.k_cache[li, :total].astype(np.float32).transpose(1, 2, 0)[:, None]  # [n_kv, 1, hd, T]
-        v = self.v_cache[li, :total].astype(np.float32).transpose(1, 0, 2)[:, None]  # [n_kv, 1, T, hd]
-        qg = q.reshape(n, n_kv, n_head // n_kv, hd).transpose(1, 2, 0, 3)  # query head h uses KV head h // group
+        k = (
+            self.k_cache[li, :total].astype(np.float32).transpose(1, 2, 0)[:, None]
+        )  # [n_kv, 1, hd, T]
+        v = (
+            self.v_cache[li, :total].astype(np.float32).transpose(1, 0, 2)[:, None]
+        )  # [n_kv, 1, T, hd]
+        qg = q.reshape(n, n_kv, n_head // n_kv, hd).transpose(
+            1, 2, 0, 3
+        )  # query head h uses KV head h // group
         out = np.empty((n, n_head * hd), np.float32)
         rows = max(1, MAX_SCORES // (n_head * total))  # query rows per block of scores
         for r0 in range(0, n, rows):
             r1 = min(n, r0 + rows)
-            scores = qg[:, :, r0:r1] @ k  # [n_kv, group, rows, T]: batched sgemm, float32 as llama.cpp
+            scores = (
+                qg[:, :, r0:r1] @ k
+            )  # [n_kv, group, rows, T]: batched sgemm, float32 as llama.cpp
             scores *= np.float32(1.0 / np.sqrt(hd))
             causal = np.arange(total)[None, :] > (n_past + np.arange(r0, r1))[:, None]
             scores[..., causal] = -np.inf
@@ -118,9 +142,9 @@ class Transformer:
         n = len(ids)
         logits = np.empty((1 if last_only else n, self.info.n_vocab), np.float32)
         for s in range(0, n, N_BATCH):
-            x = self.layers_forward(ids[s:s + N_BATCH], n_past + s)
+            x = self.layers_forward(ids[s : s + N_BATCH], n_past + s)
             if not last_only:
-                logits[s:s + len(x)] = self.head(x)
+                logits[s : s + len(x)] = self.head(x)
             elif s + len(x) == n:  # a prompt only needs its last logits: skip [n, n_vocab] of work
                 logits[0] = self.head(x[-1:])[0]
         return logits
@@ -137,8 +161,10 @@ class Transformer:
             h = self.rms_norm(x, L.attn_norm)
             q = self.rope(L.wq(h).reshape(n, info.n_head, info.head_dim), cos, sin)
             k = self.rope(L.wk(h).reshape(n, info.n_head_kv, info.head_dim), cos, sin)
-            self.k_cache[li, n_past:n_past + n] = k
-            self.v_cache[li, n_past:n_past + n] = L.wv(h).reshape(n, info.n_head_kv, info.head_dim)
+            self.k_cache[li, n_past : n_past + n] = k
+            self.v_cache[li, n_past : n_past + n] = L.wv(h).reshape(
+                n, info.n_head_kv, info.head_dim
+            )
             x += L.wo(self.attention(q, li, n_past))
             h = self.rms_norm(x, L.ffn_norm)
             g = L.w_gate(h)

@@ -8,7 +8,8 @@ tools are held until the plan is written; every other tool starts as soon as its
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from agent.planner.evidence import DEFAULT_MAX_EVIDENCE_CHARS
 from agent.planner.executor import EventHandler, RunResult, execute_stream
@@ -53,12 +54,21 @@ def _after(released: threading.Event, tool: Callable[[str], str]) -> Callable[[s
     return call
 
 
-def ask(model: Any, question: str, tools: Any, *, constrained: bool = False,
-        temperature: float = 0.0, seed: int | None = None, max_tokens: int = 768,
-        max_workers: int = 8, step_timeout: float | None = None,
-        max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS,
-        on_event: EventHandler | None = None,
-        on_text: Callable[[str], None] | None = None) -> RunResult:
+def ask(
+    model: Any,
+    question: str,
+    tools: Any,
+    *,
+    constrained: bool = False,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    max_tokens: int = 768,
+    max_workers: int = 8,
+    step_timeout: float | None = None,
+    max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS,
+    on_event: EventHandler | None = None,
+    on_text: Callable[[str], None] | None = None,
+) -> RunResult:
     """Plan ``question`` with ``model`` and execute the plan with ``tools``.
 
     Steps start as soon as their lines are written (``execute_stream``), except those whose tool
@@ -70,15 +80,27 @@ def ask(model: Any, question: str, tools: Any, *, constrained: bool = False,
 
     def pieces() -> Iterator[str]:
         try:
-            yield from generate_plan_text(model, question, tools, temperature=temperature,
-                                          seed=seed, constrained=constrained, stream=True,
-                                          max_tokens=max_tokens)
+            yield from generate_plan_text(
+                model,
+                question,
+                tools,
+                temperature=temperature,
+                seed=seed,
+                constrained=constrained,
+                stream=True,
+                max_tokens=max_tokens,
+            )
         finally:
             released.set()  # the model is free for the tools now
 
-    result = execute_stream(pieces(), hold_model_tools(tools, model, released),
-                            max_workers=max_workers, step_timeout=step_timeout,
-                            on_event=on_event, max_evidence_chars=max_evidence_chars,
-                            on_text=on_text)
+    result = execute_stream(
+        pieces(),
+        hold_model_tools(tools, model, released),
+        max_workers=max_workers,
+        step_timeout=step_timeout,
+        on_event=on_event,
+        max_evidence_chars=max_evidence_chars,
+        on_text=on_text,
+    )
     result.question = question
     return result

@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import threading
 from collections import defaultdict, deque
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from agent.errors import AgentError, ToolError
 from agent.planner.ask import ask
@@ -81,9 +82,15 @@ def model_info(model: Any) -> dict[str, Any]:
     return {"format": type(model).__name__}
 
 
-def make_cassette(result: RunResult, *, model: RecordingModel, tools: Any,
-                  settings: Mapping[str, Any] | None = None, note: str | None = None,
-                  model_meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def make_cassette(
+    result: RunResult,
+    *,
+    model: RecordingModel,
+    tools: Any,
+    settings: Mapping[str, Any] | None = None,
+    note: str | None = None,
+    model_meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The cassette of a finished ``ask`` run made with the recording ``model``."""
     if result.question is None or result.plan is None:
         raise CassetteError("only runs made by ask() (with a question and a plan) can be recorded")
@@ -103,21 +110,34 @@ def make_cassette(result: RunResult, *, model: RecordingModel, tools: Any,
         "generations": generations,
         "plan": result.plan.text,
         "tool_calls": [
-            {"step": r.id, "tool": r.tool, "input": r.input, "output": r.output,
-             "error": r.error, "status": r.status, "started": round(r.started or 0.0, 6),
-             "finished": round(r.finished or 0.0, 6)}
-            for r in sorted(result.steps, key=lambda r: (r.started or 0.0))
+            {
+                "step": r.id,
+                "tool": r.tool,
+                "input": r.input,
+                "output": r.output,
+                "error": r.error,
+                "status": r.status,
+                "started": round(r.started or 0.0, 6),
+                "finished": round(r.finished or 0.0, 6),
+            }
+            for r in sorted(result.steps, key=lambda r: r.started or 0.0)
             if r.status in ("ok", "failed", "timeout")
         ],
-        "result": {"ok": result.ok, "answer": result.answer, "error": result.error,
-                   "sources": result.sources, "elapsed": round(result.elapsed, 6)},
+        "result": {
+            "ok": result.ok,
+            "answer": result.answer,
+            "error": result.error,
+            "sources": result.sources,
+            "elapsed": round(result.elapsed, 6),
+        },
     }
     return cassette
 
 
 def save_cassette(cassette: Mapping[str, Any], path: str | Path) -> None:
-    Path(path).write_text(json.dumps(cassette, indent=2, ensure_ascii=False) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(
+        json.dumps(cassette, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def load_cassette(path: str | Path) -> dict[str, Any]:
@@ -135,25 +155,41 @@ def load_cassette(path: str | Path) -> dict[str, Any]:
 
 def check_cassette(data: Any, where: str = "cassette") -> None:
     if not isinstance(data, dict) or data.get("format") != CASSETTE_FORMAT:
-        raise CassetteError(f"{where} is not an agent cassette (expected \"format\": "
-                            f"\"{CASSETTE_FORMAT}\" in a JSON object)")
+        raise CassetteError(
+            f'{where} is not an agent cassette (expected "format": '
+            f'"{CASSETTE_FORMAT}" in a JSON object)'
+        )
     if data.get("version") != CASSETTE_VERSION:
-        raise CassetteError(f"{where} has cassette version {data.get('version')!r}; this agent "
-                            f"reads version {CASSETTE_VERSION}; record it again")
-    expected = {"question": str, "tools": list, "generations": list, "tool_calls": list,
-                "result": dict}
+        raise CassetteError(
+            f"{where} has cassette version {data.get('version')!r}; this agent "
+            f"reads version {CASSETTE_VERSION}; record it again"
+        )
+    expected = {
+        "question": str,
+        "tools": list,
+        "generations": list,
+        "tool_calls": list,
+        "result": dict,
+    }
     for key, typ in expected.items():
         if not isinstance(data.get(key), typ):
             raise CassetteError(f"{where}: field {key!r} must be a JSON {typ.__name__}")
     for i, call in enumerate(data["tool_calls"]):
-        if not isinstance(call, dict) or not isinstance(call.get("tool"), str) or \
-                not isinstance(call.get("input"), str):
+        if (
+            not isinstance(call, dict)
+            or not isinstance(call.get("tool"), str)
+            or not isinstance(call.get("input"), str)
+        ):
             raise CassetteError(f"{where}: tool_calls[{i}] needs string fields 'tool' and 'input'")
     for i, g in enumerate(data["generations"]):
-        if not isinstance(g, dict) or not isinstance(g.get("prompt"), str) or \
-                not isinstance(g.get("output"), str):
-            raise CassetteError(f"{where}: generations[{i}] needs string fields 'prompt' and "
-                                "'output'")
+        if (
+            not isinstance(g, dict)
+            or not isinstance(g.get("prompt"), str)
+            or not isinstance(g.get("output"), str)
+        ):
+            raise CassetteError(
+                f"{where}: generations[{i}] needs string fields 'prompt' and 'output'"
+            )
     for i, t in enumerate(data["tools"]):
         if not isinstance(t, dict) or not isinstance(t.get("name"), str):
             raise CassetteError(f"{where}: tools[{i}] needs a string field 'name'")
@@ -174,10 +210,11 @@ class ReplayModel:
         if not outputs:
             raise CassetteDivergenceError(
                 "replay diverged: the model was asked a prompt the cassette does not hold"
-                + _closest_prompt_hint(prompt, list(self._by_prompt)))
+                + _closest_prompt_hint(prompt, list(self._by_prompt))
+            )
         text = outputs.popleft() if len(outputs) > 1 else outputs[0]
         for i in range(0, len(text), 16):
-            yield text[i:i + 16]
+            yield text[i : i + 16]
 
     def complete(self, prompt: str, **kwargs: Any) -> str:
         return "".join(self.generate(prompt, **kwargs))
@@ -188,14 +225,16 @@ def _closest_prompt_hint(prompt: str, recorded: list[str]) -> str:
         return " (it holds no model calls)"
     best = max(recorded, key=lambda r: _common_prefix(prompt, r))
     n = _common_prefix(prompt, best)
-    return (f"; it first differs from the closest recorded prompt at character {n}: "
-            f"{prompt[n:n + 40]!r} instead of {best[n:n + 40]!r} (the prompt template or the tool "
-            "descriptions changed since recording: record the cassette again)")
+    return (
+        f"; it first differs from the closest recorded prompt at character {n}: "
+        f"{prompt[n : n + 40]!r} instead of {best[n : n + 40]!r} (the prompt template or the tool "
+        "descriptions changed since recording: record the cassette again)"
+    )
 
 
 def _common_prefix(a: str, b: str) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
@@ -220,7 +259,8 @@ class _ReplayTools:
                     self.misses.append((name, text))
                     raise CassetteDivergenceError(
                         f"{name} was called with an input the cassette does not hold: "
-                        f"{text[:120]!r}")
+                        f"{text[:120]!r}"
+                    )
                 c = found.popleft() if len(found) > 1 else found[0]
             status = c.get("status", "ok")
             if status == "timeout":
@@ -235,8 +275,12 @@ class _ReplayTools:
         return [inp for (tool, inp) in self._calls if tool == name.lower()]
 
 
-def replay(cassette: Mapping[str, Any] | str | Path, *, on_event: EventHandler | None = None,
-           check_answer: bool = True) -> RunResult:
+def replay(
+    cassette: Mapping[str, Any] | str | Path,
+    *,
+    on_event: EventHandler | None = None,
+    check_answer: bool = True,
+) -> RunResult:
     """Replay a cassette (a path or its loaded dict); raise ``CassetteDivergenceError`` on drift."""
     data = load_cassette(cassette) if isinstance(cassette, (str, Path)) else dict(cassette)
     if not isinstance(cassette, (str, Path)):
@@ -244,25 +288,40 @@ def replay(cassette: Mapping[str, Any] | str | Path, *, on_event: EventHandler |
     calls = _ReplayTools(data["tool_calls"])
     registry = ToolRegistry()
     for t in data["tools"]:
-        registry.add(FunctionTool(t["name"], str(t.get("description") or ""), calls.tool(t["name"])))
+        registry.add(
+            FunctionTool(t["name"], str(t.get("description") or ""), calls.tool(t["name"]))
+        )
     model = ReplayModel(data["generations"], data.get("model") or {})
     settings = data.get("settings") or {}
-    result = ask(model, data["question"], registry, on_event=on_event,
-                 max_evidence_chars=settings.get("max_evidence_chars", DEFAULT_MAX_EVIDENCE_CHARS))
+    result = ask(
+        model,
+        data["question"],
+        registry,
+        on_event=on_event,
+        max_evidence_chars=settings.get("max_evidence_chars", DEFAULT_MAX_EVIDENCE_CHARS),
+    )
     if calls.misses:
         lines = []
         for r in result.steps:
             if r.error and "the cassette does not hold" in r.error:
                 known = calls.recorded_inputs(r.tool)
-                hint = (f"; recorded inputs for {r.tool}: " +
-                        "; ".join(repr(k[:60]) for k in known[:3])) if known else \
-                    f"; the cassette has no call of {r.tool}"
-                lines.append(f"step {r.id} ({r.tool}) was called with input {r.input[:120]!r}, "
-                             f"which the cassette does not hold{hint}")
+                hint = (
+                    (
+                        f"; recorded inputs for {r.tool}: "
+                        + "; ".join(repr(k[:60]) for k in known[:3])
+                    )
+                    if known
+                    else f"; the cassette has no call of {r.tool}"
+                )
+                lines.append(
+                    f"step {r.id} ({r.tool}) was called with input {r.input[:120]!r}, "
+                    f"which the cassette does not hold{hint}"
+                )
         raise CassetteDivergenceError("replay diverged from the cassette:\n  " + "\n  ".join(lines))
     recorded = data["result"].get("answer")
     if check_answer and result.answer != recorded:
         raise CassetteDivergenceError(
             f"replay produced a different answer than recorded: {str(result.answer)[:200]!r} "
-            f"instead of {str(recorded)[:200]!r}")
+            f"instead of {str(recorded)[:200]!r}"
+        )
     return result

@@ -15,32 +15,55 @@ from typing import Any, TextIO
 from agent.errors import AgentError, PlanError
 from agent.llm.cli import add_model_args, open_model
 
-_CONSTRAIN_HELP = ("generate the plan freely. By default decoding is constrained by a grammar, so "
-                   "the plan always parses: tool names from the registry, references to earlier "
-                   "evidence only, a closing Answer")
+_CONSTRAIN_HELP = (
+    "generate the plan freely. By default decoding is constrained by a grammar, so "
+    "the plan always parses: tool names from the registry, references to earlier "
+    "evidence only, a closing Answer"
+)
 
 
 # -- shared options --------------------------------------------------------------------------------
 
+
 def _add_tool_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tools")
-    g.add_argument("--tool", action="append", default=[], metavar="MODULE:CALLABLE",
-                   help="add a tool (a callable of one string, named by its name/__name__); "
-                   "repeatable")
-    g.add_argument("--no-default-tools", action="store_true",
-                   help="do not add DuckDuckGo, TextScraper, HyperlinkExtractor, KnowledgeModel")
-    g.add_argument("--allow-private", action="store_true",
-                   help="let TextScraper read private/loopback addresses (trusted local use only)")
+    g.add_argument(
+        "--tool",
+        action="append",
+        default=[],
+        metavar="MODULE:CALLABLE",
+        help="add a tool (a callable of one string, named by its name/__name__); repeatable",
+    )
+    g.add_argument(
+        "--no-default-tools",
+        action="store_true",
+        help="do not add DuckDuckGo, TextScraper, HyperlinkExtractor, KnowledgeModel",
+    )
+    g.add_argument(
+        "--allow-private",
+        action="store_true",
+        help="let TextScraper read private/loopback addresses (trusted local use only)",
+    )
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--max-workers", type=int, default=8, help="steps run at once (default 8)")
-    g.add_argument("--step-timeout", type=float, default=None, metavar="SECONDS",
-                   help="give up on a step after this long (default: no limit); for tools "
-                   "that use the model, waiting for the plan to be written counts too")
-    g.add_argument("--max-evidence-chars", type=int, default=24_000, metavar="N",
-                   help="cap each evidence value pasted into an input (default 24000)")
+    g.add_argument(
+        "--step-timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="give up on a step after this long (default: no limit); for tools "
+        "that use the model, waiting for the plan to be written counts too",
+    )
+    g.add_argument(
+        "--max-evidence-chars",
+        type=int,
+        default=24_000,
+        metavar="N",
+        help="cap each evidence value pasted into an input (default 24000)",
+    )
 
 
 def _add_output_args(p: argparse.ArgumentParser) -> None:
@@ -50,30 +73,41 @@ def _add_output_args(p: argparse.ArgumentParser) -> None:
 
 def _add_generation_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("plan generation")
-    g.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    g.add_argument(
+        "--temperature", type=float, default=0.0, help="sampling temperature (default 0)"
+    )
     g.add_argument("--seed", type=int, default=None, help="sampling seed")
     g.add_argument("--max-tokens", type=int, default=768, help="plan length limit in tokens")
     g.add_argument("--no-constrain", action="store_true", help=_CONSTRAIN_HELP)
 
 
 def register(sub: Any) -> None:
-    p = sub.add_parser("ask", help="answer a question: plan with the model, run the tools",
-                       description="Plan a research question with the model (reWOO), run the "
-                       "plan's tool calls in parallel as soon as each is written, and print the "
-                       "answer with its sources.")
+    p = sub.add_parser(
+        "ask",
+        help="answer a question: plan with the model, run the tools",
+        description="Plan a research question with the model (reWOO), run the "
+        "plan's tool calls in parallel as soon as each is written, and print the "
+        "answer with its sources.",
+    )
     p.add_argument("question")
     add_model_args(p)
     _add_tool_args(p)
     _add_generation_args(p)
     _add_run_args(p)
     _add_output_args(p)
-    p.add_argument("--record", metavar="FILE",
-                   help="record the run (model and tool calls) to a JSON cassette for replay")
+    p.add_argument(
+        "--record",
+        metavar="FILE",
+        help="record the run (model and tool calls) to a JSON cassette for replay",
+    )
     p.set_defaults(handler=cmd_ask)
 
-    p = sub.add_parser("plan", help="write a plan for a question and show its graph",
-                       description="Ask the model for a reWOO plan and print it with its "
-                       "dependency graph (steps in the same layer can run together).")
+    p = sub.add_parser(
+        "plan",
+        help="write a plan for a question and show its graph",
+        description="Ask the model for a reWOO plan and print it with its "
+        "dependency graph (steps in the same layer can run together).",
+    )
     p.add_argument("question")
     add_model_args(p)
     _add_tool_args(p)
@@ -81,9 +115,12 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(handler=cmd_plan)
 
-    p = sub.add_parser("run", help="execute a hand-written plan file",
-                       description="Parse a reWOO plan file (or - for stdin) and execute it. A "
-                       "model is only needed for KnowledgeModel steps.")
+    p = sub.add_parser(
+        "run",
+        help="execute a hand-written plan file",
+        description="Parse a reWOO plan file (or - for stdin) and execute it. A "
+        "model is only needed for KnowledgeModel steps.",
+    )
     p.add_argument("planfile")
     add_model_args(p, required=False)
     _add_tool_args(p)
@@ -91,16 +128,20 @@ def register(sub: Any) -> None:
     _add_output_args(p)
     p.set_defaults(handler=cmd_run)
 
-    p = sub.add_parser("replay", help="replay a recorded run (no model, no network)",
-                       description="Replay a cassette recorded with 'agent ask --record': the "
-                       "recorded plan and tool outputs are fed back through the parser and "
-                       "executor; any divergence is an error naming the step.")
+    p = sub.add_parser(
+        "replay",
+        help="replay a recorded run (no model, no network)",
+        description="Replay a cassette recorded with 'agent ask --record': the "
+        "recorded plan and tool outputs are fed back through the parser and "
+        "executor; any divergence is an error naming the step.",
+    )
     p.add_argument("cassette")
     _add_output_args(p)
     p.set_defaults(handler=cmd_replay)
 
 
 # -- progress and output --------------------------------------------------------------------------
+
 
 class Progress:
     """Live step progress on a stream (stderr)."""
@@ -116,8 +157,10 @@ class Progress:
         elif event.kind == "start":
             line = f"{t} start    {s.id} {s.tool}[{_one_line(r.input, 60)}]"
         elif r.status == "ok":
-            line = (f"{t} done     {s.id} {s.tool} in {r.elapsed or 0:.2f} s "
-                    f"({len(r.output or '')} chars)")
+            line = (
+                f"{t} done     {s.id} {s.tool} in {r.elapsed or 0:.2f} s "
+                f"({len(r.output or '')} chars)"
+            )
         else:
             line = f"{t} {r.status:<8} {s.id} {s.tool}: {_one_line(r.error or '', 100)}"
         print(line, file=self.out, flush=True)
@@ -146,6 +189,7 @@ def _print_result(result: Any, args: argparse.Namespace) -> int:
 
 # -- tools ------------------------------------------------------------------------------------------
 
+
 def build_tools(args: argparse.Namespace, model: Any) -> Any:
     from agent.tools.registry import ToolRegistry, load_tool_spec
 
@@ -154,8 +198,9 @@ def build_tools(args: argparse.Namespace, model: Any) -> Any:
         try:
             from agent.tools.defaults import default_tools
         except ImportError as exc:
-            raise AgentError(f"the built-in tools are not available ({exc}); use --tool and "
-                             "--no-default-tools") from exc
+            raise AgentError(
+                f"the built-in tools are not available ({exc}); use --tool and --no-default-tools"
+            ) from exc
         registry = default_tools(model, allow_private=args.allow_private)
     for spec in args.tool:
         registry.add(load_tool_spec(spec))
@@ -182,6 +227,7 @@ def _print_plan_error(exc: PlanError, text: str) -> None:
 
 # -- commands ---------------------------------------------------------------------------------------
 
+
 def cmd_ask(args: argparse.Namespace) -> int:
     from agent.planner.ask import ask
     from agent.planner.cassette import RecordingModel, make_cassette, save_cassette
@@ -193,18 +239,35 @@ def cmd_ask(args: argparse.Namespace) -> int:
     tools = build_tools(args, model)
     written: list[str] = []
     try:
-        result = ask(model, args.question, tools, constrained=_constrained(args),
-                     temperature=args.temperature, seed=args.seed, max_tokens=args.max_tokens,
-                     max_workers=args.max_workers, step_timeout=args.step_timeout,
-                     max_evidence_chars=args.max_evidence_chars,
-                     on_event=None if quiet else Progress(sys.stderr), on_text=written.append)
+        result = ask(
+            model,
+            args.question,
+            tools,
+            constrained=_constrained(args),
+            temperature=args.temperature,
+            seed=args.seed,
+            max_tokens=args.max_tokens,
+            max_workers=args.max_workers,
+            step_timeout=args.step_timeout,
+            max_evidence_chars=args.max_evidence_chars,
+            on_event=None if quiet else Progress(sys.stderr),
+            on_text=written.append,
+        )
     except PlanError as exc:
         _print_plan_error(exc, "".join(written))
         return 1
     if args.record:
-        cassette = make_cassette(result, model=model, tools=tools, settings={
-            "max_evidence_chars": args.max_evidence_chars, "temperature": args.temperature,
-            "seed": args.seed}, note="recorded with 'agent ask --record'")
+        cassette = make_cassette(
+            result,
+            model=model,
+            tools=tools,
+            settings={
+                "max_evidence_chars": args.max_evidence_chars,
+                "temperature": args.temperature,
+                "seed": args.seed,
+            },
+            note="recorded with 'agent ask --record'",
+        )
         save_cassette(cassette, args.record)
         if not quiet:
             print(f"recorded to {args.record}", file=sys.stderr)
@@ -217,15 +280,28 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     model = open_model(args, quiet=args.json)
     tools = build_tools(args, model)
-    text = str(generate_plan_text(model, args.question, tools, temperature=args.temperature,
-                                  seed=args.seed, constrained=_constrained(args),
-                                  max_tokens=args.max_tokens))
+    text = str(
+        generate_plan_text(
+            model,
+            args.question,
+            tools,
+            temperature=args.temperature,
+            seed=args.seed,
+            constrained=_constrained(args),
+            max_tokens=args.max_tokens,
+        )
+    )
     try:
         plan = parse_plan(text, tools)
     except PlanError as exc:
         if args.json:
-            print(json.dumps({"text": text, "problems": [vars(p) for p in exc.problems]},
-                             indent=2, ensure_ascii=False))
+            print(
+                json.dumps(
+                    {"text": text, "problems": [vars(p) for p in exc.problems]},
+                    indent=2,
+                    ensure_ascii=False,
+                )
+            )
         else:
             _print_plan_error(exc, text)
         return 1
@@ -247,12 +323,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.planner.parser import parse_plan
 
     try:
-        text = sys.stdin.read() if args.planfile == "-" else \
-            Path(args.planfile).read_text(encoding="utf-8")
+        text = (
+            sys.stdin.read()
+            if args.planfile == "-"
+            else Path(args.planfile).read_text(encoding="utf-8")
+        )
     except OSError as exc:
         raise AgentError(f"cannot read plan file {args.planfile}: {exc.strerror or exc}") from exc
-    model = open_model(args, quiet=args.quiet or args.json) if (args.model or args.script) \
-        else None
+    model = open_model(args, quiet=args.quiet or args.json) if (args.model or args.script) else None
     tools = build_tools(args, model)
     try:
         plan = parse_plan(text, tools)
@@ -260,9 +338,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_plan_error(exc, "")
         return 1
     quiet = args.quiet or args.json
-    result = execute(plan, tools, max_workers=args.max_workers, step_timeout=args.step_timeout,
-                     max_evidence_chars=args.max_evidence_chars,
-                     on_event=None if quiet else Progress(sys.stderr))
+    result = execute(
+        plan,
+        tools,
+        max_workers=args.max_workers,
+        step_timeout=args.step_timeout,
+        max_evidence_chars=args.max_evidence_chars,
+        on_event=None if quiet else Progress(sys.stderr),
+    )
     return _print_result(result, args)
 
 

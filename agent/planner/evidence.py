@@ -8,7 +8,7 @@ scanned again.
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from agent.planner.plan import REF_RE, RefKey, ref_key
 
@@ -25,8 +25,9 @@ def cap_evidence(text: str, max_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS) 
     return f"{text[:max_chars]}\n[... truncated {dropped} characters ...]"
 
 
-def substitute(text: str, values: Mapping[RefKey, str],
-               max_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS) -> str:
+def substitute(
+    text: str, values: Mapping[RefKey, str], max_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS
+) -> str:
     """Replace each reference in ``text`` by its (capped) value; unknown references stay as written."""
 
     def paste(m: re.Match[str]) -> str:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from agent.errors import AgentError, PlanError, ToolError
 from agent.planner.evidence import (
@@ -35,10 +36,10 @@ class StepResult:
 
     id: str
     tool: str
-    input: str                 # after evidence substitution (what the tool received)
+    input: str  # after evidence substitution (what the tool received)
     output: str | None = None
     error: str | None = None
-    status: str = "pending"    # pending, running, ok, failed, timeout, skipped
+    status: str = "pending"  # pending, running, ok, failed, timeout, skipped
     started: float | None = None
     finished: float | None = None
 
@@ -112,8 +113,10 @@ class _ToolTable:
         self._map: dict[str, Callable[[str], Any]] = {}
         if self._registry is None:
             if not isinstance(tools, Mapping):
-                raise AgentError("tools must be a ToolRegistry or a mapping name -> callable, "
-                                 f"not {type(tools).__name__}")
+                raise AgentError(
+                    "tools must be a ToolRegistry or a mapping name -> callable, "
+                    f"not {type(tools).__name__}"
+                )
             self._map = {str(k).lower(): v for k, v in tools.items()}
 
     def get(self, name: str) -> Callable[[str], Any] | None:
@@ -125,9 +128,15 @@ class _ToolTable:
 class Scheduler:
     """Runs submitted steps as their dependencies complete. Thread-safe; used by ``execute``."""
 
-    def __init__(self, tools: Any, *, max_workers: int = 8, step_timeout: float | None = None,
-                 on_event: EventHandler | None = None,
-                 max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS):
+    def __init__(
+        self,
+        tools: Any,
+        *,
+        max_workers: int = 8,
+        step_timeout: float | None = None,
+        on_event: EventHandler | None = None,
+        max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS,
+    ):
         if max_workers < 1:
             raise AgentError(f"max_workers must be at least 1, got {max_workers}")
         self._tools = _ToolTable(tools)
@@ -188,25 +197,34 @@ class Scheduler:
     def result(self, plan: Plan) -> RunResult:
         """The run's outcome for ``plan`` (call after ``join``)."""
         if self.event_error is not None:
-            raise AgentError(f"the on_event handler raised {type(self.event_error).__name__}: "
-                             f"{self.event_error}; the run finished without it") \
-                from self.event_error
+            raise AgentError(
+                f"the on_event handler raised {type(self.event_error).__name__}: "
+                f"{self.event_error}; the run finished without it"
+            ) from self.event_error
         with self._cond:
             steps = [self._results[k] for k in self._order]
             evidence = {self._steps[k].id: v for k, v in self._evidence.items()}
             answer, error = self._answer(plan)
             sources = self._sources(plan) if answer is not None else []
-            return RunResult(ok=answer is not None, answer=answer, evidence=evidence,
-                             steps=steps, error=error, sources=sources, elapsed=self.now(),
-                             plan=plan)
+            return RunResult(
+                ok=answer is not None,
+                answer=answer,
+                evidence=evidence,
+                steps=steps,
+                error=error,
+                sources=sources,
+                elapsed=self.now(),
+                plan=plan,
+            )
 
     # -- internals (called with the lock held) ---------------------------------------------------
     def _sources(self, plan: Plan) -> list[str]:
         """URLs the answer was derived from: in the inputs of the steps the answer names
         (the pages a KnowledgeModel read), else in those steps' outputs (a bare search)."""
         found: list[str] = []
-        results = [self._results[k] for k in (key_of(r) for r in plan.answer_refs)
-                   if k in self._results]
+        results = [
+            self._results[k] for k in (key_of(r) for r in plan.answer_refs) if k in self._results
+        ]
         for field_name in ("input", "output"):
             for r in results:
                 found += [u for u in find_urls(getattr(r, field_name) or "") if u not in found]
@@ -255,11 +273,16 @@ class Scheduler:
         or an id no step defines), instead of waiting for them forever."""
         for key in self._waiting:
             step, r = self._steps[key], self._results[key]
-            missing = [ref for ref in step.refs if self._results.get(key_of(ref)) is None
-                       or self._results[key_of(ref)].status not in _TERMINAL]  # type: ignore
+            missing = [
+                ref
+                for ref in step.refs
+                if self._results.get(key_of(ref)) is None
+                or self._results[key_of(ref)].status not in _TERMINAL
+            ]  # type: ignore
             r.status = "skipped"
-            r.error = (f"skipped because {', '.join(missing)} can never finish (no such step, "
-                       "or a cycle)")
+            r.error = (
+                f"skipped because {', '.join(missing)} can never finish (no such step, or a cycle)"
+            )
             r.started = r.finished = self.now()
             self.emit("finish", step, r)
         self._waiting = []
@@ -287,11 +310,15 @@ class Scheduler:
         if tool is None:
             self._complete(key, None, f"unknown tool '{step.tool}'", "failed")
             return
-        threading.Thread(target=self._work, args=(key, tool, r.input), daemon=True,
-                         name=f"step {step.id}").start()
+        threading.Thread(
+            target=self._work, args=(key, tool, r.input), daemon=True, name=f"step {step.id}"
+        ).start()
         if self._timeout is not None:
-            timer = threading.Timer(self._timeout, self._complete,
-                                    (key, None, f"timed out after {self._timeout:g} s", "timeout"))
+            timer = threading.Timer(
+                self._timeout,
+                self._complete,
+                (key, None, f"timed out after {self._timeout:g} s", "timeout"),
+            )
             timer.daemon = True
             self._timers[key] = timer
             timer.start()
@@ -324,12 +351,23 @@ class Scheduler:
             self._advance()
 
 
-def execute(plan: Plan, tools: Any, *, max_workers: int = 8, step_timeout: float | None = None,
-            on_event: EventHandler | None = None,
-            max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS) -> RunResult:
+def execute(
+    plan: Plan,
+    tools: Any,
+    *,
+    max_workers: int = 8,
+    step_timeout: float | None = None,
+    on_event: EventHandler | None = None,
+    max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS,
+) -> RunResult:
     """Run ``plan`` with ``tools`` (a ``ToolRegistry`` or mapping name -> ``(str) -> str``)."""
-    sched = Scheduler(tools, max_workers=max_workers, step_timeout=step_timeout,
-                      on_event=on_event, max_evidence_chars=max_evidence_chars)
+    sched = Scheduler(
+        tools,
+        max_workers=max_workers,
+        step_timeout=step_timeout,
+        on_event=on_event,
+        max_evidence_chars=max_evidence_chars,
+    )
     for step in plan.steps:
         sched.submit(step)
     sched.seal()
@@ -337,16 +375,27 @@ def execute(plan: Plan, tools: Any, *, max_workers: int = 8, step_timeout: float
     return sched.result(plan)
 
 
-def execute_stream(pieces: Iterable[str], tools: Any, *, max_workers: int = 8,
-                   step_timeout: float | None = None, on_event: EventHandler | None = None,
-                   max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS,
-                   on_text: Callable[[str], None] | None = None) -> RunResult:
+def execute_stream(
+    pieces: Iterable[str],
+    tools: Any,
+    *,
+    max_workers: int = 8,
+    step_timeout: float | None = None,
+    on_event: EventHandler | None = None,
+    max_evidence_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS,
+    on_text: Callable[[str], None] | None = None,
+) -> RunResult:
     """Parse plan text as it streams in and start each step as soon as it is complete.
 
     Raises ``PlanError`` when the finished plan is invalid (after steps already started finish).
     """
-    sched = Scheduler(tools, max_workers=max_workers, step_timeout=step_timeout,
-                      on_event=on_event, max_evidence_chars=max_evidence_chars)
+    sched = Scheduler(
+        tools,
+        max_workers=max_workers,
+        step_timeout=step_timeout,
+        on_event=on_event,
+        max_evidence_chars=max_evidence_chars,
+    )
     stream = PlanStream(tools)
     iterator = iter(pieces)
     try:

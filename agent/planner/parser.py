@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from agent.errors import PlanError
 from agent.planner.plan import (
@@ -28,9 +29,12 @@ _MD = r"(?:\*\*|__)?"
 # Markdown emphasis, bullets and indentation in front of a keyword ("**Plan:**", "- #E1 = ...").
 _LEAD_RE = re.compile(r"[\s*_\->]*(?:\d{1,3}[.)][ \t]+)?[\s*_]*")  # also "1. " / "2) " numbering
 _PLAN_RE = re.compile(rf"plan(?:[ \t]*\d+)?[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE)
-_ANSWER_RE = re.compile(rf"(?:final[ \t]+answer|answer)[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE)
-_STEP_ID_RE = re.compile(rf"(?::evidence(?:\d+|\[\d+\]):?|#E\d+)(?!\d){_MD}[ \t]*(?P<sep>[=:])?[ \t]*",
-                         re.IGNORECASE)
+_ANSWER_RE = re.compile(
+    rf"(?:final[ \t]+answer|answer)[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE
+)
+_STEP_ID_RE = re.compile(
+    rf"(?::evidence(?:\d+|\[\d+\]):?|#E\d+)(?!\d){_MD}[ \t]*(?P<sep>[=:])?[ \t]*", re.IGNORECASE
+)
 _TOOL_RE = re.compile(r"(?P<tool>[A-Za-z_][A-Za-z0-9_]*)[ \t]*\[")
 _TRAILING_NOISE = " \t*_.,;"
 
@@ -49,7 +53,7 @@ def tool_names(tools: Any) -> list[str] | None:
 
 
 def _strip_lead(line: str) -> str:
-    return line[_LEAD_RE.match(line).end():]  # type: ignore[union-attr]
+    return line[_LEAD_RE.match(line).end() :]  # type: ignore[union-attr]
 
 
 def _strip_outer_brackets(text: str) -> str:
@@ -161,10 +165,15 @@ class PlanStream:
             self._reference_problem(step.id, step.line, key)
         answer_refs: list[str] = []
         if self._answer is None:
-            hint = ("end the plan with 'Answer: :evidenceN:' naming the evidence that holds "
-                    "the final answer")
-            msg = ("'Answer:' has no text; " + hint) if self._answer_pending else (
-                "the plan has no 'Answer:' (or 'Final answer:') line; " + hint)
+            hint = (
+                "end the plan with 'Answer: :evidenceN:' naming the evidence that holds "
+                "the final answer"
+            )
+            msg = (
+                ("'Answer:' has no text; " + hint)
+                if self._answer_pending
+                else ("the plan has no 'Answer:' (or 'Final answer:') line; " + hint)
+            )
             self._problem("missing_answer", self._answer_line or self._line_no, msg)
         else:
             for key, spelling in find_refs(self._answer):
@@ -172,20 +181,30 @@ class PlanStream:
                     answer_refs.append(self._defined[key].id)
                 else:
                     answer_refs.append(canonical_id(key))
-                    self._problem("undefined_reference", self._answer_line,
-                                  f"the answer references {spelling}, which no step defines"
-                                  f"{self._other_dialect_hint(key)}")
+                    self._problem(
+                        "undefined_reference",
+                        self._answer_line,
+                        f"the answer references {spelling}, which no step defines"
+                        f"{self._other_dialect_hint(key)}",
+                    )
         if not self.steps:
-            self._problem("empty_plan", 0,
-                          "the plan has no steps; write 'Plan: ...' lines each followed by "
-                          "':evidenceN: = Tool[input]'")
+            self._problem(
+                "empty_plan",
+                0,
+                "the plan has no steps; write 'Plan: ...' lines each followed by "
+                "':evidenceN: = Tool[input]'",
+            )
         if self._problems:
             problems = sorted(self._problems, key=lambda p: p.line)
             listing = "\n".join(f"  {p}" for p in problems)
             raise PlanError(f"the plan has {len(problems)} problem(s):\n{listing}", problems)
-        self._closed = Plan(steps=list(self.steps), answer=self._answer or "",
-                            answer_refs=answer_refs, answer_line=self._answer_line,
-                            text=self.text)
+        self._closed = Plan(
+            steps=list(self.steps),
+            answer=self._answer or "",
+            answer_refs=answer_refs,
+            answer_line=self._answer_line,
+            text=self.text,
+        )
         return self._closed
 
     # -- line handling -------------------------------------------------------------------------
@@ -208,12 +227,12 @@ class PlanStream:
             return []
         m = _PLAN_RE.match(head)
         if m:
-            self._plan_parts.append(head[m.end():].strip(" \t*_"))
+            self._plan_parts.append(head[m.end() :].strip(" \t*_"))
             self._in_plan_text = True
             return []
         m = _ANSWER_RE.match(head)
         if m:
-            rest = head[m.end():].strip()
+            rest = head[m.end() :].strip()
             if rest:
                 self._set_answer(rest, no)
             else:
@@ -225,8 +244,12 @@ class PlanStream:
         if self._in_plan_text:
             self._plan_parts.append(head.strip())
         elif self._seen_step and _TOOL_RE.match(head) and "]" in head:
-            self._problem("syntax", no, f"tool call without an evidence id: {_short(head)!r}; "
-                          "write it as ':evidenceN: = Tool[input]'")
+            self._problem(
+                "syntax",
+                no,
+                f"tool call without an evidence id: {_short(head)!r}; "
+                "write it as ':evidenceN: = Tool[input]'",
+            )
         return []
 
     def _kind(self, head: str) -> str | None:
@@ -259,17 +282,21 @@ class PlanStream:
         tm = _TOOL_RE.match(head, pos)
         if tm is None:
             self._take_plan()  # this step's plan text goes with it
-            self._problem("syntax", no, f"expected 'Tool[input]' after '{id_} =', found "
-                          f"{_short(head[pos:]) or 'nothing'!r}; write it as '{id_} = Tool[input]'")
+            self._problem(
+                "syntax",
+                no,
+                f"expected 'Tool[input]' after '{id_} =', found "
+                f"{_short(head[pos:]) or 'nothing'!r}; write it as '{id_} = Tool[input]'",
+            )
             return []
-        first = head[tm.end():]
+        first = head[tm.end() :]
         pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), first, wrapped)
         close = _close_index(first, 0, 1)
         if close < 0:
             self._pending = pending
             return []
         pending.parts = [first[:close]]
-        return self._finish(pending, first[close + 1:])
+        return self._finish(pending, first[close + 1 :])
 
     def _continue_pending(self, raw: str) -> list[Step]:
         p = self._pending
@@ -281,12 +308,16 @@ class PlanStream:
             return []
         p.parts.append(raw[:close])
         self._pending = None
-        return self._finish(p, raw[close + 1:])
+        return self._finish(p, raw[close + 1 :])
 
     def _unclosed(self, p: _Pending) -> None:
         self._pending = None
-        self._problem("syntax", p.line, f"the input of {p.id} opens '[' after {p.tool} but never "
-                      "closes it; end the input with ']'")
+        self._problem(
+            "syntax",
+            p.line,
+            f"the input of {p.id} opens '[' after {p.tool} but never "
+            "closes it; end the input with ']'",
+        )
 
     def _take_plan(self) -> str:
         text = " ".join(t for t in self._plan_parts if t)
@@ -299,8 +330,12 @@ class PlanStream:
             trailing = t[1:] if t.startswith("]") else trailing
         noise = trailing.strip(_TRAILING_NOISE)
         if "[" in noise or "]" in noise or REF_RE.search(noise):
-            self._problem("syntax", p.line, f"unexpected text after the input of {p.id}: "
-                          f"{_short(noise)!r}; everything the tool needs goes inside the brackets")
+            self._problem(
+                "syntax",
+                p.line,
+                f"unexpected text after the input of {p.id}: "
+                f"{_short(noise)!r}; everything the tool needs goes inside the brackets",
+            )
             return []
         text = "\n".join(p.parts).strip()
         key = key_of(p.id)
@@ -315,7 +350,7 @@ class PlanStream:
             else:
                 tool = known
         refs: list[str] = []
-        for rkey, spelling in find_refs(text):
+        for rkey, _spelling in find_refs(text):
             if rkey in self._defined and rkey != key:
                 refs.append(self._defined[rkey].id)
                 bad = bad or rkey not in self._emitted
@@ -328,8 +363,11 @@ class PlanStream:
                 self._deferred.append((step, rkey))
         if key in self._defined:
             first = self._defined[key]
-            self._problem("duplicate_id", p.line, f"{p.id} is defined again (first on line "
-                          f"{first.line}); give each step its own id")
+            self._problem(
+                "duplicate_id",
+                p.line,
+                f"{p.id} is defined again (first on line {first.line}); give each step its own id",
+            )
             return []
         self.steps.append(step)
         self._defined[key] = step
@@ -347,22 +385,33 @@ class PlanStream:
         names = list(self._tools.values())
         close = difflib.get_close_matches(tool.lower(), list(self._tools), n=1, cutoff=0.5)
         hint = f"did you mean '{self._tools[close[0]]}'? " if close else ""
-        return (f"{id_} calls unknown tool '{tool}'; {hint}available tools: "
-                f"{', '.join(names) or '(none)'}")
+        return (
+            f"{id_} calls unknown tool '{tool}'; {hint}available tools: "
+            f"{', '.join(names) or '(none)'}"
+        )
 
     def _reference_problem(self, id_: str, line: int, key: RefKey) -> None:
         ref = canonical_id(key)
         if key == key_of(id_):
-            self._problem("forward_reference", line, f"{id_} references itself; a step can only "
-                          "use evidence from earlier steps")
+            self._problem(
+                "forward_reference",
+                line,
+                f"{id_} references itself; a step can only use evidence from earlier steps",
+            )
         elif key in self._defined:
             later = self._defined[key]
-            self._problem("forward_reference", line,
-                          f"{id_} references {later.id}, which is only defined later (line "
-                          f"{later.line}); a step can only use evidence from earlier steps")
+            self._problem(
+                "forward_reference",
+                line,
+                f"{id_} references {later.id}, which is only defined later (line "
+                f"{later.line}); a step can only use evidence from earlier steps",
+            )
         else:
-            self._problem("undefined_reference", line, f"{id_} references {ref}, which no step "
-                          f"defines{self._other_dialect_hint(key)}")
+            self._problem(
+                "undefined_reference",
+                line,
+                f"{id_} references {ref}, which no step defines{self._other_dialect_hint(key)}",
+            )
 
     def _other_dialect_hint(self, key: RefKey) -> str:
         other: RefKey = ("E", key[1]) if key[0] == "evidence" else ("evidence", key[1])

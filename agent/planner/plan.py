@@ -9,8 +9,8 @@ still names ``:evidence0:``.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 # One evidence reference. Digits are taken whole: `(?!\d)` stops `#E1` matching inside `#E10`.
 # `:evidence[1]:` is the prompt's own `:evidence[n]:` notation filled in, so it is accepted too.
@@ -59,12 +59,12 @@ def find_refs(text: str) -> list[tuple[RefKey, str]]:
 class Step:
     """One ``id = Tool[input]`` line of a plan."""
 
-    id: str                 # as written: ":evidence0:" or "#E1"
-    tool: str               # the registry's spelling when tools were given
-    input: str              # inside the outermost brackets, stripped; may contain newlines
-    refs: list[str]         # ids referenced by the input, first-appearance order, each once
-    plan: str = ""          # the "Plan:" text written before this step
-    line: int = 0           # 1-based line of the step in the plan text
+    id: str  # as written: ":evidence0:" or "#E1"
+    tool: str  # the registry's spelling when tools were given
+    input: str  # inside the outermost brackets, stripped; may contain newlines
+    refs: list[str]  # ids referenced by the input, first-appearance order, each once
+    plan: str = ""  # the "Plan:" text written before this step
+    line: int = 0  # 1-based line of the step in the plan text
 
     @property
     def key(self) -> RefKey:
@@ -153,8 +153,14 @@ class Plan:
     def to_dict(self) -> dict:
         return {
             "steps": [
-                {"id": s.id, "tool": s.tool, "input": s.input, "refs": s.refs, "plan": s.plan,
-                 "line": s.line}
+                {
+                    "id": s.id,
+                    "tool": s.tool,
+                    "input": s.input,
+                    "refs": s.refs,
+                    "plan": s.plan,
+                    "line": s.line,
+                }
                 for s in self.steps
             ],
             "answer": self.answer,

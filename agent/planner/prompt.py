@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from agent.errors import AgentError
-from agent.llm.protocol import count_tokens
 from agent.llm.prompts import chat_prompt
+from agent.llm.protocol import count_tokens
 from agent.planner.parser import tool_names
 
 PLAN_INTRO = (
@@ -32,7 +33,7 @@ OUTPUT_FORMAT = (
     ":evidence0: = [function to call with input parameter]\n"
     "Plan: [next action to take, based on result of :evidence0:]\n"
     ":evidence1: = [next function to call and input parameter, which may include reference to "
-    "previous evidence, e.g. \"Given context :evidence0\"]\n"
+    'previous evidence, e.g. "Given context :evidence0"]\n'
     "...\n"
     "Answer: [:evidence[n]: containing the final answer.]"
 )
@@ -68,8 +69,10 @@ def describe_tools(tools: Any) -> str:
 
 def plan_user_message(question: str, tools: Any) -> str:
     """The card's planning instruction for ``question`` (the user message, unwrapped)."""
-    return (f"{PLAN_INTRO}\n\n{TOOLS_HEADER}\n{describe_tools(tools)}\n\n{OUTPUT_FORMAT}\n\n"
-            f"Question: {question.strip()}")
+    return (
+        f"{PLAN_INTRO}\n\n{TOOLS_HEADER}\n{describe_tools(tools)}\n\n{OUTPUT_FORMAT}\n\n"
+        f"Question: {question.strip()}"
+    )
 
 
 def build_plan_prompt(question: str, tools: Any) -> str:
@@ -92,16 +95,28 @@ def plan_grammar_for(tools: Any) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name != "agent.planner.grammar":
             raise
-        raise AgentError("constrained plan decoding is unavailable: agent.planner.grammar is not "
-                         "part of this installation yet; generate unconstrained (constrained=False"
-                         ", or --no-constrain on the command line)") from None
+        raise AgentError(
+            "constrained plan decoding is unavailable: agent.planner.grammar is not "
+            "part of this installation yet; generate unconstrained (constrained=False"
+            ", or --no-constrain on the command line)"
+        ) from None
     return grammar.plan_grammar(tool_names(tools) or [])
 
 
-def generate_plan_text(model: Any, question: str, tools: Any, *, temperature: float = 0.0,
-                       seed: int | None = None, constrained: bool = False, stream: bool = False,
-                       max_tokens: int = 768, top_k: int = 40, top_p: float = 0.95,
-                       repeat_penalty: float = 1.0) -> str | Iterator[str]:
+def generate_plan_text(
+    model: Any,
+    question: str,
+    tools: Any,
+    *,
+    temperature: float = 0.0,
+    seed: int | None = None,
+    constrained: bool = False,
+    stream: bool = False,
+    max_tokens: int = 768,
+    top_k: int = 40,
+    top_p: float = 0.95,
+    repeat_penalty: float = 1.0,
+) -> str | Iterator[str]:
     """Ask ``model`` for a plan answering ``question`` with ``tools`` (registry or names).
 
     Returns the plan text, or with ``stream=True`` an iterator of text pieces as they are written.
@@ -111,9 +126,15 @@ def generate_plan_text(model: Any, question: str, tools: Any, *, temperature: fl
     """
     grammar = plan_grammar_for(tools) if constrained else None
     prompt = build_plan_prompt(question, tools)
-    kwargs: dict[str, Any] = dict(max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-                                  top_p=top_p, repeat_penalty=repeat_penalty, seed=seed,
-                                  stop=list(PLAN_STOP))
+    kwargs: dict[str, Any] = dict(
+        max_tokens=max_tokens,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        repeat_penalty=repeat_penalty,
+        seed=seed,
+        stop=list(PLAN_STOP),
+    )
     if grammar is not None:
         kwargs["grammar"] = grammar
         kwargs["stop"] = []

@@ -12,8 +12,9 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -64,7 +65,11 @@ def _error_of(exc: BaseException) -> APIError:
 
 def _usage(prep: Prepared, result: dict[str, Any]) -> dict[str, int]:
     n = int(result["completion_tokens"])
-    return {"prompt_tokens": prep.prompt_tokens, "completion_tokens": n, "total_tokens": prep.prompt_tokens + n}
+    return {
+        "prompt_tokens": prep.prompt_tokens,
+        "completion_tokens": n,
+        "total_tokens": prep.prompt_tokens + n,
+    }
 
 
 def chat_message(prep: Prepared, result: dict[str, Any]) -> tuple[dict[str, Any], str]:
@@ -77,15 +82,21 @@ def chat_message(prep: Prepared, result: dict[str, Any]) -> tuple[dict[str, Any]
         except ValueError:
             data = None  # cut off by max_tokens: returned as text, finish_reason "length"
         if isinstance(data, dict) and data.get("function") in prep.registry.names():
-            call = {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                    "function": {"name": data["function"],
-                                 "arguments": json.dumps(data.get("params", {}), ensure_ascii=False)}}
+            call = {
+                "id": f"call_{uuid.uuid4().hex[:24]}",
+                "type": "function",
+                "function": {
+                    "name": data["function"],
+                    "arguments": json.dumps(data.get("params", {}), ensure_ascii=False),
+                },
+            }
             return {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
     return {"role": "assistant", "content": text.lstrip()}, finish
 
 
-def create_app(model: Any, *, model_name: str = "local", api_key: str | None = None,
-               queue_size: int = 16) -> FastAPI:
+def create_app(
+    model: Any, *, model_name: str = "local", api_key: str | None = None, queue_size: int = 16
+) -> FastAPI:
     """The API over ``model`` (a loaded engine or any ``TextGenerator``)."""
     worker = EngineWorker(queue_size)
 
@@ -95,8 +106,11 @@ def create_app(model: Any, *, model_name: str = "local", api_key: str | None = N
         yield
         worker.stop()
 
-    app = FastAPI(title="agent", description="OpenAI-compatible API over a local Llama-2 model",
-                  lifespan=lifespan)
+    app = FastAPI(
+        title="agent",
+        description="OpenAI-compatible API over a local Llama-2 model",
+        lifespan=lifespan,
+    )
     app.state.worker = worker
     created = int(time.time())
 
@@ -106,8 +120,11 @@ def create_app(model: Any, *, model_name: str = "local", api_key: str | None = N
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        err = APIError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
-                       code="not_found" if exc.status_code == 404 else None)
+        err = APIError(
+            exc.status_code,
+            f"{request.method} {request.url.path}: {exc.detail}",
+            code="not_found" if exc.status_code == 404 else None,
+        )
         return JSONResponse(err.body(), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
@@ -119,8 +136,12 @@ def create_app(model: Any, *, model_name: str = "local", api_key: str | None = N
             return
         header = request.headers.get("authorization", "")
         if header != f"Bearer {api_key}":
-            raise APIError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>' with the key "
-                           "the server was started with (--api-key).", code="invalid_api_key")
+            raise APIError(
+                401,
+                "Incorrect or missing API key: send 'Authorization: Bearer <key>' with the key "
+                "the server was started with (--api-key).",
+                code="invalid_api_key",
+            )
 
     def submit(prep: Prepared) -> tuple[Job, asyncio.Queue]:
         loop = asyncio.get_running_loop()
@@ -161,8 +182,11 @@ def create_app(model: Any, *, model_name: str = "local", api_key: str | None = N
     async def model_info(model_id: str, request: Request) -> dict[str, Any]:
         check_key(request)
         if model_id != model_name:
-            raise APIError(404, f"model {model_id!r} is not served here; this server serves {model_name!r}",
-                           code="model_not_found")
+            raise APIError(
+                404,
+                f"model {model_id!r} is not served here; this server serves {model_name!r}",
+                code="model_not_found",
+            )
         return model_card
 
     @app.post("/v1/chat/completions")
@@ -175,13 +199,29 @@ def create_app(model: Any, *, model_name: str = "local", api_key: str | None = N
         if not prep.stream:
             result = await wait_result(job, events)
             message, finish = chat_message(prep, result)
-            return {"id": cid, "object": "chat.completion", "created": now, "model": model_name,
-                    "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-                    "usage": _usage(prep, result)}
+            return {
+                "id": cid,
+                "object": "chat.completion",
+                "created": now,
+                "model": model_name,
+                "choices": [
+                    {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
+                ],
+                "usage": _usage(prep, result),
+            }
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
-            return sse({"id": cid, "object": "chat.completion.chunk", "created": now, "model": model_name,
-                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]})
+            return sse(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": now,
+                    "model": model_name,
+                    "choices": [
+                        {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+                    ],
+                }
+            )
 
         async def stream() -> AsyncIterator[str]:
             try:
@@ -207,8 +247,16 @@ def create_app(model: Any, *, model_name: str = "local", api_key: str | None = N
                             yield chunk({"content": message["content"]})
                         yield chunk({}, finish)
                         if prep.include_usage:
-                            yield sse({"id": cid, "object": "chat.completion.chunk", "created": now,
-                                       "model": model_name, "choices": [], "usage": _usage(prep, value)})
+                            yield sse(
+                                {
+                                    "id": cid,
+                                    "object": "chat.completion.chunk",
+                                    "created": now,
+                                    "model": model_name,
+                                    "choices": [],
+                                    "usage": _usage(prep, value),
+                                }
+                            )
                         break
                 yield "data: [DONE]\n\n"
             finally:
@@ -230,8 +278,14 @@ def create_app(model: Any, *, model_name: str = "local", api_key: str | None = N
         if not prep.stream:
             result = await wait_result(job, events)
             finish = "length" if result["stop_reason"] == "length" else "stop"
-            return {"id": cid, "object": "text_completion", "created": now, "model": model_name,
-                    "choices": [choice(result["text"], finish)], "usage": _usage(prep, result)}
+            return {
+                "id": cid,
+                "object": "text_completion",
+                "created": now,
+                "model": model_name,
+                "choices": [choice(result["text"], finish)],
+                "usage": _usage(prep, result),
+            }
 
         async def stream() -> AsyncIterator[str]:
             base = {"id": cid, "object": "text_completion", "created": now, "model": model_name}

@@ -13,19 +13,33 @@ def register(sub: Any) -> None:
     from agent.llm.cli import add_model_args
 
     p = sub.add_parser(
-        "serve", help="serve an OpenAI-compatible API (chat completions with tools, completions)",
+        "serve",
+        help="serve an OpenAI-compatible API (chat completions with tools, completions)",
         description="Serve /v1/models, /v1/chat/completions and /v1/completions over one model. "
         "Requests run one at a time in arrival order; tool calls and response_format are enforced "
-        "by constrained decoding.")
+        "by constrained decoding.",
+    )
     add_model_args(p)
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; use 0.0.0.0 to expose it, with --api-key)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; use 0.0.0.0 to expose it, with --api-key)",
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--api-key", default=os.environ.get("AGENT_API_KEY"),
-                   help="require 'Authorization: Bearer KEY' (default: $AGENT_API_KEY, else no key)")
-    p.add_argument("--queue-size", type=int, default=16,
-                   help="requests allowed to wait for the engine; more get 503 (default 16)")
-    p.add_argument("--model-name", default=None, help="model id reported by /v1/models (default: file name)")
+    p.add_argument(
+        "--api-key",
+        default=os.environ.get("AGENT_API_KEY"),
+        help="require 'Authorization: Bearer KEY' (default: $AGENT_API_KEY, else no key)",
+    )
+    p.add_argument(
+        "--queue-size",
+        type=int,
+        default=16,
+        help="requests allowed to wait for the engine; more get 503 (default 16)",
+    )
+    p.add_argument(
+        "--model-name", default=None, help="model id reported by /v1/models (default: file name)"
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -44,8 +58,10 @@ def _serve(args: argparse.Namespace) -> int:
     name = args.model_name or Path(args.model or args.script).name
     app = create_app(model, model_name=name, api_key=args.api_key, queue_size=args.queue_size)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
-        print(f"warning: serving on {args.host} without --api-key: anyone who can reach it can use it",
-              file=sys.stderr)
+        print(
+            f"warning: serving on {args.host} without --api-key: anyone who can reach it can use it",
+            file=sys.stderr,
+        )
     print(f"serving {name} on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

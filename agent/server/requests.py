@@ -19,8 +19,14 @@ from agent.server.errors import APIError, bad_request
 
 DEFAULT_TEMPERATURE = 0.7  # llama.cpp's default; OpenAI's 1.0 is rough on small local models
 TEXT_INSTEAD = "If none of the functions fits the input, answer in plain text instead."
-_UNSUPPORTED_IF_SET = {"logprobs": False, "top_logprobs": None, "logit_bias": None, "echo": False,
-                       "suffix": None, "best_of": None}
+_UNSUPPORTED_IF_SET = {
+    "logprobs": False,
+    "top_logprobs": None,
+    "logit_bias": None,
+    "echo": False,
+    "suffix": None,
+    "best_of": None,
+}
 _ZERO_ONLY = ("presence_penalty", "frequency_penalty")
 
 
@@ -48,8 +54,9 @@ def parse_json_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _number(body: dict, key: str, default: float | None, lo: float, hi: float,
-            integer: bool = False) -> Any:
+def _number(
+    body: dict, key: str, default: float | None, lo: float, hi: float, integer: bool = False
+) -> Any:
     value = body.get(key)
     if value is None:
         return default
@@ -66,7 +73,9 @@ def _sampling(body: dict) -> dict[str, Any]:
             raise bad_request(f"'{key}' is not supported by this server", key)
     for key in _ZERO_ONLY:
         if body.get(key) not in (None, 0, 0.0):
-            raise bad_request(f"'{key}' is not supported (only 0); use 'repeat_penalty' instead", key)
+            raise bad_request(
+                f"'{key}' is not supported (only 0); use 'repeat_penalty' instead", key
+            )
     if body.get("n") not in (None, 1):
         raise bad_request("only n=1 is supported", "n")
     stop = body.get("stop")
@@ -80,9 +89,14 @@ def _sampling(body: dict) -> dict[str, Any]:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise bad_request(f"'seed' must be an integer, got {seed!r}", "seed")
     temperature = _number(body, "temperature", DEFAULT_TEMPERATURE, 0.0, 2.0)
-    return dict(temperature=temperature, top_p=_number(body, "top_p", 1.0, 1e-9, 1.0),
-                top_k=_number(body, "top_k", 40, 0, 1_000_000, integer=True),
-                repeat_penalty=_number(body, "repeat_penalty", 1.1, 1e-9, 10.0), seed=seed, stop=stop)
+    return dict(
+        temperature=temperature,
+        top_p=_number(body, "top_p", 1.0, 1e-9, 1.0),
+        top_k=_number(body, "top_k", 40, 0, 1_000_000, integer=True),
+        repeat_penalty=_number(body, "repeat_penalty", 1.1, 1e-9, 10.0),
+        seed=seed,
+        stop=stop,
+    )
 
 
 def _content(message: dict, i: int) -> str:
@@ -94,11 +108,20 @@ def _content(message: dict, i: int) -> str:
     if isinstance(content, list):
         texts = []
         for part in content:
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise bad_request(f"messages[{i}].content: only text parts are supported", f"messages[{i}].content")
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                raise bad_request(
+                    f"messages[{i}].content: only text parts are supported",
+                    f"messages[{i}].content",
+                )
             texts.append(part["text"])
         return "\n".join(texts)
-    raise bad_request(f"messages[{i}].content must be a string or a list of text parts", f"messages[{i}].content")
+    raise bad_request(
+        f"messages[{i}].content must be a string or a list of text parts", f"messages[{i}].content"
+    )
 
 
 def _tool_calls(message: dict, i: int) -> list[tuple[str, str, Any]]:
@@ -111,8 +134,11 @@ def _tool_calls(message: dict, i: int) -> list[tuple[str, str, Any]]:
     for j, call in enumerate(calls):
         fn = call.get("function") if isinstance(call, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
-            raise bad_request(f"{where}[{j}] must be {{\"id\", \"type\": \"function\", \"function\": "
-                              "{\"name\", \"arguments\"}}", f"{where}[{j}]")
+            raise bad_request(
+                f'{where}[{j}] must be {{"id", "type": "function", "function": '
+                '{"name", "arguments"}}',
+                f"{where}[{j}]",
+            )
         args = fn.get("arguments")
         try:
             params = json.loads(args) if isinstance(args, str) else (args or {})
@@ -123,7 +149,9 @@ def _tool_calls(message: dict, i: int) -> list[tuple[str, str, Any]]:
 
 
 def _render_calls(calls: list[tuple[str, str, Any]]) -> str:
-    return "\n".join(json.dumps({"function": name, "params": params}, indent=2) for _, name, params in calls)
+    return "\n".join(
+        json.dumps({"function": name, "params": params}, indent=2) for _, name, params in calls
+    )
 
 
 def render_messages(messages: Any) -> tuple[str, list[Turn], str]:
@@ -148,16 +176,20 @@ def render_messages(messages: Any) -> tuple[str, list[Turn], str]:
             names.update((cid, name) for cid, name, _ in calls)
             reply = "\n".join(x for x in (text, _render_calls(calls)) if x)
             if not pending:
-                raise bad_request(f"messages[{i}]: an assistant message must follow a user message",
-                                  f"messages[{i}]")
+                raise bad_request(
+                    f"messages[{i}]: an assistant message must follow a user message",
+                    f"messages[{i}]",
+                )
             turns.append(Turn("\n".join(pending), reply))
             pending = []
         elif role in ("tool", "function"):
             name = m.get("name") or names.get(str(m.get("tool_call_id")), "the function")
             pending.append(f"Result of {name}: {text}")
         else:
-            raise bad_request(f"messages[{i}].role must be system, user, assistant or tool, got {role!r}",
-                              f"messages[{i}].role")
+            raise bad_request(
+                f"messages[{i}].role must be system, user, assistant or tool, got {role!r}",
+                f"messages[{i}].role",
+            )
     if not pending:
         raise bad_request("the last message must come from the user (or a tool)", "messages")
     system = "\n".join(p for p in system_parts if p) or SYSTEM_PROMPT
@@ -171,8 +203,11 @@ def _tools(body: dict) -> tuple[Any, str, str | None]:
     tools = body.get("tools")
     choice = body.get("tool_choice")
     if tools is None and body.get("functions") is not None:  # the legacy spelling
-        tools = [{"type": "function", "function": f} for f in body["functions"]] \
-            if isinstance(body["functions"], list) else body["functions"]
+        tools = (
+            [{"type": "function", "function": f} for f in body["functions"]]
+            if isinstance(body["functions"], list)
+            else body["functions"]
+        )
         fc = body.get("function_call")
         choice = {"type": "function", "function": fc} if isinstance(fc, dict) else fc
     if tools is None or tools == []:
@@ -190,11 +225,17 @@ def _tools(body: dict) -> tuple[Any, str, str | None]:
     if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
         name = choice["function"].get("name")
         if name not in registry.names():
-            raise bad_request(f"tool_choice names {name!r}, which is not among the tools "
-                              f"({', '.join(registry.names())})", "tool_choice")
+            raise bad_request(
+                f"tool_choice names {name!r}, which is not among the tools "
+                f"({', '.join(registry.names())})",
+                "tool_choice",
+            )
         return registry.subset([name]), "named", name
-    raise bad_request("'tool_choice' must be 'none', 'auto', 'required' or "
-                      "{\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice")
+    raise bad_request(
+        "'tool_choice' must be 'none', 'auto', 'required' or "
+        '{"type": "function", "function": {"name": ...}}',
+        "tool_choice",
+    )
 
 
 def _response_format(body: dict) -> Any:
@@ -211,17 +252,22 @@ def _response_format(body: dict) -> Any:
     if kind == "json_schema":
         spec = rf.get("json_schema")
         if not isinstance(spec, dict) or "schema" not in spec:
-            raise bad_request("response_format.json_schema must be an object with a 'schema'",
-                              "response_format")
+            raise bad_request(
+                "response_format.json_schema must be an object with a 'schema'", "response_format"
+            )
         try:
             key = json.dumps(spec["schema"], sort_keys=True, default=str)
             return _cached(key, lambda: json_schema_grammar(spec["schema"]))
         except GrammarError as exc:
             raise bad_request(f"response_format: {exc}", "response_format") from None
-    raise bad_request("response_format.type must be 'text', 'json_object' or 'json_schema'", "response_format")
+    raise bad_request(
+        "response_format.type must be 'text', 'json_object' or 'json_schema'", "response_format"
+    )
 
 
-_GRAMMARS: dict[str, Any] = {}  # response_format grammars by schema text: warm masks across requests
+_GRAMMARS: dict[
+    str, Any
+] = {}  # response_format grammars by schema text: warm masks across requests
 
 
 def _cached(key: str, build: Any) -> Any:
@@ -243,9 +289,14 @@ def _fit(model: Any, prompt: str, body: dict, default_max: int | None) -> tuple[
     room = n_ctx - n_prompt
     if room <= 0 or (max_tokens is not None and max_tokens > room):
         wanted = f" plus {max_tokens} tokens to generate" if max_tokens is not None else ""
-        raise APIError(400, f"This model's maximum context length is {n_ctx} tokens. However, your "
-                       f"request has {n_prompt} prompt tokens{wanted}. Shorten the messages or lower "
-                       "max_tokens.", param="messages", code="context_length_exceeded")
+        raise APIError(
+            400,
+            f"This model's maximum context length is {n_ctx} tokens. However, your "
+            f"request has {n_prompt} prompt tokens{wanted}. Shorten the messages or lower "
+            "max_tokens.",
+            param="messages",
+            code="context_length_exceeded",
+        )
     if max_tokens is None:
         max_tokens = room if default_max is None else min(default_max, room)
     return n_prompt, max_tokens
@@ -269,8 +320,10 @@ def prepare_chat(body: dict, model: Any) -> Prepared:
     grammar = _response_format(body)
     if mode != "none":
         if grammar is not None:
-            raise bad_request("response_format cannot be combined with tools unless tool_choice is "
-                              "'none'", "response_format")
+            raise bad_request(
+                "response_format cannot be combined with tools unless tool_choice is 'none'",
+                "response_format",
+            )
         try:
             grammar = function_call_grammar(registry, "json", allow_text=(mode == "auto"))
         except GrammarError as exc:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 Emit = Callable[[str, Any], None]  # ("piece", text) / ("done", result) / ("error", exception)
 
@@ -61,8 +62,10 @@ class EngineWorker:
         try:
             self._queue.put_nowait(job)
         except queue.Full:
-            raise QueueFullError(f"the server is busy: {self._queue.maxsize} requests are already "
-                                 "waiting; retry shortly") from None
+            raise QueueFullError(
+                f"the server is busy: {self._queue.maxsize} requests are already "
+                "waiting; retry shortly"
+            ) from None
 
     @property
     def waiting(self) -> int:

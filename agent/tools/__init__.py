@@ -7,10 +7,22 @@ this package stays cheap.
 from agent.tools.registry import FunctionTool, Tool, ToolRegistry, as_tool, load_tool_spec
 
 __all__ = [
-    "Tool", "FunctionTool", "ToolRegistry", "as_tool", "load_tool_spec",
-    "default_tools", "Document", "format_documents", "parse_documents",
-    "DuckDuckGo", "SearchResult", "SearchBackend", "DDGSBackend",
-    "TextScraper", "HyperlinkExtractor", "KnowledgeModel",
+    "Tool",
+    "FunctionTool",
+    "ToolRegistry",
+    "as_tool",
+    "load_tool_spec",
+    "default_tools",
+    "Document",
+    "format_documents",
+    "parse_documents",
+    "DuckDuckGo",
+    "SearchResult",
+    "SearchBackend",
+    "DDGSBackend",
+    "TextScraper",
+    "HyperlinkExtractor",
+    "KnowledgeModel",
 ]
 
 _LAZY = {

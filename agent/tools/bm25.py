@@ -10,17 +10,19 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Frequent English words that match everything; dropping them keeps scores about content words.
-_STOPWORDS = frozenset("""a about above after again all am an and any are as at be because been
+_STOPWORDS = frozenset(
+    """a about above after again all am an and any are as at be because been
 before being below between both but by can could did do does doing down during each few for from
 further had has have having he her here hers him his how i if in into is it its itself just me
 more most my no nor not now of off on once only or other our out over own same she should so some
 such than that the their them then there these they this those through to too under until up
 very was we were what when where which while who whom why will with would you your given text
-above""".split())
+above""".split()
+)
 
 
 def tokenize(text: str) -> list[str]:
@@ -71,8 +73,12 @@ class BM25:
     def scores(self, query: str) -> list[float]:
         terms = set(tokenize(query))
         out = []
-        for d, length in zip(self.docs, self.lengths):
-            norm = self.k1 * (1 - self.b + self.b * length / self.avg_length) if self.avg_length else self.k1
+        for d, length in zip(self.docs, self.lengths, strict=False):
+            norm = (
+                self.k1 * (1 - self.b + self.b * length / self.avg_length)
+                if self.avg_length
+                else self.k1
+            )
             s = 0.0
             for t in terms:
                 tf = d.get(t, 0)

@@ -40,13 +40,29 @@ def default_tools(
     trusted local use).
     """
     registry = ToolRegistry()
-    registry.add(DuckDuckGo(search_backend, max_results=max_results,
-                            min_interval=min_search_interval, cache_dir=cache_dir,
-                            engine=engine, region=region, safesearch=safesearch, timeout=timeout))
-    registry.add(TextScraper(allow_private=allow_private, max_urls=max_urls,
-                             max_chars=max_page_chars, max_total_chars=max_total_chars,
-                             timeout=timeout, deadline=deadline,
-                             user_agent=user_agent or default_user_agent()))
+    registry.add(
+        DuckDuckGo(
+            search_backend,
+            max_results=max_results,
+            min_interval=min_search_interval,
+            cache_dir=cache_dir,
+            engine=engine,
+            region=region,
+            safesearch=safesearch,
+            timeout=timeout,
+        )
+    )
+    registry.add(
+        TextScraper(
+            allow_private=allow_private,
+            max_urls=max_urls,
+            max_chars=max_page_chars,
+            max_total_chars=max_total_chars,
+            timeout=timeout,
+            deadline=deadline,
+            user_agent=user_agent or default_user_agent(),
+        )
+    )
     registry.add(HyperlinkExtractor(max_links=max_links))
     if model is not None:
         registry.add(KnowledgeModel(model, max_tokens=answer_tokens))

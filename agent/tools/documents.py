@@ -25,8 +25,8 @@ Headers are recognised anywhere in a line because the planner may substitute evi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 SOURCE_PREFIX = "### Source: "
 END_MARKER = "### End of sources"
@@ -142,15 +142,15 @@ def split_evidence(text: str) -> Evidence:
         if header is None:
             break
         if header.start() > pos or not segments:
-            segments.append(text[pos:header.start()])
+            segments.append(text[pos : header.start()])
         end = _END_RE.search(text, header.start())
         group_end = end.start() if end else len(text)
-        group_text = text[header.start():group_end]
+        group_text = text[header.start() : group_end]
         docs: list[Document] = []
         heads = list(_HEADER_RE.finditer(group_text))
         for k, h in enumerate(heads):
             stop = heads[k + 1].start() if k + 1 < len(heads) else len(group_text)
-            body = group_text[h.end():stop]
+            body = group_text[h.end() : stop]
             if body.startswith("\n"):
                 body = body[1:]
             docs.append(_parse_block(h.group(1), body.rstrip("\n")))

@@ -14,11 +14,51 @@ import re
 from dataclasses import dataclass
 
 # Containers whose text is never content.
-_DROP_TAGS = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside",
-              "form", "svg", "iframe", "object", "button", "select", "head")
-_BLOCK_TAGS = ("p", "div", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
-               "section", "article", "main", "pre", "blockquote", "dd", "dt", "dl", "br", "hr",
-               "figcaption", "td", "th")
+_DROP_TAGS = (
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "svg",
+    "iframe",
+    "object",
+    "button",
+    "select",
+    "head",
+)
+_BLOCK_TAGS = (
+    "p",
+    "div",
+    "li",
+    "ul",
+    "ol",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "tr",
+    "table",
+    "section",
+    "article",
+    "main",
+    "pre",
+    "blockquote",
+    "dd",
+    "dt",
+    "dl",
+    "br",
+    "hr",
+    "figcaption",
+    "td",
+    "th",
+)
 _MIN_MAIN_TEXT = 200  # shorter trafilatura output is likely a miss: compare with the fallback
 _SPACES = re.compile(r"[ \t\f\v\xa0\u200b]+")
 
@@ -76,8 +116,12 @@ def main_text(html: str, url: str | None = None) -> str:
         if quiet.level == logging.NOTSET:
             quiet.setLevel(logging.CRITICAL)
 
-        text = trafilatura.extract(html, url=url, include_comments=False, include_tables=True,
-                                   favor_precision=True) or ""
+        text = (
+            trafilatura.extract(
+                html, url=url, include_comments=False, include_tables=True, favor_precision=True
+            )
+            or ""
+        )
     except Exception:  # noqa: BLE001 - a crashing extractor must not lose the page
         text = ""
     text = _tidy(text)

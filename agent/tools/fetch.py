@@ -23,7 +23,6 @@ from agent.tools.charset import decode_body
 from agent.tools.netguard import Resolver, Target, check_url
 
 
-
 def default_user_agent(contact: str | None = None) -> str:
     """``agent-tools/0.1 (reWOO tool runtime; +<contact>)``: sites ask bots for a contact URL.
 
@@ -33,6 +32,7 @@ def default_user_agent(contact: str | None = None) -> str:
     contact = contact or os.environ.get("AGENT_CONTACT", "").strip()
     suffix = f"; +{contact}" if contact else "; contact: set AGENT_CONTACT"
     return f"agent-tools/0.1 (reWOO tool runtime{suffix}) python-requests/{requests.__version__}"
+
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 _CHUNK = 64 * 1024
@@ -68,11 +68,11 @@ class FetchedPage:
     url: str
     final_url: str
     status: int
-    content_type: str           # media type without parameters ('' when the server sent none)
-    kind: str                   # 'html', 'xml', 'json' or 'text'
+    content_type: str  # media type without parameters ('' when the server sent none)
+    kind: str  # 'html', 'xml', 'json' or 'text'
     text: str
     encoding: str
-    truncated: bool = False     # the byte cap was reached
+    truncated: bool = False  # the byte cap was reached
     redirects: list[str] = field(default_factory=list)
 
 
@@ -91,14 +91,17 @@ class PinnedAdapter(HTTPAdapter):
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+            request, verify, cert
+        )
         host = (urlsplit(request.url or "").hostname or "").rstrip(".")
         if host != self.target.host:  # only the hop this adapter was made for
             raise FetchError(f"internal: pinned adapter for {self.target.host} asked for {host}")
         host_params = dict(host_params, host=self.address)
         if host_params.get("scheme") == "https":
-            pool_kwargs = dict(pool_kwargs, server_hostname=self.target.host,
-                               assert_hostname=self.target.host)
+            pool_kwargs = dict(
+                pool_kwargs, server_hostname=self.target.host, assert_hostname=self.target.host
+            )
         return host_params, pool_kwargs
 
 
@@ -142,14 +145,20 @@ class SafeFetcher:
         current = url.strip()
         redirects: list[str] = []
         while True:
-            target = check_url(current, allow_private=cfg.allow_private, resolver=self.resolver,
-                               timeout=max(0.0, deadline - time.monotonic()))
+            target = check_url(
+                current,
+                allow_private=cfg.allow_private,
+                resolver=self.resolver,
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
             session, resp = self._send(target, deadline)
             try:
                 if resp.status_code in _REDIRECTS and resp.headers.get("Location"):
                     if len(redirects) >= cfg.max_redirects:
-                        raise FetchError(f"{url}: more than {cfg.max_redirects} redirects "
-                                         f"(last to {resp.headers['Location']})")
+                        raise FetchError(
+                            f"{url}: more than {cfg.max_redirects} redirects "
+                            f"(last to {resp.headers['Location']})"
+                        )
                     current = urljoin(current, resp.headers["Location"].strip())
                     redirects.append(current)
                     continue
@@ -172,14 +181,23 @@ class SafeFetcher:
             adapter = PinnedAdapter(target, address)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            headers = {"User-Agent": cfg.user_agent, "Host": target.host_header,
-                       "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9,"
-                                 "application/json;q=0.8,*/*;q=0.1",
-                       "Accept-Encoding": "gzip, deflate"}
+            headers = {
+                "User-Agent": cfg.user_agent,
+                "Host": target.host_header,
+                "Accept": "text/html,application/xhtml+xml,text/plain;q=0.9,"
+                "application/json;q=0.8,*/*;q=0.1",
+                "Accept-Encoding": "gzip, deflate",
+            }
             wait = min(cfg.timeout, remaining)
             try:
-                resp = session.get(target.url, headers=headers, stream=True, allow_redirects=False,
-                                   timeout=(wait, wait), verify=cfg.verify)
+                resp = session.get(
+                    target.url,
+                    headers=headers,
+                    stream=True,
+                    allow_redirects=False,
+                    timeout=(wait, wait),
+                    verify=cfg.verify,
+                )
                 return session, resp
             except requests.RequestException as exc:  # try the host's next address, if any
                 session.close()
@@ -188,31 +206,42 @@ class SafeFetcher:
             raise DeadlineExceeded(f"{target.url}: no time left (deadline {cfg.deadline:g} s)")
         if isinstance(last_error, requests.Timeout):
             raise FetchError(f"{target.url}: timed out after {cfg.timeout:g} s") from last_error
-        raise FetchError(f"{target.url}: request failed: {type(last_error).__name__}: "
-                         f"{last_error}") from last_error
+        raise FetchError(
+            f"{target.url}: request failed: {type(last_error).__name__}: {last_error}"
+        ) from last_error
 
-    def _read(self, url: str, final_url: str, resp: requests.Response, redirects: list[str],
-              deadline: float) -> FetchedPage:
+    def _read(
+        self,
+        url: str,
+        final_url: str,
+        resp: requests.Response,
+        redirects: list[str],
+        deadline: float,
+    ) -> FetchedPage:
         cfg = self.config
         content_type = resp.headers.get("Content-Type", "")
         mime = content_type.split(";", 1)[0].strip().lower()
         if mime and classify(content_type, b"") is None:
-            raise SkippedContent(f"skipped: content type {mime} is not text "
-                                 "(only HTML, plain text, XML and JSON are read)")
+            raise SkippedContent(
+                f"skipped: content type {mime} is not text "
+                "(only HTML, plain text, XML and JSON are read)"
+            )
         body = bytearray()
         truncated = False
         try:
             while True:
                 if time.monotonic() > deadline:
-                    raise DeadlineExceeded(f"gave up after the {cfg.deadline:g} s deadline "
-                                           f"({len(body)} bytes read)")
-                chunk = resp.raw.read1(min(_CHUNK, cfg.max_bytes - len(body) + 1),
-                                       decode_content=True)
+                    raise DeadlineExceeded(
+                        f"gave up after the {cfg.deadline:g} s deadline ({len(body)} bytes read)"
+                    )
+                chunk = resp.raw.read1(
+                    min(_CHUNK, cfg.max_bytes - len(body) + 1), decode_content=True
+                )
                 if not chunk:
                     break
                 body += chunk
                 if len(body) > cfg.max_bytes:
-                    del body[cfg.max_bytes:]
+                    del body[cfg.max_bytes :]
                     truncated = True
                     break
         except FetchError:
@@ -223,9 +252,18 @@ class SafeFetcher:
             raise FetchError(f"reading the body failed: {type(exc).__name__}: {exc}") from exc
         kind = classify(content_type, bytes(body[:1024]))
         if kind is None:
-            raise SkippedContent(f"skipped: the body is binary, not text "
-                                 f"(content type {mime or 'not given'})")
+            raise SkippedContent(
+                f"skipped: the body is binary, not text (content type {mime or 'not given'})"
+            )
         text, encoding = decode_body(bytes(body), content_type)
-        return FetchedPage(url=url, final_url=final_url, status=resp.status_code,
-                           content_type=mime, kind=kind, text=text, encoding=encoding,
-                           truncated=truncated, redirects=redirects)
+        return FetchedPage(
+            url=url,
+            final_url=final_url,
+            status=resp.status_code,
+            content_type=mime,
+            kind=kind,
+            text=text,
+            encoding=encoding,
+            truncated=truncated,
+            redirects=redirects,
+        )

@@ -33,7 +33,9 @@ DESCRIPTION = (
 PLACEHOLDER = "the text above"
 DEFAULT_N_CTX = 4096
 _GIVEN = re.compile(r",?\s+given\s+(?:(?:the\s+)?context\s*:?\s*)?", re.IGNORECASE)
-_SOURCES_TRAILER = re.compile(r"^\s*(?:sources?|references?|citations?)\s*:", re.IGNORECASE | re.MULTILINE)
+_SOURCES_TRAILER = re.compile(
+    r"^\s*(?:sources?|references?|citations?)\s*:", re.IGNORECASE | re.MULTILINE
+)
 _GAP = "[...]"
 
 
@@ -43,9 +45,9 @@ class PromptPlan:
 
     prompt: str
     question: str
-    used: list[Document]                                      # pages in the prompt (their text as kept)
-    failed: list[Document] = field(default_factory=list)     # pages that could not be loaded
-    left_out: str | None = None                              # what budgeting dropped, for the reader
+    used: list[Document]  # pages in the prompt (their text as kept)
+    failed: list[Document] = field(default_factory=list)  # pages that could not be loaded
+    left_out: str | None = None  # what budgeting dropped, for the reader
 
 
 def split_question(text: str) -> tuple[str, list[Document]]:
@@ -58,15 +60,18 @@ def split_question(text: str) -> tuple[str, list[Document]]:
         return " ".join(evidence.outside_text(PLACEHOLDER).split()), docs
     stripped = text.strip()
     m = _GIVEN.search(stripped)
-    if m and m.start() > 0 and stripped[m.end():].strip():
-        body = stripped[m.end():].strip()
+    if m and m.start() > 0 and stripped[m.end() :].strip():
+        body = stripped[m.end() :].strip()
         end = "?" if body.endswith("?") else "."
         if body.endswith("?"):
             body = body[:-1].rstrip()
-        return f"{stripped[:m.start()].rstrip(' ,')}, given {PLACEHOLDER}{end}", [
-            Document(url="", text=body)]
-    return (f"Answer the question or follow the instruction in {PLACEHOLDER}, using only what it "
-            "says.", [Document(url="", text=stripped)] if stripped else [])
+        return f"{stripped[: m.start()].rstrip(' ,')}, given {PLACEHOLDER}{end}", [
+            Document(url="", text=body)
+        ]
+    return (
+        f"Answer the question or follow the instruction in {PLACEHOLDER}, using only what it says.",
+        [Document(url="", text=stripped)] if stripped else [],
+    )
 
 
 class KnowledgeModel:
@@ -92,8 +97,13 @@ class KnowledgeModel:
     ):
         self.model = model
         self.max_tokens = max_tokens
-        self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p,
-                         "repeat_penalty": repeat_penalty, "seed": seed}
+        self.sampling = {
+            "temperature": temperature,
+            "top_k": top_k,
+            "top_p": top_p,
+            "repeat_penalty": repeat_penalty,
+            "seed": seed,
+        }
         self.n_ctx = n_ctx or getattr(model, "n_ctx", None) or DEFAULT_N_CTX
         self.passage_chars = passage_chars
         self.cite = cite
@@ -124,9 +134,11 @@ class KnowledgeModel:
         usable = [d for d in docs if d.ok and d.text.strip()]
         if not usable:
             detail = "; ".join(f"{d.url}: {d.error}" for d in failed)
-            raise ToolError("KnowledgeModel got no evidence text to answer from"
-                            + (f" (every page failed: {detail})" if detail else "")
-                            + "; the plan should pass it a question with :evidenceN:")
+            raise ToolError(
+                "KnowledgeModel got no evidence text to answer from"
+                + (f" (every page failed: {detail})" if detail else "")
+                + "; the plan should pass it a question with :evidenceN:"
+            )
         prompt = self.render(question, usable)
         if count_tokens(self.model, prompt) <= self.budget():
             return PromptPlan(prompt, question, usable, failed)
@@ -136,40 +148,53 @@ class KnowledgeModel:
         budget = self.budget()
         base = count_tokens(self.model, self.render(question, []))
         if base >= budget:
-            raise ToolError(f"KnowledgeModel: the question alone takes {base} tokens, more than "
-                            f"the {budget} available in a {self.n_ctx}-token context; shorten it")
+            raise ToolError(
+                f"KnowledgeModel: the question alone takes {base} tokens, more than "
+                f"the {budget} available in a {self.n_ctx}-token context; shorten it"
+            )
         passages: list[tuple[int, int, str]] = []  # (doc index, position, text)
         for i, d in enumerate(docs):
-            passages += [(i, k, p) for k, p in enumerate(split_passages(d.text, self.passage_chars))]
+            passages += [
+                (i, k, p) for k, p in enumerate(split_passages(d.text, self.passage_chars))
+            ]
         scores = BM25([p for _, _, p in passages]).scores(question)
         order = sorted(range(len(passages)), key=lambda j: (-scores[j], j))
-        overhead = {i: count_tokens(self.model, self.render("", [Document(d.url, "x", d.title)]))
-                    - count_tokens(self.model, self.render("", [])) for i, d in enumerate(docs)}
+        overhead = {
+            i: count_tokens(self.model, self.render("", [Document(d.url, "x", d.title)]))
+            - count_tokens(self.model, self.render("", []))
+            for i, d in enumerate(docs)
+        }
         room = budget - base
         chosen: list[int] = []
         opened: set[int] = set()
         for j in order:
             i = passages[j][0]
-            cost = count_tokens(self.model, passages[j][2]) + 2 + (0 if i in opened else overhead[i])
+            cost = (
+                count_tokens(self.model, passages[j][2]) + 2 + (0 if i in opened else overhead[i])
+            )
             if cost <= room:
                 chosen.append(j)
                 opened.add(i)
                 room -= cost
-        while True:  # estimates are per piece: confirm on the whole prompt, drop the weakest if over
+        while (
+            True
+        ):  # estimates are per piece: confirm on the whole prompt, drop the weakest if over
             kept = self._assemble(docs, passages, chosen)
             prompt = self.render(question, kept)
             if count_tokens(self.model, prompt) <= budget or not chosen:
                 break
             chosen.pop()
         if not chosen:
-            raise ToolError(f"KnowledgeModel: no passage of the evidence fits in the "
-                            f"{self.n_ctx}-token context next to the question")
-        return PromptPlan(prompt, question, kept, failed,
-                          self._left_out(docs, passages, chosen))
+            raise ToolError(
+                f"KnowledgeModel: no passage of the evidence fits in the "
+                f"{self.n_ctx}-token context next to the question"
+            )
+        return PromptPlan(prompt, question, kept, failed, self._left_out(docs, passages, chosen))
 
     @staticmethod
-    def _assemble(docs: list[Document], passages: list[tuple[int, int, str]],
-                  chosen: list[int]) -> list[Document]:
+    def _assemble(
+        docs: list[Document], passages: list[tuple[int, int, str]], chosen: list[int]
+    ) -> list[Document]:
         kept: list[Document] = []
         picked = sorted(chosen)
         for i, d in enumerate(docs):
@@ -188,8 +213,9 @@ class KnowledgeModel:
             kept.append(Document(d.url, "\n".join(parts), d.title))
         return kept
 
-    def _left_out(self, docs: list[Document], passages: list[tuple[int, int, str]],
-                  chosen: list[int]) -> str:
+    def _left_out(
+        self, docs: list[Document], passages: list[tuple[int, int, str]], chosen: list[int]
+    ) -> str:
         picked = set(chosen)
         whole, partly = [], []
         for i, d in enumerate(docs):
@@ -200,8 +226,10 @@ class KnowledgeModel:
                 whole.append(name)
             elif kept < total:
                 partly.append(f"{name} ({kept} of {total} passages kept)")
-        msg = (f"the evidence did not fit the {self.n_ctx}-token context, so the "
-               f"{len(picked)} of {len(passages)} passages most relevant to the question were kept")
+        msg = (
+            f"the evidence did not fit the {self.n_ctx}-token context, so the "
+            f"{len(picked)} of {len(passages)} passages most relevant to the question were kept"
+        )
         if whole:
             msg += "; left out entirely: " + ", ".join(whole)
         if partly:
@@ -212,8 +240,9 @@ class KnowledgeModel:
     def __call__(self, text: str) -> str:
         plan = self.build_prompt(text)
         with self._lock:
-            answer = self.model.complete(plan.prompt, max_tokens=self.max_tokens,
-                                         stop=["USER:", "</s>"], **self.sampling)
+            answer = self.model.complete(
+                plan.prompt, max_tokens=self.max_tokens, stop=["USER:", "</s>"], **self.sampling
+            )
         return self.format_answer(answer, plan)
 
     def format_answer(self, answer: str, plan: PromptPlan) -> str:
@@ -222,8 +251,8 @@ class KnowledgeModel:
         given = [d.url for d in plan.used if d.url]
         cited = [u for u in dict.fromkeys(given) if u in answer]
         trailer = _SOURCES_TRAILER.search(answer)
-        if trailer and answer[:trailer.start()].strip():
-            answer = answer[:trailer.start()].rstrip()  # our own list below replaces the model's
+        if trailer and answer[: trailer.start()].strip():
+            answer = answer[: trailer.start()].rstrip()  # our own list below replaces the model's
         lines = [answer or "(the model gave no answer)"]
         if cited:
             lines += ["", "Sources:"] + [f"- {u}" for u in cited]

@@ -13,17 +13,34 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 from agent.errors import ToolError
 
-DESCRIPTION = ("Extract links from plain text and produces a plain text, newline delimited "
-               "response of links.")
+DESCRIPTION = (
+    "Extract links from plain text and produces a plain text, newline delimited response of links."
+)
 _URL = re.compile(r"https?://[^\s<>\"'`\\^{}|]+", re.IGNORECASE)
 _TRAILING = ".,;:!?*_~'\""
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
 _HTML_HINT = re.compile(r"<(a|area|base)\s[^>]*>|<html|<body", re.IGNORECASE)
 # Links to page assets, not pages a plan would read.
-_ASSET_SUFFIXES = (".css", ".js", ".ico", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp",
-                   ".woff", ".woff2", ".ttf", ".mp4", ".mp3")
-_HOST = re.compile(r"^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$",
-                   re.IGNORECASE)
+_ASSET_SUFFIXES = (
+    ".css",
+    ".js",
+    ".ico",
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".gif",
+    ".svg",
+    ".webp",
+    ".woff",
+    ".woff2",
+    ".ttf",
+    ".mp4",
+    ".mp3",
+)
+_HOST = re.compile(
+    r"^(\[[0-9a-f:.]+\]|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*)$",
+    re.IGNORECASE,
+)
 
 
 def clean_url_tail(url: str) -> str:
@@ -72,7 +89,7 @@ def html_links(html: str) -> list[str]:
     soup = BeautifulSoup(html, "lxml")
     base_tag = soup.find("base", href=True)
     base = str(base_tag["href"]).strip() if isinstance(base_tag, Tag) else ""
-    if not urlsplit(base).scheme.lower() in ("http", "https"):
+    if urlsplit(base).scheme.lower() not in ("http", "https"):
         base = ""
     found: list[str] = []
     for node in soup.descendants:
@@ -116,6 +133,7 @@ class HyperlinkExtractor:
     def __call__(self, text: str) -> str:
         links = extract_links(text, self.max_links)
         if not links:
-            raise ToolError("HyperlinkExtractor found no http(s) links in its input "
-                            f"({len(text)} characters)")
+            raise ToolError(
+                f"HyperlinkExtractor found no http(s) links in its input ({len(text)} characters)"
+            )
         return "\n".join(links)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 from agent.errors import ToolError
@@ -30,13 +30,38 @@ class BlockedURLError(ToolError):
 # Not reachable on the public internet, or special-purpose (RFC 6890 and successors). Listed
 # explicitly because ``ipaddress`` flags vary across Python patch releases (CGNAT 100.64/10 is not
 # ``is_private``; 192.0.0.0/24 and 6to4 were ``is_global`` on 3.11.7).
-_BLOCKED_NETWORKS = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
-    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
-    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
-    "::/128", "::1/128", "::/96", "100::/64", "2001::/23", "2001:db8::/32", "2002::/16",
-    "64:ff9b:1::/48", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
-))
+_BLOCKED_NETWORKS = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "::/96",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "2002::/16",
+        "64:ff9b:1::/48",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _BLOCKED_HOSTNAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 
@@ -54,7 +79,9 @@ def embedded_ipv4(addr: IPAddress) -> ipaddress.IPv4Address | None:
 def is_public_address(address: str | IPAddress) -> bool:
     """True when ``address`` is a globally routable unicast address (embedded IPv4 unwrapped)."""
     try:
-        addr = ipaddress.ip_address(address.split("%", 1)[0] if isinstance(address, str) else address)
+        addr = ipaddress.ip_address(
+            address.split("%", 1)[0] if isinstance(address, str) else address
+        )
     except ValueError:
         return False
     inner = embedded_ipv4(addr)
@@ -62,9 +89,14 @@ def is_public_address(address: str | IPAddress) -> bool:
         return is_public_address(inner)
     if any(addr in net for net in _BLOCKED_NETWORKS if net.version == addr.version):
         return False
-    return addr.is_global and not (addr.is_multicast or addr.is_reserved or addr.is_private
-                                   or addr.is_loopback or addr.is_link_local
-                                   or addr.is_unspecified)
+    return addr.is_global and not (
+        addr.is_multicast
+        or addr.is_reserved
+        or addr.is_private
+        or addr.is_loopback
+        or addr.is_link_local
+        or addr.is_unspecified
+    )
 
 
 def resolve_host(host: str, port: int) -> list[str]:
@@ -88,7 +120,7 @@ class Target:
 
     url: str
     scheme: str
-    host: str          # ASCII (IDNA) host name or IP literal, without brackets
+    host: str  # ASCII (IDNA) host name or IP literal, without brackets
     port: int
     addresses: tuple[str, ...]
 
@@ -110,11 +142,18 @@ def _ascii_host(host: str) -> str:
     try:
         return idna.encode(host, uts46=True).decode("ascii").rstrip(".")
     except idna.IDNAError as exc:
-        raise BlockedURLError(f"host {host!r} is not a valid international domain name: {exc}") from exc
+        raise BlockedURLError(
+            f"host {host!r} is not a valid international domain name: {exc}"
+        ) from exc
 
 
-def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | None = None,
-              timeout: float | None = None) -> Target:
+def check_url(
+    url: str,
+    *,
+    allow_private: bool = False,
+    resolver: Resolver | None = None,
+    timeout: float | None = None,
+) -> Target:
     """Validate ``url`` and resolve its host; raise ``BlockedURLError`` when it must not be fetched.
 
     With ``allow_private`` only the scheme and form are checked (for local use and tests); the
@@ -128,8 +167,10 @@ def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | Non
         raise BlockedURLError(f"refused {url!r}: malformed URL ({exc})") from exc
     scheme = parts.scheme.lower()
     if scheme not in ("http", "https"):
-        raise BlockedURLError(f"refused {url!r}: only http and https URLs are fetched, "
-                              f"not {scheme or 'a relative URL'!r}")
+        raise BlockedURLError(
+            f"refused {url!r}: only http and https URLs are fetched, "
+            f"not {scheme or 'a relative URL'!r}"
+        )
     if parts.username is not None or parts.password is not None:
         raise BlockedURLError(f"refused {url!r}: URLs with credentials (user@host) are not fetched")
     raw_host = parts.hostname
@@ -142,8 +183,11 @@ def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | Non
         literal: IPAddress | None = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         literal = None
-    if not allow_private and literal is None and (
-            host in _BLOCKED_HOSTNAMES or host.endswith(".localhost")):
+    if (
+        not allow_private
+        and literal is None
+        and (host in _BLOCKED_HOSTNAMES or host.endswith(".localhost"))
+    ):
         raise BlockedURLError(f"refused {url!r}: {host} is a local host name")
     if literal is not None:
         addresses = [str(literal)]
@@ -157,7 +201,8 @@ def check_url(url: str, *, allow_private: bool = False, resolver: Resolver | Non
             raise BlockedURLError(
                 f"refused {url!r}: {host} resolves to non-public address {', '.join(bad)} "
                 "(loopback, private, link-local, CGNAT, multicast or reserved); "
-                "use allow_private=True only for trusted local use")
+                "use allow_private=True only for trusted local use"
+            )
     return Target(url=url.strip(), scheme=scheme, host=host, port=port, addresses=tuple(addresses))
 
 

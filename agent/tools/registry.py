@@ -8,8 +8,9 @@ tools: ``Name[input]: description``) and is called with one string, returning a 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agent.errors import ToolError
 
@@ -120,11 +121,15 @@ def load_tool_spec(spec: str) -> Tool:
     try:
         obj = getattr(module, attr)
     except AttributeError:
-        raise ToolError(f"module {module_name!r} has no attribute {attr!r} (tool {spec!r})") from None
+        raise ToolError(
+            f"module {module_name!r} has no attribute {attr!r} (tool {spec!r})"
+        ) from None
     if isinstance(obj, type):  # a tool class such as agent.tools.links:HyperlinkExtractor
         try:
             obj = obj()
         except TypeError as exc:
-            raise ToolError(f"tool class {spec!r} cannot be made without arguments ({exc}); "
-                            "point --tool at a configured instance instead") from exc
+            raise ToolError(
+                f"tool class {spec!r} cannot be made without arguments ({exc}); "
+                "point --tool at a configured instance instead"
+            ) from exc
     return as_tool(obj)

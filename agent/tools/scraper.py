@@ -76,9 +76,15 @@ class TextScraper:
         self.max_total_chars = max_total_chars
         self.max_workers = max(1, max_workers)
         self.fetcher = SafeFetcher(
-            FetchConfig(timeout=timeout, deadline=deadline, max_bytes=max_bytes,
-                        max_redirects=max_redirects, allow_private=allow_private,
-                        user_agent=user_agent or default_user_agent(), verify=verify),
+            FetchConfig(
+                timeout=timeout,
+                deadline=deadline,
+                max_bytes=max_bytes,
+                max_redirects=max_redirects,
+                allow_private=allow_private,
+                user_agent=user_agent or default_user_agent(),
+                verify=verify,
+            ),
             resolver=resolver,
         )
 
@@ -86,21 +92,30 @@ class TextScraper:
         urls = parse_url_list(text)
         if not urls:
             preview = " ".join(text.split())[:80]
-            raise ToolError(f"TextScraper needs one or more http(s) URLs, one per line; "
-                            f"got {preview!r}")
-        extra = urls[self.max_urls:]
-        urls = urls[:self.max_urls]
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(urls)),
-                                thread_name_prefix="scrape") as pool:
+            raise ToolError(
+                f"TextScraper needs one or more http(s) URLs, one per line; got {preview!r}"
+            )
+        extra = urls[self.max_urls :]
+        urls = urls[: self.max_urls]
+        with ThreadPoolExecutor(
+            max_workers=min(self.max_workers, len(urls)), thread_name_prefix="scrape"
+        ) as pool:
             docs = list(pool.map(self.scrape_one, urls))
         self._share_budget(docs)
         if all(not d.ok for d in docs):
             details = "; ".join(f"{d.url}: {d.error}" for d in docs)
             raise ToolError(f"TextScraper could not read any of {len(docs)} URL(s): {details}")
         if extra:
-            docs[-1].note = "; ".join(filter(None, [
-                docs[-1].note, f"{len(extra)} more URL(s) not loaded (limit {self.max_urls}): "
-                + " ".join(extra)]))
+            docs[-1].note = "; ".join(
+                filter(
+                    None,
+                    [
+                        docs[-1].note,
+                        f"{len(extra)} more URL(s) not loaded (limit {self.max_urls}): "
+                        + " ".join(extra),
+                    ],
+                )
+            )
         return format_documents(docs)
 
     def _share_budget(self, docs: list[Document]) -> None:
@@ -142,7 +157,13 @@ class TextScraper:
             text = _cut(text, self.max_chars)
             notes.append(f"text cut at {self.max_chars} characters")
         if not text:
-            return Document(url=page.final_url, text="", title=extracted.title,
-                            error="no readable text on the page", note="; ".join(notes) or None)
-        return Document(url=page.final_url, text=text, title=extracted.title,
-                        note="; ".join(notes) or None)
+            return Document(
+                url=page.final_url,
+                text="",
+                title=extracted.title,
+                error="no readable text on the page",
+                note="; ".join(notes) or None,
+            )
+        return Document(
+            url=page.final_url, text=text, title=extracted.title, note="; ".join(notes) or None
+        )

@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from agent.errors import ToolError
 from agent.tools.documents import Document, format_documents
@@ -58,17 +59,26 @@ class DDGSBackend:
     ddgs, which would otherwise silently fan out to every engine), or "auto".
     """
 
-    def __init__(self, backend: str = "duckduckgo", *, region: str = "us-en",
-                 safesearch: str = "moderate", timelimit: str | None = None,
-                 timeout: float = 10.0, proxy: str | None = None):
+    def __init__(
+        self,
+        backend: str = "duckduckgo",
+        *,
+        region: str = "us-en",
+        safesearch: str = "moderate",
+        timelimit: str | None = None,
+        timeout: float = 10.0,
+        proxy: str | None = None,
+    ):
         from ddgs.engines import ENGINES
 
         names = [b.strip() for b in backend.split(",") if b.strip()]
         available = sorted(ENGINES.get("text", {}))
         unknown = [n for n in names if n not in ("auto", "all") and n not in available]
         if not names or unknown:
-            raise ToolError(f"unknown ddgs text backend {', '.join(unknown) or repr(backend)}; "
-                            f"use 'auto' or one of: {', '.join(available)}")
+            raise ToolError(
+                f"unknown ddgs text backend {', '.join(unknown) or repr(backend)}; "
+                f"use 'auto' or one of: {', '.join(available)}"
+            )
         if safesearch not in ("on", "moderate", "off"):
             raise ToolError(f"safesearch must be 'on', 'moderate' or 'off', not {safesearch!r}")
         self.backend = ",".join(names)
@@ -89,22 +99,34 @@ class DDGSBackend:
         try:
             # A DDGS per call: its engine clients are not documented as thread-safe.
             rows = DDGS(proxy=self.proxy, timeout=int(max(1, self.timeout))).text(
-                query, region=self.region, safesearch=self.safesearch, timelimit=self.timelimit,
-                max_results=max_results, backend=self.backend)
+                query,
+                region=self.region,
+                safesearch=self.safesearch,
+                timelimit=self.timelimit,
+                max_results=max_results,
+                backend=self.backend,
+            )
         except TimeoutException as exc:
             raise SearchBackendError(f"search timed out: {exc}") from exc
         except DDGSException as exc:
             if "no results" in str(exc).lower():
                 return []  # also what a rate-limited DuckDuckGo looks like: the caller retries
             raise SearchBackendError(f"search failed: {exc}") from exc
-        return [SearchResult(title=str(r.get("title") or ""), url=str(r.get("href") or ""),
-                             snippet=str(r.get("body") or "")) for r in rows]
+        return [
+            SearchResult(
+                title=str(r.get("title") or ""),
+                url=str(r.get("href") or ""),
+                snippet=str(r.get("body") or ""),
+            )
+            for r in rows
+        ]
 
 
 def format_results(results: list[SearchResult]) -> str:
     """Search results in the document format: one block per result."""
-    return format_documents(Document(url=r.url, text=r.snippet, title=r.title or None)
-                            for r in results)
+    return format_documents(
+        Document(url=r.url, text=r.snippet, title=r.title or None) for r in results
+    )
 
 
 class DuckDuckGo:
@@ -133,7 +155,8 @@ class DuckDuckGo:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.backend: SearchBackend = backend or DDGSBackend(
-            engine, region=region, safesearch=safesearch, timeout=timeout)
+            engine, region=region, safesearch=safesearch, timeout=timeout
+        )
         self.max_results = max_results
         self.retries = max(0, retries)
         self.backoff = backoff
@@ -194,10 +217,14 @@ class DuckDuckGo:
                 return results
             last_error = None  # "no results": maybe a block, so try again
         if last_error is not None:
-            raise ToolError(f"DuckDuckGo search for {query!r} failed after {attempts} attempt(s): "
-                            f"{type(last_error).__name__}: {last_error}") from last_error
-        raise ToolError(f"DuckDuckGo found no results for {query!r} after {attempts} attempt(s) "
-                        "(the engine may be rate-limiting); try a shorter or different query")
+            raise ToolError(
+                f"DuckDuckGo search for {query!r} failed after {attempts} attempt(s): "
+                f"{type(last_error).__name__}: {last_error}"
+            ) from last_error
+        raise ToolError(
+            f"DuckDuckGo found no results for {query!r} after {attempts} attempt(s) "
+            "(the engine may be rate-limiting); try a shorter or different query"
+        )
 
 
 def _dedupe(results: list[Any]) -> list[SearchResult]:

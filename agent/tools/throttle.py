@@ -8,8 +8,9 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 class RateLimiter:
@@ -19,8 +20,13 @@ class RateLimiter:
     callers do not block one another's reservations.
     """
 
-    def __init__(self, min_interval: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep):
+    def __init__(
+        self,
+        min_interval: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
         self.min_interval = max(0.0, min_interval)
         self._clock = clock
         self._sleep = sleep
@@ -46,8 +52,14 @@ class ResultCache:
     concurrent processes never read half a file.
     """
 
-    def __init__(self, *, ttl: float = 24 * 3600, directory: str | os.PathLike | None = None,
-                 max_entries: int = 1024, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        *,
+        ttl: float = 24 * 3600,
+        directory: str | os.PathLike | None = None,
+        max_entries: int = 1024,
+        clock: Callable[[], float] = time.time,
+    ):
         self.ttl = ttl
         self.directory = Path(directory) if directory is not None else None
         self.max_entries = max_entries

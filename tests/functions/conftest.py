@@ -8,12 +8,21 @@ from agent.functions import FunctionRegistry
 FILE_ANALYTICS_SCHEMA = {
     "type": "object",
     "properties": {
-        "action": {"type": "string", "description": "The operation we want to perform on the "
-                   "data, such as \"count_occurrences\", \"find_line\", etc."},
-        "filters": {"type": "object", "properties": {
-            "keyword": {"type": "string",
-                        "description": "The word or phrase we want to search for."}},
-            "required": ["keyword"]},
+        "action": {
+            "type": "string",
+            "description": "The operation we want to perform on the "
+            'data, such as "count_occurrences", "find_line", etc.',
+        },
+        "filters": {
+            "type": "object",
+            "properties": {
+                "keyword": {
+                    "type": "string",
+                    "description": "The word or phrase we want to search for.",
+                }
+            },
+            "required": ["keyword"],
+        },
     },
     "required": ["action", "filters"],
 }
@@ -22,8 +31,11 @@ FILE_ANALYTICS_SCHEMA = {
 @pytest.fixture
 def card_registry() -> FunctionRegistry:
     reg = FunctionRegistry()
-    reg.add("file_analytics", "This tool performs various operations on a text file.",
-            FILE_ANALYTICS_SCHEMA)
+    reg.add(
+        "file_analytics",
+        "This tool performs various operations on a text file.",
+        FILE_ANALYTICS_SCHEMA,
+    )
     return reg
 
 
@@ -31,29 +43,41 @@ def card_registry() -> FunctionRegistry:
 def registry(card_registry: FunctionRegistry) -> FunctionRegistry:
     """The card's function plus typed ones exercising every schema feature the parser uses."""
     reg = card_registry
-    reg.add("set_country", "Sets the user's country.", {
-        "type": "object",
-        "properties": {
-            "country": {"type": "string", "description": "ISO country code."},
-            "postcode": {"type": "string"},
-            "departure": {"type": "string", "description": "Time as HH:MM."},
-            "notify": {"type": "boolean"},
-            "count": {"type": "integer"},
-            "ratio": {"type": "number"},
-            "note": {"type": ["string", "null"]},
-            "extra": {},
+    reg.add(
+        "set_country",
+        "Sets the user's country.",
+        {
+            "type": "object",
+            "properties": {
+                "country": {"type": "string", "description": "ISO country code."},
+                "postcode": {"type": "string"},
+                "departure": {"type": "string", "description": "Time as HH:MM."},
+                "notify": {"type": "boolean"},
+                "count": {"type": "integer"},
+                "ratio": {"type": "number"},
+                "note": {"type": ["string", "null"]},
+                "extra": {},
+            },
+            "required": ["country"],
         },
-        "required": ["country"],
-    })
-    reg.add("send_email", "Sends an email.", {
-        "type": "object",
-        "properties": {
-            "to": {"type": "array", "items": {"type": "string", "format": "email"}, "minItems": 1},
-            "subject": {"type": "string", "maxLength": 50},
-            "when": {"type": "string", "format": "date"},
-            "priority": {"enum": [1, 2, 3]},
+    )
+    reg.add(
+        "send_email",
+        "Sends an email.",
+        {
+            "type": "object",
+            "properties": {
+                "to": {
+                    "type": "array",
+                    "items": {"type": "string", "format": "email"},
+                    "minItems": 1,
+                },
+                "subject": {"type": "string", "maxLength": 50},
+                "when": {"type": "string", "format": "date"},
+                "priority": {"enum": [1, 2, 3]},
+            },
+            "required": ["to", "subject"],
+            "additionalProperties": False,
         },
-        "required": ["to", "subject"],
-        "additionalProperties": False,
-    })
+    )
     return reg

@@ -15,18 +15,34 @@ from agent.functions.registry import FunctionRegistry
 from agent.llm.grammar import JsonOptions, SchemaUnsupportedError
 from tests import golden
 
-SEARCH = {"type": "object", "properties": {
-    "query": {"type": "string", "maxLength": 24},
-    "limit": {"type": "integer", "minimum": 1, "maximum": 50},
-    "filters": {"type": "object", "properties": {
-        "safe": {"type": "boolean"}, "lang": {"enum": ["en", "de", "no"]},
-        "since": {"type": "string", "format": "date"}}, "required": ["lang"]},
-    "sites": {"type": "array", "items": {"type": "string", "maxLength": 10}, "maxItems": 2}},
-    "required": ["query", "filters"], "additionalProperties": False}
-WEATHER = {"type": "object", "properties": {
-    "city": {"type": "string", "maxLength": 16},
-    "unit": {"enum": ["celsius", "fahrenheit"]},
-    "days": {"type": "number", "minimum": 0, "maximum": 7}}, "required": ["city", "unit"]}
+SEARCH = {
+    "type": "object",
+    "properties": {
+        "query": {"type": "string", "maxLength": 24},
+        "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+        "filters": {
+            "type": "object",
+            "properties": {
+                "safe": {"type": "boolean"},
+                "lang": {"enum": ["en", "de", "no"]},
+                "since": {"type": "string", "format": "date"},
+            },
+            "required": ["lang"],
+        },
+        "sites": {"type": "array", "items": {"type": "string", "maxLength": 10}, "maxItems": 2},
+    },
+    "required": ["query", "filters"],
+    "additionalProperties": False,
+}
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 16},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "number", "minimum": 0, "maximum": 7},
+    },
+    "required": ["city", "unit"],
+}
 NOTHING = {"type": "object", "properties": {}}
 
 
@@ -48,16 +64,20 @@ def test_known_good_calls_are_in_the_language(registry, fmt):
     g = function_call_grammar(registry, fmt)
     if fmt == "json":
         text = '{\n  "function": "get_weather",\n  "params": {\n    "city": "Oslo",\n    "unit": "celsius"\n  }\n}'
-        bad = ['{"function": "get_wether", "params": {"city": "Oslo", "unit": "celsius"}}',
-               '{"function": "get_weather", "params": {"city": "Oslo"}}',
-               '{"function": "get_weather", "params": {"city": "Oslo", "unit": "kelvin"}}',
-               '{"function": "get_weather", "params": {"city": "Oslo", "unit": "celsius", "days": 8}}']
+        bad = [
+            '{"function": "get_wether", "params": {"city": "Oslo", "unit": "celsius"}}',
+            '{"function": "get_weather", "params": {"city": "Oslo"}}',
+            '{"function": "get_weather", "params": {"city": "Oslo", "unit": "kelvin"}}',
+            '{"function": "get_weather", "params": {"city": "Oslo", "unit": "celsius", "days": 8}}',
+        ]
     else:
         text = 'function: search\nparams:\n  query: "cats"\n  filters:\n    lang: "no"\n  sites: ["a.org"]'
-        bad = ['function: search\nparams:\n  query: cats\n  filters:\n    lang: "no"',  # unquoted string
-               'function: search\nparams:\n  query: "cats"\n  filters:\n    lang: no',  # the Norway problem
-               'function: search\nparams:\n  query: "cats"',  # filters is required
-               'function: "on"\nparams: {}']  # the name is written as the card does, plain... and quoted
+        bad = [
+            'function: search\nparams:\n  query: cats\n  filters:\n    lang: "no"',  # unquoted string
+            'function: search\nparams:\n  query: "cats"\n  filters:\n    lang: no',  # the Norway problem
+            'function: search\nparams:\n  query: "cats"',  # filters is required
+            'function: "on"\nparams: {}',
+        ]  # the name is written as the card does, plain... and quoted
     assert g.accepts(text), text
     for b in bad[:-1] if fmt == "yaml" else bad:
         assert not g.accepts(b), b
@@ -96,8 +116,11 @@ def test_random_model_calls_always_validate_when_constrained(tiny, registry, fmt
     for seed in range(6):
         text = tiny.complete(prompt, grammar=g, temperature=1.0, seed=seed, max_tokens=600)
         data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
-        jsonschema.validate(data["params"], _calls(registry)[data["function"]],
-                            format_checker=jsonschema.FormatChecker())
+        jsonschema.validate(
+            data["params"],
+            _calls(registry)[data["function"]],
+            format_checker=jsonschema.FormatChecker(),
+        )
         call = parse_function_call(text, registry, format=fmt)
         assert call.name == data["function"] and call.params == data["params"]
         seen.add(call.name)
@@ -117,6 +140,15 @@ def test_select_function_constrained_succeeds_first_try(tiny, registry):
     from agent.functions import select_function
 
     for fmt in ("json", "yaml"):
-        call = select_function(tiny, "Search for cats", registry, fmt, temperature=1.0, seed=11,
-                               constrained=True, retries=0, max_tokens=1500)
+        call = select_function(
+            tiny,
+            "Search for cats",
+            registry,
+            fmt,
+            temperature=1.0,
+            seed=11,
+            constrained=True,
+            retries=0,
+            max_tokens=1500,
+        )
         assert call.attempts == 1 and call.name in registry.names()

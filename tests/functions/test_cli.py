@@ -26,18 +26,36 @@ def script(tmp_path, *outputs: str) -> str:
 def test_prints_the_validated_call(tmp_path, capsys):
     assert main(["call", "--script", script(tmp_path, GOOD), "--functions", EXAMPLE, INPUT]) == 0
     out, err = capsys.readouterr()
-    assert json.loads(out) == {"function": "file_analytics", "params": {
-        "action": "count_occurrences", "filters": {"keyword": "Python"}}}
+    assert json.loads(out) == {
+        "function": "file_analytics",
+        "params": {"action": "count_occurrences", "filters": {"keyword": "Python"}},
+    }
     assert "repaired: trailing commas" in err
 
 
 def test_yaml_format_prints_yaml(tmp_path, capsys):
     answer = "function: weather_forecast\nparams:\n  location: NO\n  days: 012\n"
-    assert main(["call", "--script", script(tmp_path, answer), "-f", EXAMPLE, "--format", "yaml",
-                 "-q", "weather in Norway for 12 days"]) == 0
+    assert (
+        main(
+            [
+                "call",
+                "--script",
+                script(tmp_path, answer),
+                "-f",
+                EXAMPLE,
+                "--format",
+                "yaml",
+                "-q",
+                "weather in Norway for 12 days",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
-    assert yaml.safe_load(out) == {"function": "weather_forecast",
-                                   "params": {"location": "NO", "days": 12}}
+    assert yaml.safe_load(out) == {
+        "function": "weather_forecast",
+        "params": {"location": "NO", "days": 12},
+    }
     assert err == ""
 
 
@@ -75,12 +93,18 @@ def test_print_prompt_needs_no_model(capsys):
     assert out.rstrip("\n").endswith("ASSISTANT:")
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["call", "-f", EXAMPLE, INPUT], "a model is needed"),
-    (["call", "--script", "/nonexistent.json", "-f", EXAMPLE, INPUT], "cannot read script"),
-    (["call", "--script", "SCRIPT", "-f", "/nonexistent.yaml", INPUT], "cannot read function definitions"),
-    (["call", "--script", "SCRIPT", "-f", EXAMPLE, "--retries", "-1", INPUT], "--retries"),
-])
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["call", "-f", EXAMPLE, INPUT], "a model is needed"),
+        (["call", "--script", "/nonexistent.json", "-f", EXAMPLE, INPUT], "cannot read script"),
+        (
+            ["call", "--script", "SCRIPT", "-f", "/nonexistent.yaml", INPUT],
+            "cannot read function definitions",
+        ),
+        (["call", "--script", "SCRIPT", "-f", EXAMPLE, "--retries", "-1", INPUT], "--retries"),
+    ],
+)
 def test_usage_errors(tmp_path, capsys, argv, words):
     argv = [script(tmp_path, GOOD) if a == "SCRIPT" else a for a in argv]
     assert main(argv) == 1
@@ -90,9 +114,13 @@ def test_usage_errors(tmp_path, capsys, argv, words):
 
 def test_console_script_runs(tmp_path):
     path = script(tmp_path, GOOD)
-    proc = subprocess.run([sys.executable, "-m", "agent.cli", "call", "--script", path, "-f",
-                           EXAMPLE, "-q", INPUT], capture_output=True, text=True, cwd=REPO,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "call", "--script", path, "-f", EXAMPLE, "-q", INPUT],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["function"] == "file_analytics"
 
@@ -108,16 +136,39 @@ def _tiny_model():
 def test_golden_tiny_model_gives_a_call_or_a_clear_error(capsys):
     # random weights: the answer is almost surely not a call; either way the outcome is clear
     model = _tiny_model()
-    code = main(["call", "-m", model, "-f", EXAMPLE, "--retries", "0", "-n", "16", "--seed", "1",
-                 "-q", INPUT])
+    code = main(
+        [
+            "call",
+            "-m",
+            model,
+            "-f",
+            EXAMPLE,
+            "--retries",
+            "0",
+            "-n",
+            "16",
+            "--seed",
+            "1",
+            "-q",
+            INPUT,
+        ]
+    )
     out, err = capsys.readouterr()
     if code == 0:
         assert json.loads(out)["function"] in ("file_analytics", "weather_forecast", "send_email")
     else:
         assert code == 1
         assert err.startswith("agent call: error: ")
-        assert any(k in err for k in ("no_call", "invalid_syntax", "unknown_function",
-                                      "invalid_params", "context holds"))
+        assert any(
+            k in err
+            for k in (
+                "no_call",
+                "invalid_syntax",
+                "unknown_function",
+                "invalid_params",
+                "context holds",
+            )
+        )
 
 
 @pytest.mark.parametrize("flags, constrained", [([], True), (["--no-constrain"], False)])

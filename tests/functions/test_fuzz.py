@@ -6,35 +6,81 @@ from __future__ import annotations
 import json
 
 import yaml
-from jsonschema import Draft202012Validator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from agent.functions import FunctionCall, FunctionCallError, FunctionRegistry, parse_function_call
 
 REG = FunctionRegistry()
-REG.add("file_analytics", "Ops on a text file.", {
-    "type": "object",
-    "properties": {
-        "action": {"type": "string"},
-        "filters": {"type": "object", "properties": {"keyword": {"type": "string"}}},
-        "count": {"type": "integer"},
-        "flag": {"type": "boolean"},
-        "tags": {"type": "array", "items": {"type": "string"}},
-        "note": {"type": ["string", "null"]},
+REG.add(
+    "file_analytics",
+    "Ops on a text file.",
+    {
+        "type": "object",
+        "properties": {
+            "action": {"type": "string"},
+            "filters": {"type": "object", "properties": {"keyword": {"type": "string"}}},
+            "count": {"type": "integer"},
+            "flag": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "note": {"type": ["string", "null"]},
+        },
+        "required": ["action"],
     },
-    "required": ["action"],
-})
+)
 REG.add("ping", "Ping.")
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-TOKENS = st.sampled_from([
-    "{", "}", "[", "]", '"', "'", ":", ",", " ", "\n", "  ", "function", "params", '"function"',
-    '"params"', "file_analytics", "ping", "action", "filters", "keyword", "True", "None", "null",
-    "```", "```json", "```yaml", "- ", "#", "&a", "*a", "!!python/object", "\\", "NO", "1:20",
-    "012", "---", "\t", "//", "/*", "*/", "Response:", "function:", "params:", "  action: x",
-])
+TOKENS = st.sampled_from(
+    [
+        "{",
+        "}",
+        "[",
+        "]",
+        '"',
+        "'",
+        ":",
+        ",",
+        " ",
+        "\n",
+        "  ",
+        "function",
+        "params",
+        '"function"',
+        '"params"',
+        "file_analytics",
+        "ping",
+        "action",
+        "filters",
+        "keyword",
+        "True",
+        "None",
+        "null",
+        "```",
+        "```json",
+        "```yaml",
+        "- ",
+        "#",
+        "&a",
+        "*a",
+        "!!python/object",
+        "\\",
+        "NO",
+        "1:20",
+        "012",
+        "---",
+        "\t",
+        "//",
+        "/*",
+        "*/",
+        "Response:",
+        "function:",
+        "params:",
+        "  action: x",
+    ]
+)
 JSONISH = st.lists(TOKENS, max_size=40).map("".join)
 
 
@@ -78,31 +124,51 @@ VALID = [
 
 
 @FAST
-@given(st.sampled_from(VALID), st.lists(st.tuples(st.integers(0, 200), st.sampled_from(
-    ["", "{", "}", '"', "'", ":", ",", "\n", " ", "#", "[", "]", "-", "x", "0"])), max_size=4))
+@given(
+    st.sampled_from(VALID),
+    st.lists(
+        st.tuples(
+            st.integers(0, 200),
+            st.sampled_from(
+                ["", "{", "}", '"', "'", ":", ",", "\n", " ", "#", "[", "]", "-", "x", "0"]
+            ),
+        ),
+        max_size=4,
+    ),
+)
 def test_mutated_calls(text, edits):
     for pos, insert in edits:  # delete one character at pos, insert another
         pos %= len(text) + 1
-        text = text[:pos] + insert + text[pos + 1:]
+        text = text[:pos] + insert + text[pos + 1 :]
     check(text)
 
 
 PRINTABLE = st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30)
 PARAMS = st.fixed_dictionaries(
     {"action": PRINTABLE},
-    optional={"filters": st.fixed_dictionaries({}, optional={"keyword": PRINTABLE}),
-              "count": st.integers(-10**12, 10**12), "flag": st.booleans(),
-              "tags": st.lists(PRINTABLE, max_size=4), "note": st.none() | PRINTABLE})
-PROSE = st.text(st.characters(blacklist_characters="{}`:#-\"'", blacklist_categories=("Cs",)),
-                max_size=60)
+    optional={
+        "filters": st.fixed_dictionaries({}, optional={"keyword": PRINTABLE}),
+        "count": st.integers(-(10**12), 10**12),
+        "flag": st.booleans(),
+        "tags": st.lists(PRINTABLE, max_size=4),
+        "note": st.none() | PRINTABLE,
+    },
+)
+PROSE = st.text(
+    st.characters(blacklist_characters="{}`:#-\"'", blacklist_categories=("Cs",)), max_size=60
+)
 
 
 @FAST
-@given(PARAMS, PROSE, PROSE, st.sampled_from(["{}", "```json\n{}\n```", "```\n{}\n```"]),
-       st.booleans())
+@given(
+    PARAMS, PROSE, PROSE, st.sampled_from(["{}", "```json\n{}\n```", "```\n{}\n```"]), st.booleans()
+)
 def test_json_calls_round_trip_through_any_wrapping(params, before, after, fence, indent):
-    call = json.dumps({"function": "file_analytics", "params": params},
-                      indent=2 if indent else None, ensure_ascii=False)
+    call = json.dumps(
+        {"function": "file_analytics", "params": params},
+        indent=2 if indent else None,
+        ensure_ascii=False,
+    )
     text = before + "\n" + fence.replace("{}", call) + "\n" + after
     parsed = parse_function_call(text, REG)
     assert parsed.params == params and parsed.format == "json"
@@ -111,8 +177,12 @@ def test_json_calls_round_trip_through_any_wrapping(params, before, after, fence
 @FAST
 @given(PARAMS, st.booleans())
 def test_yaml_calls_round_trip_whatever_the_quoting(params, flow):
-    text = yaml.safe_dump({"function": "file_analytics", "params": params},
-                          allow_unicode=True, default_flow_style=flow, sort_keys=False)
+    text = yaml.safe_dump(
+        {"function": "file_analytics", "params": params},
+        allow_unicode=True,
+        default_flow_style=flow,
+        sort_keys=False,
+    )
     parsed = parse_function_call(text, REG)
     assert parsed.params == params
 
@@ -128,10 +198,33 @@ def test_python_repr_calls_are_repaired(params):
 
 
 @FAST
-@given(st.dictionaries(st.sampled_from(["action", "count", "flag", "note", "tags"]),
-                       st.sampled_from(["NO", "yes", "on", "1:20", "012", "0x1F", "1e3", "~",
-                                        "null", "true", "5", "-3", "1.5", ".inf", "y", "n", ""]),
-                       min_size=1))
+@given(
+    st.dictionaries(
+        st.sampled_from(["action", "count", "flag", "note", "tags"]),
+        st.sampled_from(
+            [
+                "NO",
+                "yes",
+                "on",
+                "1:20",
+                "012",
+                "0x1F",
+                "1e3",
+                "~",
+                "null",
+                "true",
+                "5",
+                "-3",
+                "1.5",
+                ".inf",
+                "y",
+                "n",
+                "",
+            ]
+        ),
+        min_size=1,
+    )
+)
 def test_unquoted_yaml_scalars_follow_the_schema(values):
     values.setdefault("action", "x")
     body = "\n".join(f"  {k}: {v}" for k, v in values.items())

@@ -33,6 +33,7 @@ def fail(text, registry, **kw) -> CallError:
 
 # -- the card's example ---------------------------------------------------------------------
 
+
 def test_card_response_json(card_registry):
     call = parse_function_call(CARD_RESPONSE, card_registry)
     assert call == FunctionCall("file_analytics", CARD_PARAMS, format="json", raw=CARD_RESPONSE)
@@ -53,30 +54,37 @@ def test_model_text_starts_with_the_space_after_assistant_colon(card_registry):
 
 # -- finding the call ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("wrap", [
-    "```json\n{}\n```",
-    "```\n{}\n```",
-    "```JSON\n{}\n```\n",
-    "~~~\n{}\n~~~",
-    "Here is the function call:\n\n{}\n\nThis counts how often Python appears.",
-    "Response: {}",
-    "Sure! ```json\n{}\n``` Let me know if you need anything else.",
-    "```json\n{}",  # fence never closed
-    "{} {{not json}}",
-])
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        "```json\n{}\n```",
+        "```\n{}\n```",
+        "```JSON\n{}\n```\n",
+        "~~~\n{}\n~~~",
+        "Here is the function call:\n\n{}\n\nThis counts how often Python appears.",
+        "Response: {}",
+        "Sure! ```json\n{}\n``` Let me know if you need anything else.",
+        "```json\n{}",  # fence never closed
+        "{} {{not json}}",
+    ],
+)
 def test_json_call_found_in_fences_and_prose(card_registry, wrap):
     text = wrap.replace("{}", CARD_RESPONSE, 1)
     call = parse_function_call(text, card_registry)
     assert call.params == CARD_PARAMS and call.format == "json" and call.raw == text
 
 
-@pytest.mark.parametrize("wrap", [
-    "```yaml\n{}\n```",
-    "```yml\n{}\n```\nThat should do it.",
-    "Response:\n{}",
-    "The best function is below.\n\n{}\n\nIt counts the keyword.",
-    "Response:\n  {}",
-])
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        "```yaml\n{}\n```",
+        "```yml\n{}\n```\nThat should do it.",
+        "Response:\n{}",
+        "The best function is below.\n\n{}\n\nIt counts the keyword.",
+        "Response:\n  {}",
+    ],
+)
 def test_yaml_call_found_in_fences_and_prose(card_registry, wrap):
     body = CARD_RESPONSE_YAML
     if wrap.endswith("  {}"):
@@ -96,50 +104,70 @@ def test_prose_that_looks_like_a_key_before_the_yaml_call(card_registry):
 
 
 def test_braces_inside_strings_do_not_confuse_the_scanner(card_registry):
-    text = ('{"function": "file_analytics", "params": {"action": "find } {", '
-            '"filters": {"keyword": "a \\"quoted\\" }"}}} trailing')
+    text = (
+        '{"function": "file_analytics", "params": {"action": "find } {", '
+        '"filters": {"keyword": "a \\"quoted\\" }"}}} trailing'
+    )
     call = parse_function_call(text, card_registry)
     assert call.params["action"] == "find } {"
     assert call.params["filters"]["keyword"] == 'a "quoted" }'
 
 
 def test_first_valid_candidate_wins_over_earlier_invalid_ones(card_registry):
-    text = ('Example: {"function": "file_analytics"} is incomplete, so:\n'
-            '{"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "b"}}}\n'
-            '{"function": "file_analytics", "params": {"action": "second", "filters": {"keyword": "c"}}}')
+    text = (
+        'Example: {"function": "file_analytics"} is incomplete, so:\n'
+        '{"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "b"}}}\n'
+        '{"function": "file_analytics", "params": {"action": "second", "filters": {"keyword": "c"}}}'
+    )
     assert parse_function_call(text, card_registry).params["action"] == "a"
 
 
 def test_format_hint_breaks_ties_between_formats(card_registry):
-    text = (CARD_RESPONSE_YAML.replace("Python", "yaml-one") + "\n\n"
-            + CARD_RESPONSE.replace("Python", "json-one"))
+    text = (
+        CARD_RESPONSE_YAML.replace("Python", "yaml-one")
+        + "\n\n"
+        + CARD_RESPONSE.replace("Python", "json-one")
+    )
     assert parse_function_call(text, card_registry).params["filters"]["keyword"] == "yaml-one"
-    assert parse_function_call(text, card_registry, format="json").params["filters"][
-        "keyword"] == "json-one"
+    assert (
+        parse_function_call(text, card_registry, format="json").params["filters"]["keyword"]
+        == "json-one"
+    )
 
 
 def test_openai_shapes_and_alias_keys(card_registry):
     args = '{\\"action\\": \\"x\\", \\"filters\\": {\\"keyword\\": \\"y\\"}}'
     nested = '{"function": {"name": "file_analytics", "arguments": "' + args + '"}}'
-    assert parse_function_call(nested, card_registry).params == {"action": "x", "filters": {"keyword": "y"}}
+    assert parse_function_call(nested, card_registry).params == {
+        "action": "x",
+        "filters": {"keyword": "y"},
+    }
     for key in ("parameters", "arguments", "args"):
-        text = '{"function": "file_analytics", "%s": {"action": "x", "filters": {"keyword": "y"}}}' % key
+        text = (
+            f'{{"function": "file_analytics", "{key}": {{"action": "x", "filters": {{"keyword": "y"}}}}}}'
+        )
         assert parse_function_call(text, card_registry).params["action"] == "x"
 
 
-@pytest.mark.parametrize("text", [
-    '{"Function": "file_analytics", "Params": {"action": "a", "filters": {"keyword": "k"}}}',
-    'Function: file_analytics\nParams:\n  action: a\n  filters:\n    keyword: k',
-    '{"name": "file_analytics", "arguments": {"action": "a", "filters": {"keyword": "k"}}}',
-    '{"function": "file_analytics()", "params": {"action": "a", "filters": {"keyword": "k"}}}',
-    '- function: file_analytics\n  params:\n    action: a\n    filters:\n      keyword: k',
-    '\u201cfunction\u201d: x {\u201cfunction\u201d: \u201cfile_analytics\u201d, '
-    '\u201cparams\u201d: {\u201caction\u201d: \u201ca\u201d, '
-    '\u201cfilters\u201d: {\u201ckeyword\u201d: \u201ck\u201d}}}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"Function": "file_analytics", "Params": {"action": "a", "filters": {"keyword": "k"}}}',
+        "Function: file_analytics\nParams:\n  action: a\n  filters:\n    keyword: k",
+        '{"name": "file_analytics", "arguments": {"action": "a", "filters": {"keyword": "k"}}}',
+        '{"function": "file_analytics()", "params": {"action": "a", "filters": {"keyword": "k"}}}',
+        "- function: file_analytics\n  params:\n    action: a\n    filters:\n      keyword: k",
+        "\u201cfunction\u201d: x {\u201cfunction\u201d: \u201cfile_analytics\u201d, "
+        "\u201cparams\u201d: {\u201caction\u201d: \u201ca\u201d, "
+        "\u201cfilters\u201d: {\u201ckeyword\u201d: \u201ck\u201d}}}",
+    ],
+)
 def test_key_spelling_drift(card_registry, text):
     call = parse_function_call(text, card_registry)
-    assert (call.name, call.params) == ("file_analytics", {"action": "a", "filters": {"keyword": "k"}})
+    assert (call.name, call.params) == (
+        "file_analytics",
+        {"action": "a", "filters": {"keyword": "k"}},
+    )
 
 
 def test_name_key_alone_is_not_a_call(card_registry):
@@ -147,8 +175,10 @@ def test_name_key_alone_is_not_a_call(card_registry):
 
 
 def test_function_name_matched_case_insensitively(card_registry):
-    call = parse_function_call('{"function": "File_Analytics", "params": '
-                               '{"action": "a", "filters": {"keyword": "k"}}}', card_registry)
+    call = parse_function_call(
+        '{"function": "File_Analytics", "params": {"action": "a", "filters": {"keyword": "k"}}}',
+        card_registry,
+    )
     assert call.name == "file_analytics"
 
 
@@ -160,20 +190,37 @@ def test_missing_params_means_no_params(registry):
 
 # -- repairs --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, repair", [
-    ('{"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "k",},},}',
-     "trailing commas"),
-    ('{"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "k"}, }\n}',
-     "trailing commas"),
-    ("{'function': 'file_analytics', 'params': {'action': 'a', 'filters': {'keyword': 'k'}}}",
-     "single quotes"),
-    ('{"function": "file_analytics", // the best fit\n "params": {"action": "a", '
-     '/* why */ "filters": {"keyword": "k"}}}', "comments"),
-    ("{function: file_analytics, /* pick */ params: {action: a, filters: {keyword: k}}}",
-     "unquoted keys or values"),
-    ('{"function": "file_analytics", "params": {"action": "a\nb", "filters": {"keyword": "k"}}}',
-     "control characters in strings"),
-])
+
+@pytest.mark.parametrize(
+    "text, repair",
+    [
+        (
+            '{"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "k",},},}',
+            "trailing commas",
+        ),
+        (
+            '{"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "k"}, }\n}',
+            "trailing commas",
+        ),
+        (
+            "{'function': 'file_analytics', 'params': {'action': 'a', 'filters': {'keyword': 'k'}}}",
+            "single quotes",
+        ),
+        (
+            '{"function": "file_analytics", // the best fit\n "params": {"action": "a", '
+            '/* why */ "filters": {"keyword": "k"}}}',
+            "comments",
+        ),
+        (
+            "{function: file_analytics, /* pick */ params: {action: a, filters: {keyword: k}}}",
+            "unquoted keys or values",
+        ),
+        (
+            '{"function": "file_analytics", "params": {"action": "a\nb", "filters": {"keyword": "k"}}}',
+            "control characters in strings",
+        ),
+    ],
+)
 def test_common_json_slips_are_repaired(card_registry, text, repair):
     call = parse_function_call(text, card_registry)
     assert call.params["filters"] == {"keyword": "k"}
@@ -181,16 +228,18 @@ def test_common_json_slips_are_repaired(card_registry, text, repair):
 
 
 def test_yaml_flow_style_is_yaml(registry):
-    call = parse_function_call("{function: set_country, params: {country: NO, notify: on}}",
-                               registry)
+    call = parse_function_call(
+        "{function: set_country, params: {country: NO, notify: on}}", registry
+    )
     assert (call.format, call.repairs) == ("yaml", ())
     assert call.params == {"country": "NO", "notify": True}
 
 
 def test_long_shot_yaml_reading_is_only_used_when_it_gives_a_valid_call(registry):
     # leading zeros are not JSON; read as YAML the schema decides what 012 meant
-    call = parse_function_call('{"function": "set_country", "params": {"country": "SE", '
-                               '"count": 012}}', registry)
+    call = parse_function_call(
+        '{"function": "set_country", "params": {"country": "SE", "count": 012}}', registry
+    )
     assert call.params["count"] == 12 and call.format == "yaml"
     call = parse_function_call('{"function": set_country, "params": {"country": SE}}', registry)
     assert call.params == {"country": "SE"}
@@ -199,58 +248,94 @@ def test_long_shot_yaml_reading_is_only_used_when_it_gives_a_valid_call(registry
     assert err.kind == "invalid_syntax" and "not valid JSON" in err.message
 
 
-@pytest.mark.parametrize("text", [
-    '{"function_call": {"name": "set_country", "arguments": "{\\"country\\": \\"SE\\"}"}}',
-    '{"tool_calls": [{"id": "1", "type": "function", "function": {"name": "set_country", '
-    '"arguments": {"country": "SE"}}}]}',
-    '{"tool_call": {"function": "set_country", "params": {"country": "SE"}}}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"function_call": {"name": "set_country", "arguments": "{\\"country\\": \\"SE\\"}"}}',
+        '{"tool_calls": [{"id": "1", "type": "function", "function": {"name": "set_country", '
+        '"arguments": {"country": "SE"}}}]}',
+        '{"tool_call": {"function": "set_country", "params": {"country": "SE"}}}',
+    ],
+)
 def test_openai_wrappers_are_unwrapped(registry, text):
     call = parse_function_call(text, registry)
     assert (call.name, call.params) == ("set_country", {"country": "SE"})
 
 
 def test_python_literals_become_json(registry):
-    text = ("{'function': 'set_country', 'params': {'country': 'NO', 'notify': True, "
-            "'note': None, 'extra': False}}")
+    text = (
+        "{'function': 'set_country', 'params': {'country': 'NO', 'notify': True, "
+        "'note': None, 'extra': False}}"
+    )
     call = parse_function_call(text, registry)
     assert call.params == {"country": "NO", "notify": True, "note": None, "extra": False}
     assert set(call.repairs) == {"Python literals", "single quotes"}
 
 
 def test_repairs_never_touch_string_contents(registry):
-    text = ("{'function': 'set_country', 'params': {'country': \"it's True, None // x,}\", "
-            "'note': 'say \"hi\" /* not a comment */', }}")
+    text = (
+        "{'function': 'set_country', 'params': {'country': \"it's True, None // x,}\", "
+        "'note': 'say \"hi\" /* not a comment */', }}"
+    )
     call = parse_function_call(text, registry)
-    assert call.params == {"country": "it's True, None // x,}",
-                           "note": 'say "hi" /* not a comment */'}
+    assert call.params == {
+        "country": "it's True, None // x,}",
+        "note": 'say "hi" /* not a comment */',
+    }
 
 
 def test_yaml_values_with_colon_space_or_hash_are_quoted(registry):
-    text = ("function: set_country\nparams:\n  country: Note: this is Norway\n"
-            "  postcode: C# tutorial #1\n")
+    text = (
+        "function: set_country\nparams:\n  country: Note: this is Norway\n"
+        "  postcode: C# tutorial #1\n"
+    )
     call = parse_function_call(text, registry)
     assert call.params == {"country": "Note: this is Norway", "postcode": "C# tutorial #1"}
     assert call.repairs == ("unquoted special characters",)
 
 
 def test_yaml_hash_in_a_value_is_text_unless_only_a_comment_fits(registry):
-    call = parse_function_call("function: file_analytics\nparams:\n  action: find issue #42\n"
-                               "  filters:\n    keyword: room #5 # really", registry)
+    call = parse_function_call(
+        "function: file_analytics\nparams:\n  action: find issue #42\n"
+        "  filters:\n    keyword: room #5 # really",
+        registry,
+    )
     assert call.params == {"action": "find issue #42", "filters": {"keyword": "room #5 # really"}}
-    registry.add("units", "U.", {"type": "object", "properties": {
-        "unit": {"enum": ["metric", "imperial"]}}, "required": ["unit"]})
+    registry.add(
+        "units",
+        "U.",
+        {
+            "type": "object",
+            "properties": {"unit": {"enum": ["metric", "imperial"]}},
+            "required": ["unit"],
+        },
+    )
     call = parse_function_call("function: units\nparams:\n  unit: metric  # the default", registry)
     assert call.params == {"unit": "metric"} and call.repairs == ()
 
 
 # -- YAML typing traps -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("written, expected", [
-    ("NO", "NO"), ("no", "no"), ("on", "on"), ("Yes", "Yes"), ("1:20", "1:20"), ("012", "012"),
-    ("1.10", "1.10"), ("1e3", "1e3"), ("2024-01-05", "2024-01-05"), ("null", "null"),
-    ("~", "~"), ("true", "true"), ("0x1F", "0x1F"), ("'quoted'", "quoted"),
-])
+
+@pytest.mark.parametrize(
+    "written, expected",
+    [
+        ("NO", "NO"),
+        ("no", "no"),
+        ("on", "on"),
+        ("Yes", "Yes"),
+        ("1:20", "1:20"),
+        ("012", "012"),
+        ("1.10", "1.10"),
+        ("1e3", "1e3"),
+        ("2024-01-05", "2024-01-05"),
+        ("null", "null"),
+        ("~", "~"),
+        ("true", "true"),
+        ("0x1F", "0x1F"),
+        ("'quoted'", "quoted"),
+    ],
+)
 def test_yaml_scalars_stay_strings_where_the_schema_says_string(registry, written, expected):
     text = f"function: set_country\nparams:\n  country: {written}\n  postcode: {written}"
     call = parse_function_call(text, registry)
@@ -258,23 +343,45 @@ def test_yaml_scalars_stay_strings_where_the_schema_says_string(registry, writte
 
 
 def test_departure_time_is_not_sexagesimal(registry):
-    call = parse_function_call("function: set_country\nparams:\n  country: FR\n  departure: 1:20",
-                               registry)
+    call = parse_function_call(
+        "function: set_country\nparams:\n  country: FR\n  departure: 1:20", registry
+    )
     assert call.params["departure"] == "1:20"
 
 
-@pytest.mark.parametrize("field, written, expected", [
-    ("notify", "on", True), ("notify", "NO", False), ("notify", "true", True),
-    ("notify", "False", False), ("count", "012", 12), ("count", "5", 5), ("count", "0x10", 16),
-    ("count", "5.0", 5), ("ratio", "1e3", 1000.0), ("ratio", "1.10", 1.1), ("ratio", "7", 7),
-    ("note", "~", None), ("note", "null", None), ("note", "", None), ("note", "NO", "NO"),
-    ("note", "''", ""), ("note", "'null'", "null"),
-    ("extra", "NO", "NO"), ("extra", "5", 5), ("extra", "1.5", 1.5), ("extra", "true", True),
-    ("extra", "null", None), ("extra", "1:20", "1:20"), ("extra", "012", 12),
-])
+@pytest.mark.parametrize(
+    "field, written, expected",
+    [
+        ("notify", "on", True),
+        ("notify", "NO", False),
+        ("notify", "true", True),
+        ("notify", "False", False),
+        ("count", "012", 12),
+        ("count", "5", 5),
+        ("count", "0x10", 16),
+        ("count", "5.0", 5),
+        ("ratio", "1e3", 1000.0),
+        ("ratio", "1.10", 1.1),
+        ("ratio", "7", 7),
+        ("note", "~", None),
+        ("note", "null", None),
+        ("note", "", None),
+        ("note", "NO", "NO"),
+        ("note", "''", ""),
+        ("note", "'null'", "null"),
+        ("extra", "NO", "NO"),
+        ("extra", "5", 5),
+        ("extra", "1.5", 1.5),
+        ("extra", "true", True),
+        ("extra", "null", None),
+        ("extra", "1:20", "1:20"),
+        ("extra", "012", 12),
+    ],
+)
 def test_yaml_scalars_are_typed_by_the_schema(registry, field, written, expected):
-    call = parse_function_call(f"function: set_country\nparams:\n  country: SE\n  {field}: {written}",
-                               registry)
+    call = parse_function_call(
+        f"function: set_country\nparams:\n  country: SE\n  {field}: {written}", registry
+    )
     assert call.params[field] == expected
     assert type(call.params[field]) is type(expected)
 
@@ -286,14 +393,17 @@ def test_quoted_yaml_number_is_not_an_integer(registry):
 
 
 def test_yaml_enum_of_numbers(registry):
-    call = parse_function_call("function: send_email\nparams:\n  to: [a@b.org]\n  subject: Hi\n"
-                               "  priority: 2", registry)
+    call = parse_function_call(
+        "function: send_email\nparams:\n  to: [a@b.org]\n  subject: Hi\n  priority: 2", registry
+    )
     assert call.params == {"to": ["a@b.org"], "subject": "Hi", "priority": 2}
 
 
 def test_json_integral_float_becomes_int_where_schema_wants_integer(registry):
-    call = parse_function_call('{"function": "set_country", "params": {"country": "SE", '
-                               '"count": 3.0, "ratio": 2.0}}', registry)
+    call = parse_function_call(
+        '{"function": "set_country", "params": {"country": "SE", "count": 3.0, "ratio": 2.0}}',
+        registry,
+    )
     assert call.params["count"] == 3 and type(call.params["count"]) is int
     assert type(call.params["ratio"]) is float
 
@@ -306,10 +416,18 @@ def test_json_values_are_not_coerced(registry):
 
 # -- errors -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text", [
-    "", "   \n", "I'm sorry, I can't find a suitable function.",
-    "The answer is {42}.", "We could use a {curly} approach.", "[1, 2, 3]",
-])
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   \n",
+        "I'm sorry, I can't find a suitable function.",
+        "The answer is {42}.",
+        "We could use a {curly} approach.",
+        "[1, 2, 3]",
+    ],
+)
 def test_no_call(card_registry, text):
     err = fail(text, card_registry)
     assert err.kind == "no_call"
@@ -329,20 +447,31 @@ def test_no_call_message_quotes_the_answer(card_registry):
     assert "'Nothing to do here.'" in fail("Nothing to do here.", card_registry).message
 
 
-@pytest.mark.parametrize("text, words", [
-    ('{"function": "file_analytics", "params": {"action": "count_occurrences", "filters": {',
-     "never closed"),
-    ('{"function": "file_analytics", "params": {"action" "x"}}', "not valid JSON"),
-    ('{"function": "file_analytics", "params": {"action": "x", "action": "y"}}', "duplicate"),
-    ('{"function": "file_analytics", "params": {"action": "x" "filters": {}}}', "not valid JSON"),
-    ("function: file_analytics\nparams:\n  action: [unclosed\n", "cannot be read"),
-    ("function: file_analytics\nfunction: other", "cannot be read"),
-    ("function: file_analytics\nparams: &a\n  x: *a", "cannot be read"),
-    ("function: file_analytics\nparams: !!python/object/apply:os.system [ls]", "cannot be read"),
-    ('{"function": 42, "params": {}}', "must be a function's name"),
-    ('{"function": ["a"], "params": {}}', "must be a function's name"),
-    ('{"params": {"action": "x"}}', 'no "function" key'),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        (
+            '{"function": "file_analytics", "params": {"action": "count_occurrences", "filters": {',
+            "never closed",
+        ),
+        ('{"function": "file_analytics", "params": {"action" "x"}}', "not valid JSON"),
+        ('{"function": "file_analytics", "params": {"action": "x", "action": "y"}}', "duplicate"),
+        (
+            '{"function": "file_analytics", "params": {"action": "x" "filters": {}}}',
+            "not valid JSON",
+        ),
+        ("function: file_analytics\nparams:\n  action: [unclosed\n", "cannot be read"),
+        ("function: file_analytics\nfunction: other", "cannot be read"),
+        ("function: file_analytics\nparams: &a\n  x: *a", "cannot be read"),
+        (
+            "function: file_analytics\nparams: !!python/object/apply:os.system [ls]",
+            "cannot be read",
+        ),
+        ('{"function": 42, "params": {}}', "must be a function's name"),
+        ('{"function": ["a"], "params": {}}', "must be a function's name"),
+        ('{"params": {"action": "x"}}', 'no "function" key'),
+    ],
+)
 def test_invalid_syntax(card_registry, text, words):
     err = fail(text, card_registry)
     assert err.kind == "invalid_syntax", err
@@ -351,8 +480,9 @@ def test_invalid_syntax(card_registry, text, words):
 
 
 def test_invalid_syntax_names_the_line(card_registry):
-    err = fail('Let me think.\nOk:\n{"function": "file_analytics", "params": {"a": }}',
-               card_registry)
+    err = fail(
+        'Let me think.\nOk:\n{"function": "file_analytics", "params": {"a": }}', card_registry
+    )
     assert err.kind == "invalid_syntax" and "line 3" in err.message
 
 
@@ -372,8 +502,10 @@ def test_unknown_function_without_close_names(registry):
 
 
 def test_invalid_params_lists_every_violation_with_its_json_path(registry):
-    text = ('{"function": "send_email", "params": {"to": ["bob@example.com", "not-an-email"], '
-            '"subject": "' + "x" * 60 + '", "when": "2024-13-45", "priority": 7, "cc": "x"}}')
+    text = (
+        '{"function": "send_email", "params": {"to": ["bob@example.com", "not-an-email"], '
+        '"subject": "' + "x" * 60 + '", "when": "2024-13-45", "priority": 7, "cc": "x"}}'
+    )
     err = fail(text, registry)
     assert err.kind == "invalid_params" and err.function == "send_email"
     paths = [p for p, _ in err.errors]
@@ -389,22 +521,25 @@ def test_invalid_params_lists_every_violation_with_its_json_path(registry):
 
 
 def test_invalid_params_missing_required_nested(card_registry):
-    err = fail('{"function": "file_analytics", "params": {"action": "x", "filters": {}}}',
-               card_registry)
+    err = fail(
+        '{"function": "file_analytics", "params": {"action": "x", "filters": {}}}', card_registry
+    )
     assert err.errors == [("$.filters", "'keyword' is a required property")]
 
 
 def test_params_that_are_not_an_object(card_registry):
     for params in ('"Python"', "[1, 2]", "5"):
-        err = fail('{"function": "file_analytics", "params": %s}' % params, card_registry)
+        err = fail(f'{{"function": "file_analytics", "params": {params}}}', card_registry)
         assert err.kind == "invalid_params"
         assert err.errors[0][0] == "$"
 
 
 def test_furthest_failure_is_reported(registry):
-    text = ('{"function": "nope"}\n'
-            '{"function": "set_country", "params": {"country": 1}}\n'
-            '{"function": "broken", ')
+    text = (
+        '{"function": "nope"}\n'
+        '{"function": "set_country", "params": {"country": 1}}\n'
+        '{"function": "broken", '
+    )
     err = fail(text, registry)
     assert err.kind == "invalid_params"
 

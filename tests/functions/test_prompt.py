@@ -19,17 +19,17 @@ CARD_BODY = (
     "file_analytics:\n"
     "  description: This tool performs various operations on a text file.\n"
     "  params:\n"
-    "    action: The operation we want to perform on the data, such as \"count_occurrences\", "
-    "\"find_line\", etc.\n"
+    '    action: The operation we want to perform on the data, such as "count_occurrences", '
+    '"find_line", etc.\n'
     "    filters:\n"
-    "      keyword: The word or phrase we want to search for.")
+    "      keyword: The word or phrase we want to search for."
+)
 CARD_INPUT = "I want to know how many times 'Python' is mentioned in my text file."
 
 
 def test_json_prompt_is_the_card_example_in_the_chat_template(card_registry):
     assert card_registry.prompt_body(CARD_INPUT) == CARD_BODY
-    assert card_registry.prompt(CARD_INPUT) == (
-        f"{SYSTEM_PROMPT} USER: {CARD_BODY} ASSISTANT:")
+    assert card_registry.prompt(CARD_INPUT) == (f"{SYSTEM_PROMPT} USER: {CARD_BODY} ASSISTANT:")
     assert card_registry.prompt(CARD_INPUT) == chat_prompt(CARD_BODY)
 
 
@@ -50,37 +50,57 @@ def test_card_shorthand_definitions_give_the_same_prompt(tmp_path):
         "- name: file_analytics\n"
         "  description: This tool performs various operations on a text file.\n"
         "  params:\n"
-        "    action: The operation we want to perform on the data, such as \"count_occurrences\", "
-        "\"find_line\", etc.\n"
+        '    action: The operation we want to perform on the data, such as "count_occurrences", '
+        '"find_line", etc.\n'
         "    filters:\n"
-        "      keyword: The word or phrase we want to search for.\n")
+        "      keyword: The word or phrase we want to search for.\n"
+    )
     assert FunctionRegistry.from_file(path).prompt_body(CARD_INPUT) == CARD_BODY
 
 
 def test_functions_are_listed_in_registration_order_with_nesting_and_fallbacks():
     reg = FunctionRegistry()
-    reg.add("b_first", "Multi-line\n   description.", {
-        "type": "object", "properties": {
-            "plain": {"type": "integer"},
-            "choice": {"enum": ["x", "y"]},
-            "described_choice": {"type": "string", "enum": ["up", "down"],
-                                 "description": "Direction."},
-            "named_choice": {"type": "string", "enum": ["up", "down"],
-                             "description": "Go up or down."},
-            "deep": {"type": "object", "properties": {"inner": {"type": "object", "properties": {
-                "leaf": {"type": "boolean", "description": "A leaf."}}}}},
-            "optional_obj": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]},
-            "tags": {"type": "array", "items": {"type": "string"}},
+    reg.add(
+        "b_first",
+        "Multi-line\n   description.",
+        {
+            "type": "object",
+            "properties": {
+                "plain": {"type": "integer"},
+                "choice": {"enum": ["x", "y"]},
+                "described_choice": {
+                    "type": "string",
+                    "enum": ["up", "down"],
+                    "description": "Direction.",
+                },
+                "named_choice": {
+                    "type": "string",
+                    "enum": ["up", "down"],
+                    "description": "Go up or down.",
+                },
+                "deep": {
+                    "type": "object",
+                    "properties": {
+                        "inner": {
+                            "type": "object",
+                            "properties": {"leaf": {"type": "boolean", "description": "A leaf."}},
+                        }
+                    },
+                },
+                "optional_obj": {"anyOf": [{"$ref": "#/$defs/P"}, {"type": "null"}]},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            },
+            "$defs": {"P": {"type": "object", "properties": {"q": {"description": "Q."}}}},
         },
-        "$defs": {"P": {"type": "object", "properties": {"q": {"description": "Q."}}}}})
+    )
     reg.add("a_second", "No params.")
     assert reg.describe() == (
         "b_first:\n"
         "  description: Multi-line description.\n"
         "  params:\n"
         "    plain: An integer.\n"
-        "    choice: One of: \"x\", \"y\".\n"
-        "    described_choice: Direction. (one of: \"up\", \"down\")\n"
+        '    choice: One of: "x", "y".\n'
+        '    described_choice: Direction. (one of: "up", "down")\n'
         "    named_choice: Go up or down.\n"
         "    deep:\n"
         "      inner:\n"
@@ -89,7 +109,8 @@ def test_functions_are_listed_in_registration_order_with_nesting_and_fallbacks()
         "      q: Q.\n"
         "    tags: A list of string values.\n"
         "a_second:\n"
-        "  description: No params.")
+        "  description: No params."
+    )
 
 
 def test_param_description_without_anything_says_any_value():

@@ -10,18 +10,30 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from agent.functions import (
-    CallError, FunctionCall, FunctionCallError, FunctionDefinitionError, FunctionRegistry,
+    CallError,
+    FunctionCall,
+    FunctionCallError,
+    FunctionDefinitionError,
+    FunctionRegistry,
     parse_function_call,
 )
 
-from .conftest import FILE_ANALYTICS_SCHEMA
-
 OPENAI_TOOLS = [
-    {"type": "function", "function": {
-        "name": "get_weather", "description": "Current weather for a city.",
-        "parameters": {"type": "object", "properties": {
-            "city": {"type": "string", "description": "City name."},
-            "unit": {"type": "string", "enum": ["c", "f"]}}, "required": ["city"]}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Current weather for a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "city": {"type": "string", "description": "City name."},
+                    "unit": {"type": "string", "enum": ["c", "f"]},
+                },
+                "required": ["city"],
+            },
+        },
+    },
     {"type": "function", "function": {"name": "ping", "description": "Liveness check."}},
 ]
 
@@ -93,22 +105,31 @@ def test_from_openai_tools():
     assert reg.schema("ping") == {"type": "object", "properties": {}}
     assert reg.to_openai_tools()[0] == OPENAI_TOOLS[0]
     call = parse_function_call('{"function": "get_weather", "params": {"city": "Oslo"}}', reg)
-    assert call.to_openai("call_1") == {"id": "call_1", "type": "function", "function": {
-        "name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+    assert call.to_openai("call_1") == {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    }
     legacy = FunctionRegistry.from_openai_tools([t["function"] for t in OPENAI_TOOLS])
     assert legacy.names() == reg.names()
 
 
-@pytest.mark.parametrize("tools, words", [
-    ("get_weather", "must be a list"),
-    ([{"type": "function"}], "needs a 'function' object"),
-    ([{"type": "function", "function": {"description": "x"}}], "missing function name"),
-    ([{"type": "function", "function": {"name": "a b"}}], "function name"),
-    ([OPENAI_TOOLS[0], OPENAI_TOOLS[0]], "defined twice"),
-    ([{"name": "f", "description": 5}], "description must be text"),
-    ([{"name": "f", "parameters": {"type": "object", "required": "x"}}], "not valid JSON Schema"),
-    ([7], "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "tools, words",
+    [
+        ("get_weather", "must be a list"),
+        ([{"type": "function"}], "needs a 'function' object"),
+        ([{"type": "function", "function": {"description": "x"}}], "missing function name"),
+        ([{"type": "function", "function": {"name": "a b"}}], "function name"),
+        ([OPENAI_TOOLS[0], OPENAI_TOOLS[0]], "defined twice"),
+        ([{"name": "f", "description": 5}], "description must be text"),
+        (
+            [{"name": "f", "parameters": {"type": "object", "required": "x"}}],
+            "not valid JSON Schema",
+        ),
+        ([7], "must be a mapping"),
+    ],
+)
 def test_from_openai_tools_errors(tools, words):
     with pytest.raises(FunctionDefinitionError, match=words):
         FunctionRegistry.from_openai_tools(tools)
@@ -151,11 +172,18 @@ functions:
     assert reg.schema("get_weather")["properties"]["flag"]["enum"] == ["yes", "no", "on"]
     assert reg.schema("get_weather")["properties"]["days"]["enum"] == [1, 2, 3]
     assert reg.schema("schema_in_params")["properties"]["n"]["maximum"] == 1000.0
-    assert reg.schema("card_style") == {"type": "object", "properties": {
-        "action": {"type": "string", "description": "What to do."},
-        "filters": {"type": "object", "properties": {
-            "keyword": {"type": "string", "description": "The word."}}, "required": ["keyword"]}},
-        "required": ["action", "filters"]}
+    assert reg.schema("card_style") == {
+        "type": "object",
+        "properties": {
+            "action": {"type": "string", "description": "What to do."},
+            "filters": {
+                "type": "object",
+                "properties": {"keyword": {"type": "string", "description": "The word."}},
+                "required": ["keyword"],
+            },
+        },
+        "required": ["action", "filters"],
+    }
     assert reg.schema("bare") == {"type": "object", "properties": {}}
 
 
@@ -177,15 +205,18 @@ def test_example_definitions_file_loads():
         Draft202012Validator.check_schema(reg.schema(name))
 
 
-@pytest.mark.parametrize("content, suffix, words", [
-    ("functions: [unclosed", ".yaml", "not valid YAML"),
-    ("{", ".json", "not valid JSON"),
-    ("42", ".yaml", "expected a list of functions"),
-    ("- name: f\n  params: [a, b]", ".yaml", "params must map each parameter"),
-    ("- name: f\n  params:\n    n: 5", ".yaml", "use 'parameters:' with a JSON Schema"),
-    ("f: just text", ".yaml", "must be a mapping"),
-    ("- description: no name", ".yaml", "missing function name"),
-])
+@pytest.mark.parametrize(
+    "content, suffix, words",
+    [
+        ("functions: [unclosed", ".yaml", "not valid YAML"),
+        ("{", ".json", "not valid JSON"),
+        ("42", ".yaml", "expected a list of functions"),
+        ("- name: f\n  params: [a, b]", ".yaml", "params must map each parameter"),
+        ("- name: f\n  params:\n    n: 5", ".yaml", "use 'parameters:' with a JSON Schema"),
+        ("f: just text", ".yaml", "must be a mapping"),
+        ("- description: no name", ".yaml", "missing function name"),
+    ],
+)
 def test_definition_file_errors_name_the_file(tmp_path, content, suffix, words):
     path = tmp_path / f"defs{suffix}"
     path.write_text(content)
@@ -205,13 +236,15 @@ def test_response_schema_accepts_exactly_valid_calls(card_registry):
     Draft202012Validator.check_schema(schema)
     v = Draft202012Validator(schema)
     assert v.is_valid({"function": "ping", "params": {}})
-    assert v.is_valid({"function": "file_analytics", "params": {
-        "action": "a", "filters": {"keyword": "k"}}})
+    assert v.is_valid(
+        {"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "k"}}}
+    )
     assert not v.is_valid({"function": "file_analytics", "params": {}})
     assert not v.is_valid({"function": "other", "params": {}})
 
 
 # -- dispatch -------------------------------------------------------------------------------
+
 
 class Unit(Enum):
     C = "celsius"
@@ -239,16 +272,23 @@ def make_registry(log: list) -> FunctionRegistry:
         raise ValueError(reason)
 
     reg.add("no_handler", "Defined only.", {"type": "object", "properties": {}})
-    reg.add("raw", "Raw schema handler.", {"type": "object", "properties": {
-        "max-results": {"type": "integer"}}}, handler=lambda **kw: kw)
+    reg.add(
+        "raw",
+        "Raw schema handler.",
+        {"type": "object", "properties": {"max-results": {"type": "integer"}}},
+        handler=lambda **kw: kw,
+    )
     return reg
 
 
 def test_dispatch_runs_the_handler_with_converted_arguments():
     log: list = []
     reg = make_registry(log)
-    call = parse_function_call('{"function": "file_analytics", "params": {"action": "count", '
-                               '"filters": {"keyword": "Python"}, "unit": "fahrenheit"}}', reg)
+    call = parse_function_call(
+        '{"function": "file_analytics", "params": {"action": "count", '
+        '"filters": {"keyword": "Python"}, "unit": "fahrenheit"}}',
+        reg,
+    )
     assert call.invoke() == "count:Python"
     assert log == [("count", Filters("Python"), Unit.F)]
     assert reg.dispatch(call) == "count:Python"

@@ -9,7 +9,9 @@ import pytest
 
 from agent.errors import AgentError
 from agent.functions import (
-    ConstrainedDecodingUnavailable, FunctionCallError, select_function,
+    ConstrainedDecodingUnavailable,
+    FunctionCallError,
+    select_function,
 )
 from agent.llm.prompts import SYSTEM_PROMPT
 from agent.llm.scripted import ScriptedModel
@@ -41,8 +43,13 @@ def test_wrong_first_right_second_shows_the_error_to_the_model(card_registry):
     bad = ' {"function": "file_analytic", "params": {}}'
     seen = []
     model = ScriptedModel([bad, GOOD])
-    call = select_function(model, INPUT, card_registry, seed=1,
-                           on_attempt=lambda n, answer, err: seen.append((n, err and err.kind)))
+    call = select_function(
+        model,
+        INPUT,
+        card_registry,
+        seed=1,
+        on_attempt=lambda n, answer, err: seen.append((n, err and err.kind)),
+    )
     assert call.attempts == 2 and call.params["action"] == "count_occurrences"
     assert seen == [(1, "unknown_function"), (2, None)]
     first, second = model.prompts
@@ -121,7 +128,7 @@ def test_answer_budget_fits_the_context(card_registry):
 
 def test_correction_that_does_not_fit_falls_back_to_the_first_prompt(card_registry):
     first = card_registry.prompt(INPUT)
-    n_ctx = (len(first) * 2 + 6) // 7 + 60   # room for the first prompt, not for a long retry
+    n_ctx = (len(first) * 2 + 6) // 7 + 60  # room for the first prompt, not for a long retry
     model = ScriptedModel(["x" * 3000, GOOD], n_ctx=n_ctx)
     call = select_function(model, INPUT, card_registry)
     assert call.attempts == 2 and model.prompts == [first, first]
@@ -161,8 +168,23 @@ def test_constrained_golden_model_answers_a_valid_call():
     if not paths:
         pytest.skip("no golden GGUF model")
     reg = FunctionRegistry()
-    reg.add("ping", "Checks a host.", {"type": "object", "properties": {
-        "count": {"type": "integer", "minimum": 1, "maximum": 9}}, "required": ["count"]})
-    call = select_function(load_model(str(paths[0])), "ping it", reg, format="yaml", retries=0,
-                           seed=1, constrained=True, max_tokens=64)
+    reg.add(
+        "ping",
+        "Checks a host.",
+        {
+            "type": "object",
+            "properties": {"count": {"type": "integer", "minimum": 1, "maximum": 9}},
+            "required": ["count"],
+        },
+    )
+    call = select_function(
+        load_model(str(paths[0])),
+        "ping it",
+        reg,
+        format="yaml",
+        retries=0,
+        seed=1,
+        constrained=True,
+        max_tokens=64,
+    )
     assert call.name == "ping" and 1 <= call.params["count"] <= 9

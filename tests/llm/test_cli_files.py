@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
+from agent.llm.convert import add_vocab_keys
 from agent.llm.files import open_model_file
 from agent.llm.fixtures import make_model, synthetic_vocab
-from agent.llm.convert import add_vocab_keys
 from agent.llm.gguf_writer import GGUFWriter
 from tests.golden import model_paths, vocab_dir
 
@@ -35,12 +35,22 @@ def test_info_on_every_golden_file(capsys: pytest.CaptureFixture, path: Path) ->
     assert f"({path.stat().st_size:,} bytes)" in out
     code, out, err = run(capsys, "info", "--json", str(path))
     s = json.loads(out)
-    assert (s["container"], s["version"], s["vocab_size"], s["file_size"]) == \
-        (container, int(version), len(mf.vocab), path.stat().st_size)
+    assert (s["container"], s["version"], s["vocab_size"], s["file_size"]) == (
+        container,
+        int(version),
+        len(mf.vocab),
+        path.stat().st_size,
+    )
     assert sum(s["tensor_types"].values()) == s["n_tensors"] == len(mf.tensors)
     hp = s["hparams"]
     if path.name.startswith("tiny"):
-        assert (hp["n_embd"], hp["n_layer"], hp["n_head"], hp["n_head_kv"], hp["n_ff"]) == (256, 2, 4, 4, 768)
+        assert (hp["n_embd"], hp["n_layer"], hp["n_head"], hp["n_head_kv"], hp["n_ff"]) == (
+            256,
+            2,
+            4,
+            4,
+            768,
+        )
         assert "n_layer       2" in run(capsys, "info", str(path))[1]
     else:  # the vocab-only file describes Llama-2 7B
         assert (hp["n_embd"], hp["n_layer"], s["n_tensors"]) == (4096, 32, 0)
@@ -62,7 +72,11 @@ def test_info_without_hyperparameters(capsys: pytest.CaptureFixture, tmp_path: P
     w.write()
     code, out, _ = run(capsys, "info", str(tmp_path / "v.gguf"))
     assert code == 0
-    assert "hparams       unavailable" in out and "llama.embedding_length" in out and "300 tokens" in out
+    assert (
+        "hparams       unavailable" in out
+        and "llama.embedding_length" in out
+        and "300 tokens" in out
+    )
 
 
 def test_info_errors(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
@@ -76,12 +90,26 @@ def test_info_errors(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
 def test_convert_command(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
     src = make_model(tmp_path / "m.bin", "tiny_gqa", "q5_k_m", format="ggml")
     dst = tmp_path / "m.gguf"
-    code, _, err = run(capsys, "convert", str(src), str(dst), "--name", "mine", "--context-length", "2048",
-                       "--eps", "1e-6", "--n-gqa", "8")
+    code, _, err = run(
+        capsys,
+        "convert",
+        str(src),
+        str(dst),
+        "--name",
+        "mine",
+        "--context-length",
+        "2048",
+        "--eps",
+        "1e-6",
+        "--n-gqa",
+        "8",
+    )
     assert code == 0 and f"wrote {dst}" in err
     info = json.loads(run(capsys, "info", "--json", str(dst))[1])
     assert info["hparams"]["name"] == "mine" and info["hparams"]["n_ctx_train"] == 2048
-    assert info["hparams"]["n_head_kv"] == 1 and info["hparams"]["rms_norm_eps"] == pytest.approx(1e-6)
+    assert info["hparams"]["n_head_kv"] == 1 and info["hparams"]["rms_norm_eps"] == pytest.approx(
+        1e-6
+    )
     code, _, err = run(capsys, "convert", str(src), str(dst))
     assert code == 1 and "--force" in err
     assert run(capsys, "convert", "--quiet", "--force", str(src), str(dst))[0] == 0

@@ -22,7 +22,9 @@ def comparable_info(mf) -> dict:
     d = asdict(model_info(mf))
     for k in ("format", "path", "file_size", "name"):
         d.pop(k)
-    d["rms_norm_eps"] = np.float32(d["rms_norm_eps"])  # GGUF stores it as float32, GGML defaults are float64
+    d["rms_norm_eps"] = np.float32(
+        d["rms_norm_eps"]
+    )  # GGUF stores it as float32, GGML defaults are float64
     return d
 
 
@@ -56,24 +58,50 @@ def test_converted_file_matches_llama_cpp_gguf_metadata(tmp_path: Path) -> None:
     names = {p.name: p for p in model_paths()}
     if "tiny.ggmlv3.q4_0.bin" not in names or "tiny-q4_0.gguf" not in names:
         pytest.skip("golden files not present")
-    ours = open_model_file(convert_ggml_to_gguf(names["tiny.ggmlv3.q4_0.bin"], tmp_path / "o.gguf")).metadata
+    ours = open_model_file(
+        convert_ggml_to_gguf(names["tiny.ggmlv3.q4_0.bin"], tmp_path / "o.gguf")
+    ).metadata
     theirs = open_model_file(names["tiny-q4_0.gguf"]).metadata
-    for key in ("llama.embedding_length", "llama.block_count", "llama.feed_forward_length",
-                "llama.attention.head_count", "llama.attention.head_count_kv", "llama.rope.dimension_count",
-                "llama.attention.layer_norm_rms_epsilon", "tokenizer.ggml.model", "tokenizer.ggml.bos_token_id",
-                "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id", "general.file_type"):
+    for key in (
+        "llama.embedding_length",
+        "llama.block_count",
+        "llama.feed_forward_length",
+        "llama.attention.head_count",
+        "llama.attention.head_count_kv",
+        "llama.rope.dimension_count",
+        "llama.attention.layer_norm_rms_epsilon",
+        "tokenizer.ggml.model",
+        "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id",
+        "tokenizer.ggml.unknown_token_id",
+        "general.file_type",
+    ):
         assert ours[key] == theirs[key], key
     assert ours["tokenizer.ggml.tokens"] == theirs["tokenizer.ggml.tokens"]
-    np.testing.assert_array_equal(ours["tokenizer.ggml.token_type"], theirs["tokenizer.ggml.token_type"])
+    np.testing.assert_array_equal(
+        ours["tokenizer.ggml.token_type"], theirs["tokenizer.ggml.token_type"]
+    )
 
 
 def test_options_override_what_ggml_files_lack(tmp_path: Path) -> None:
     src = make_model(tmp_path / "m.bin", "tiny", "q4_0", format="ggml")
-    dst = convert_ggml_to_gguf(src, tmp_path / "m.gguf", name="custom", n_ctx=2048, rms_norm_eps=1e-6,
-                               rope_freq_base=5e5, rope_freq_scale=0.25)
+    dst = convert_ggml_to_gguf(
+        src,
+        tmp_path / "m.gguf",
+        name="custom",
+        n_ctx=2048,
+        rms_norm_eps=1e-6,
+        rope_freq_base=5e5,
+        rope_freq_scale=0.25,
+    )
     mf = open_model_file(dst)
     info = model_info(mf)
-    assert (info.name, info.n_ctx_train, info.rope_freq_base, info.rope_freq_scale) == ("custom", 2048, 5e5, 0.25)
+    assert (info.name, info.n_ctx_train, info.rope_freq_base, info.rope_freq_scale) == (
+        "custom",
+        2048,
+        5e5,
+        0.25,
+    )
     assert info.rms_norm_eps == pytest.approx(1e-6)
     assert mf.metadata["llama.rope.scaling.type"] == "linear"
 
@@ -92,10 +120,17 @@ def test_gqa_is_inferred_from_attn_k(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kind, version", [("ggml", 0), ("ggmf", 1), ("ggjt", 1), ("ggjt", 2)])
 def test_older_containers_convert(tmp_path: Path, kind: str, version: int) -> None:
-    src = make_model(tmp_path / "m.bin", "tiny", "f16", format="ggml", ggml_kind=kind, ggml_version=version)
+    src = make_model(
+        tmp_path / "m.bin", "tiny", "f16", format="ggml", ggml_kind=kind, ggml_version=version
+    )
     mf = open_model_file(convert_ggml_to_gguf(src, tmp_path / "m.gguf"))
-    assert mf.metadata["general.description"].startswith(f"converted from {open_model_file(src).format}")
-    assert mf.tensors["output.weight"].data.tobytes() == open_model_file(src).tensors["output.weight"].data.tobytes()
+    assert mf.metadata["general.description"].startswith(
+        f"converted from {open_model_file(src).format}"
+    )
+    assert (
+        mf.tensors["output.weight"].data.tobytes()
+        == open_model_file(src).tensors["output.weight"].data.tobytes()
+    )
 
 
 def test_refuses_gguf_input_and_same_path(tmp_path: Path) -> None:
@@ -119,7 +154,7 @@ def test_progress_and_chunked_copy(tmp_path: Path, capsys: pytest.CaptureFixture
     seen: list[tuple[int, int]] = []
     convert_ggml_to_gguf(src, tmp_path / "m.gguf", progress=lambda d, n: seen.append((d, n)))
     total = sum(x.nbytes for x in open_model_file(src).tensors.values())
-    assert seen[-1] == (total, total) and all(a[0] <= b[0] for a, b in zip(seen, seen[1:]))
+    assert seen[-1] == (total, total) and all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
     report = stderr_progress("converting", min_bytes=0)
     report(total // 2, total)
     report(total, total)

@@ -17,15 +17,31 @@ from tests.golden import model_paths
 
 G = GGMLType
 # Relative RMS error of llama.cpp's blocks vs tiny-f32.gguf, from the golden README.
-GOLDEN_REL_RMS = {G.F16: 0.0002, G.Q8_0: 0.0054, G.Q6_K: 0.018, G.Q5_K: 0.036, G.Q5_1: 0.038, G.Q5_0: 0.043,
-                  G.Q4_K: 0.072, G.Q4_1: 0.079, G.Q4_0: 0.086, G.Q3_K: 0.151, G.Q2_K: 0.298}
+GOLDEN_REL_RMS = {
+    G.F16: 0.0002,
+    G.Q8_0: 0.0054,
+    G.Q6_K: 0.018,
+    G.Q5_K: 0.036,
+    G.Q5_1: 0.038,
+    G.Q5_0: 0.043,
+    G.Q4_K: 0.072,
+    G.Q4_1: 0.079,
+    G.Q4_0: 0.086,
+    G.Q3_K: 0.151,
+    G.Q2_K: 0.298,
+}
 
 
 def rel_rms(approx: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((approx.astype(np.float64) - ref) ** 2) / np.mean(ref.astype(np.float64) ** 2)))
+    return float(
+        np.sqrt(
+            np.mean((approx.astype(np.float64) - ref) ** 2) / np.mean(ref.astype(np.float64) ** 2)
+        )
+    )
 
 
 # -- against the golden files ---------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def golden_errors() -> dict[GGMLType, list[float]]:
@@ -52,7 +68,10 @@ def test_golden_blocks_match_the_f32_source(golden_errors: dict, qtype: GGMLType
     bound = GOLDEN_REL_RMS[qtype]
     # A wrong formula gives > 0.5; llama.cpp's blocks decoded right give the README's numbers.
     assert max(errs) <= 1.1 * bound, (qtype.name, errs)
-    assert float(np.mean(errs)) >= 0.8 * bound, (qtype.name, errs)  # really quantized, not the source again
+    assert float(np.mean(errs)) >= 0.8 * bound, (
+        qtype.name,
+        errs,
+    )  # really quantized, not the source again
 
 
 def test_golden_file_set_covers_the_main_types(golden_errors: dict) -> None:
@@ -65,10 +84,13 @@ def test_rows_of_a_golden_tensor(golden_errors: dict) -> None:
     full = dequantize(t.data, t.type, t.shape)
     ids = np.array([0, 5, 1023, 5])
     np.testing.assert_array_equal(dequantize_rows(t.data, t.type, t.shape, ids), full[ids])
-    np.testing.assert_array_equal(dequantize_rows(t.data, t.type, t.shape, slice(10, 20)), full[10:20])
+    np.testing.assert_array_equal(
+        dequantize_rows(t.data, t.type, t.shape, slice(10, 20)), full[10:20]
+    )
 
 
 # -- reference quantizers (ggml.c quantize_row_*_reference) for types the golden files lack ----------
+
 
 def f16(x: np.ndarray | float) -> np.ndarray:
     return np.atleast_1d(np.asarray(x, np.float32)).astype("<f2")
@@ -103,9 +125,13 @@ def quantize_q5_0(x: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("qtype, quantize, rel_bound", [(G.Q4_1, quantize_q4_1, (0.06, 0.10)),
-                                                        (G.Q5_0, quantize_q5_0, (0.03, 0.055))])
-def test_reference_quantizer_round_trip(qtype: GGMLType, quantize, rel_bound: tuple[float, float]) -> None:
+@pytest.mark.parametrize(
+    "qtype, quantize, rel_bound",
+    [(G.Q4_1, quantize_q4_1, (0.06, 0.10)), (G.Q5_0, quantize_q5_0, (0.03, 0.055))],
+)
+def test_reference_quantizer_round_trip(
+    qtype: GGMLType, quantize, rel_bound: tuple[float, float]
+) -> None:
     x = np.random.default_rng(1).standard_normal((512, 32)).astype(np.float32)
     blocks = quantize(x)
     y = dequantize(blocks.reshape(-1), qtype, (512, 32))
@@ -133,7 +159,9 @@ def test_q4_1_hand_built_block() -> None:
 def test_q5_0_hand_built_block() -> None:
     b = np.zeros(22, np.uint8)
     b[0:2] = f16(0.25).view(np.uint8)
-    b[2:6] = np.frombuffer(np.uint32(0x80000001).tobytes(), np.uint8)  # fifth bit of elements 0 and 31
+    b[2:6] = np.frombuffer(
+        np.uint32(0x80000001).tobytes(), np.uint8
+    )  # fifth bit of elements 0 and 31
     b[6:22] = 0x3F  # low nibbles 0xF, high nibbles 0x3
     y = dequantize(b, G.Q5_0, (32,))
     expect = np.array([15] * 16 + [3] * 16, np.float32)
@@ -145,8 +173,9 @@ def test_q5_0_hand_built_block() -> None:
 
 # -- a scalar transcription of every block formula (reference §2.2-2.3) ----------------------------
 
+
 def _h(b: np.ndarray, i: int) -> float:
-    return float(b[i:i + 2].copy().view("<f2")[0])
+    return float(b[i : i + 2].copy().view("<f2")[0])
 
 
 def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
@@ -154,8 +183,12 @@ def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
     if t in (G.Q4_0, G.Q4_1, G.Q5_0, G.Q5_1):
         d = _h(b, 0)
         m = _h(b, 2) if t in (G.Q4_1, G.Q5_1) else 0.0
-        qh = int.from_bytes(bytes(b[2 if t == G.Q5_0 else 4:][:4]), "little") if t in (G.Q5_0, G.Q5_1) else 0
-        qs = b[{G.Q4_0: 2, G.Q4_1: 4, G.Q5_0: 6, G.Q5_1: 8}[t]:]
+        qh = (
+            int.from_bytes(bytes(b[2 if t == G.Q5_0 else 4 :][:4]), "little")
+            if t in (G.Q5_0, G.Q5_1)
+            else 0
+        )
+        qs = b[{G.Q4_0: 2, G.Q4_1: 4, G.Q5_0: 6, G.Q5_1: 8}[t] :]
         for j in range(16):
             x0, x1 = int(qs[j]) & 0xF, int(qs[j]) >> 4
             if t in (G.Q5_0, G.Q5_1):
@@ -172,9 +205,13 @@ def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
         for n in (0, 32):
             for shift in (0, 2, 4, 6):
                 for half in (0, 16):
-                    s = int(sc[i]); i += 1
+                    s = int(sc[i])
+                    i += 1
                     for l in range(16):
-                        y[k] = d * (s & 0xF) * ((int(q[n + half + l]) >> shift) & 3) - dmin * (s >> 4); k += 1
+                        y[k] = d * (s & 0xF) * ((int(q[n + half + l]) >> shift) & 3) - dmin * (
+                            s >> 4
+                        )
+                        k += 1
     elif t == G.Q3_K:
         hm, q, s, d = b[0:32], b[32:96], b[96:108], _h(b, 108)
         scales = []
@@ -188,7 +225,8 @@ def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
                 for half in (0, 16):
                     for l in range(16):
                         v = (int(q[n + half + l]) >> shift) & 3
-                        y[k] = d * scales[isc] * (v - (0 if int(hm[half + l]) & m else 4)); k += 1
+                        y[k] = d * scales[isc] * (v - (0 if int(hm[half + l]) & m else 4))
+                        k += 1
                     isc += 1
                 m <<= 1
     elif t in (G.Q4_K, G.Q5_K):
@@ -198,6 +236,7 @@ def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
             if j < 4:
                 return s[j] & 63, s[j + 4] & 63
             return (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4)
+
         qh, ql = (b[16:48], b[48:176]) if t == G.Q5_K else (None, b[16:144])
         for c in range(4):
             (s1, m1), (s2, m2) = sm(2 * c), sm(2 * c + 1)
@@ -211,7 +250,7 @@ def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
     elif t == G.Q6_K:
         d = _h(b, 208)
         for n in (0, 1):
-            ql, qh, sc = b[64 * n:], b[128 + 32 * n:], b[192 + 8 * n:200 + 8 * n].view(np.int8)
+            ql, qh, sc = b[64 * n :], b[128 + 32 * n :], b[192 + 8 * n : 200 + 8 * n].view(np.int8)
             for l in range(32):
                 i = l // 16
                 q1 = ((int(ql[l]) & 0xF) | (((int(qh[l]) >> 0) & 3) << 4)) - 32
@@ -226,7 +265,9 @@ def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
 
 
 def scalar_dequant(t: GGMLType, blocks: np.ndarray) -> np.ndarray:
-    return np.array([scalar_block(t, b) for b in blocks.reshape(-1, LAYOUTS[t].type_size)], np.float32)
+    return np.array(
+        [scalar_block(t, b) for b in blocks.reshape(-1, LAYOUTS[t].type_size)], np.float32
+    )
 
 
 QUANT_TYPES = [t for t in LAYOUTS if t not in (G.F32, G.F16)]
@@ -235,7 +276,9 @@ QUANT_TYPES = [t for t in LAYOUTS if t not in (G.F32, G.F16)]
 def finite_blocks(t: GGMLType, raw: bytes) -> np.ndarray:
     """Random bytes with the f16 scale fields forced finite (random f16 bytes can be inf/NaN)."""
     b = np.frombuffer(raw, np.uint8).reshape(-1, LAYOUTS[t].type_size).copy()
-    fields = {G.Q2_K: (80, 82), G.Q3_K: (108,), G.Q6_K: (208,)}.get(t, (0, 2) if t in (G.Q4_1, G.Q5_1, G.Q4_K, G.Q5_K) else (0,))
+    fields = {G.Q2_K: (80, 82), G.Q3_K: (108,), G.Q6_K: (208,)}.get(
+        t, (0, 2) if t in (G.Q4_1, G.Q5_1, G.Q4_K, G.Q5_K) else (0,)
+    )
     for off in fields:
         b[:, off + 1] &= 0x3B  # exponent < 0b11110: finite, |x| < 2
     return b
@@ -243,7 +286,9 @@ def finite_blocks(t: GGMLType, raw: bytes) -> np.ndarray:
 
 @settings(max_examples=40, deadline=None)
 @given(t=st.sampled_from(QUANT_TYPES), data=st.data())
-def test_vectorized_dequantizers_match_the_scalar_formulas(t: GGMLType, data: st.DataObject) -> None:
+def test_vectorized_dequantizers_match_the_scalar_formulas(
+    t: GGMLType, data: st.DataObject
+) -> None:
     n = data.draw(st.integers(1, 3))
     raw = data.draw(st.binary(min_size=n * LAYOUTS[t].type_size, max_size=n * LAYOUTS[t].type_size))
     blocks = finite_blocks(t, raw)
@@ -257,8 +302,12 @@ def test_random_fixture_blocks_decode_like_the_formulas() -> None:
     rng = np.random.default_rng(0)
     for t in QUANT_TYPES:
         b = random_blocks(rng, t, 4)
-        np.testing.assert_allclose(dequantize(b.reshape(-1), t, (4, LAYOUTS[t].block_size)),
-                                   scalar_dequant(t, b), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(
+            dequantize(b.reshape(-1), t, (4, LAYOUTS[t].block_size)),
+            scalar_dequant(t, b),
+            rtol=1e-6,
+            atol=1e-7,
+        )
 
 
 def test_malformed_dequantize_requests() -> None:

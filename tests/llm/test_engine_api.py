@@ -25,8 +25,15 @@ def model():
 
 def test_info_fields(model):
     info = model.info
-    assert (info.format, info.n_vocab, info.n_embd, info.n_layer, info.n_head, info.n_head_kv, info.n_ff) == \
-        ("gguf-v3", 1024, 256, 2, 4, 4, 768)
+    assert (
+        info.format,
+        info.n_vocab,
+        info.n_embd,
+        info.n_layer,
+        info.n_head,
+        info.n_head_kv,
+        info.n_ff,
+    ) == ("gguf-v3", 1024, 256, 2, 4, 4, 768)
     assert info.tensor_types["Q4_0"] > 0 and info.rope_freq_base == 10000.0
 
 
@@ -35,7 +42,9 @@ def test_ggml_file_gets_llama2_defaults_and_overrides():
 
     m = load_model(GGML, n_ctx=32, vocab_only=True)
     assert m.info.format == "ggjt-v3" and m.info.rms_norm_eps == 1e-5 and m.info.n_head_kv == 4
-    m2 = load_model(GGML, n_ctx=32, vocab_only=True, n_gqa=2, rms_norm_eps=1e-6, rope_freq_scale=0.5)
+    m2 = load_model(
+        GGML, n_ctx=32, vocab_only=True, n_gqa=2, rms_norm_eps=1e-6, rope_freq_scale=0.5
+    )
     assert (m2.info.n_head_kv, m2.info.rms_norm_eps, m2.info.rope_freq_scale) == (2, 1e-6, 0.5)
 
 
@@ -81,7 +90,9 @@ def test_long_prompts_are_evaluated_in_bounded_pieces(model, monkeypatch):
     ids = [int(i) for i in np.random.default_rng(1).integers(3, model.info.n_vocab, 100)]
     model.reset()
     whole = model.eval(ids)
-    monkeypatch.setattr(transformer, "N_BATCH", 80)  # 80 + 20 tokens: tiles + sgemm, then the fused matvec
+    monkeypatch.setattr(
+        transformer, "N_BATCH", 80
+    )  # 80 + 20 tokens: tiles + sgemm, then the fused matvec
     monkeypatch.setattr(transformer, "MAX_SCORES", 4 * 128)  # one query row at a time
     model.reset()
     pieces = model.eval(ids)
@@ -96,7 +107,7 @@ def test_stop_strings_cut_the_output(model):
     assert len(text) > 4
     stop = text[2:4]
     cut = model.complete("Hello", max_tokens=40, temperature=0, stop=[stop])
-    assert cut == text[:text.find(stop)]
+    assert cut == text[: text.find(stop)]
 
 
 def test_prompt_longer_than_the_context_is_a_clear_error(model):
@@ -120,10 +131,15 @@ def test_missing_file_is_a_model_format_error(tmp_path):
 
 
 def test_cli_generate_streams_and_reports_speed(capsys):
-    assert main(["generate", "-m", str(GGUF), "-p", "Hello", "-n", "8", "--seed", "1", "-c", "64"]) == 0
+    assert (
+        main(["generate", "-m", str(GGUF), "-p", "Hello", "-n", "8", "--seed", "1", "-c", "64"])
+        == 0
+    )
     out, err = capsys.readouterr()
     assert out.startswith("Hello") and "tok/s" in err and "load" in err
-    assert " kernels, " in err or "reference matmul" in err  # which matmul ran, and on how many threads
+    assert (
+        " kernels, " in err or "reference matmul" in err
+    )  # which matmul ran, and on how many threads
 
 
 def test_cli_chat_keeps_history_and_resets(monkeypatch, capsys):
@@ -142,4 +158,6 @@ def test_prepare_readies_every_matrix_and_reports_progress():
     seen = []
     m.prepare(lambda done, total: seen.append((done, total)))
     assert seen[-1] == (len(mats), len(mats))
-    assert all(getattr(lin, "_packed", True) is not None for lin in mats if getattr(lin, "packable", False))
+    assert all(
+        getattr(lin, "_packed", True) is not None for lin in mats if getattr(lin, "packable", False)
+    )

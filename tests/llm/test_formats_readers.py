@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import ModelFormatError
+from agent.llm.convert import add_vocab_keys
 from agent.llm.files import open_model_file
 from agent.llm.fixtures import ModelShape, make_model, synthetic_vocab
 from agent.llm.ggml_types import GGMLType
 from agent.llm.ggml_writer import GGMLHParams, GGMLWriter
 from agent.llm.gguf_writer import GGUFValueType as T
 from agent.llm.gguf_writer import GGUFWriter
-from agent.llm.convert import add_vocab_keys
 from agent.llm.hparams import model_info
 from tests.golden import model_paths, vocab_dir
 
@@ -29,7 +29,9 @@ SMALL = ModelShape(n_vocab=300, n_embd=64, n_layer=1, n_head=2, n_head_kv=1, n_f
 def small_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
     d = tmp_path_factory.mktemp("small")
     return {
-        "gguf": make_model(d / "s.gguf", SMALL, "q8_0_mix").read_bytes(),  # F32 norms, Q8_0, F16 output
+        "gguf": make_model(
+            d / "s.gguf", SMALL, "q8_0_mix"
+        ).read_bytes(),  # F32 norms, Q8_0, F16 output
         "ggml": make_model(d / "s.bin", SMALL, "q8_0", format="ggml").read_bytes(),
     }
 
@@ -59,26 +61,35 @@ def gguf_info_pos(data: bytes, name: str) -> int:
 
 # -- containers: empty, magic, versions ----------------------------------------------------------
 
+
 def test_empty_and_missing_files(tmp_path: Path) -> None:
     fails(write(tmp_path, b""), "empty")
     with pytest.raises(ModelFormatError, match="cannot open"):
         open_model_file(tmp_path / "nope.gguf")
 
 
-@pytest.mark.parametrize("data", [b"\x89PNG\r\n\x1a\n" + b"\0" * 64, b"GGU", b"ggjt" + b"\0" * 40, b"PK\x03\x04"])
+@pytest.mark.parametrize(
+    "data", [b"\x89PNG\r\n\x1a\n" + b"\0" * 64, b"GGU", b"ggjt" + b"\0" * 40, b"PK\x03\x04"]
+)
 def test_wrong_magic(tmp_path: Path, data: bytes) -> None:
     fails(write(tmp_path, data), "magic")
 
 
-@pytest.mark.parametrize("version, hint", [(0, "GGUF v1-v3"), (4, "GGUF v1-v3"), (3 << 24, "big-endian")])
-def test_unsupported_gguf_versions(tmp_path: Path, small_files: dict, version: int, hint: str) -> None:
+@pytest.mark.parametrize(
+    "version, hint", [(0, "GGUF v1-v3"), (4, "GGUF v1-v3"), (3 << 24, "big-endian")]
+)
+def test_unsupported_gguf_versions(
+    tmp_path: Path, small_files: dict, version: int, hint: str
+) -> None:
     data = bytearray(small_files["gguf"])
     data[4:8] = struct.pack("<I", version)
     fails(write(tmp_path, bytes(data)), f"version {version}", hint)
 
 
 @pytest.mark.parametrize("kind, version", [("ggmf", 2), ("ggjt", 4), ("ggjt", 0)])
-def test_unsupported_ggml_versions(tmp_path: Path, small_files: dict, kind: str, version: int) -> None:
+def test_unsupported_ggml_versions(
+    tmp_path: Path, small_files: dict, kind: str, version: int
+) -> None:
     data = bytearray(small_files["ggml"])
     data[0:4] = {"ggmf": b"fmgg", "ggjt": b"tjgg"}[kind]
     data[4:8] = struct.pack("<I", version)
@@ -87,12 +98,15 @@ def test_unsupported_ggml_versions(tmp_path: Path, small_files: dict, kind: str,
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_gguf_v1_and_v2_read_like_v3(tmp_path: Path, version: int) -> None:
-    old = open_model_file(make_model(tmp_path / "old.gguf", "tiny", "q4_k_m", gguf_version=version, seed=3))
+    old = open_model_file(
+        make_model(tmp_path / "old.gguf", "tiny", "q4_k_m", gguf_version=version, seed=3)
+    )
     new = open_model_file(make_model(tmp_path / "new.gguf", "tiny", "q4_k_m", seed=3))
     assert old.format == f"gguf-v{version}"
     assert old.vocab.tokens == new.vocab.tokens
-    assert {k: v for k, v in old.metadata.items() if not isinstance(v, (list, np.ndarray))} == \
-        {k: v for k, v in new.metadata.items() if not isinstance(v, (list, np.ndarray))}
+    assert {k: v for k, v in old.metadata.items() if not isinstance(v, (list, np.ndarray))} == {
+        k: v for k, v in new.metadata.items() if not isinstance(v, (list, np.ndarray))
+    }
     for name, t in new.tensors.items():
         assert (old.tensors[name].type, old.tensors[name].shape) == (t.type, t.shape)
         assert old.tensors[name].data.tobytes() == t.data.tobytes()
@@ -102,28 +116,51 @@ def test_gguf_v1_and_v2_read_like_v3(tmp_path: Path, version: int) -> None:
 
 # -- old GGML containers ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind, version, fmt", [("ggml", 0, "ggml"), ("ggmf", 1, "ggmf-v1"), ("ggjt", 1, "ggjt-v1"),
-                                                ("ggjt", 2, "ggjt-v2")])
-def test_old_ggml_containers_with_float_tensors_are_read(tmp_path: Path, kind: str, version: int, fmt: str) -> None:
-    path = make_model(tmp_path / "m.bin", "tiny", "f16", format="ggml", ggml_kind=kind, ggml_version=version)
+
+@pytest.mark.parametrize(
+    "kind, version, fmt",
+    [("ggml", 0, "ggml"), ("ggmf", 1, "ggmf-v1"), ("ggjt", 1, "ggjt-v1"), ("ggjt", 2, "ggjt-v2")],
+)
+def test_old_ggml_containers_with_float_tensors_are_read(
+    tmp_path: Path, kind: str, version: int, fmt: str
+) -> None:
+    path = make_model(
+        tmp_path / "m.bin", "tiny", "f16", format="ggml", ggml_kind=kind, ggml_version=version
+    )
     mf = open_model_file(path)
     assert mf.format == fmt and len(mf.tensors) == 2 + 9 * 2 + 1
     assert model_info(mf).n_ff == 768
 
 
-@pytest.mark.parametrize("kind, version, qtype", [("ggml", 0, "q4_0"), ("ggmf", 1, "q8_0"), ("ggjt", 1, "q5_1"),
-                                                  ("ggjt", 2, "q4_0"), ("ggjt", 2, "q4_1"), ("ggjt", 2, "q8_0")])
-def test_old_quantized_block_layouts_are_rejected(tmp_path: Path, kind: str, version: int, qtype: str) -> None:
-    path = make_model(tmp_path / "m.bin", "tiny", qtype, format="ggml", ggml_kind=kind, ggml_version=version)
+@pytest.mark.parametrize(
+    "kind, version, qtype",
+    [
+        ("ggml", 0, "q4_0"),
+        ("ggmf", 1, "q8_0"),
+        ("ggjt", 1, "q5_1"),
+        ("ggjt", 2, "q4_0"),
+        ("ggjt", 2, "q4_1"),
+        ("ggjt", 2, "q8_0"),
+    ],
+)
+def test_old_quantized_block_layouts_are_rejected(
+    tmp_path: Path, kind: str, version: int, qtype: str
+) -> None:
+    path = make_model(
+        tmp_path / "m.bin", "tiny", qtype, format="ggml", ggml_kind=kind, ggml_version=version
+    )
     fails(path, "'tok_embeddings.weight'", f"old {qtype.upper()} block layout", "ggjt v3")
 
 
 def test_ggjt_v2_q5_blocks_are_unchanged_and_read(tmp_path: Path) -> None:
-    path = make_model(tmp_path / "m.bin", "tiny", "q5_0", format="ggml", ggml_kind="ggjt", ggml_version=2)
+    path = make_model(
+        tmp_path / "m.bin", "tiny", "q5_0", format="ggml", ggml_kind="ggjt", ggml_version=2
+    )
     assert open_model_file(path).tensors["blk.0.attn_q.weight"].type == GGMLType.Q5_0
 
 
 # -- truncation -------------------------------------------------------------------------------
+
 
 def cut_points(data: bytes, mf_sizes: list[tuple[int, int]], head_end: int) -> list[int]:
     """Every 5th byte of the header, plus both sides of every tensor boundary and mid-tensor."""
@@ -154,20 +191,33 @@ def test_truncated_tensor_data_names_the_tensor(tmp_path: Path, small_files: dic
     data = small_files["gguf"]
     mf = open_model_file(write(tmp_path, data, "full"))
     last = max(mf.tensors.values(), key=lambda t: t.offset)
-    fails(write(tmp_path, data[:last.offset + 10]), repr(last.name), f"offset {last.offset}", "truncated")
+    fails(
+        write(tmp_path, data[: last.offset + 10]),
+        repr(last.name),
+        f"offset {last.offset}",
+        "truncated",
+    )
 
 
-def test_ggml_cut_between_tensor_records_reports_missing_tensors(tmp_path: Path, small_files: dict) -> None:
+def test_ggml_cut_between_tensor_records_reports_missing_tensors(
+    tmp_path: Path, small_files: dict
+) -> None:
     data = small_files["ggml"]
     mf = open_model_file(write(tmp_path, data, "full"))
     t = mf.tensors["output_norm.weight"]
-    fails(write(tmp_path, data[:t.offset + t.nbytes]), "missing", "output.weight", "truncated")
+    fails(write(tmp_path, data[: t.offset + t.nbytes]), "missing", "output.weight", "truncated")
 
 
 # -- tensor records ---------------------------------------------------------------------------
 
-def small_gguf(tmp_path: Path, tensors: list[tuple[str, tuple[int, ...], int]], *, alignment: int = 32,
-               extra: dict | None = None) -> Path:
+
+def small_gguf(
+    tmp_path: Path,
+    tensors: list[tuple[str, tuple[int, ...], int]],
+    *,
+    alignment: int = 32,
+    extra: dict | None = None,
+) -> Path:
     w = GGUFWriter(tmp_path / "t.gguf", alignment=alignment)
     add_vocab_keys(w, synthetic_vocab(300))
     for k, v in (extra or {}).items():
@@ -194,8 +244,10 @@ def test_unknown_tensor_type_in_ggml(tmp_path: Path) -> None:
     w.add_tensor("tok_embeddings.weight", [b"\0" * 300 * 64 * 4], shape=(300, 64), type=0)
     w.write()
     data = bytearray((tmp_path / "m.bin").read_bytes())
-    pos = data.index(b"tok_embeddings.weight") - 4 * 4  # n_dims, name_len, type, ne0, ne1 precede the name
-    data[pos + 8 - 4:pos + 12 - 4] = struct.pack("<I", 23)
+    pos = (
+        data.index(b"tok_embeddings.weight") - 4 * 4
+    )  # n_dims, name_len, type, ne0, ne1 precede the name
+    data[pos + 8 - 4 : pos + 12 - 4] = struct.pack("<I", 23)
     fails(write(tmp_path, bytes(data)), "'token_embd.weight'", "tensor type 23")
 
 
@@ -203,7 +255,7 @@ def test_rows_that_do_not_fit_blocks(tmp_path: Path) -> None:
     p = small_gguf(tmp_path, [("a", (64,), 8)])
     data = bytearray(p.read_bytes())
     pos = gguf_info_pos(data, "a") + 4  # the first dim (row length) follows n_dims
-    data[pos:pos + 8] = struct.pack("<Q", 48)
+    data[pos : pos + 8] = struct.pack("<Q", 48)
     fails(write(tmp_path, bytes(data)), "'a'", "not a multiple of its block size 32")
 
 
@@ -211,7 +263,7 @@ def test_dimension_zero(tmp_path: Path) -> None:
     p = small_gguf(tmp_path, [("a", (8, 4), 0)])
     data = bytearray(p.read_bytes())
     pos = gguf_info_pos(data, "a") + 4 + 8
-    data[pos:pos + 8] = struct.pack("<Q", 0)
+    data[pos : pos + 8] = struct.pack("<Q", 0)
     fails(write(tmp_path, bytes(data)), "'a'", "invalid dimension")
 
 
@@ -219,7 +271,7 @@ def test_huge_dimension_is_a_truncation_not_a_crash(tmp_path: Path) -> None:
     p = small_gguf(tmp_path, [("a", (8, 4), 0)])
     data = bytearray(p.read_bytes())
     pos = gguf_info_pos(data, "a") + 4 + 8
-    data[pos:pos + 8] = struct.pack("<Q", 1 << 62)
+    data[pos : pos + 8] = struct.pack("<Q", 1 << 62)
     fails(write(tmp_path, bytes(data)), "'a'", "truncated")
 
 
@@ -228,7 +280,7 @@ def test_overlapping_tensors(tmp_path: Path) -> None:
     data = bytearray(p.read_bytes())
     pos = gguf_info_pos(data, "b") + 4 + 8 + 4  # n_dims, ne[0], type, then the offset
     assert struct.unpack_from("<Q", data, pos)[0] == 256
-    data[pos:pos + 8] = struct.pack("<Q", 128)
+    data[pos : pos + 8] = struct.pack("<Q", 128)
     fails(write(tmp_path, bytes(data)), "'a'", "overlaps", "'b'")
 
 
@@ -238,8 +290,10 @@ def test_duplicate_tensor_names(tmp_path: Path) -> None:
     fails(write(tmp_path, data), "'aa'", "twice")
 
 
-@pytest.mark.parametrize("value, pattern", [(12, "multiple of 8"), (0, "multiple of 8"), ("x", "integer"),
-                                            (32.0, "integer")])
+@pytest.mark.parametrize(
+    "value, pattern",
+    [(12, "multiple of 8"), (0, "multiple of 8"), ("x", "integer"), (32.0, "integer")],
+)
 def test_bad_alignment_values(tmp_path: Path, value: object, pattern: str) -> None:
     p = small_gguf(tmp_path, [("a", (64,), 0)], extra={"general.alignment": value})
     fails(p, "general.alignment", pattern)
@@ -249,17 +303,18 @@ def test_misaligned_tensor_offset(tmp_path: Path) -> None:
     p = small_gguf(tmp_path, [("a", (64,), 0), ("b", (64,), 0)], alignment=64)
     data = bytearray(p.read_bytes())
     pos = gguf_info_pos(data, "b") + 4 + 8 + 4
-    data[pos:pos + 8] = struct.pack("<Q", 256 + 32)
+    data[pos : pos + 8] = struct.pack("<Q", 256 + 32)
     fails(write(tmp_path, bytes(data)), "'b'", "not aligned to 64")
 
 
 # -- shapes vs hyperparameters ------------------------------------------------------------------
 
+
 def test_shape_that_contradicts_the_hyperparameters(tmp_path: Path) -> None:
     p = make_model(tmp_path / "m.gguf", SMALL, "f32")
     data = bytearray(p.read_bytes())
     pos = gguf_info_pos(data, "blk.0.ffn_gate.weight") + 4 + 8  # ne[1] = n_ff rows
-    data[pos:pos + 8] = struct.pack("<Q", 48)
+    data[pos : pos + 8] = struct.pack("<Q", 48)
     fails(write(tmp_path, bytes(data)), "'blk.0.ffn_gate.weight'", "shape (48, 64)", "(96, 64)")
 
 
@@ -268,7 +323,11 @@ def test_head_count_kv_that_contradicts_attn_k(tmp_path: Path) -> None:
     data = w_path.read_bytes()
     key = struct.pack("<Q", 29) + b"llama.attention.head_count_kv" + struct.pack("<II", T.UINT32, 1)
     assert key in data
-    fails(write(tmp_path, data.replace(key, key[:-4] + struct.pack("<I", 2))), "'blk.0.attn_k.weight'", "n_head_kv 2")
+    fails(
+        write(tmp_path, data.replace(key, key[:-4] + struct.pack("<I", 2))),
+        "'blk.0.attn_k.weight'",
+        "n_head_kv 2",
+    )
 
 
 def test_ggml_shape_mismatch(tmp_path: Path, small_files: dict) -> None:
@@ -276,14 +335,20 @@ def test_ggml_shape_mismatch(tmp_path: Path, small_files: dict) -> None:
     name = b"layers.0.feed_forward.w2.weight"
     pos = data.index(name) - 8  # ne = (n_ff, n_embd) precede the name
     assert struct.unpack_from("<2I", data, pos) == (96, 64)
-    data[pos:pos + 8] = struct.pack("<2I", 64, 96)
+    data[pos : pos + 8] = struct.pack("<2I", 64, 96)
     fails(write(tmp_path, bytes(data)), "'blk.0.ffn_down.weight'", "shape (96, 64)")
 
 
-@pytest.mark.parametrize("field, value, pattern", [
-    ("llama.block_count", "two", "non-negative integer"), ("llama.attention.layer_norm_rms_epsilon", "x", "number"),
-    ("tokenizer.ggml.bos_token_id", 5000, "outside the vocab"), ("tokenizer.ggml.scores", ["a"], "numeric array"),
-    ("general.architecture", 7, "string")])
+@pytest.mark.parametrize(
+    "field, value, pattern",
+    [
+        ("llama.block_count", "two", "non-negative integer"),
+        ("llama.attention.layer_norm_rms_epsilon", "x", "number"),
+        ("tokenizer.ggml.bos_token_id", 5000, "outside the vocab"),
+        ("tokenizer.ggml.scores", ["a"], "numeric array"),
+        ("general.architecture", 7, "string"),
+    ],
+)
 def test_mistyped_metadata(tmp_path: Path, field: str, value: object, pattern: str) -> None:
     fails(small_gguf(tmp_path, [], extra={field: value}), field, pattern)
 
@@ -293,7 +358,7 @@ def test_ggml_implausible_header_and_vocab(tmp_path: Path, small_files: dict) ->
     bad = bytes(data[:12]) + struct.pack("<I", 0) + bytes(data[16:])  # n_embd 0
     fails(write(tmp_path, bad), "implausible hyperparameters")
     first_len = 8 + 28
-    data[first_len:first_len + 4] = struct.pack("<I", 1 << 20)
+    data[first_len : first_len + 4] = struct.pack("<I", 1 << 20)
     fails(write(tmp_path, bytes(data)), "vocab entry #0", "offset 40")  # where its text would start
 
 
@@ -310,19 +375,28 @@ def test_every_golden_file_reads(tmp_path: Path) -> None:
 
 # -- fuzz ---------------------------------------------------------------------------------------
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(kind=st.sampled_from(["gguf", "ggml"]), cut=st.one_of(st.none(), st.integers(0, 100_000)),
-       edits=st.lists(st.tuples(st.integers(0, 100_000), st.binary(min_size=1, max_size=8)), max_size=4),
-       focus=st.booleans())
-def test_mutated_files_give_a_model_file_or_a_format_error(tmp_path: Path, small_files: dict, kind: str,
-                                                           cut: int | None, edits: list, focus: bool) -> None:
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kind=st.sampled_from(["gguf", "ggml"]),
+    cut=st.one_of(st.none(), st.integers(0, 100_000)),
+    edits=st.lists(
+        st.tuples(st.integers(0, 100_000), st.binary(min_size=1, max_size=8)), max_size=4
+    ),
+    focus=st.booleans(),
+)
+def test_mutated_files_give_a_model_file_or_a_format_error(
+    tmp_path: Path, small_files: dict, kind: str, cut: int | None, edits: list, focus: bool
+) -> None:
     data = bytearray(small_files[kind])
     head = 4000 if focus else len(data)  # most edits hit the header, where the parsing happens
     for pos, b in edits:
         pos %= head
-        data[pos:pos + len(b)] = b
+        data[pos : pos + len(b)] = b
     if cut is not None:
-        data = data[:cut % (len(data) + 1)]
+        data = data[: cut % (len(data) + 1)]
     p = write(tmp_path, bytes(data), "fuzz")
     try:
         mf = open_model_file(p)

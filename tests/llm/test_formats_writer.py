@@ -14,7 +14,13 @@ from agent.errors import ModelFormatError
 from agent.llm.files import open_model_file
 from agent.llm.ggml import ggml_piece_to_spm, read_ggml
 from agent.llm.ggml_types import GGMLType
-from agent.llm.ggml_writer import GGMLHParams, GGMLWriter, find_n_mult, ggml_tensor_name, spm_to_ggml_piece
+from agent.llm.ggml_writer import (
+    GGMLHParams,
+    GGMLWriter,
+    find_n_mult,
+    ggml_tensor_name,
+    spm_to_ggml_piece,
+)
 from agent.llm.gguf import read_gguf
 from agent.llm.gguf_writer import GGUFValueType as T
 from agent.llm.gguf_writer import GGUFWriter, WriterError, infer_type
@@ -35,6 +41,7 @@ def vocab_keys(w: GGUFWriter, n: int = 4) -> None:
 
 # -- exact bytes --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("version", [1, 2, 3])
 def test_header_bytes_follow_the_spec(tmp_path: Path, version: int) -> None:
     w = GGUFWriter(tmp_path / "m.gguf", version=version)
@@ -45,7 +52,9 @@ def test_header_bytes_follow_the_spec(tmp_path: Path, version: int) -> None:
     c = "<I" if version == 1 else "<Q"  # v1: 32-bit counts, string lengths and dims
     expect = b"GGUF" + struct.pack("<I", version) + struct.pack(c, 1) + struct.pack(c, 1)
     expect += struct.pack(c, 1) + b"k" + struct.pack("<II", T.UINT32, 7)
-    expect += struct.pack(c, 1) + b"t" + struct.pack("<I", 2) + struct.pack(c, 4) + struct.pack(c, 2)
+    expect += (
+        struct.pack(c, 1) + b"t" + struct.pack("<I", 2) + struct.pack(c, 4) + struct.pack(c, 2)
+    )
     expect += struct.pack("<IQ", GGMLType.F32, 0)
     expect += b"\0" * (-len(expect) % 32)
     expect += np.arange(8, dtype="<f4").tobytes()
@@ -68,9 +77,20 @@ def test_tensor_data_is_padded_to_the_alignment(tmp_path: Path) -> None:
 
 # -- metadata values ------------------------------------------------------------------------------
 
-SCALARS = [(T.UINT8, 255), (T.INT8, -128), (T.UINT16, 65535), (T.INT16, -32768), (T.UINT32, 4_000_000_000),
-           (T.INT32, -2_000_000_000), (T.FLOAT32, 0.5), (T.BOOL, True), (T.STRING, "héllo ▁wörld"),
-           (T.UINT64, 1 << 60), (T.INT64, -(1 << 60)), (T.FLOAT64, 1e-300)]
+SCALARS = [
+    (T.UINT8, 255),
+    (T.INT8, -128),
+    (T.UINT16, 65535),
+    (T.INT16, -32768),
+    (T.UINT32, 4_000_000_000),
+    (T.INT32, -2_000_000_000),
+    (T.FLOAT32, 0.5),
+    (T.BOOL, True),
+    (T.STRING, "héllo ▁wörld"),
+    (T.UINT64, 1 << 60),
+    (T.INT64, -(1 << 60)),
+    (T.FLOAT64, 1e-300),
+]
 
 
 @pytest.mark.parametrize("version", [1, 2, 3])
@@ -92,10 +112,21 @@ def test_every_scalar_type_round_trips(tmp_path: Path, version: int) -> None:
     assert read_gguf(tmp_path / "m.gguf").format == f"gguf-v{version}"
 
 
-@pytest.mark.parametrize("dtype, vtype", [(np.uint8, T.UINT8), (np.int8, T.INT8), (np.uint16, T.UINT16),
-                                          (np.int16, T.INT16), (np.uint32, T.UINT32), (np.int32, T.INT32),
-                                          (np.float32, T.FLOAT32), (np.uint64, T.UINT64), (np.int64, T.INT64),
-                                          (np.float64, T.FLOAT64)])
+@pytest.mark.parametrize(
+    "dtype, vtype",
+    [
+        (np.uint8, T.UINT8),
+        (np.int8, T.INT8),
+        (np.uint16, T.UINT16),
+        (np.int16, T.INT16),
+        (np.uint32, T.UINT32),
+        (np.int32, T.INT32),
+        (np.float32, T.FLOAT32),
+        (np.uint64, T.UINT64),
+        (np.int64, T.INT64),
+        (np.float64, T.FLOAT64),
+    ],
+)
 def test_numeric_arrays_keep_their_element_type(tmp_path: Path, dtype: type, vtype: T) -> None:
     values = np.arange(-3, 5).astype(dtype)
     w = GGUFWriter(tmp_path / "m.gguf")
@@ -118,7 +149,11 @@ def test_string_bool_nested_and_empty_arrays(tmp_path: Path) -> None:
     md = read_gguf(tmp_path / "m.gguf").metadata
     assert md["strings"] == ["a", "▁b", "", "<0x0A>"]
     assert md["bools"] == [True, False, True]
-    assert [list(x) if isinstance(x, np.ndarray) else x for x in md["nested"][:3]] == [[1, 2, 3], [-1], ["x", "y"]]
+    assert [list(x) if isinstance(x, np.ndarray) else x for x in md["nested"][:3]] == [
+        [1, 2, 3],
+        [-1],
+        ["x", "y"],
+    ]
     assert md["nested"][1].dtype == np.int32 and md["nested"][0].dtype == np.uint32
     assert md["nested"][3][0][0] == pytest.approx(0.5)
     assert len(md["empty"]) == 0 and md["empty"].dtype == np.int32
@@ -128,7 +163,9 @@ def test_type_inference() -> None:
     assert infer_type(True) == T.BOOL
     assert infer_type(3) == T.UINT32 and infer_type(-3) == T.INT32
     assert infer_type(1 << 40) == T.UINT64 and infer_type(-(1 << 40)) == T.INT64
-    assert infer_type(1.5) == T.FLOAT32 and infer_type("s") == T.STRING and infer_type([1]) == T.ARRAY
+    assert (
+        infer_type(1.5) == T.FLOAT32 and infer_type("s") == T.STRING and infer_type([1]) == T.ARRAY
+    )
     with pytest.raises(WriterError, match="dict"):
         infer_type({"a": 1})
 
@@ -145,6 +182,7 @@ def test_bad_metadata_values_are_reported(tmp_path: Path) -> None:
 
 # -- tensors --------------------------------------------------------------------------------------
 
+
 def test_tensor_data_streams_from_lazy_chunks(tmp_path: Path) -> None:
     calls = []
     rows = np.random.default_rng(0).integers(0, 256, (64, 18), dtype=np.uint8)  # 64 Q4_0 blocks
@@ -152,7 +190,7 @@ def test_tensor_data_streams_from_lazy_chunks(tmp_path: Path) -> None:
     def chunks():
         calls.append("called")
         for i in range(0, 64, 16):
-            yield rows[i:i + 16]
+            yield rows[i : i + 16]
 
     w = GGUFWriter(tmp_path / "m.gguf")
     vocab_keys(w)
@@ -203,8 +241,12 @@ def test_float_data_is_converted_to_the_tensor_type(tmp_path: Path) -> None:
     w.add_tensor("f", x.astype(np.float32))
     w.write()
     mf = read_gguf(tmp_path / "m.gguf")
-    np.testing.assert_array_equal(mf.tensors["h"].data.view("<f2").reshape(4, 16), x.astype(np.float16))
-    np.testing.assert_array_equal(mf.tensors["f"].data.view("<f4").reshape(4, 16), x.astype(np.float32))
+    np.testing.assert_array_equal(
+        mf.tensors["h"].data.view("<f2").reshape(4, 16), x.astype(np.float16)
+    )
+    np.testing.assert_array_equal(
+        mf.tensors["f"].data.view("<f4").reshape(4, 16), x.astype(np.float32)
+    )
 
 
 @pytest.mark.parametrize("name", ["tiny-f32.gguf", "tiny-q4_K_M.gguf", "tiny-q6_K.gguf"])
@@ -231,15 +273,30 @@ def test_rewriting_golden_gguf_files_reproduces_llama_cpp_bytes(tmp_path: Path, 
 
 # -- hypothesis: any metadata round-trips ---------------------------------------------------------
 
-scalar = st.one_of(st.booleans(), st.integers(-(1 << 31), (1 << 32) - 1),
-                   st.floats(allow_nan=False, width=32), st.text(max_size=20))
-values = st.one_of(scalar, st.lists(st.integers(0, 1000), max_size=5), st.lists(st.text(max_size=5), max_size=5))
+scalar = st.one_of(
+    st.booleans(),
+    st.integers(-(1 << 31), (1 << 32) - 1),
+    st.floats(allow_nan=False, width=32),
+    st.text(max_size=20),
+)
+values = st.one_of(
+    scalar, st.lists(st.integers(0, 1000), max_size=5), st.lists(st.text(max_size=5), max_size=5)
+)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(md=st.dictionaries(st.text(min_size=1, max_size=30).filter(lambda k: not k.startswith(("general.", "llama.", "tokenizer."))),
-                          values, max_size=8),
-       version=st.sampled_from([1, 2, 3]))
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    md=st.dictionaries(
+        st.text(min_size=1, max_size=30).filter(
+            lambda k: not k.startswith(("general.", "llama.", "tokenizer."))
+        ),
+        values,
+        max_size=8,
+    ),
+    version=st.sampled_from([1, 2, 3]),
+)
 def test_metadata_round_trip_fuzz(tmp_path: Path, md: dict, version: int) -> None:
     w = GGUFWriter(tmp_path / "f.gguf", version=version)
     vocab_keys(w)
@@ -259,23 +316,36 @@ def test_metadata_round_trip_fuzz(tmp_path: Path, md: dict, version: int) -> Non
 
 # -- GGML writer ----------------------------------------------------------------------------------
 
+
 def test_ggml_names_and_pieces_invert_the_reader() -> None:
-    for name in ["token_embd.weight", "output_norm.weight", "output.weight", "blk.3.attn_q.weight",
-                 "blk.0.ffn_down.weight", "blk.12.ffn_norm.weight"]:
+    for name in [
+        "token_embd.weight",
+        "output_norm.weight",
+        "output.weight",
+        "blk.3.attn_q.weight",
+        "blk.0.ffn_down.weight",
+        "blk.12.ffn_norm.weight",
+    ]:
         from agent.llm.ggml import gguf_tensor_name
+
         assert gguf_tensor_name(ggml_tensor_name(name)) == name
     assert ggml_tensor_name("blk.1.ffn_gate.weight") == "layers.1.feed_forward.w1.weight"
     for i, (piece, tt) in enumerate([("<unk>", 2), ("<s>", 3), ("</s>", 3)]):
         assert ggml_piece_to_spm(spm_to_ggml_piece(piece, tt), i) == (piece, tt)
     assert spm_to_ggml_piece("<0x0A>", 6) == b"\n" and ggml_piece_to_spm(b"\n", 13) == ("<0x0A>", 6)
-    assert spm_to_ggml_piece("▁the", 1) == b" the" and ggml_piece_to_spm(b" the", 500) == ("▁the", 1)
+    assert spm_to_ggml_piece("▁the", 1) == b" the" and ggml_piece_to_spm(b" the", 500) == (
+        "▁the",
+        1,
+    )
     for n_ff, n_embd in [(11008, 4096), (13824, 5120), (28672, 8192), (768, 256), (5632, 2048)]:
         m = find_n_mult(n_ff, n_embd)  # llama.cpp's formula must give n_ff back
         assert ((8 * n_embd) // 3 + m - 1) // m * m == n_ff
     assert find_n_mult(28672, 8192) == 7168  # what HF-converted 70B GGML files carry
 
 
-@pytest.mark.parametrize("name", ["tiny.ggmlv3.q4_0.bin", "tiny.ggmlv3.q4_K_M.bin", "tiny.ggmlv3.f16.bin"])
+@pytest.mark.parametrize(
+    "name", ["tiny.ggmlv3.q4_0.bin", "tiny.ggmlv3.q4_K_M.bin", "tiny.ggmlv3.f16.bin"]
+)
 def test_ggml_writer_reproduces_golden_files_byte_for_byte(tmp_path: Path, name: str) -> None:
     path = need(name)
     raw = path.read_bytes()
@@ -289,12 +359,24 @@ def test_ggml_writer_reproduces_golden_files_byte_for_byte(tmp_path: Path, name:
     assert (tmp_path / name).read_bytes() == raw
 
 
-@pytest.mark.parametrize("kind, version, fmt", [("ggml", 0, "ggml"), ("ggmf", 1, "ggmf-v1"), ("ggjt", 1, "ggjt-v1"),
-                                                ("ggjt", 2, "ggjt-v2"), ("ggjt", 3, "ggjt-v3")])
-def test_every_ggml_container_round_trips(tmp_path: Path, kind: str, version: int, fmt: str) -> None:
+@pytest.mark.parametrize(
+    "kind, version, fmt",
+    [
+        ("ggml", 0, "ggml"),
+        ("ggmf", 1, "ggmf-v1"),
+        ("ggjt", 1, "ggjt-v1"),
+        ("ggjt", 2, "ggjt-v2"),
+        ("ggjt", 3, "ggjt-v3"),
+    ],
+)
+def test_every_ggml_container_round_trips(
+    tmp_path: Path, kind: str, version: int, fmt: str
+) -> None:
     from agent.llm.fixtures import make_model
 
-    path = make_model(tmp_path / "m.bin", "tiny", "f16", format="ggml", ggml_kind=kind, ggml_version=version)
+    path = make_model(
+        tmp_path / "m.bin", "tiny", "f16", format="ggml", ggml_kind=kind, ggml_version=version
+    )
     ref = make_model(tmp_path / "m.gguf", "tiny", "f16")
     mf, gg = open_model_file(path), open_model_file(ref)
     assert mf.format == fmt

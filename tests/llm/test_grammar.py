@@ -8,7 +8,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.llm.grammar import (
-    Grammar, GrammarError, Ref, TokenTable, alt, byte_set, choice, lit, opt, rep, seq, text_char,
+    Grammar,
+    GrammarError,
+    Ref,
+    TokenTable,
+    alt,
+    byte_set,
+    choice,
+    lit,
+    opt,
+    rep,
+    seq,
+    text_char,
     utf8_char,
 )
 from tests import golden
@@ -68,8 +79,14 @@ def test_utf8_char_admits_exactly_well_formed_characters():
 @given(st.text(min_size=1, max_size=20))
 def test_text_char_matches_every_printable_string(s):
     g = Grammar(rep(text_char('"'), 0, 20))
-    expected = all(ord(c) >= 32 and c != '"' and not 0x7F <= ord(c) <= 0x9F and c not in "\u2028\u2029\ufffe\uffff"
-                   and not 0xD800 <= ord(c) <= 0xDFFF for c in s)
+    expected = all(
+        ord(c) >= 32
+        and c != '"'
+        and not 0x7F <= ord(c) <= 0x9F
+        and c not in "\u2028\u2029\ufffe\uffff"
+        and not 0xD800 <= ord(c) <= 0xDFFF
+        for c in s
+    )
     assert g.accepts(s.encode("utf-8", "surrogatepass")) == expected
 
 
@@ -79,7 +96,12 @@ def test_mask_allows_tokens_that_fit_and_eos_only_when_complete():
     m = g.matcher(t)
     assert set(np.nonzero(m.allowed_mask())[0]) == {3, 7}
     m.accept(3)
-    assert set(np.nonzero(m.allowed_mask())[0]) == {4, 5, 8, 10}  # 'a' 'ab' 'b}' and the é lead byte
+    assert set(np.nonzero(m.allowed_mask())[0]) == {
+        4,
+        5,
+        8,
+        10,
+    }  # 'a' 'ab' 'b}' and the é lead byte
     m.accept(5)
     assert not m.is_complete()
     m.accept(8)  # 'b}'
@@ -107,12 +129,17 @@ _ALPHABET = [b"a", b"b", b"c", b"ab", b"ba", b"abc", b"cc", b"\xc3", b"\xa9", b"
 
 @st.composite
 def grammars(draw, depth=0):
-    kind = draw(st.sampled_from(["lit", "set", "seq", "alt", "rep"] if depth < 3 else ["lit", "set"]))
+    kind = draw(
+        st.sampled_from(["lit", "set", "seq", "alt", "rep"] if depth < 3 else ["lit", "set"])
+    )
     if kind == "lit":
         return lit(draw(st.sampled_from(["a", "b", "ab", "c", "é"])))
     if kind == "set":
-        return alt(byte_set(draw(st.sampled_from(["a", "ab", "bc"]))), utf8_char()) \
-            if draw(st.booleans()) else byte_set(draw(st.sampled_from(["a", "ab", "bc"])))
+        return (
+            alt(byte_set(draw(st.sampled_from(["a", "ab", "bc"]))), utf8_char())
+            if draw(st.booleans())
+            else byte_set(draw(st.sampled_from(["a", "ab", "bc"])))
+        )
     parts = draw(st.lists(grammars(depth + 1), min_size=1, max_size=3))
     if kind == "seq":
         return seq(*parts)
@@ -131,7 +158,11 @@ def test_masks_equal_brute_force_along_any_path(node, path):
     m = g.matcher(t)
     prefix = b""
     for piece in path:
-        mask = m.allowed_mask() if g.accepts_prefix(prefix) and brute_mask(g, prefix, t).any() else None
+        mask = (
+            m.allowed_mask()
+            if g.accepts_prefix(prefix) and brute_mask(g, prefix, t).any()
+            else None
+        )
         if mask is None:
             break
         assert (mask == brute_mask(g, prefix, t)).all(), prefix
@@ -173,7 +204,9 @@ def tiny():
 def test_engine_generation_ends_when_the_grammar_completes(tiny):
     g = Grammar(seq(choice(["yes", "no"]), ", because ", rep(byte_set("abcdefghij "), 1, 12), "."))
     for seed in range(4):
-        text = tiny.complete("USER: answer ASSISTANT:", grammar=g, temperature=1.0, seed=seed, max_tokens=200)
+        text = tiny.complete(
+            "USER: answer ASSISTANT:", grammar=g, temperature=1.0, seed=seed, max_tokens=200
+        )
         assert g.accepts(text), text
         assert tiny.last_stats.stop_reason in ("grammar", "eos")
 

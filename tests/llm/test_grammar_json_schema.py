@@ -10,7 +10,13 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.llm.grammar import Grammar, SchemaUnsupportedError, TokenTable, json_schema_grammar, json_value_grammar
+from agent.llm.grammar import (
+    Grammar,
+    SchemaUnsupportedError,
+    TokenTable,
+    json_schema_grammar,
+    json_value_grammar,
+)
 from agent.llm.grammar.json_schema import JsonOptions, _render, int_range, yaml_key
 from tests import golden
 
@@ -26,34 +32,86 @@ def vocab() -> TokenTable:
 
 
 SCHEMAS = {
-    "object": {"type": "object", "properties": {
-        "name": {"type": "string", "minLength": 2, "maxLength": 8},
-        "age": {"type": "integer", "minimum": 0, "maximum": 130},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 4}, "minItems": 1, "maxItems": 3},
-        "ok": {"type": "boolean"}, "none": {"type": "null"}},
-        "required": ["name", "tags"], "additionalProperties": False},
-    "enum_const": {"type": "object", "properties": {"unit": {"enum": ["celsius", "fahrenheit", 3, None]},
-                                                    "v": {"const": {"a": [1, 2.5e-7]}}},
-                   "required": ["unit", "v"]},
-    "numbers": {"type": "object", "properties": {
-        "x": {"type": "number", "minimum": -2.5, "maximum": 3},
-        "y": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10},
-        "z": {"type": "integer", "exclusiveMinimum": -3, "maximum": 12345},
-        "w": {"type": "number"}}, "required": ["x", "y", "z", "w"]},
-    "union": {"anyOf": [{"type": "string", "maxLength": 3}, {"type": "integer", "maximum": 5},
-                        {"type": "object", "properties": {"k": {"type": ["string", "null"], "maxLength": 2}},
-                         "required": ["k"]}]},
-    "oneof_nested": {"type": "object", "properties": {"shape": {"oneOf": [
-        {"type": "object", "properties": {"kind": {"const": "circle"}, "r": {"type": "integer", "minimum": 1}},
-         "required": ["kind", "r"]},
-        {"type": "object", "properties": {"kind": {"const": "square"}, "side": {"type": "integer"}},
-         "required": ["kind", "side"]}]}}, "required": ["shape"]},
-    "refs_formats": {"$defs": {"day": {"type": "string", "format": "date"}},
-                     "type": "object", "properties": {"when": {"$ref": "#/$defs/day"},
-                                                      "id": {"type": "string", "format": "uuid"},
-                                                      "mail": {"type": "string", "format": "email"},
-                                                      "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{2,4}$"}},
-                     "required": ["when", "id", "mail", "code"]},
+    "object": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 2, "maxLength": 8},
+            "age": {"type": "integer", "minimum": 0, "maximum": 130},
+            "tags": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 4},
+                "minItems": 1,
+                "maxItems": 3,
+            },
+            "ok": {"type": "boolean"},
+            "none": {"type": "null"},
+        },
+        "required": ["name", "tags"],
+        "additionalProperties": False,
+    },
+    "enum_const": {
+        "type": "object",
+        "properties": {
+            "unit": {"enum": ["celsius", "fahrenheit", 3, None]},
+            "v": {"const": {"a": [1, 2.5e-7]}},
+        },
+        "required": ["unit", "v"],
+    },
+    "numbers": {
+        "type": "object",
+        "properties": {
+            "x": {"type": "number", "minimum": -2.5, "maximum": 3},
+            "y": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10},
+            "z": {"type": "integer", "exclusiveMinimum": -3, "maximum": 12345},
+            "w": {"type": "number"},
+        },
+        "required": ["x", "y", "z", "w"],
+    },
+    "union": {
+        "anyOf": [
+            {"type": "string", "maxLength": 3},
+            {"type": "integer", "maximum": 5},
+            {
+                "type": "object",
+                "properties": {"k": {"type": ["string", "null"], "maxLength": 2}},
+                "required": ["k"],
+            },
+        ]
+    },
+    "oneof_nested": {
+        "type": "object",
+        "properties": {
+            "shape": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "properties": {
+                            "kind": {"const": "circle"},
+                            "r": {"type": "integer", "minimum": 1},
+                        },
+                        "required": ["kind", "r"],
+                    },
+                    {
+                        "type": "object",
+                        "properties": {"kind": {"const": "square"}, "side": {"type": "integer"}},
+                        "required": ["kind", "side"],
+                    },
+                ]
+            }
+        },
+        "required": ["shape"],
+    },
+    "refs_formats": {
+        "$defs": {"day": {"type": "string", "format": "date"}},
+        "type": "object",
+        "properties": {
+            "when": {"$ref": "#/$defs/day"},
+            "id": {"type": "string", "format": "uuid"},
+            "mail": {"type": "string", "format": "email"},
+            "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d{2,4}$"},
+        },
+        "required": ["when", "id", "mail", "code"],
+    },
     "any": {},
     "untyped_keywords": {"properties": {"a": {"maxLength": 3}}, "required": ["a", "b"]},
 }
@@ -71,17 +129,42 @@ def test_every_sample_validates(name, as_yaml, vocab):
         jsonschema.validate(value, schema, format_checker=checker)
 
 
-@pytest.mark.parametrize("schema,good,bad", [
-    ({"type": "string", "maxLength": 3}, ['"abc"', '"a\\"b"', '"é€"'], ['"abcd"', 'abc', '"a\nb"']),
-    ({"type": "integer", "minimum": -5, "maximum": 130}, ["-5", "0", "130", "99"],
-     ["-6", "131", "007", "-0", "1.5", "1e2"]),
-    ({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
-      "additionalProperties": False}, ['{"a": 1}', '{ "a" :2 }'], ['{}', '{"a": 1, "b": 2}', '{"a": "1"}']),
-    ({"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 2},
-     ["[true]", "[true, false]"], ["[]", "[true, true, true]", "[1]"]),
-    ({"enum": ["a", 1]}, ['"a"', "1"], ['"b"', "2"]),
-    ({"type": "number", "minimum": 0.5, "maximum": 2}, ["1", "1.25", "2"], ["0", "2.5", "-1", "2.0001"]),
-])
+@pytest.mark.parametrize(
+    "schema,good,bad",
+    [
+        (
+            {"type": "string", "maxLength": 3},
+            ['"abc"', '"a\\"b"', '"é€"'],
+            ['"abcd"', "abc", '"a\nb"'],
+        ),
+        (
+            {"type": "integer", "minimum": -5, "maximum": 130},
+            ["-5", "0", "130", "99"],
+            ["-6", "131", "007", "-0", "1.5", "1e2"],
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"a": {"type": "integer"}},
+                "required": ["a"],
+                "additionalProperties": False,
+            },
+            ['{"a": 1}', '{ "a" :2 }'],
+            ["{}", '{"a": 1, "b": 2}', '{"a": "1"}'],
+        ),
+        (
+            {"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 2},
+            ["[true]", "[true, false]"],
+            ["[]", "[true, true, true]", "[1]"],
+        ),
+        ({"enum": ["a", 1]}, ['"a"', "1"], ['"b"', "2"]),
+        (
+            {"type": "number", "minimum": 0.5, "maximum": 2},
+            ["1", "1.25", "2"],
+            ["0", "2.5", "-1", "2.0001"],
+        ),
+    ],
+)
 def test_grammar_accepts_valid_and_rejects_invalid_json(schema, good, bad):
     g = json_schema_grammar(schema)
     for text in good:
@@ -92,40 +175,67 @@ def test_grammar_accepts_valid_and_rejects_invalid_json(schema, good, bad):
 
 
 def test_properties_keep_schema_order_and_optional_ones_may_be_skipped():
-    g = json_schema_grammar({"type": "object", "properties": {"a": {"type": "null"}, "b": {"type": "null"},
-                                                              "c": {"type": "null"}}, "required": ["c"]})
+    g = json_schema_grammar(
+        {
+            "type": "object",
+            "properties": {"a": {"type": "null"}, "b": {"type": "null"}, "c": {"type": "null"}},
+            "required": ["c"],
+        }
+    )
     assert g.accepts('{"a": null, "c": null}') and g.accepts('{"c": null}')
     assert not g.accepts('{"c": null, "a": null}') and not g.accepts('{"a": null}')
 
 
 def test_unsupported_keywords_are_all_reported_with_paths():
-    schema = {"type": "object", "minProperties": 1, "properties": {
-        "u": {"type": "string", "format": "uri"}, "n": {"not": {"type": "null"}},
-        "t": {"type": "array", "items": [{"type": "string"}]}, "r": {"$ref": "https://x/schema"},
-        "m": {"type": "integer", "multipleOf": 3}, "s": {"type": "array", "uniqueItems": True}}}
+    schema = {
+        "type": "object",
+        "minProperties": 1,
+        "properties": {
+            "u": {"type": "string", "format": "uri"},
+            "n": {"not": {"type": "null"}},
+            "t": {"type": "array", "items": [{"type": "string"}]},
+            "r": {"$ref": "https://x/schema"},
+            "m": {"type": "integer", "multipleOf": 3},
+            "s": {"type": "array", "uniqueItems": True},
+        },
+    }
     with pytest.raises(SchemaUnsupportedError) as exc:
         json_schema_grammar(schema)
     problems = "\n".join(exc.value.problems)
-    for needle in ("#: keyword 'minProperties'", "/properties/u: format 'uri'", "/properties/n: keyword 'not'",
-                   "/properties/t/items", "/properties/r/$ref", "/properties/m: keyword 'multipleOf'",
-                   "/properties/s: uniqueItems"):
+    for needle in (
+        "#: keyword 'minProperties'",
+        "/properties/u: format 'uri'",
+        "/properties/n: keyword 'not'",
+        "/properties/t/items",
+        "/properties/r/$ref",
+        "/properties/m: keyword 'multipleOf'",
+        "/properties/s: uniqueItems",
+    ):
         assert needle in problems, (needle, problems)
 
 
-@pytest.mark.parametrize("schema,what", [
-    ({"$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}}, "$ref": "#/$defs/n"},
-     "recursive"),
-    ({"type": "integer", "minimum": 5, "maximum": 4}, "no integer"),
-    ({"type": "string", "minLength": 5, "maxLength": 2}, "bad minLength"),
-    ({"type": "strng"}, "unknown type"),
-    ({"enum": []}, "non-empty"),
-    ({"anyOf": "x"}, "non-empty list"),
-    ({"type": "string", "pattern": "(unclosed"}, "missing ')'"),
-    ({"type": "string", "pattern": "^a$", "maxLength": 3}, "together with"),
-    ({"type": "number", "minimum": 0.1, "maximum": 0.2}, "without an integer"),
-    (False, "allows no value"),
-    ({"$ref": "#/nope"}, "does not point"),
-])
+@pytest.mark.parametrize(
+    "schema,what",
+    [
+        (
+            {
+                "$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}},
+                "$ref": "#/$defs/n",
+            },
+            "recursive",
+        ),
+        ({"type": "integer", "minimum": 5, "maximum": 4}, "no integer"),
+        ({"type": "string", "minLength": 5, "maxLength": 2}, "bad minLength"),
+        ({"type": "strng"}, "unknown type"),
+        ({"enum": []}, "non-empty"),
+        ({"anyOf": "x"}, "non-empty list"),
+        ({"type": "string", "pattern": "(unclosed"}, "missing ')'"),
+        ({"type": "string", "pattern": "^a$", "maxLength": 3}, "together with"),
+        ({"type": "number", "minimum": 0.1, "maximum": 0.2}, "without an integer"),
+        (False, "allows no value"),
+        ({"$ref": "#/nope"}, "does not point"),
+    ],
+)
 def test_impossible_or_malformed_schemas_raise(schema, what):
     with pytest.raises(SchemaUnsupportedError) as exc:
         json_schema_grammar(schema)
@@ -133,7 +243,7 @@ def test_impossible_or_malformed_schemas_raise(schema, what):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(-10**7, 10**7), st.integers(0, 10**6), st.integers(-10**7, 10**7))
+@given(st.integers(-(10**7), 10**7), st.integers(0, 10**6), st.integers(-(10**7), 10**7))
 def test_int_range_accepts_exactly_the_integers_in_range(lo, width, n):
     hi = lo + width
     g = Grammar(int_range(lo, hi))
@@ -143,10 +253,19 @@ def test_int_range_accepts_exactly_the_integers_in_range(lo, width, n):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6)
-                    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=6),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
-                    max_leaves=8))
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(-(10**6), 10**6)
+        | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=6),
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+)
 def test_literals_read_back_identically_in_json_and_yaml(value):
     assert json.loads(_render(value, yaml=False)) == value
     assert yaml.safe_load(_render(value, yaml=True)) == value
@@ -160,8 +279,11 @@ def test_yaml_keys_read_back_as_the_same_string(name):
 
 
 def test_yaml_numbers_never_read_back_as_strings(vocab):
-    g = json_schema_grammar({"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3},
-                            SMALL, yaml=True)
+    g = json_schema_grammar(
+        {"type": "array", "items": {"type": "number"}, "minItems": 3, "maxItems": 3},
+        SMALL,
+        yaml=True,
+    )
     for seed in range(30):
         values = yaml.safe_load(g.sample(vocab, seed=seed))
         assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values), values
@@ -184,26 +306,70 @@ def test_arbitrary_text_never_crashes_the_checker(text):
 
 
 _LEAF = st.one_of(
-    st.builds(lambda lo, n: {"type": "string", "minLength": lo, "maxLength": lo + n}, st.integers(0, 3), st.integers(0, 6)),
-    st.builds(lambda lo, n: {"type": "integer", "minimum": lo, "maximum": lo + n},
-              st.integers(-1000, 1000), st.integers(0, 5000)),
-    st.builds(lambda lo, n: {"type": "number", "minimum": lo, "exclusiveMaximum": lo + n + 1},
-              st.integers(-50, 50), st.integers(0, 50)),
-    st.just({"type": "boolean"}), st.just({"type": "null"}), st.just({"type": "number"}),
-    st.lists(st.one_of(st.none(), st.booleans(), st.integers(-99, 99), st.text(max_size=4)),
-             min_size=1, max_size=4, unique_by=lambda v: json.dumps(v)).map(lambda vs: {"enum": vs}),
-    st.sampled_from([{"type": "string", "pattern": "^[a-c]{1,3}-\\d$"}, {"type": "string", "format": "date"},
-                     {"const": "fixed"}, {"type": ["integer", "null"], "maximum": 3}]),
+    st.builds(
+        lambda lo, n: {"type": "string", "minLength": lo, "maxLength": lo + n},
+        st.integers(0, 3),
+        st.integers(0, 6),
+    ),
+    st.builds(
+        lambda lo, n: {"type": "integer", "minimum": lo, "maximum": lo + n},
+        st.integers(-1000, 1000),
+        st.integers(0, 5000),
+    ),
+    st.builds(
+        lambda lo, n: {"type": "number", "minimum": lo, "exclusiveMaximum": lo + n + 1},
+        st.integers(-50, 50),
+        st.integers(0, 50),
+    ),
+    st.just({"type": "boolean"}),
+    st.just({"type": "null"}),
+    st.just({"type": "number"}),
+    st.lists(
+        st.one_of(st.none(), st.booleans(), st.integers(-99, 99), st.text(max_size=4)),
+        min_size=1,
+        max_size=4,
+        unique_by=lambda v: json.dumps(v),
+    ).map(lambda vs: {"enum": vs}),
+    st.sampled_from(
+        [
+            {"type": "string", "pattern": "^[a-c]{1,3}-\\d$"},
+            {"type": "string", "format": "date"},
+            {"const": "fixed"},
+            {"type": ["integer", "null"], "maximum": 3},
+        ]
+    ),
 )
-_SCHEMAS = st.recursive(_LEAF, lambda inner: st.one_of(
-    st.builds(lambda props, req, extra: {"type": "object", "properties": props,
-                                         "required": [k for k in props if req], "additionalProperties": extra},
-              st.dictionaries(st.sampled_from(["a", "b", "on", "key with space", "é"]), inner, max_size=3),
-              st.booleans(), st.booleans()),
-    st.builds(lambda items, lo, n: {"type": "array", "items": items, "minItems": lo, "maxItems": lo + n},
-              inner, st.integers(0, 2), st.integers(0, 2)),
-    st.lists(inner, min_size=1, max_size=3).map(lambda bs: {"anyOf": bs}),
-), max_leaves=6)
+_SCHEMAS = st.recursive(
+    _LEAF,
+    lambda inner: st.one_of(
+        st.builds(
+            lambda props, req, extra: {
+                "type": "object",
+                "properties": props,
+                "required": [k for k in props if req],
+                "additionalProperties": extra,
+            },
+            st.dictionaries(
+                st.sampled_from(["a", "b", "on", "key with space", "é"]), inner, max_size=3
+            ),
+            st.booleans(),
+            st.booleans(),
+        ),
+        st.builds(
+            lambda items, lo, n: {
+                "type": "array",
+                "items": items,
+                "minItems": lo,
+                "maxItems": lo + n,
+            },
+            inner,
+            st.integers(0, 2),
+            st.integers(0, 2),
+        ),
+        st.lists(inner, min_size=1, max_size=3).map(lambda bs: {"anyOf": bs}),
+    ),
+    max_leaves=6,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -216,10 +382,35 @@ def test_random_schemas_only_produce_valid_instances(vocab, schema, as_yaml, see
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
-                        ["type", "properties", "items", "enum", "anyOf", "maxLength", "minimum", "required",
-                         "pattern", "$ref", "not", "format"]), inner, max_size=4), max_leaves=10))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        lambda inner: (
+            st.lists(inner, max_size=3)
+            | st.dictionaries(
+                st.sampled_from(
+                    [
+                        "type",
+                        "properties",
+                        "items",
+                        "enum",
+                        "anyOf",
+                        "maxLength",
+                        "minimum",
+                        "required",
+                        "pattern",
+                        "$ref",
+                        "not",
+                        "format",
+                    ]
+                ),
+                inner,
+                max_size=4,
+            )
+        ),
+        max_leaves=10,
+    )
+)
 def test_arbitrary_schema_documents_compile_or_raise_schema_errors(doc):
     """Garbage in: either a grammar or SchemaUnsupportedError listing the problems, nothing else."""
     try:

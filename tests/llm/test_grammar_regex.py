@@ -31,13 +31,25 @@ def compile_(pattern: str) -> Grammar:
 
 
 # an ASCII-and-some-Unicode vocabulary of single characters, so samples cover the charset
-_VOCAB = TokenTable.from_pieces([b"", b"", b""] + [bytes([b]) for b in range(0, 128)]
-                                + [c.encode() for c in "é€ж"], eos_id=2)
+_VOCAB = TokenTable.from_pieces(
+    [b"", b"", b""] + [bytes([b]) for b in range(0, 128)] + [c.encode() for c in "é€ж"], eos_id=2
+)
 
 PATTERNS = [
-    r"^[a-z]+$", r"^\d{3}-\d{4}$", r"^(foo|bar)baz?$", r"^[A-Z][a-z]{1,5}\.$", r"^[^0-9]{2,3}$",
-    r"^(?:ab|c)*x$", r"^\w+@\w+\.(com|org)$", r"^a.c$", r"^[\-+]?\d+(\.\d+)?$", r"^\x41\u0042[é-ж]?$",
-    r"^[a-c-]{2}$", r"^(a|)b$", r"^a{2,}$", r"^\s?\S$",
+    r"^[a-z]+$",
+    r"^\d{3}-\d{4}$",
+    r"^(foo|bar)baz?$",
+    r"^[A-Z][a-z]{1,5}\.$",
+    r"^[^0-9]{2,3}$",
+    r"^(?:ab|c)*x$",
+    r"^\w+@\w+\.(com|org)$",
+    r"^a.c$",
+    r"^[\-+]?\d+(\.\d+)?$",
+    r"^\x41\u0042[é-ж]?$",
+    r"^[a-c-]{2}$",
+    r"^(a|)b$",
+    r"^a{2,}$",
+    r"^\s?\S$",
 ]
 
 
@@ -46,16 +58,22 @@ def test_samples_match_python_re(pattern):
     g = compile_(pattern)
     for seed in range(15):
         s = g.sample(_VOCAB, seed=seed)
-        assert re.fullmatch(pattern.strip("^$"), s, re.DOTALL) or re.search(pattern, s), (pattern, s)
+        assert re.fullmatch(pattern.strip("^$"), s, re.DOTALL) or re.search(pattern, s), (
+            pattern,
+            s,
+        )
 
 
-@pytest.mark.parametrize("pattern,yes,no", [
-    (r"^\d{3}-\d{4}$", ["555-1234"], ["5555-1234", "55-1234", "abc-defg"]),
-    (r"^(foo|bar)baz?$", ["fooba", "barbaz"], ["foobazz", "baz"]),
-    (r"^[^0-9]{2,3}$", ["ab", "a b"], ["a1", "abcd"]),
-    (r"ab", ["ab", "xxabyy"], ["a", "ba"]),  # unanchored: a search, as JSON Schema means it
-    (r"^a.c$", ["abc", "a€c"], ["a\nc", "ac"]),
-])
+@pytest.mark.parametrize(
+    "pattern,yes,no",
+    [
+        (r"^\d{3}-\d{4}$", ["555-1234"], ["5555-1234", "55-1234", "abc-defg"]),
+        (r"^(foo|bar)baz?$", ["fooba", "barbaz"], ["foobazz", "baz"]),
+        (r"^[^0-9]{2,3}$", ["ab", "a b"], ["a1", "abcd"]),
+        (r"ab", ["ab", "xxabyy"], ["a", "ba"]),  # unanchored: a search, as JSON Schema means it
+        (r"^a.c$", ["abc", "a€c"], ["a\nc", "ac"]),
+    ],
+)
 def test_language_membership(pattern, yes, no):
     g = compile_(pattern)
     for s in yes:
@@ -64,10 +82,25 @@ def test_language_membership(pattern, yes, no):
         assert not g.accepts(s), (pattern, s)
 
 
-@pytest.mark.parametrize("pattern,where", [
-    ("(ab", 0), ("ab)", 2), ("[abc", 0), ("a**", 2), ("*a", 0), ("a{3,1}", 1), (r"(?=x)", 1),
-    (r"\1", 0), ("a\\", 1), ("[z-a]", 1), ("a^b", 1), (r"\p{L}", 0), (r"[^é]", 0), ("a{99999}", 0),
-])
+@pytest.mark.parametrize(
+    "pattern,where",
+    [
+        ("(ab", 0),
+        ("ab)", 2),
+        ("[abc", 0),
+        ("a**", 2),
+        ("*a", 0),
+        ("a{3,1}", 1),
+        (r"(?=x)", 1),
+        (r"\1", 0),
+        ("a\\", 1),
+        ("[z-a]", 1),
+        ("a^b", 1),
+        (r"\p{L}", 0),
+        (r"[^é]", 0),
+        ("a{99999}", 0),
+    ],
+)
 def test_malformed_or_unsupported_patterns_name_the_offset(pattern, where):
     with pytest.raises(RegexError) as exc:
         compile_(pattern)

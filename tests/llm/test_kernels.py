@@ -17,17 +17,36 @@ from agent.llm.modelfile import TensorInfo
 from agent.llm.quants import dequantize
 from agent.llm.repack import LANES, PackedMatrix, release_pages, repack
 
-QUANT_TYPES = [GGMLType.Q4_0, GGMLType.Q4_1, GGMLType.Q5_0, GGMLType.Q5_1, GGMLType.Q8_0,
-               GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q4_K, GGMLType.Q5_K, GGMLType.Q6_K]
+QUANT_TYPES = [
+    GGMLType.Q4_0,
+    GGMLType.Q4_1,
+    GGMLType.Q5_0,
+    GGMLType.Q5_1,
+    GGMLType.Q8_0,
+    GGMLType.Q2_K,
+    GGMLType.Q3_K,
+    GGMLType.Q4_K,
+    GGMLType.Q5_K,
+    GGMLType.Q6_K,
+]
 # Byte ranges of each block's f16 fields: random bytes there could be inf/nan.
 F16_FIELDS = {
-    GGMLType.Q4_0: [0], GGMLType.Q4_1: [0, 2], GGMLType.Q5_0: [0], GGMLType.Q5_1: [0, 2],
-    GGMLType.Q8_0: [0], GGMLType.Q2_K: [80, 82], GGMLType.Q3_K: [108], GGMLType.Q4_K: [0, 2],
-    GGMLType.Q5_K: [0, 2], GGMLType.Q6_K: [208],
+    GGMLType.Q4_0: [0],
+    GGMLType.Q4_1: [0, 2],
+    GGMLType.Q5_0: [0],
+    GGMLType.Q5_1: [0, 2],
+    GGMLType.Q8_0: [0],
+    GGMLType.Q2_K: [80, 82],
+    GGMLType.Q3_K: [108],
+    GGMLType.Q4_K: [0, 2],
+    GGMLType.Q5_K: [0, 2],
+    GGMLType.Q6_K: [208],
 }
 
 
-TILED = 65  # tokens: more than any kernel module's MV_MAX_TOKENS, so products go through tiles + sgemm
+TILED = (
+    65  # tokens: more than any kernel module's MV_MAX_TOKENS, so products go through tiles + sgemm
+)
 
 
 @pytest.fixture(autouse=True, scope="module", params=sorted(kernels.BACKENDS))
@@ -49,7 +68,7 @@ def random_blocks(t: GGMLType, n_rows: int, n_in: int, rng: np.random.Generator)
     raw = rng.integers(0, 256, size=(nb, layout.type_size), dtype=np.uint8)
     for off in F16_FIELDS[t]:
         scale = rng.uniform(-0.02, 0.02, size=nb).astype(np.float16)
-        raw[:, off:off + 2] = scale.view(np.uint8).reshape(nb, 2)
+        raw[:, off : off + 2] = scale.view(np.uint8).reshape(nb, 2)
     return raw.reshape(-1)
 
 
@@ -94,7 +113,9 @@ def test_float_matrices(t: GGMLType, n_tokens: int) -> None:
     np.testing.assert_allclose(kernels.QuantLinear(ti)(x), reference(ti, x), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("t", [GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda t: t.name)
+@pytest.mark.parametrize(
+    "t", [GGMLType.Q4_0, GGMLType.Q8_0, GGMLType.Q4_K, GGMLType.Q6_K], ids=lambda t: t.name
+)
 @pytest.mark.parametrize("n_rows", [1, 127, 129, 2 * LANES + 3])
 def test_odd_row_counts(t: GGMLType, n_rows: int) -> None:
     n_in = 3 * LAYOUTS[t].block_size
@@ -105,8 +126,12 @@ def test_odd_row_counts(t: GGMLType, n_rows: int) -> None:
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_tiled_prefill_over_many_tiles_and_threads(monkeypatch: pytest.MonkeyPatch, threads: int) -> None:
-    monkeypatch.setattr(kernels, "TILE_BYTES", 1)  # one row group per tile: many tiles, all workers busy
+def test_tiled_prefill_over_many_tiles_and_threads(
+    monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    monkeypatch.setattr(
+        kernels, "TILE_BYTES", 1
+    )  # one row group per tile: many tiles, all workers busy
     old = kernels.get_threads()
     kernels.set_threads(threads)
     try:
@@ -122,7 +147,7 @@ def test_matvec_and_tiled_paths_agree() -> None:
     x = np.random.default_rng(3).standard_normal((TILED, 768)).astype(np.float32)
     lin = kernels.QuantLinear(ti)
     batched = lin(x)  # tiled: dequantize + sgemm
-    one_by_one = np.concatenate([lin(x[i:i + 1]) for i in range(len(x))])  # fused matvec
+    one_by_one = np.concatenate([lin(x[i : i + 1]) for i in range(len(x))])  # fused matvec
     np.testing.assert_allclose(batched, one_by_one, rtol=1e-4, atol=1e-4 * np.abs(batched).max())
 
 
@@ -149,22 +174,31 @@ def test_set_threads_caps_kernel_threads_and_keeps_blas_single_threaded(kernel_m
 
 def test_repacked_size_stays_close_to_the_file_bytes() -> None:
     for t in QUANT_TYPES:
-        ti = tensor(t, LANES * 2, 2 * LAYOUTS[t].block_size if LAYOUTS[t].block_size == 256 else 256)
+        ti = tensor(
+            t, LANES * 2, 2 * LAYOUTS[t].block_size if LAYOUTS[t].block_size == 256 else 256
+        )
         pm = repack(ti.data, ti.type, ti.shape)
         assert isinstance(pm, PackedMatrix) and pm.n_out == LANES * 2 and pm.n_groups == 2
-        assert ti.data.nbytes <= pm.nbytes <= 1.06 * ti.data.nbytes, (t.name, pm.nbytes / ti.data.nbytes)
+        assert ti.data.nbytes <= pm.nbytes <= 1.06 * ti.data.nbytes, (
+            t.name,
+            pm.nbytes / ti.data.nbytes,
+        )
 
 
 @pytest.mark.parametrize("t", QUANT_TYPES, ids=lambda t: t.name)
-def test_repack_in_pieces_equals_repack_in_one(t: GGMLType, kernel_module, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repack_in_pieces_equals_repack_in_one(
+    t: GGMLType, kernel_module, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent.llm import repack as repack_module
 
-    ti = tensor(t, 3 * LANES + 5, 2 * LAYOUTS[t].block_size if LAYOUTS[t].block_size == 256 else 256)
+    ti = tensor(
+        t, 3 * LANES + 5, 2 * LAYOUTS[t].block_size if LAYOUTS[t].block_size == 256 else 256
+    )
     whole = repack(ti.data, ti.type, ti.shape, release=False, kernels=kernel_module)
     monkeypatch.setattr(repack_module, "CHUNK_ROWS", LANES)  # four pieces, the last one 5 rows
     pieces = repack(ti.data, ti.type, ti.shape, release=False, kernels=kernel_module)
     assert len(pieces.arrays) == len(whole.arrays)
-    for a, b in zip(pieces.arrays, whole.arrays):
+    for a, b in zip(pieces.arrays, whole.arrays, strict=False):
         assert a.dtype == b.dtype and np.array_equal(a, b)
 
 
@@ -207,7 +241,9 @@ def test_release_pages_keeps_mapped_data_readable(tmp_path) -> None:
     mm.close()
 
 
-def test_reference_fallback_when_asked_or_when_no_kernels_load(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reference_fallback_when_asked_or_when_no_kernels_load(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import sys
 
     monkeypatch.setenv("AGENT_KERNELS", "reference")
@@ -230,16 +266,25 @@ def test_reference_fallback_when_asked_or_when_no_kernels_load(monkeypatch: pyte
 
 
 @settings(max_examples=25, deadline=None)
-@given(t=st.sampled_from(QUANT_TYPES), n_rows=st.integers(1, 300), n_blocks=st.integers(1, 3),
-       n_tokens=st.integers(1, 40), seed=st.integers(0, 2**32 - 1))
-def test_fuzz_random_blocks_and_shapes(t: GGMLType, n_rows: int, n_blocks: int, n_tokens: int, seed: int) -> None:
+@given(
+    t=st.sampled_from(QUANT_TYPES),
+    n_rows=st.integers(1, 300),
+    n_blocks=st.integers(1, 3),
+    n_tokens=st.integers(1, 40),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fuzz_random_blocks_and_shapes(
+    t: GGMLType, n_rows: int, n_blocks: int, n_tokens: int, seed: int
+) -> None:
     n_in = n_blocks * LAYOUTS[t].block_size
     ti = tensor(t, n_rows, n_in, seed=seed % 1000)
     x = np.random.default_rng(seed).standard_normal((n_tokens, n_in)).astype(np.float32)
     assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
 
 
-def test_engine_with_kernels_matches_reference_engine(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_engine_with_kernels_matches_reference_engine(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from agent.llm import load_model
     from agent.llm.fixtures import make_model
 
@@ -275,5 +320,7 @@ def test_prefill_on_numbas_workqueue_layer_runs_tiles_serially() -> None:
     )
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", AGENT_KERNELS="numba")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    p = subprocess.run([sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300
+    )
     assert p.returncode == 0, p.stderr[-2000:]

@@ -19,7 +19,7 @@ except ImportError as exc:  # no working C compiler: kernels.py falls back to nu
     pytest.skip(f"C kernels unavailable: {exc}", allow_module_level=True)
 
 from agent.llm import kernels_numba as N
-from agent.llm.ggml_types import LAYOUTS, GGMLType
+from agent.llm.ggml_types import GGMLType
 from agent.llm.quants import dequantize
 from agent.llm.repack import LANES, repack
 from tests.llm.test_kernels import QUANT_TYPES, random_blocks
@@ -70,8 +70,10 @@ def test_dequantize_tiles_match_dequantize_and_numba(t: GGMLType) -> None:
         wt = np.full((n_in, (g1 - g0) * LANES), np.nan, np.float32)
         getattr(C, name)(*pm.arrays, C.F16_TABLE, g0, g1, wt)
         rows = min(g1 * LANES, N_OUT) - g0 * LANES
-        np.testing.assert_allclose(wt[:, :max(rows, 0)], w[g0 * LANES:g0 * LANES + max(rows, 0)].T, rtol=1e-6, atol=1e-9)
-        assert not wt[:, max(rows, 0):].any()
+        np.testing.assert_allclose(
+            wt[:, : max(rows, 0)], w[g0 * LANES : g0 * LANES + max(rows, 0)].T, rtol=1e-6, atol=1e-9
+        )
+        assert not wt[:, max(rows, 0) :].any()
         ref = np.empty_like(wt)
         getattr(N, name)(*pm.arrays, N.F16_TABLE, g0, g1, ref)
         np.testing.assert_allclose(wt, ref, rtol=1e-6, atol=1e-9)
@@ -203,12 +205,18 @@ def test_wrong_arguments_raise_value_errors() -> None:
     mv(*pm.arrays, tab, x[:0], xs[:0], empty)
 
 
-def test_build_is_cached_and_survives_an_unwritable_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_is_cached_and_survives_an_unwritable_cache_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     builds = C.BUILDS
     first = C.build(tmp_path)
-    assert C.BUILDS == builds + 1 and first.parent == tmp_path and first.name.startswith("kernels_c-")
+    assert (
+        C.BUILDS == builds + 1 and first.parent == tmp_path and first.name.startswith("kernels_c-")
+    )
     stamp = first.stat().st_mtime_ns
-    assert C.build(tmp_path) == first and C.BUILDS == builds + 1 and first.stat().st_mtime_ns == stamp
+    assert (
+        C.build(tmp_path) == first and C.BUILDS == builds + 1 and first.stat().st_mtime_ns == stamp
+    )
     assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary files left behind
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("")
@@ -222,7 +230,9 @@ def test_build_is_cached_and_survives_an_unwritable_cache_dir(tmp_path: Path, mo
     assert C.cache_dir() == tmp_path / "own"
 
 
-def test_a_failing_compiler_gives_an_import_error_with_its_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_compiler_gives_an_import_error_with_its_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     script = tmp_path / "badcc"
     script.write_text("#!/bin/sh\necho 'fatal: this compiler is broken' >&2\nexit 3\n")
     script.chmod(0o755)
@@ -233,8 +243,14 @@ def test_a_failing_compiler_gives_an_import_error_with_its_output(tmp_path: Path
 
 def test_missing_compiler_makes_the_import_fail_helpfully(tmp_path: Path) -> None:
     env = dict(os.environ, CC="/nonexistent", AGENT_CACHE_DIR=str(tmp_path))
-    p = subprocess.run([sys.executable, "-c", "import agent.llm.kernels_c"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", "import agent.llm.kernels_c"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode != 0
     assert "ImportError" in p.stderr and "'/nonexistent' not found" in p.stderr, p.stderr[-2000:]
     assert "install a C compiler" in p.stderr and "$CC" in p.stderr
@@ -250,9 +266,12 @@ def test_attention_matches_the_numpy_path(n_head: int, n_kv: int, n: int, n_past
 
     rng = np.random.default_rng(n_past)
     hd, positions = 64, 128
-    cache = SimpleNamespace(info=SimpleNamespace(n_head_kv=n_kv), attend=None,  # numpy and sgemm
-                            k_cache=rng.standard_normal((1, positions, n_kv, hd)).astype(np.float16),
-                            v_cache=rng.standard_normal((1, positions, n_kv, hd)).astype(np.float16))
+    cache = SimpleNamespace(
+        info=SimpleNamespace(n_head_kv=n_kv),
+        attend=None,  # numpy and sgemm
+        k_cache=rng.standard_normal((1, positions, n_kv, hd)).astype(np.float16),
+        v_cache=rng.standard_normal((1, positions, n_kv, hd)).astype(np.float16),
+    )
     q = rng.standard_normal((n, n_head, hd)).astype(np.float32)
     want = Transformer.attention(cache, q, 0, n_past)
     out = np.full_like(q, np.nan)

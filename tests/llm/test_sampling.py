@@ -24,17 +24,24 @@ def test_repeat_penalty_only_looks_at_last_n_tokens():
 
 def test_penalty_can_change_the_greedy_choice():
     logits = np.array([2.0, 1.5], np.float32)
-    assert Sampler(SamplingParams(temperature=0, repeat_penalty=1.5)).sample(logits, recent=[0]) == 1
+    assert (
+        Sampler(SamplingParams(temperature=0, repeat_penalty=1.5)).sample(logits, recent=[0]) == 1
+    )
 
 
 def test_seed_reproduces_and_top_k_one_is_greedy():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=500).astype(np.float32)
-    draws = lambda seed: [Sampler(SamplingParams(temperature=1.0, seed=seed)).sample(logits) for _ in range(1)]
+    def draws(seed):
+        return [
+            Sampler(SamplingParams(temperature=1.0, seed=seed)).sample(logits) for _ in range(1)
+        ]
     a = Sampler(SamplingParams(temperature=1.0, top_k=0, top_p=1.0, seed=7))
     b = Sampler(SamplingParams(temperature=1.0, top_k=0, top_p=1.0, seed=7))
     assert [a.sample(logits) for _ in range(20)] == [b.sample(logits) for _ in range(20)]
-    assert Sampler(SamplingParams(temperature=5.0, top_k=1, seed=3)).sample(logits) == int(np.argmax(logits))
+    assert Sampler(SamplingParams(temperature=5.0, top_k=1, seed=3)).sample(logits) == int(
+        np.argmax(logits)
+    )
     assert draws(1) is not None
 
 
@@ -53,7 +60,9 @@ def test_forbidden_tokens_are_never_sampled_and_all_forbidden_is_an_error():
         s.sample(np.full(3, -np.inf, np.float32))
 
 
-@pytest.mark.parametrize("bad", [dict(temperature=-1), dict(top_p=0), dict(top_p=1.5), dict(repeat_penalty=0)])
+@pytest.mark.parametrize(
+    "bad", [dict(temperature=-1), dict(top_p=0), dict(top_p=1.5), dict(repeat_penalty=0)]
+)
 def test_bad_parameters_are_rejected(bad):
     with pytest.raises(ValueError):
         SamplingParams(**bad)

@@ -26,12 +26,14 @@ SEPARATOR = "\n__ggml_vocab_test__\n"
 
 
 def load_vectors() -> list[tuple[str, list[int]]]:
-    texts = (VOCAB_DIR / "ggml-vocab-llama-spm.gguf.inp").read_text(encoding="utf-8").split(SEPARATOR)
+    texts = (
+        (VOCAB_DIR / "ggml-vocab-llama-spm.gguf.inp").read_text(encoding="utf-8").split(SEPARATOR)
+    )
     lines = (VOCAB_DIR / "ggml-vocab-llama-spm.gguf.out").read_text(encoding="utf-8").split("\n")
     assert texts[-1] == "" and lines[-1] == ""  # the separator also follows the last test
     texts, lines = texts[:-1], lines[:-1]
     assert len(texts) == len(lines)
-    return [(t, [int(x) for x in line.split()]) for t, line in zip(texts, lines)]
+    return [(t, [int(x) for x in line.split()]) for t, line in zip(texts, lines, strict=False)]
 
 
 VECTORS = load_vectors()
@@ -51,7 +53,7 @@ def tok(vocab: Vocab) -> Tokenizer:
 def to_ggml_era(vocab: Vocab) -> Vocab:
     """The vocabulary as convert.py wrote it into GGML v3 files, read back by the GGML reader's mapping."""
     tokens, types = [], np.zeros(len(vocab), np.int32)
-    for i, (piece, kind) in enumerate(zip(vocab.tokens, vocab.types.tolist())):
+    for i, (piece, kind) in enumerate(zip(vocab.tokens, vocab.types.tolist(), strict=False)):
         if kind == TOKEN_BYTE:
             stored = bytes([int(piece[3:5], 16)])
         elif kind == TOKEN_UNKNOWN:
@@ -65,9 +67,15 @@ def to_ggml_era(vocab: Vocab) -> Vocab:
     return Vocab(tokens, vocab.scores.copy(), types)
 
 
-def small_vocab(pieces: list[tuple[str, float]], *, byte_tokens: bool = False, prefix: bool = False) -> Vocab:
+def small_vocab(
+    pieces: list[tuple[str, float]], *, byte_tokens: bool = False, prefix: bool = False
+) -> Vocab:
     """<unk> <s> </s>, optionally the 256 byte tokens, then ``pieces`` as NORMAL pieces."""
-    tokens, scores, types = ["<unk>", "<s>", "</s>"], [0.0, 0.0, 0.0], [TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_CONTROL]
+    tokens, scores, types = (
+        ["<unk>", "<s>", "</s>"],
+        [0.0, 0.0, 0.0],
+        [TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_CONTROL],
+    )
     if byte_tokens:
         for b in range(256):
             tokens.append(f"<0x{b:02X}>")
@@ -77,7 +85,9 @@ def small_vocab(pieces: list[tuple[str, float]], *, byte_tokens: bool = False, p
         tokens.append(text)
         scores.append(score)
         types.append(TOKEN_NORMAL)
-    return Vocab(tokens, np.array(scores, np.float32), np.array(types, np.int32), add_space_prefix=prefix)
+    return Vocab(
+        tokens, np.array(scores, np.float32), np.array(types, np.int32), add_space_prefix=prefix
+    )
 
 
 def pieces_of(tok: Tokenizer, ids: list[int]) -> list[str]:
@@ -88,9 +98,27 @@ def pieces_of(tok: Tokenizer, ids: list[int]) -> list[str]:
 # (4-byte, ZWJ sequences), rare scripts, U+2581 typed by the user, and control-token look-alikes.
 CHUNKS = st.one_of(
     st.text(max_size=12),
-    st.text(alphabet=st.sampled_from(list(" \n\t\r\u2581ab0123456789.,'<>/s\u00e4\u4e2d\U0001f999")), max_size=16),
-    st.sampled_from([" " * k for k in range(1, 18)] + ["\n\n", "\r\n", "\t\t", "🦙", "👨‍👩‍👧", "2023",
-                                                         "Hello", " world", "</s>", "<s>", "<0x41>", "<unk>"]),
+    st.text(
+        alphabet=st.sampled_from(list(" \n\t\r\u2581ab0123456789.,'<>/s\u00e4\u4e2d\U0001f999")),
+        max_size=16,
+    ),
+    st.sampled_from(
+        [" " * k for k in range(1, 18)]
+        + [
+            "\n\n",
+            "\r\n",
+            "\t\t",
+            "🦙",
+            "👨‍👩‍👧",
+            "2023",
+            "Hello",
+            " world",
+            "</s>",
+            "<s>",
+            "<0x41>",
+            "<unk>",
+        ]
+    ),
 )
 TEXTS = st.lists(CHUNKS, max_size=8).map("".join)
 
@@ -111,7 +139,18 @@ def test_known_ids(tok: Tokenizer):
     assert tok.encode("Hello world") == [1, 15043, 3186]
     assert tok.encode(" Hello world", bos=False) == [29871, 15043, 3186]
     # 🦙 has no piece: its four UTF-8 bytes become <0xF0><0x9F><0xA6><0x99> (ids byte + 3).
-    assert tok.encode(" this is 🦙.cpp", bos=False) == [29871, 445, 338, 29871, 243, 162, 169, 156, 29889, 8223]
+    assert tok.encode(" this is 🦙.cpp", bos=False) == [
+        29871,
+        445,
+        338,
+        29871,
+        243,
+        162,
+        169,
+        156,
+        29889,
+        8223,
+    ]
 
 
 def test_empty_text(tok: Tokenizer):
@@ -135,7 +174,9 @@ def test_ggml_vs_gguf_file_structure():
 
 
 @pytest.mark.parametrize("entry", GGML_VS_GGUF, ids=[repr(e["text"])[:30] for e in GGML_VS_GGUF])
-def test_ggml_era_vocab_tokenizes_like_llama_cpp_did(vocab: Vocab, tok: Tokenizer, entry: dict, ggml_tok):
+def test_ggml_era_vocab_tokenizes_like_llama_cpp_did(
+    vocab: Vocab, tok: Tokenizer, entry: dict, ggml_tok
+):
     assert ggml_tok.encode(entry["text"], bos=False) == entry["ggml_era_ids_of_space_plus_text"]
     assert tok.encode(entry["text"], bos=False) == entry["gguf_era_ids"]
 
@@ -185,14 +226,28 @@ def test_equal_scores_merge_leftmost_first():
 
 
 def test_merges_continue_on_merged_symbols():
-    tok = Tokenizer(small_vocab([("a", -9), ("b", -9), ("c", -9), ("d", -9), ("ab", -1), ("cd", -2),
-                                 ("abcd", -5), ("bc", -3)]))
+    tok = Tokenizer(
+        small_vocab(
+            [
+                ("a", -9),
+                ("b", -9),
+                ("c", -9),
+                ("d", -9),
+                ("ab", -1),
+                ("cd", -2),
+                ("abcd", -5),
+                ("bc", -3),
+            ]
+        )
+    )
     # ab (-1) and cd (-2) win over bc (-3); then abcd joins the two merged symbols.
     assert pieces_of(tok, tok.encode("abcd", bos=False)) == ["abcd"]
 
 
 def test_dummy_prefix_and_spaces():
-    tok = Tokenizer(small_vocab([("\u2581", -9), ("a", -9), ("\u2581a", -1), ("\u2581\u2581", -2)], prefix=True))
+    tok = Tokenizer(
+        small_vocab([("\u2581", -9), ("a", -9), ("\u2581a", -1), ("\u2581\u2581", -2)], prefix=True)
+    )
     assert pieces_of(tok, tok.encode("a", bos=False)) == ["\u2581a"]
     assert pieces_of(tok, tok.encode("  a", bos=False)) == ["\u2581\u2581", "\u2581a"]
     assert tok.decode(tok.encode("  a")) == "  a"
@@ -223,7 +278,9 @@ def test_control_token_text_stays_plain_text():
 
 
 def test_a_piece_spanning_a_word_start_disables_the_word_cache():
-    tok = Tokenizer(small_vocab([("a", -9), ("b", -9), ("\u2581", -9), ("a\u2581", -1), ("\u2581b", -2)]))
+    tok = Tokenizer(
+        small_vocab([("a", -9), ("b", -9), ("\u2581", -9), ("a\u2581", -1), ("\u2581b", -2)])
+    )
     assert tok._word_split is None
     assert pieces_of(tok, tok.encode("a b", bos=False)) == ["a\u2581", "b"]
 
@@ -290,8 +347,12 @@ def test_stream_decoder_keeps_the_leading_space_and_flushes_a_broken_tail(tok: T
 # --- malformed input -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [32000, 10**9, -1])
 def test_out_of_range_ids_name_the_id(tok: Tokenizer, bad: int):
-    for call in (lambda: tok.decode([1, 15043, bad]), lambda: tok.piece_bytes(bad), lambda: tok.token_text(bad),
-                 lambda: tok.stream_decoder().feed(bad)):
+    for call in (
+        lambda: tok.decode([1, 15043, bad]),
+        lambda: tok.piece_bytes(bad),
+        lambda: tok.token_text(bad),
+        lambda: tok.stream_decoder().feed(bad),
+    ):
         with pytest.raises(ValueError, match=rf"token id {bad} is out of range .*0\.\.31999"):
             call()
 
@@ -325,7 +386,9 @@ def test_a_malformed_byte_piece_is_kept_as_text():
 
 
 # --- properties ------------------------------------------------------------------------------------------
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @FUZZ
@@ -358,11 +421,13 @@ def test_decode_any_valid_ids(tok: Tokenizer, ids: list[int]):
     streamed = "".join(dec.feed(i) for i in ids) + dec.flush()
     body = ids[1:] if ids[:1] == [1] else ids
     # The stream keeps the first token's space; decode drops exactly that one leading space.
-    assert text == (streamed[1:] if body and tok.piece_bytes(body[0]).startswith(b" ") else streamed)
+    assert text == (
+        streamed[1:] if body and tok.piece_bytes(body[0]).startswith(b" ") else streamed
+    )
 
 
 @FUZZ
-@given(ids=st.lists(st.integers(-2**40, 2**40), min_size=1, max_size=10))
+@given(ids=st.lists(st.integers(-(2**40), 2**40), min_size=1, max_size=10))
 def test_decode_rejects_any_out_of_range_id(tok: Tokenizer, ids: list[int]):
     bad = [i for i in ids if not 0 <= i < 32000]
     if bad:
@@ -388,7 +453,7 @@ def sentencepiece(vocab: Vocab):
     ns.add_dummy_prefix = True
     ns.remove_extra_whitespaces = False
     ns.escape_whitespaces = True
-    for piece, score, kind in zip(vocab.tokens, vocab.scores.tolist(), vocab.types.tolist()):
+    for piece, score, kind in zip(vocab.tokens, vocab.scores.tolist(), vocab.types.tolist(), strict=False):
         p = m.pieces.add()
         p.piece, p.score, p.type = piece, score, kind  # GGUF token types are SentencePiece's
     return spm.SentencePieceProcessor(model_proto=m.SerializeToString())
@@ -409,7 +474,9 @@ def test_sentencepiece_agrees_on_random_text(sentencepiece, tok: Tokenizer, text
 def web_page(size: int = 100_000) -> str:
     """About ``size`` characters of page-like text from this repository's own docs and sources."""
     root = Path(__file__).resolve().parents[2]
-    parts = [p.read_text(encoding="utf-8", errors="replace") for p in sorted(root.glob("agent/**/*.py"))]
+    parts = [
+        p.read_text(encoding="utf-8", errors="replace") for p in sorted(root.glob("agent/**/*.py"))
+    ]
     text = "\n\n".join(parts)
     while len(text) < size:
         text += "\n" + text

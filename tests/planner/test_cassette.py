@@ -26,10 +26,12 @@ from agent.testing import replay_cassette
 from agent.tools.registry import ToolRegistry
 from tests.planner import cli_tools
 
-PLAN = ("Plan: search first\n:evidence0: = Search[meaning of life]\n"
-        "Plan: read what was found\n:evidence1: = Reader[:evidence0:]\n"
-        "Plan: also try a broken service\n:evidence2: = Broken[x]\n"
-        "Answer: :evidence1:\n")
+PLAN = (
+    "Plan: search first\n:evidence0: = Search[meaning of life]\n"
+    "Plan: read what was found\n:evidence1: = Reader[:evidence0:]\n"
+    "Plan: also try a broken service\n:evidence2: = Broken[x]\n"
+    "Answer: :evidence1:\n"
+)
 
 
 def _tools() -> ToolRegistry:
@@ -74,8 +76,9 @@ def test_replay_reproduces_the_run_deterministically(tmp_path, monkeypatch):
     first, second = replay_cassette(path), replay(path)
     for r in (first, second):
         assert r.answer == recorded.answer and r.evidence == recorded.evidence
-        assert [(s.id, s.status, s.input) for s in r.steps] == \
-            [(s.id, s.status, s.input) for s in recorded.steps]
+        assert [(s.id, s.status, s.input) for s in r.steps] == [
+            (s.id, s.status, s.input) for s in recorded.steps
+        ]
 
 
 def test_divergent_tool_input_is_named_by_step(tmp_path):
@@ -105,14 +108,20 @@ def test_different_answer_is_a_divergence(tmp_path):
     assert replay(data, check_answer=False).answer != "43"
 
 
-@pytest.mark.parametrize("content, message", [
-    ("not json", "not valid JSON"),
-    ("[]", "not an agent cassette"),
-    ('{"format": "agent.cassette", "version": 99}', "version 99"),
-    ('{"format": "agent.cassette", "version": 1, "question": "q"}', "field 'tools'"),
-    ('{"format": "agent.cassette", "version": 1, "question": "q", "tools": [], '
-     '"generations": [], "tool_calls": [{"tool": 1}], "result": {}}', r"tool_calls\[0\]"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("not json", "not valid JSON"),
+        ("[]", "not an agent cassette"),
+        ('{"format": "agent.cassette", "version": 99}', "version 99"),
+        ('{"format": "agent.cassette", "version": 1, "question": "q"}', "field 'tools'"),
+        (
+            '{"format": "agent.cassette", "version": 1, "question": "q", "tools": [], '
+            '"generations": [], "tool_calls": [{"tool": 1}], "result": {}}',
+            r"tool_calls\[0\]",
+        ),
+    ],
+)
 def test_malformed_cassettes_are_clear_errors(tmp_path, content, message):
     path = tmp_path / "bad.json"
     path.write_text(content)
@@ -125,12 +134,14 @@ def test_missing_cassette_file(tmp_path):
         load_cassette(tmp_path / "nope.json")
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c,
-                                                                         max_size=4),
-                     max_leaves=12)
-_keys = st.sampled_from(["format", "version", "question", "tools", "generations",
-                         "tool_calls", "result"])
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=4),
+    max_leaves=12,
+)
+_keys = st.sampled_from(
+    ["format", "version", "question", "tools", "generations", "tool_calls", "result"]
+)
 
 
 @settings(max_examples=100, deadline=None)
@@ -149,5 +160,6 @@ def test_recording_model_logs_even_when_the_consumer_stops_early():
     gen = model.generate("p", max_tokens=5)
     assert next(gen) == "ab"
     gen.close()
-    assert model.generations == [{"prompt": "p", "params": {"max_tokens": 5, "constrained": False},
-                                  "output": "ab"}]
+    assert model.generations == [
+        {"prompt": "p", "params": {"max_tokens": 5, "constrained": False}, "output": "ab"}
+    ]

@@ -11,10 +11,17 @@ import pytest
 
 from agent.cli import main
 
-PLAN = ("Plan: search\n:evidence0: = Search[meaning of life]\n"
-        "Plan: read\n:evidence1: = Reader[:evidence0:]\nAnswer: :evidence1:\n")
-TOOLS = ["--no-default-tools", "--tool", "tests.planner.cli_tools:Search",
-         "--tool", "tests.planner.cli_tools:Reader"]
+PLAN = (
+    "Plan: search\n:evidence0: = Search[meaning of life]\n"
+    "Plan: read\n:evidence1: = Reader[:evidence0:]\nAnswer: :evidence1:\n"
+)
+TOOLS = [
+    "--no-default-tools",
+    "--tool",
+    "tests.planner.cli_tools:Search",
+    "--tool",
+    "tests.planner.cli_tools:Reader",
+]
 
 
 def _script(tmp_path: Path, *outputs: str) -> str:
@@ -54,15 +61,38 @@ def test_ask_with_an_invalid_plan_lists_problems(tmp_path, capsys):
 
 def test_ask_failed_answer_exits_1(tmp_path, capsys):
     plan = ":evidence0: = Broken[x]\nAnswer: :evidence0:"
-    code = main(["ask", "--script", _script(tmp_path, plan), *TOOLS, "--tool",
-                 "tests.planner.cli_tools:Broken", "-q", "Q?"])
+    code = main(
+        [
+            "ask",
+            "--script",
+            _script(tmp_path, plan),
+            *TOOLS,
+            "--tool",
+            "tests.planner.cli_tools:Broken",
+            "-q",
+            "Q?",
+        ]
+    )
     assert code == 1 and "the service is down" in capsys.readouterr().err
 
 
 def test_record_then_replay(tmp_path, capsys):
     cassette = tmp_path / "run.json"
-    assert main(["ask", "--script", _script(tmp_path, PLAN), *TOOLS, "-q", "--record",
-                 str(cassette), "What is it?"]) == 0
+    assert (
+        main(
+            [
+                "ask",
+                "--script",
+                _script(tmp_path, PLAN),
+                *TOOLS,
+                "-q",
+                "--record",
+                str(cassette),
+                "What is it?",
+            ]
+        )
+        == 0
+    )
     asked = capsys.readouterr().out
     assert main(["replay", str(cassette)]) == 0
     out, err = capsys.readouterr()
@@ -71,8 +101,18 @@ def test_record_then_replay(tmp_path, capsys):
 
 def test_replay_divergence_is_an_error_naming_the_step(tmp_path, capsys):
     cassette = tmp_path / "run.json"
-    main(["ask", "--script", _script(tmp_path, PLAN), *TOOLS, "-q", "--record", str(cassette),
-          "What is it?"])
+    main(
+        [
+            "ask",
+            "--script",
+            _script(tmp_path, PLAN),
+            *TOOLS,
+            "-q",
+            "--record",
+            str(cassette),
+            "What is it?",
+        ]
+    )
     data = json.loads(cassette.read_text())
     data["tool_calls"][0]["input"] = "meaning of death"
     cassette.write_text(json.dumps(data))
@@ -96,8 +136,9 @@ def test_plan_prints_plan_and_graph(tmp_path, capsys):
 
 
 def test_plan_json_with_problems(tmp_path, capsys):
-    assert main(["plan", "--script", _script(tmp_path, "nothing useful"), *TOOLS, "--json",
-                 "Q?"]) == 1
+    assert (
+        main(["plan", "--script", _script(tmp_path, "nothing useful"), *TOOLS, "--json", "Q?"]) == 1
+    )
     data = json.loads(capsys.readouterr().out)
     assert {p["kind"] for p in data["problems"]} == {"empty_plan", "missing_answer"}
 

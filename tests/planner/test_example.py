@@ -23,17 +23,23 @@ def test_example_replays_offline_to_the_recorded_answer(monkeypatch):
     result = replay_cassette(CASSETTE)
     assert result.ok and "Louise Glück" in result.answer and "The Wild Iris" in result.answer
     assert [s.status for s in result.steps] == ["ok"] * 6
-    assert [s.tool for s in result.steps] == ["DuckDuckGo", "KnowledgeModel", "DuckDuckGo",
-                                               "HyperlinkExtractor", "TextScraper",
-                                               "KnowledgeModel"]
+    assert [s.tool for s in result.steps] == [
+        "DuckDuckGo",
+        "KnowledgeModel",
+        "DuckDuckGo",
+        "HyperlinkExtractor",
+        "TextScraper",
+        "KnowledgeModel",
+    ]
 
 
 def test_example_is_labelled_as_a_scripted_offline_recording():
     data = json.loads(CASSETTE.read_text(encoding="utf-8"))
     assert data["model"]["format"] == "scripted"
     assert data["note"].startswith("Scripted, offline recording")
-    assert data["question"] == ("Who won the Nobel Prize in Literature in 2020 and what is their "
-                                "most famous work?")
+    assert data["question"] == (
+        "Who won the Nobel Prize in Literature in 2020 and what is their most famous work?"
+    )
 
 
 def _strip_timings(data: dict) -> dict:
@@ -58,4 +64,5 @@ def test_remaking_the_example_gives_the_same_cassette(tmp_path):
     committed = json.loads(CASSETTE.read_text(encoding="utf-8"))
     assert _strip_timings(remade) == _strip_timings(committed), (
         "the example no longer records the same run (a tool, prompt or parser changed): check the "
-        "difference, then remake it with: python examples/make_nobel_cassette.py")
+        "difference, then remake it with: python examples/make_nobel_cassette.py"
+    )

@@ -58,8 +58,10 @@ def test_failure_isolation_dependents_skipped_independent_run_answer_still_produ
     def boom(x: str) -> str:
         raise ToolError("the site refused the connection")
 
-    plan = parse_plan("#E1 = Boom[x]\n#E2 = Echo[#E1]\n#E3 = Echo[#E2]\n#E4 = Echo[fine]\n"
-                      "#E5 = Echo[got #E4]\nFinal answer: #E5")
+    plan = parse_plan(
+        "#E1 = Boom[x]\n#E2 = Echo[#E1]\n#E3 = Echo[#E2]\n#E4 = Echo[fine]\n"
+        "#E5 = Echo[got #E4]\nFinal answer: #E5"
+    )
     result = execute(plan, {"Boom": boom, "Echo": lambda s: s})
     status = {r.id: r.status for r in result.steps}
     assert status == {"#E1": "failed", "#E2": "skipped", "#E3": "skipped", "#E4": "ok", "#E5": "ok"}
@@ -73,8 +75,10 @@ def test_answer_depending_on_a_failure_is_not_produced():
     def crash(x: str) -> str:
         raise RuntimeError("bug")
 
-    result = execute(parse_plan("#E1 = Crash[x]\n#E2 = Echo[#E1]\nFinal answer: #E2"),
-                     {"Crash": crash, "Echo": str})
+    result = execute(
+        parse_plan("#E1 = Crash[x]\n#E2 = Echo[#E1]\nFinal answer: #E2"),
+        {"Crash": crash, "Echo": str},
+    )
     assert not result.ok and result.answer is None
     assert result.step("#E1").error == "RuntimeError: bug"
     assert "#E2" in result.error and "skipped" in result.error
@@ -122,15 +126,20 @@ def test_substitution_is_single_pass_and_prefix_safe():
 def test_evidence_is_capped_with_a_visible_marker_before_pasting():
     seen = []
     plan = parse_plan("#E1 = Big[x]\n#E2 = Look[#E1]\nFinal answer: #E1")
-    result = execute(plan, {"Big": lambda s: "a" * 100, "Look": lambda s: seen.append(s) or "k"},
-                     max_evidence_chars=30)
+    result = execute(
+        plan,
+        {"Big": lambda s: "a" * 100, "Look": lambda s: seen.append(s) or "k"},
+        max_evidence_chars=30,
+    )
     assert seen == ["a" * 30 + "\n[... truncated 70 characters ...]"]
     assert result.evidence["#E1"] == "a" * 100 and result.answer == "a" * 100
     assert cap_evidence("short", 30) == "short"
 
 
 def test_answer_text_with_several_references():
-    plan = parse_plan(":evidence0: = A[x]\n:evidence1: = A[y]\nAnswer: [:evidence0: and :evidence1:]")
+    plan = parse_plan(
+        ":evidence0: = A[x]\n:evidence1: = A[y]\nAnswer: [:evidence0: and :evidence1:]"
+    )
     result = execute(plan, {"A": lambda s: s.upper()})
     assert result.answer == "X and Y"
 
@@ -138,11 +147,18 @@ def test_answer_text_with_several_references():
 def test_events_start_and_finish_for_each_step_and_sources():
     events = []
     plan = parse_plan("#E1 = Links[q]\n#E2 = Read[#E1]\n#E3 = Other[z]\nFinal answer: #E2")
-    result = execute(plan, {"Links": lambda s: "https://a.example/x\nhttps://b.example/y.",
-                            "Read": lambda s: "text", "Other": lambda s: "see https://c.example"},
-                     on_event=lambda e: events.append((e.kind, e.step.id)))
-    assert sorted(events) == sorted([("start", f"#E{i}") for i in (1, 2, 3)] +
-                                    [("finish", f"#E{i}") for i in (1, 2, 3)])
+    result = execute(
+        plan,
+        {
+            "Links": lambda s: "https://a.example/x\nhttps://b.example/y.",
+            "Read": lambda s: "text",
+            "Other": lambda s: "see https://c.example",
+        },
+        on_event=lambda e: events.append((e.kind, e.step.id)),
+    )
+    assert sorted(events) == sorted(
+        [("start", f"#E{i}") for i in (1, 2, 3)] + [("finish", f"#E{i}") for i in (1, 2, 3)]
+    )
     assert events.index(("finish", "#E1")) < events.index(("start", "#E2"))
     assert result.sources == ["https://a.example/x", "https://b.example/y"]
 
@@ -155,9 +171,11 @@ def test_works_with_a_tool_registry():
 
 
 def _slow_plan_model(delay: float) -> ScriptedModel:
-    plan = ("Plan: search\n:evidence0: = Search[first]\n"
-            "Plan: think about it at length before the next step\n"
-            ":evidence1: = Search[second :evidence0:]\nAnswer: :evidence1:\nThat is all.")
+    plan = (
+        "Plan: search\n:evidence0: = Search[first]\n"
+        "Plan: think about it at length before the next step\n"
+        ":evidence1: = Search[second :evidence0:]\nAnswer: :evidence1:\nThat is all."
+    )
     return ScriptedModel([plan], chunk_size=4, delay=delay)
 
 
@@ -183,8 +201,9 @@ def test_first_tool_call_starts_before_the_model_has_finished_the_plan():
 
 def test_stream_stops_reading_after_the_answer_and_reports_plan_errors():
     with pytest.raises(PlanError) as info:
-        execute_stream(iter(["#E1 = Search[x]\n", "#E2 = Nope[#E1]\n", "Final answer: #E2"]),
-                       {"Search": str})
+        execute_stream(
+            iter(["#E1 = Search[x]\n", "#E2 = Nope[#E1]\n", "Final answer: #E2"]), {"Search": str}
+        )
     assert [p.kind for p in info.value.problems] == ["unknown_tool"]
 
 
@@ -201,17 +220,22 @@ def test_ask_plans_with_the_model_and_runs_the_tools():
 def test_hand_built_plan_with_a_dangling_reference_does_not_hang():
     from agent.planner import Plan, Step
 
-    plan = Plan(steps=[Step("#E1", "Echo", "x", []), Step("#E2", "Echo", "#E9", ["#E9"])],
-                answer="#E1", answer_refs=["#E1"])
+    plan = Plan(
+        steps=[Step("#E1", "Echo", "x", []), Step("#E2", "Echo", "#E9", ["#E9"])],
+        answer="#E1",
+        answer_refs=["#E1"],
+    )
     result = execute(plan, {"Echo": str})
     assert result.answer == "x"
     assert result.step("#E2").status == "skipped" and "#E9" in result.step("#E2").error
 
 
 def test_ask_holds_tools_that_share_the_model_until_the_plan_is_written():
-    plan = ("Plan: a\n:evidence0: = Search[x]\nPlan: b\n:evidence1: = Know[given :evidence0:]\n"
-            "Plan: padding so that the model is still writing for a while after the steps\n"
-            "Answer: :evidence1:\n")
+    plan = (
+        "Plan: a\n:evidence0: = Search[x]\nPlan: b\n:evidence1: = Know[given :evidence0:]\n"
+        "Plan: padding so that the model is still writing for a while after the steps\n"
+        "Answer: :evidence1:\n"
+    )
     model = ScriptedModel([plan], chunk_size=4, delay=0.01)
     times: dict[str, float] = {}
     finished: list[float] = []
@@ -255,5 +279,8 @@ def test_a_failing_event_handler_is_reported_not_a_hang():
         raise ValueError("printer broke")
 
     with pytest.raises(AgentError, match="on_event handler raised ValueError: printer broke"):
-        execute(parse_plan("#E1 = Echo[x]\n#E2 = Echo[#E1]\nFinal answer: #E2"), {"Echo": str},
-                on_event=handler)
+        execute(
+            parse_plan("#E1 = Echo[x]\n#E2 = Echo[#E1]\nFinal answer: #E2"),
+            {"Echo": str},
+            on_event=handler,
+        )

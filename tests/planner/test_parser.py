@@ -8,9 +8,8 @@ from hypothesis import strategies as st
 
 from agent.errors import PlanError
 from agent.planner import Plan, parse_plan
-from agent.tools.registry import ToolRegistry
 from agent.planner.card import CARD_PLAN, CARD_TOOLS
-
+from agent.tools.registry import ToolRegistry
 
 
 def problems(text: str, tools=None) -> list[tuple[str, int]]:
@@ -21,13 +20,17 @@ def problems(text: str, tools=None) -> list[tuple[str, int]]:
 
 # -- the model card's plan ----------------------------------------------------------------------
 
+
 def test_card_plan_steps_fields():
     plan = parse_plan(CARD_PLAN, CARD_TOOLS)
     assert plan.ids == [f":evidence{i}:" for i in range(6)]
     s1 = plan.steps[1]
     assert (s1.tool, s1.input, s1.refs, s1.line) == (
-        "KnowledgeModel", "Who won the Nobel Prize in Literature in 2020, given :evidence0:?",
-        [":evidence0:"], 4)
+        "KnowledgeModel",
+        "Who won the Nobel Prize in Literature in 2020, given :evidence0:?",
+        [":evidence0:"],
+        4,
+    )
     assert s1.plan.startswith("Utilize the KnowledgeModel")
     assert plan.steps[5].refs == [":evidence1:", ":evidence4:"]
     assert plan.answer == ":evidence5:" and plan.answer_refs == [":evidence5:"]
@@ -38,29 +41,40 @@ def test_card_plan_graph():
     plan = parse_plan(CARD_PLAN)
     assert plan.dependencies(":evidence5:") == [":evidence1:", ":evidence4:"]
     assert plan.dependencies(":evidence0:") == []
-    assert [[s.id for s in layer] for layer in plan.layers()] == [[f":evidence{i}:"] for i in range(6)]
+    assert [[s.id for s in layer] for layer in plan.layers()] == [
+        [f":evidence{i}:"] for i in range(6)
+    ]
     assert plan.ancestors(":evidence3:") == [":evidence0:", ":evidence1:", ":evidence2:"]
 
 
 def test_layers_group_independent_steps():
-    plan = parse_plan("#E1 = A[x]\n#E2 = B[y]\n#E3 = C[#E1 #E2]\n#E4 = A[z]\n#E5 = B[#E3]\n"
-                      "Final answer: #E5")
+    plan = parse_plan(
+        "#E1 = A[x]\n#E2 = B[y]\n#E3 = C[#E1 #E2]\n#E4 = A[z]\n#E5 = B[#E3]\nFinal answer: #E5"
+    )
     assert [[s.id for s in layer] for layer in plan.layers()] == [
-        ["#E1", "#E2", "#E4"], ["#E3"], ["#E5"]]
+        ["#E1", "#E2", "#E4"],
+        ["#E3"],
+        ["#E5"],
+    ]
 
 
 # -- accepted variants ---------------------------------------------------------------------------
 
+
 def test_rewoo_dialect_with_final_answer():
-    plan = parse_plan("Plan: Search.\n#E1 = Wikipedia[Colorado orogeny]\n"
-                      "Plan: Ask.\n#E2 = LLM[What area? Given context: #E1]\nFinal answer: #E2")
+    plan = parse_plan(
+        "Plan: Search.\n#E1 = Wikipedia[Colorado orogeny]\n"
+        "Plan: Ask.\n#E2 = LLM[What area? Given context: #E1]\nFinal answer: #E2"
+    )
     assert plan.ids == ["#E1", "#E2"] and plan.steps[1].refs == ["#E1"]
     assert plan.answer == "#E2"
 
 
 def test_crlf_blank_lines_and_prose_around():
-    text = ("Sure! Here is my plan.\r\n\r\nPlan: look it up\r\n\r\n:evidence0: = DuckDuckGo[x]\r\n"
-            "\r\nAnswer: :evidence0:\r\nI hope this helps. :evidence9: = Foo[[")
+    text = (
+        "Sure! Here is my plan.\r\n\r\nPlan: look it up\r\n\r\n:evidence0: = DuckDuckGo[x]\r\n"
+        "\r\nAnswer: :evidence0:\r\nI hope this helps. :evidence9: = Foo[["
+    )
     plan = parse_plan(text, CARD_TOOLS)
     assert plan.steps[0].line == 5 and plan.steps[0].input == "x"
     assert plan.steps[0].plan == "look it up"
@@ -68,8 +82,10 @@ def test_crlf_blank_lines_and_prose_around():
 
 
 def test_markdown_bold_around_keywords():
-    text = ("**Plan:** find it\n**:evidence0:** = DuckDuckGo[q]\n**Plan**: read it\n"
-            "__:evidence1:__ = KnowledgeModel[what, given :evidence0:?]\n**Answer:** :evidence1:")
+    text = (
+        "**Plan:** find it\n**:evidence0:** = DuckDuckGo[q]\n**Plan**: read it\n"
+        "__:evidence1:__ = KnowledgeModel[what, given :evidence0:?]\n**Answer:** :evidence1:"
+    )
     plan = parse_plan(text, CARD_TOOLS)
     assert plan.ids == [":evidence0:", ":evidence1:"]
     assert plan.steps[1].plan == "read it"
@@ -102,8 +118,10 @@ def test_gaps_in_numbering():
 
 
 def test_nested_brackets_kept_and_input_spanning_lines():
-    text = ("#E1 = Calc[[1, 2] + [3]]\n#E2 = LLM[Summarize\n  the list [a, b]\nusing #E1]\n"
-            "Plan: done\nFinal answer: #E2")
+    text = (
+        "#E1 = Calc[[1, 2] + [3]]\n#E2 = LLM[Summarize\n  the list [a, b]\nusing #E1]\n"
+        "Plan: done\nFinal answer: #E2"
+    )
     plan = parse_plan(text)
     assert plan.steps[0].input == "[1, 2] + [3]"
     assert plan.steps[1].input == "Summarize\n  the list [a, b]\nusing #E1"
@@ -116,8 +134,9 @@ def test_refs_first_appearance_each_once():
 
 
 def test_answer_outer_brackets_removed_and_multiple_refs():
-    plan = parse_plan(":evidence0: = A[x]\n:evidence1: = B[y]\n"
-                      "Answer: [:evidence0: and :evidence1:]")
+    plan = parse_plan(
+        ":evidence0: = A[x]\n:evidence1: = B[y]\nAnswer: [:evidence0: and :evidence1:]"
+    )
     assert plan.answer == ":evidence0: and :evidence1:"
     assert plan.answer_refs == [":evidence0:", ":evidence1:"]
 
@@ -128,9 +147,11 @@ def test_answer_on_the_next_line():
 
 
 def test_card_template_wrapper_brackets_and_reference_without_closing_colon():
-    plan = parse_plan(":evidence0: = [DuckDuckGo[q]]\n"
-                      ":evidence1: = KnowledgeModel[Given context :evidence0, who?]\n"
-                      "Answer: [:evidence1:]")
+    plan = parse_plan(
+        ":evidence0: = [DuckDuckGo[q]]\n"
+        ":evidence1: = KnowledgeModel[Given context :evidence0, who?]\n"
+        "Answer: [:evidence1:]"
+    )
     assert (plan.steps[0].tool, plan.steps[0].input) == ("DuckDuckGo", "q")
     assert plan.steps[1].refs == [":evidence0:"]
 
@@ -167,6 +188,7 @@ def test_plan_of_the_tools_issue_accepts_any_tool_without_registry():
 
 # -- problems -------------------------------------------------------------------------------------
 
+
 def test_unknown_tool_with_suggestion():
     with pytest.raises(PlanError) as info:
         parse_plan(":evidence0: = DuckDuckGoo[x]\nAnswer: :evidence0:", CARD_TOOLS)
@@ -177,7 +199,8 @@ def test_unknown_tool_with_suggestion():
 
 def test_undefined_reference():
     assert problems(":evidence0: = A[:evidence3:]\nAnswer: :evidence0:") == [
-        ("undefined_reference", 1)]
+        ("undefined_reference", 1)
+    ]
 
 
 def test_undefined_reference_in_answer_and_dialect_hint():
@@ -214,12 +237,15 @@ def test_empty_plan():
     assert kinds == {"empty_plan", "missing_answer"}
 
 
-@pytest.mark.parametrize("line", [
-    ":evidence0: = DuckDuckGo query",          # no brackets
-    ":evidence0: = ",                          # nothing after '='
-    ":evidence0: = DuckDuckGo[a] then B[c]",   # two calls on one line
-    ":evidence0: = DuckDuckGo[a]] extra",      # unbalanced closing
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        ":evidence0: = DuckDuckGo query",  # no brackets
+        ":evidence0: = ",  # nothing after '='
+        ":evidence0: = DuckDuckGo[a] then B[c]",  # two calls on one line
+        ":evidence0: = DuckDuckGo[a]] extra",  # unbalanced closing
+    ],
+)
 def test_syntax_problems(line):
     got = problems(f"Plan: x\n{line}\nAnswer: :evidence0:")
     assert ("syntax", 2) in got
@@ -235,22 +261,52 @@ def test_tool_call_without_id_in_the_plan_body():
 
 
 def test_every_problem_reported_at_once_sorted_by_line():
-    text = ("Plan: a\n:evidence0: = Nope[:evidence4:]\n:evidence1: = DuckDuckGo[:evidence2:]\n"
-            ":evidence2: = DuckDuckGo[x]\n:evidence2: = DuckDuckGo[y]\n:evidence3: = \n")
+    text = (
+        "Plan: a\n:evidence0: = Nope[:evidence4:]\n:evidence1: = DuckDuckGo[:evidence2:]\n"
+        ":evidence2: = DuckDuckGo[x]\n:evidence2: = DuckDuckGo[y]\n:evidence3: = \n"
+    )
     with pytest.raises(PlanError) as info:
         parse_plan(text, CARD_TOOLS)
     got = [(p.kind, p.line) for p in info.value.problems]
-    assert got == [("unknown_tool", 2), ("undefined_reference", 2), ("forward_reference", 3),
-                   ("duplicate_id", 5), ("syntax", 6), ("missing_answer", 6)]
+    assert got == [
+        ("unknown_tool", 2),
+        ("undefined_reference", 2),
+        ("forward_reference", 3),
+        ("duplicate_id", 5),
+        ("syntax", 6),
+        ("missing_answer", 6),
+    ]
     assert "line 2: unknown_tool" in str(info.value)
 
 
 # -- fuzzing -------------------------------------------------------------------------------------
 
-_pieces = st.sampled_from([
-    "Plan:", "**Plan:**", ":evidence", "#E", "0", "1", "10", ":", "=", " ", "\n", "\r\n", "[", "]",
-    "DuckDuckGo", "KnowledgeModel", "Answer:", "Final answer:", "given", "*", "_", "x",
-])
+_pieces = st.sampled_from(
+    [
+        "Plan:",
+        "**Plan:**",
+        ":evidence",
+        "#E",
+        "0",
+        "1",
+        "10",
+        ":",
+        "=",
+        " ",
+        "\n",
+        "\r\n",
+        "[",
+        "]",
+        "DuckDuckGo",
+        "KnowledgeModel",
+        "Answer:",
+        "Final answer:",
+        "given",
+        "*",
+        "_",
+        "x",
+    ]
+)
 _plan_like = st.lists(_pieces, max_size=80).map("".join)
 
 
@@ -260,9 +316,19 @@ def test_fuzz_only_plan_or_plan_error(text):
     try:
         plan = parse_plan(text, CARD_TOOLS)
     except PlanError as exc:
-        assert exc.problems and all(p.kind in {
-            "syntax", "unknown_tool", "undefined_reference", "forward_reference",
-            "duplicate_id", "missing_answer", "empty_plan"} for p in exc.problems)
+        assert exc.problems and all(
+            p.kind
+            in {
+                "syntax",
+                "unknown_tool",
+                "undefined_reference",
+                "forward_reference",
+                "duplicate_id",
+                "missing_answer",
+                "empty_plan",
+            }
+            for p in exc.problems
+        )
     else:
         assert isinstance(plan, Plan) and plan.steps
         seen = set()
@@ -272,8 +338,10 @@ def test_fuzz_only_plan_or_plan_error(text):
 
 
 @settings(max_examples=20, deadline=2000)
-@given(st.sampled_from(["[", "#E1", ":evidence", "#E", " ", "=", "1", "a"]),
-       st.integers(min_value=2_000, max_value=20_000))
+@given(
+    st.sampled_from(["[", "#E1", ":evidence", "#E", " ", "=", "1", "a"]),
+    st.integers(min_value=2_000, max_value=20_000),
+)
 def test_fuzz_long_repetitive_inputs_stay_fast(piece, n):
     text = "#E1 = A[" + piece * n + "\n" + ("Plan: " + piece * n) + "\nFinal answer: #E1"
     try:
@@ -283,14 +351,16 @@ def test_fuzz_long_repetitive_inputs_stay_fast(piece, n):
 
 
 def test_numbered_lines():
-    plan = parse_plan("1. Plan: search\n2. #E1 = S[x]\n3) Plan: read\n4) #E2 = R[#E1]\n"
-                      "5. Final answer: #E2")
+    plan = parse_plan(
+        "1. Plan: search\n2. #E1 = S[x]\n3) Plan: read\n4) #E2 = R[#E1]\n5. Final answer: #E2"
+    )
     assert plan.ids == ["#E1", "#E2"] and plan.steps[1].plan == "read"
 
 
 def test_bracketed_evidence_number_of_the_prompt_notation():
-    plan = parse_plan(":evidence[0]: = A[x]\n:evidence1: = B[given :evidence[0]:]\n"
-                      "Answer: :evidence[1]:")
+    plan = parse_plan(
+        ":evidence[0]: = A[x]\n:evidence1: = B[given :evidence[0]:]\nAnswer: :evidence[1]:"
+    )
     assert plan.steps[1].refs == [":evidence[0]:"]
     assert plan.answer_refs == [":evidence1:"]
     assert plan.dependencies(":evidence1:") == [":evidence[0]:"]
@@ -305,7 +375,9 @@ def test_stream_returns_each_step_once_when_its_line_is_complete():
     s1, s2 = stream.feed("\r\n#E2 = B[#E1]\n#E3 = Nope[")
     assert (s1.id, s1.input, s1.line) == ("#E1", "q", 2)
     assert (s2.id, s2.refs, s2.line) == ("#E2", ["#E1"], 3)
-    assert [s.id for s in stream.feed("#E2]\n#E4 = B[#E3]\n")] == []  # unknown tool, dependents held
+    assert [
+        s.id for s in stream.feed("#E2]\n#E4 = B[#E3]\n")
+    ] == []  # unknown tool, dependents held
     assert not stream.done
     stream.feed("Final answer: #E2\nmore prose")
     assert stream.done
@@ -334,8 +406,11 @@ def test_fuzz_streaming_in_any_chunks_agrees_with_parsing_at_once(text, cuts):
     def outcome(fn):
         try:
             plan = fn()
-            return ("plan", [(s.id, s.tool, s.input, s.refs, s.plan, s.line) for s in plan.steps],
-                    plan.answer)
+            return (
+                "plan",
+                [(s.id, s.tool, s.input, s.refs, s.plan, s.line) for s in plan.steps],
+                plan.answer,
+            )
         except PlanError as exc:
             return ("error", [(p.kind, p.line) for p in exc.problems])
 
@@ -343,7 +418,7 @@ def test_fuzz_streaming_in_any_chunks_agrees_with_parsing_at_once(text, cuts):
         stream, pos, i = PlanStream(CARD_TOOLS), 0, 0
         while pos < len(text):
             n = cuts[i % len(cuts)]
-            stream.feed(text[pos:pos + n])
+            stream.feed(text[pos : pos + n])
             pos, i = pos + n, i + 1
         return stream.close()
 

@@ -7,11 +7,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import AgentError, PlanError
+from agent.planner.card import CARD_PLAN
+from agent.planner.card import CARD_TOOLS as TOOLS
 from agent.planner.grammar import plan_grammar
 from agent.planner.parser import parse_plan
 from tests import golden
-from agent.planner.card import CARD_PLAN, CARD_TOOLS as TOOLS
-
 
 
 def test_the_model_cards_plan_is_in_the_language():
@@ -19,15 +19,24 @@ def test_the_model_cards_plan_is_in_the_language():
     assert g.accepts(CARD_PLAN) and g.accepts(" " + CARD_PLAN)
 
 
-@pytest.mark.parametrize("edit,why", [
-    (("DuckDuckGo[Nobel", "Google[Nobel"), "unknown tool"),
-    ((":evidence1: = KnowledgeModel", ":evidence2: = KnowledgeModel"), "ids out of order"),
-    (("Most famous work of :evidence1:", "Most famous work of :evidence4:"), "forward reference"),
-    (("Answer: :evidence5:", "Answer: :evidence6:"), "answer names no step"),
-    (("DuckDuckGo[Nobel Prize in Literature 2020 winner]", "DuckDuckGo[Nobel [Prize]]"), "nested brackets"),
-    (("Answer: :evidence5:", ""), "no answer"),
-    (("winner]\n", "winner]\n\n"), "blank line"),
-])
+@pytest.mark.parametrize(
+    "edit,why",
+    [
+        (("DuckDuckGo[Nobel", "Google[Nobel"), "unknown tool"),
+        ((":evidence1: = KnowledgeModel", ":evidence2: = KnowledgeModel"), "ids out of order"),
+        (
+            ("Most famous work of :evidence1:", "Most famous work of :evidence4:"),
+            "forward reference",
+        ),
+        (("Answer: :evidence5:", "Answer: :evidence6:"), "answer names no step"),
+        (
+            ("DuckDuckGo[Nobel Prize in Literature 2020 winner]", "DuckDuckGo[Nobel [Prize]]"),
+            "nested brackets",
+        ),
+        (("Answer: :evidence5:", ""), "no answer"),
+        (("winner]\n", "winner]\n\n"), "blank line"),
+    ],
+)
 def test_broken_plans_are_not_in_the_language(edit, why):
     old, new = edit
     assert old in CARD_PLAN
@@ -82,8 +91,9 @@ def test_random_model_plans_always_parse_when_constrained(tiny):
     """Golden tiny model (random weights), temperature 1: every constrained plan parses with its tools."""
     g = plan_grammar(TOOLS, **SMALL)
     for seed in range(8):
-        text = tiny.complete("USER: make a plan ASSISTANT:", grammar=g, temperature=1.0, seed=seed,
-                             max_tokens=1000)
+        text = tiny.complete(
+            "USER: make a plan ASSISTANT:", grammar=g, temperature=1.0, seed=seed, max_tokens=1000
+        )
         plan = parse_plan(text, TOOLS)
         assert 1 <= len(plan.steps) <= SMALL["max_steps"]
         assert all(step.tool in TOOLS for step in plan.steps)
@@ -93,7 +103,9 @@ def test_random_model_plans_always_parse_when_constrained(tiny):
 def test_random_model_plans_fail_without_constraints(tiny):
     failures = 0
     for seed in range(4):
-        text = tiny.complete("USER: make a plan ASSISTANT:", temperature=1.0, seed=seed, max_tokens=120)
+        text = tiny.complete(
+            "USER: make a plan ASSISTANT:", temperature=1.0, seed=seed, max_tokens=120
+        )
         try:
             parse_plan(text, TOOLS)
         except PlanError:
@@ -104,7 +116,8 @@ def test_random_model_plans_fail_without_constraints(tiny):
 def test_generate_plan_text_uses_the_grammar(tiny):
     from agent.planner.prompt import generate_plan_text
 
-    text = generate_plan_text(tiny, "Who wrote Hamlet?", TOOLS, temperature=1.0, seed=3, constrained=True,
-                              max_tokens=1500)
+    text = generate_plan_text(
+        tiny, "Who wrote Hamlet?", TOOLS, temperature=1.0, seed=3, constrained=True, max_tokens=1500
+    )
     assert plan_grammar(TOOLS).accepts(text)
     parse_plan(text, TOOLS)

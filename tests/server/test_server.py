@@ -15,16 +15,35 @@ from agent.llm.scripted import ScriptedModel
 from agent.server import ServerThread, create_app
 from tests import golden
 
-WEATHER = {"type": "object", "properties": {
-    "city": {"type": "string", "maxLength": 12},
-    "unit": {"enum": ["celsius", "fahrenheit"]},
-    "days": {"type": "integer", "minimum": 1, "maximum": 7}}, "required": ["city", "unit"],
-    "additionalProperties": False}
-SEARCH = {"type": "object", "properties": {"query": {"type": "string", "maxLength": 12}}, "required": ["query"]}
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
-                                           "parameters": WEATHER}},
-         {"type": "function", "function": {"name": "search", "description": "Search the web.",
-                                           "parameters": SEARCH}}]
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "maxLength": 12},
+        "unit": {"enum": ["celsius", "fahrenheit"]},
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+    },
+    "required": ["city", "unit"],
+    "additionalProperties": False,
+}
+SEARCH = {
+    "type": "object",
+    "properties": {"query": {"type": "string", "maxLength": 12}},
+    "required": ["query"],
+}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city.",
+            "parameters": WEATHER,
+        },
+    },
+    {
+        "type": "function",
+        "function": {"name": "search", "description": "Search the web.", "parameters": SEARCH},
+    },
+]
 SCHEMAS = {"get_weather": WEATHER, "search": SEARCH}
 KEY = "sk-test-123"
 
@@ -62,8 +81,13 @@ def test_models_lists_the_model(client):
 
 
 def test_plain_chat_completion(client):
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Hi"}],
-                                       max_tokens=8, temperature=1.0, seed=1)
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "Hi"}],
+        max_tokens=8,
+        temperature=1.0,
+        seed=1,
+    )
     choice = r.choices[0]
     assert choice.message.role == "assistant" and isinstance(choice.message.content, str)
     assert choice.finish_reason in ("stop", "length")
@@ -72,9 +96,15 @@ def test_plain_chat_completion(client):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_required_tool_calls_are_valid_for_the_schema(client, seed):
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Weather in Oslo?"}],
-                                       tools=TOOLS, tool_choice="required", temperature=1.0, seed=seed,
-                                       max_tokens=400)
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "Weather in Oslo?"}],
+        tools=TOOLS,
+        tool_choice="required",
+        temperature=1.0,
+        seed=seed,
+        max_tokens=400,
+    )
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
     _check_call(choice.message.tool_calls[0])
@@ -83,16 +113,28 @@ def test_required_tool_calls_are_valid_for_the_schema(client, seed):
 def test_named_tool_choice_forces_that_function(client):
     for seed in range(2):
         r = client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "Find cats"}], tools=TOOLS, seed=seed,
-            tool_choice={"type": "function", "function": {"name": "search"}}, temperature=1.0, max_tokens=300)
+            model="tiny",
+            messages=[{"role": "user", "content": "Find cats"}],
+            tools=TOOLS,
+            seed=seed,
+            tool_choice={"type": "function", "function": {"name": "search"}},
+            temperature=1.0,
+            max_tokens=300,
+        )
         name, _ = _check_call(r.choices[0].message.tool_calls[0])
         assert name == "search"
 
 
 def test_auto_tool_choice_gives_a_valid_call_or_text(client):
     for seed in range(4):
-        r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Oslo?"}],
-                                           tools=TOOLS, temperature=1.0, seed=seed, max_tokens=60)
+        r = client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "Oslo?"}],
+            tools=TOOLS,
+            temperature=1.0,
+            seed=seed,
+            max_tokens=60,
+        )
         msg = r.choices[0].message
         if msg.tool_calls:
             _check_call(msg.tool_calls[0])
@@ -101,16 +143,32 @@ def test_auto_tool_choice_gives_a_valid_call_or_text(client):
 
 
 def test_tool_choice_none_is_plain_text(client):
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "Oslo?"}],
-                                       tools=TOOLS, tool_choice="none", temperature=1.0, seed=3, max_tokens=10)
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "Oslo?"}],
+        tools=TOOLS,
+        tool_choice="none",
+        temperature=1.0,
+        seed=3,
+        max_tokens=10,
+    )
     assert r.choices[0].message.tool_calls is None
 
 
 def test_streaming_chat_pieces_add_up(client):
-    kwargs = dict(model="tiny", messages=[{"role": "user", "content": "Tell me"}], max_tokens=12,
-                  temperature=1.0, seed=7)
+    kwargs = dict(
+        model="tiny",
+        messages=[{"role": "user", "content": "Tell me"}],
+        max_tokens=12,
+        temperature=1.0,
+        seed=7,
+    )
     whole = client.chat.completions.create(**kwargs).choices[0].message.content
-    chunks = list(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kwargs))
+    chunks = list(
+        client.chat.completions.create(
+            stream=True, stream_options={"include_usage": True}, **kwargs
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] in ("stop", "length")
@@ -118,9 +176,18 @@ def test_streaming_chat_pieces_add_up(client):
 
 
 def test_streaming_tool_call(client):
-    chunks = list(client.chat.completions.create(
-        model="tiny", messages=[{"role": "user", "content": "Weather?"}], tools=TOOLS, tool_choice="required",
-        temperature=1.0, seed=2, max_tokens=400, stream=True))
+    chunks = list(
+        client.chat.completions.create(
+            model="tiny",
+            messages=[{"role": "user", "content": "Weather?"}],
+            tools=TOOLS,
+            tool_choice="required",
+            temperature=1.0,
+            seed=2,
+            max_tokens=400,
+            stream=True,
+        )
+    )
     calls = [tc for c in chunks if c.choices for tc in (c.choices[0].delta.tool_calls or [])]
     assert len(calls) == 1 and calls[0].index == 0
     _check_call(calls[0])
@@ -128,25 +195,48 @@ def test_streaming_tool_call(client):
 
 
 def test_response_format_json_schema_and_json_object(client):
-    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 0, "maximum": 9},
-                                               "s": {"type": "string", "maxLength": 5}}, "required": ["n", "s"]}
+    schema = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "minimum": 0, "maximum": 9},
+            "s": {"type": "string", "maxLength": 5},
+        },
+        "required": ["n", "s"],
+    }
     for seed in range(2):
         r = client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "JSON please"}], temperature=1.0, seed=seed,
-            max_tokens=200, response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})
+            model="tiny",
+            messages=[{"role": "user", "content": "JSON please"}],
+            temperature=1.0,
+            seed=seed,
+            max_tokens=200,
+            response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+        )
         jsonschema.validate(json.loads(r.choices[0].message.content), schema)
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "JSON"}],
-                                       temperature=1.0, seed=5, max_tokens=400,
-                                       response_format={"type": "json_object"})
+    r = client.chat.completions.create(
+        model="tiny",
+        messages=[{"role": "user", "content": "JSON"}],
+        temperature=1.0,
+        seed=5,
+        max_tokens=400,
+        response_format={"type": "json_object"},
+    )
     if r.choices[0].finish_reason == "stop":
         assert isinstance(json.loads(r.choices[0].message.content), dict)
 
 
 def test_completions_endpoint_and_stream(client):
-    r = client.completions.create(model="tiny", prompt="Once upon a time", max_tokens=6, temperature=0.0)
+    r = client.completions.create(
+        model="tiny", prompt="Once upon a time", max_tokens=6, temperature=0.0
+    )
     assert r.object == "text_completion" and r.usage.completion_tokens <= 6
-    streamed = "".join(c.choices[0].text for c in client.completions.create(
-        model="tiny", prompt="Once upon a time", max_tokens=6, temperature=0.0, stream=True) if c.choices)
+    streamed = "".join(
+        c.choices[0].text
+        for c in client.completions.create(
+            model="tiny", prompt="Once upon a time", max_tokens=6, temperature=0.0, stream=True
+        )
+        if c.choices
+    )
     assert streamed == r.choices[0].text
 
 
@@ -159,24 +249,70 @@ def test_bad_api_key_is_401(server):
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
 
 
-@pytest.mark.parametrize("body,param", [
-    (b"{not json", None),
-    (b"[1, 2]", None),
-    (json.dumps({"messages": []}).encode(), "messages"),
-    (json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(), "messages[0].role"),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}).encode(), "temperature"),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "n": 3}).encode(), "n"),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "tools": TOOLS,
-                 "tool_choice": {"type": "function", "function": {"name": "nope"}}}).encode(), "tool_choice"),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "response_format": {
-        "type": "json_schema", "json_schema": {"schema": {"type": "string", "format": "uri"}}}}).encode(),
-     "response_format"),
-    (json.dumps({"messages": [{"role": "user", "content": "x"}], "tools": [{"type": "function", "function": {
-        "name": "f", "parameters": {"type": "object", "properties": {"a": {"not": {}}}}}}]}).encode(), "tools"),
-])
+@pytest.mark.parametrize(
+    "body,param",
+    [
+        (b"{not json", None),
+        (b"[1, 2]", None),
+        (json.dumps({"messages": []}).encode(), "messages"),
+        (
+            json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(),
+            "messages[0].role",
+        ),
+        (
+            json.dumps(
+                {"messages": [{"role": "user", "content": "x"}], "temperature": "hot"}
+            ).encode(),
+            "temperature",
+        ),
+        (json.dumps({"messages": [{"role": "user", "content": "x"}], "n": 3}).encode(), "n"),
+        (
+            json.dumps(
+                {
+                    "messages": [{"role": "user", "content": "x"}],
+                    "tools": TOOLS,
+                    "tool_choice": {"type": "function", "function": {"name": "nope"}},
+                }
+            ).encode(),
+            "tool_choice",
+        ),
+        (
+            json.dumps(
+                {
+                    "messages": [{"role": "user", "content": "x"}],
+                    "response_format": {
+                        "type": "json_schema",
+                        "json_schema": {"schema": {"type": "string", "format": "uri"}},
+                    },
+                }
+            ).encode(),
+            "response_format",
+        ),
+        (
+            json.dumps(
+                {
+                    "messages": [{"role": "user", "content": "x"}],
+                    "tools": [
+                        {
+                            "type": "function",
+                            "function": {
+                                "name": "f",
+                                "parameters": {"type": "object", "properties": {"a": {"not": {}}}},
+                            },
+                        }
+                    ],
+                }
+            ).encode(),
+            "tools",
+        ),
+    ],
+)
 def test_malformed_requests_are_400_with_an_openai_error(server, body, param):
-    r = httpx.post(server.url + "/v1/chat/completions", content=body,
-                   headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    r = httpx.post(
+        server.url + "/v1/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
     assert r.status_code == 400, r.text
     err = r.json()["error"]
     assert err["type"] == "invalid_request_error" and err["message"]
@@ -185,12 +321,17 @@ def test_malformed_requests_are_400_with_an_openai_error(server, body, param):
 
 def test_over_long_prompt_is_400_and_the_server_keeps_serving(client):
     with pytest.raises(openai.BadRequestError) as exc:
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "word " * 3000}],
-                                       max_tokens=5)
+        client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "word " * 3000}], max_tokens=5
+        )
     assert exc.value.status_code == 400 and exc.value.code == "context_length_exceeded"
     with pytest.raises(openai.BadRequestError):  # fits alone, not with max_tokens
-        client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=5000)
-    r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=3)
+        client.chat.completions.create(
+            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=5000
+        )
+    r = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=3
+    )
     assert r.choices[0].message.content is not None
 
 
@@ -200,8 +341,12 @@ def test_four_concurrent_requests_are_all_answered(client):
 
     def ask(i: int) -> None:
         try:
-            r = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": f"n{i}"}],
-                                               max_tokens=20, temperature=0.0)
+            r = client.chat.completions.create(
+                model="tiny",
+                messages=[{"role": "user", "content": f"n{i}"}],
+                max_tokens=20,
+                temperature=0.0,
+            )
             results[i] = r.choices[0].message.content
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
@@ -213,8 +358,9 @@ def test_four_concurrent_requests_are_all_answered(client):
         t.join(120)
     assert not errors and sorted(results) == [0, 1, 2, 3]
     # serialized on one engine: each answer equals the same request made alone
-    alone = client.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "n2"}],
-                                           max_tokens=20, temperature=0.0)
+    alone = client.chat.completions.create(
+        model="tiny", messages=[{"role": "user", "content": "n2"}], max_tokens=20, temperature=0.0
+    )
     assert results[2] == alone.choices[0].message.content
 
 
@@ -240,7 +386,11 @@ def test_full_queue_is_503_and_unknown_routes_are_404():
             def wait_for(cond) -> None:
                 deadline = time.monotonic() + 60
                 while not cond():
-                    assert time.monotonic() < deadline, (model.prompts, s.app.state.worker.waiting, pending)
+                    assert time.monotonic() < deadline, (
+                        model.prompts,
+                        s.app.state.worker.waiting,
+                        pending,
+                    )
                     time.sleep(0.01)
 
             runners = [threading.Thread(target=post) for _ in range(2)]
@@ -262,14 +412,30 @@ def test_messages_render_in_the_airoboros_template():
     from agent.llm.prompts import Turn, chat_prompt
     from agent.server.requests import render_messages
 
-    system, turns, user = render_messages([
-        {"role": "system", "content": "Be brief."},
-        {"role": "user", "content": "Weather?"},
-        {"role": "assistant", "content": None, "tool_calls": [
-            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
-        {"role": "tool", "tool_call_id": "c1", "content": "12C"},
-        {"role": "user", "content": [{"type": "text", "text": "And tomorrow?"}]}])
-    assert system == "Be brief." and turns[0].user == "Weather?" and '"function": "get_weather"' in turns[0].assistant
+    system, turns, user = render_messages(
+        [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": "c1", "content": "12C"},
+            {"role": "user", "content": [{"type": "text", "text": "And tomorrow?"}]},
+        ]
+    )
+    assert (
+        system == "Be brief."
+        and turns[0].user == "Weather?"
+        and '"function": "get_weather"' in turns[0].assistant
+    )
     assert user == "Result of get_weather: 12C\nAnd tomorrow?"
     assert chat_prompt(user, turns, system).startswith("Be brief. USER: Weather? ASSISTANT: {")
     assert isinstance(turns[0], Turn)
@@ -282,28 +448,58 @@ def test_agent_serve_command_with_a_script(tmp_path):
     import sys
 
     script = tmp_path / "script.json"
-    script.write_text(json.dumps(['{"function": "search", "params": {"query": "cats"}}', " Hello!"]))
+    script.write_text(
+        json.dumps(['{"function": "search", "params": {"query": "cats"}}', " Hello!"])
+    )
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "serve", "--script", str(script), "--port",
-                             str(port), "--api-key", KEY, "--model-name", "demo"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent.cli",
+            "serve",
+            "--script",
+            str(script),
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+            "--model-name",
+            "demo",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0, timeout=30)
+        client = openai.OpenAI(
+            base_url=f"http://127.0.0.1:{port}/v1", api_key=KEY, max_retries=0, timeout=30
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
                 assert [m.id for m in client.models.list().data] == ["demo"]
                 break
             except openai.APIConnectionError:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else ""
+                assert proc.poll() is None and time.monotonic() < deadline, (
+                    proc.stderr.read() if proc.poll() else ""
+                )
                 time.sleep(0.2)
-        r = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "cats?"}],
-                                           tools=TOOLS, tool_choice="required")
+        r = client.chat.completions.create(
+            model="demo",
+            messages=[{"role": "user", "content": "cats?"}],
+            tools=TOOLS,
+            tool_choice="required",
+        )
         assert r.choices[0].message.tool_calls[0].function.name == "search"
-        assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {"query": "cats"}
-        r = client.chat.completions.create(model="demo", messages=[{"role": "user", "content": "hi"}])
+        assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {
+            "query": "cats"
+        }
+        r = client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": "hi"}]
+        )
         assert r.choices[0].message.content == "Hello!"
     finally:
         proc.terminate()
@@ -311,7 +507,9 @@ def test_agent_serve_command_with_a_script(tmp_path):
 
 
 def test_a_client_leaving_mid_stream_frees_the_engine():
-    model = ScriptedModel(["word " * 400, "second answer"], chunk_size=5, delay=0.02)  # ~8 s if not stopped
+    model = ScriptedModel(
+        ["word " * 400, "second answer"], chunk_size=5, delay=0.02
+    )  # ~8 s if not stopped
     with ServerThread(create_app(model)) as s:
         body = {"messages": [{"role": "user", "content": "x"}], "stream": True, "max_tokens": 1000}
         with httpx.Client(base_url=s.url, timeout=30) as http:
@@ -320,7 +518,10 @@ def test_a_client_leaving_mid_stream_frees_the_engine():
                 assert first.startswith("data: ")
             t0 = time.monotonic()  # the stream is closed: the engine stops at its next piece
             r = http.post("/v1/chat/completions", json={**body, "stream": False})
-            assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "second answer"
+            assert (
+                r.status_code == 200
+                and r.json()["choices"][0]["message"]["content"] == "second answer"
+            )
             assert time.monotonic() - t0 < 4
 
 
@@ -329,7 +530,10 @@ def test_an_engine_failure_is_a_500_and_the_server_keeps_serving():
     with ServerThread(create_app(model)) as s:
         client = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0)
         msgs = [{"role": "user", "content": "x"}]
-        assert client.chat.completions.create(model="m", messages=msgs).choices[0].message.content == "only one answer"
+        assert (
+            client.chat.completions.create(model="m", messages=msgs).choices[0].message.content
+            == "only one answer"
+        )
         with pytest.raises(openai.InternalServerError) as exc:
             client.chat.completions.create(model="m", messages=msgs)  # the script is exhausted
         assert exc.value.status_code == 500 and "no output left" in exc.value.message

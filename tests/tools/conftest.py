@@ -5,8 +5,8 @@ from __future__ import annotations
 import http.server
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import pytest
 
@@ -70,7 +70,7 @@ class LoopbackServer:
                 try:
                     if route.drip:
                         for i in range(len(route.body)):
-                            self.wfile.write(route.body[i:i + 1])
+                            self.wfile.write(route.body[i : i + 1])
                             self.wfile.flush()
                             time.sleep(route.drip)
                     else:
@@ -93,8 +93,14 @@ class LoopbackServer:
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"
 
-    def add(self, path: str, body: bytes | str, content_type: str = "text/html; charset=utf-8",
-            status: int = 200, **kw: object) -> None:
+    def add(
+        self,
+        path: str,
+        body: bytes | str,
+        content_type: str = "text/html; charset=utf-8",
+        status: int = 200,
+        **kw: object,
+    ) -> None:
         data = body.encode("utf-8") if isinstance(body, str) else body
         headers = {"Content-Type": content_type} if content_type else {}
         headers.update(kw.pop("headers", {}) or {})  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ import codecs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.tools.charset import decode_body, declared_charset
+from agent.tools.charset import declared_charset, decode_body
 from agent.tools.extract import extract, html_title, soup_text
 
 RESUME = "naïve résumé – café"
@@ -63,8 +63,19 @@ def test_undeclared_legacy_bytes_fall_back_to_detection() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=400), st.sampled_from([None, "", "text/html", "text/plain; charset=utf-8",
-                                                  "text/html; charset=bogus", "charset=\"utf-16\""]))
+@given(
+    st.binary(max_size=400),
+    st.sampled_from(
+        [
+            None,
+            "",
+            "text/html",
+            "text/plain; charset=utf-8",
+            "text/html; charset=bogus",
+            'charset="utf-16"',
+        ]
+    ),
+)
 def test_decode_never_raises(data: bytes, content_type: str | None) -> None:
     text, enc = decode_body(data, content_type)
     assert isinstance(text, str) and codecs.lookup(enc)
@@ -97,14 +108,22 @@ def test_main_text_of_a_real_world_shaped_article() -> None:
     page = extract(ARTICLE, "html", "https://news.test/nobel")
     assert page.title == "Glück & the Nobel Prize"
     assert "The Wild Iris" in page.text and "born in New York City" in page.text
-    for boilerplate in ("SECRET_SCRIPT_TEXT", "color: red", "NAVIGATION_MENU_ITEM",
-                        "FOOTER_TEXT", "SIDEBAR_LINK_TEXT", "Enable JavaScript"):
+    for boilerplate in (
+        "SECRET_SCRIPT_TEXT",
+        "color: red",
+        "NAVIGATION_MENU_ITEM",
+        "FOOTER_TEXT",
+        "SIDEBAR_LINK_TEXT",
+        "Enable JavaScript",
+    ):
         assert boilerplate not in page.text
 
 
 def test_fallback_keeps_short_pages_and_drops_boilerplate() -> None:
-    html = ("<html><body><nav>MENU</nav><script>JS()</script><div>Short <b>note</b></div>"
-            "<p>Second</p><!-- COMMENT --></body></html>")
+    html = (
+        "<html><body><nav>MENU</nav><script>JS()</script><div>Short <b>note</b></div>"
+        "<p>Second</p><!-- COMMENT --></body></html>"
+    )
     assert soup_text(html) == "Short note\nSecond"
     assert extract(html, "html").text == "Short note\nSecond"
 

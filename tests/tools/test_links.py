@@ -9,24 +9,35 @@ from agent.tools.documents import Document, format_documents
 from agent.tools.links import HyperlinkExtractor, clean_url_tail, extract_links
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("See https://a.test/x.", ["https://a.test/x"]),
-    ("(see https://a.test/x), then", ["https://a.test/x"]),
-    ("[the docs](https://a.test/docs) and [more](<https://b.test/>)",
-     ["https://a.test/docs", "https://b.test/"]),
-    ("https://en.wikipedia.org/wiki/Python_(programming_language).",
-     ["https://en.wikipedia.org/wiki/Python_(programming_language)"]),
-    ("\"https://a.test/q?x=1&y=2\"; 'http://b.test:8080/p'!",
-     ["https://a.test/q?x=1&y=2", "http://b.test:8080/p"]),
-    ("**https://a.test/bold**", ["https://a.test/bold"]),
-    ("HTTPS://A.test/Case", ["HTTPS://A.test/Case"]),
-    ("https://a.test/#section https://a.test/", ["https://a.test/"]),
-    ("ftp://a.test/x mailto:me@a.test javascript:alert(1) www.no-scheme.test", []),
-    ("https://a.test/style.css https://a.test/logo.png https://a.test/page",
-     ["https://a.test/page"]),
-    ("https:// broken and https://-bad-.test/ and https://a..test/", []),
-    ("http://[2606:4700::1111]/v6", ["http://[2606:4700::1111]/v6"]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("See https://a.test/x.", ["https://a.test/x"]),
+        ("(see https://a.test/x), then", ["https://a.test/x"]),
+        (
+            "[the docs](https://a.test/docs) and [more](<https://b.test/>)",
+            ["https://a.test/docs", "https://b.test/"],
+        ),
+        (
+            "https://en.wikipedia.org/wiki/Python_(programming_language).",
+            ["https://en.wikipedia.org/wiki/Python_(programming_language)"],
+        ),
+        (
+            "\"https://a.test/q?x=1&y=2\"; 'http://b.test:8080/p'!",
+            ["https://a.test/q?x=1&y=2", "http://b.test:8080/p"],
+        ),
+        ("**https://a.test/bold**", ["https://a.test/bold"]),
+        ("HTTPS://A.test/Case", ["HTTPS://A.test/Case"]),
+        ("https://a.test/#section https://a.test/", ["https://a.test/"]),
+        ("ftp://a.test/x mailto:me@a.test javascript:alert(1) www.no-scheme.test", []),
+        (
+            "https://a.test/style.css https://a.test/logo.png https://a.test/page",
+            ["https://a.test/page"],
+        ),
+        ("https:// broken and https://-bad-.test/ and https://a..test/", []),
+        ("http://[2606:4700::1111]/v6", ["http://[2606:4700::1111]/v6"]),
+    ],
+)
 def test_plain_text_links(text: str, expected: list[str]) -> None:
     assert extract_links(text) == expected
 
@@ -41,26 +52,37 @@ def test_html_hrefs_relative_to_base_in_document_order() -> None:
     <area href="https://map.test/" alt="m">
     </body></html>"""
     assert extract_links(html) == [
-        "https://site.test/dir/page.html", "https://text.test/inline",
-        "https://site.test/root", "https://site.test/dir/unquoted.html",
-        "https://site.test/dir/", "https://map.test/",
+        "https://site.test/dir/page.html",
+        "https://text.test/inline",
+        "https://site.test/root",
+        "https://site.test/dir/unquoted.html",
+        "https://site.test/dir/",
+        "https://map.test/",
     ]
 
 
 def test_relative_hrefs_without_base_are_dropped() -> None:
     assert extract_links('<a href="/local">x</a> <a href="https://abs.test/">y</a>') == [
-        "https://abs.test/"]
+        "https://abs.test/"
+    ]
 
 
 def test_links_from_document_format_and_search_output() -> None:
-    text = format_documents([Document("https://a.test/1", "mentions https://c.test/3."),
-                             Document("https://b.test/2", "", title="B")])
+    text = format_documents(
+        [
+            Document("https://a.test/1", "mentions https://c.test/3."),
+            Document("https://b.test/2", "", title="B"),
+        ]
+    )
     assert extract_links(text) == ["https://a.test/1", "https://c.test/3", "https://b.test/2"]
 
 
 def test_cap_and_tool_output() -> None:
     text = " ".join(f"https://h{i}.test/" for i in range(30))
-    assert HyperlinkExtractor(max_links=3)(text) == "https://h0.test/\nhttps://h1.test/\nhttps://h2.test/"
+    assert (
+        HyperlinkExtractor(max_links=3)(text)
+        == "https://h0.test/\nhttps://h1.test/\nhttps://h2.test/"
+    )
 
 
 def test_no_links_is_a_tool_error() -> None:
@@ -85,8 +107,10 @@ def test_fuzz_every_link_is_clean_http(text: str) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.from_regex(r"https://[a-z]{1,6}\.test/[a-z0-9]{0,6}", fullmatch=True), max_size=8),
-       st.sampled_from([" ", "\n", ", ", " and "]))
+@given(
+    st.lists(st.from_regex(r"https://[a-z]{1,6}\.test/[a-z0-9]{0,6}", fullmatch=True), max_size=8),
+    st.sampled_from([" ", "\n", ", ", " and "]),
+)
 def test_fuzz_known_links_survive_in_order(urls: list[str], sep: str) -> None:
     got = extract_links(sep.join(urls), max_links=100)
     assert got == list(dict.fromkeys(urls))

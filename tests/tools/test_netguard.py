@@ -10,15 +10,50 @@ from agent.errors import ToolError
 from agent.tools.netguard import BlockedURLError, check_url, embedded_ipv4, is_public_address
 
 NON_PUBLIC = [
-    "127.0.0.1", "127.255.0.9", "0.0.0.0", "10.0.0.1", "10.255.255.255", "172.16.0.1",
-    "172.31.255.254", "192.168.1.1", "169.254.169.254", "100.64.0.1", "100.100.100.200",
-    "192.0.0.8", "192.0.2.1", "198.18.0.1", "224.0.0.1", "239.255.255.250", "240.0.0.1",
-    "255.255.255.255", "::1", "::", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254",
-    "64:ff9b::a9fe:a9fe", "64:ff9b::7f00:1", "2002:7f00:1::1", "fd00:ec2::254", "fe80::1",
-    "ff02::1", "2001:db8::1", "::127.0.0.1", "fe80::1%eth0",
+    "127.0.0.1",
+    "127.255.0.9",
+    "0.0.0.0",
+    "10.0.0.1",
+    "10.255.255.255",
+    "172.16.0.1",
+    "172.31.255.254",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "100.100.100.200",
+    "192.0.0.8",
+    "192.0.2.1",
+    "198.18.0.1",
+    "224.0.0.1",
+    "239.255.255.250",
+    "240.0.0.1",
+    "255.255.255.255",
+    "::1",
+    "::",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+    "64:ff9b::a9fe:a9fe",
+    "64:ff9b::7f00:1",
+    "2002:7f00:1::1",
+    "fd00:ec2::254",
+    "fe80::1",
+    "ff02::1",
+    "2001:db8::1",
+    "::127.0.0.1",
+    "fe80::1%eth0",
 ]
-PUBLIC = ["93.184.216.34", "1.1.1.1", "8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111",
-          "2a00:1450:4001:80b::200e", "::ffff:93.184.216.34", "64:ff9b::5db8:d822"]
+PUBLIC = [
+    "93.184.216.34",
+    "1.1.1.1",
+    "8.8.8.8",
+    "172.32.0.1",
+    "100.128.0.1",
+    "2606:4700::1111",
+    "2a00:1450:4001:80b::200e",
+    "::ffff:93.184.216.34",
+    "64:ff9b::5db8:d822",
+]
 
 
 @pytest.mark.parametrize("address", NON_PUBLIC)
@@ -37,19 +72,33 @@ def test_garbage_is_not_public() -> None:
 
 
 def test_embedded_ipv4_forms() -> None:
-    assert embedded_ipv4(ipaddress.ip_address("::ffff:10.1.2.3")) == ipaddress.ip_address("10.1.2.3")
+    assert embedded_ipv4(ipaddress.ip_address("::ffff:10.1.2.3")) == ipaddress.ip_address(
+        "10.1.2.3"
+    )
     assert embedded_ipv4(ipaddress.ip_address("64:ff9b::a9fe:a9fe")) == ipaddress.ip_address(
-        "169.254.169.254")
+        "169.254.169.254"
+    )
     assert embedded_ipv4(ipaddress.ip_address("2606:4700::1111")) is None
     assert embedded_ipv4(ipaddress.ip_address("1.2.3.4")) is None
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1/", "http://10.1.2.3/admin", "http://172.16.5.4/", "http://192.168.0.1:8080/",
-    "http://169.254.169.254/latest/meta-data/", "http://100.100.100.200/latest/meta-data/",
-    "http://[::1]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]:80/",
-    "http://localhost/", "http://api.localhost:8000/", "http://0.0.0.0/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://10.1.2.3/admin",
+        "http://172.16.5.4/",
+        "http://192.168.0.1:8080/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://100.100.100.200/latest/meta-data/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:7f00:1]:80/",
+        "http://localhost/",
+        "http://api.localhost:8000/",
+        "http://0.0.0.0/",
+    ],
+)
 def test_check_url_refuses_local_targets_without_resolving(url: str, fake_dns) -> None:
     with pytest.raises(BlockedURLError):
         check_url(url)
@@ -76,16 +125,19 @@ def test_public_host_passes_with_its_addresses(fake_dns) -> None:
     assert target.host_header == "example.com:8443"
 
 
-@pytest.mark.parametrize("url, reason", [
-    ("file:///etc/passwd", "only http and https"),
-    ("ftp://example.com/x", "only http and https"),
-    ("gopher://127.0.0.1:6379/_FLUSHALL", "only http and https"),
-    ("javascript:alert(1)", "only http and https"),
-    ("/relative/path", "relative"),
-    ("http://user:pass@example.com/", "credentials"),
-    ("http:///nohost", "no host"),
-    ("http://example.com:99999/", "malformed"),
-])
+@pytest.mark.parametrize(
+    "url, reason",
+    [
+        ("file:///etc/passwd", "only http and https"),
+        ("ftp://example.com/x", "only http and https"),
+        ("gopher://127.0.0.1:6379/_FLUSHALL", "only http and https"),
+        ("javascript:alert(1)", "only http and https"),
+        ("/relative/path", "relative"),
+        ("http://user:pass@example.com/", "credentials"),
+        ("http:///nohost", "no host"),
+        ("http://example.com:99999/", "malformed"),
+    ],
+)
 def test_malformed_or_forbidden_urls(url: str, reason: str, fake_dns) -> None:
     with pytest.raises(BlockedURLError, match=reason):
         check_url(url)
@@ -158,8 +210,10 @@ def test_slow_dns_is_bounded_by_the_timeout() -> None:
     assert time.monotonic() - t0 < 0.8
 
 
-@pytest.mark.parametrize("url", ["http://2130706433/", "http://0x7f.1/", "http://127.1/",
-                                 "http://017700000001/", "http://0/"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://2130706433/", "http://0x7f.1/", "http://127.1/", "http://017700000001/", "http://0/"],
+)
 def test_numeric_ipv4_spellings_resolve_to_loopback_and_are_refused(url: str) -> None:
     # The real resolver (no DNS traffic: getaddrinfo parses these numerically, as a browser or
     # requests would) turns them into 127.0.0.1 / 0.0.0.0, which the check then refuses.

@@ -64,14 +64,17 @@ def test_load_tool_spec_imports_module_attribute(monkeypatch: pytest.MonkeyPatch
     assert isinstance(tool, HyperlinkExtractor) and tool("see https://a.test/") == "https://a.test/"
 
 
-@pytest.mark.parametrize("spec, reason", [
-    ("no_colon", "must look like"),
-    (":attr", "must look like"),
-    ("module:", "must look like"),
-    ("agent.tools.no_such_module:X", "cannot import"),
-    ("agent.tools.links:NoSuchThing", "has no attribute"),
-    ("agent.tools.knowledge:KnowledgeModel", "without arguments"),
-])
+@pytest.mark.parametrize(
+    "spec, reason",
+    [
+        ("no_colon", "must look like"),
+        (":attr", "must look like"),
+        ("module:", "must look like"),
+        ("agent.tools.no_such_module:X", "cannot import"),
+        ("agent.tools.links:NoSuchThing", "has no attribute"),
+        ("agent.tools.knowledge:KnowledgeModel", "without arguments"),
+    ],
+)
 def test_load_tool_spec_errors(spec: str, reason: str) -> None:
     with pytest.raises(ToolError, match=reason):
         load_tool_spec(spec)

@@ -36,8 +36,10 @@ def test_article_page_is_extracted_under_its_url(dns) -> None:
 
 
 def test_charset_from_meta_when_header_has_none(dns) -> None:
-    html = ('<html><head><meta charset="windows-1252"><title>Caf\xe9</title></head>'
-            '<body><p>Le caf\xe9 na\xefve r\xe9sum\xe9 \u201cquoted\u201d.</p></body></html>')
+    html = (
+        '<html><head><meta charset="windows-1252"><title>Caf\xe9</title></head>'
+        "<body><p>Le caf\xe9 na\xefve r\xe9sum\xe9 \u201cquoted\u201d.</p></body></html>"
+    )
     with responses.RequestsMock() as rsps:
         rsps.get("https://a.test/", body=html.encode("cp1252"), content_type="text/html")
         [doc] = parse_documents(TextScraper()("https://a.test/"))
@@ -63,8 +65,12 @@ def test_byte_cap_stops_the_download(dns) -> None:
 def test_byte_cap_counts_decompressed_bytes(dns) -> None:
     bomb = gzip.compress(b"a" * 5_000_000)
     with responses.RequestsMock() as rsps:
-        rsps.get("https://a.test/bomb", body=bomb, content_type="text/plain",
-                 headers={"Content-Encoding": "gzip"})
+        rsps.get(
+            "https://a.test/bomb",
+            body=bomb,
+            content_type="text/plain",
+            headers={"Content-Encoding": "gzip"},
+        )
         page = SafeFetcher(FetchConfig(max_bytes=50_000)).fetch("https://a.test/bomb")
     assert page.truncated and page.text == "a" * 50_000
 
@@ -85,7 +91,8 @@ def test_total_budget_shared_between_pages(dns) -> None:
         rsps.get("https://b.test/", body=("long " * 2000), content_type="text/plain")
         rsps.get("https://c.test/", body=("other " * 2000), content_type="text/plain")
         out = TextScraper(max_chars=50_000, max_total_chars=3010)(
-            "https://a.test/\nhttps://b.test/\nhttps://c.test/")
+            "https://a.test/\nhttps://b.test/\nhttps://c.test/"
+        )
     a, b, c = parse_documents(out)
     assert a.text == "short page" and a.note is None
     assert len(a.text) + len(b.text) + len(c.text) <= 3010
@@ -93,13 +100,16 @@ def test_total_budget_shared_between_pages(dns) -> None:
     assert "to fit the total of" in (b.note or "")
 
 
-@pytest.mark.parametrize("content_type, body", [
-    ("image/png", PNG),
-    ("application/pdf", b"%PDF-1.7\n..."),
-    ("application/octet-stream", b"\x00\x01\x02"),
-    ("", PNG),                       # no type given: sniffed as binary
-    ("text/html", b"<html>\x00\x00binary lie</html>"),
-])
+@pytest.mark.parametrize(
+    "content_type, body",
+    [
+        ("image/png", PNG),
+        ("application/pdf", b"%PDF-1.7\n..."),
+        ("application/octet-stream", b"\x00\x01\x02"),
+        ("", PNG),  # no type given: sniffed as binary
+        ("text/html", b"<html>\x00\x00binary lie</html>"),
+    ],
+)
 def test_binary_content_is_skipped_with_a_note(dns, content_type: str, body: bytes) -> None:
     with responses.RequestsMock() as rsps:
         rsps.get("https://a.test/file", body=body, content_type=content_type or None)
@@ -113,7 +123,9 @@ def test_partial_failure_keeps_the_good_pages(dns) -> None:
         rsps.get("https://b.test/", status=404, body="nope", content_type="text/plain")
         rsps.get("https://c.test/logo.png", body=PNG, content_type="image/png")
         rsps.get("https://d.test/", body=requests.exceptions.ConnectionError("connection reset"))
-        out = TextScraper()("https://a.test/\nhttps://b.test/\nhttps://c.test/logo.png\nhttps://d.test/")
+        out = TextScraper()(
+            "https://a.test/\nhttps://b.test/\nhttps://c.test/logo.png\nhttps://d.test/"
+        )
     a, b, c, d = parse_documents(out)
     assert a.ok and a.text == "good page"
     assert b.error == "HTTP 404 Not Found"
@@ -145,13 +157,17 @@ def test_input_without_urls_is_a_clear_error() -> None:
 
 
 def test_parse_url_list_edge_cases() -> None:
-    text = ("1. <https://a.test/x>, and [b](https://b.test/y).\n"
-            "- https://en.wikipedia.org/wiki/Python_(programming_language)\n"
-            "file:///etc/passwd ftp://f.test/z https://a.test/x#top")
+    text = (
+        "1. <https://a.test/x>, and [b](https://b.test/y).\n"
+        "- https://en.wikipedia.org/wiki/Python_(programming_language)\n"
+        "file:///etc/passwd ftp://f.test/z https://a.test/x#top"
+    )
     assert parse_url_list(text) == [
-        "https://a.test/x", "https://b.test/y",
+        "https://a.test/x",
+        "https://b.test/y",
         "https://en.wikipedia.org/wiki/Python_(programming_language)",
-        "file:///etc/passwd", "ftp://f.test/z",
+        "file:///etc/passwd",
+        "ftp://f.test/z",
     ]
 
 

@@ -18,10 +18,16 @@ from agent.tools.search import (
 from agent.tools.throttle import RateLimiter, ResultCache
 
 RESULTS = [
-    SearchResult("Louise Glück - Wikipedia", "https://en.wikipedia.org/wiki/Louise_Gl%C3%BCck",
-                 "Louise Elisabeth Glück was an American poet. She won the 2020 Nobel Prize."),
-    SearchResult("The Nobel Prize in Literature 2020", "https://www.nobelprize.org/prizes/literature/2020/",
-                 "The Nobel Prize in Literature 2020 was awarded to Louise Glück."),
+    SearchResult(
+        "Louise Glück - Wikipedia",
+        "https://en.wikipedia.org/wiki/Louise_Gl%C3%BCck",
+        "Louise Elisabeth Glück was an American poet. She won the 2020 Nobel Prize.",
+    ),
+    SearchResult(
+        "The Nobel Prize in Literature 2020",
+        "https://www.nobelprize.org/prizes/literature/2020/",
+        "The Nobel Prize in Literature 2020 was awarded to Louise Glück.",
+    ),
 ]
 
 
@@ -76,7 +82,9 @@ def test_output_is_one_block_per_result_with_title_url_snippet() -> None:
         "### End of sources"
     )
     docs = parse_documents(out)
-    assert [(d.title, d.url, d.text) for d in docs] == [(r.title, r.url, r.snippet) for r in RESULTS]
+    assert [(d.title, d.url, d.text) for d in docs] == [
+        (r.title, r.url, r.snippet) for r in RESULTS
+    ]
 
 
 def test_query_whitespace_normalised_and_result_count_passed() -> None:
@@ -118,7 +126,7 @@ def test_rate_limiter_real_threads_keep_the_interval() -> None:
     for t in threads:
         t.join()
     stamps.sort()
-    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
     assert min(gaps) >= 0.045
 
 
@@ -134,7 +142,9 @@ def test_empty_answers_are_retried_with_backoff() -> None:
 def test_backoff_is_capped() -> None:
     clock = FakeClock()
     backend = FakeBackend([[], [], [], [], RESULTS])
-    make_tool(backend, clock, retries=4, backoff=10.0, max_backoff=25.0, min_interval=0.0).search("q")
+    make_tool(backend, clock, retries=4, backoff=10.0, max_backoff=25.0, min_interval=0.0).search(
+        "q"
+    )
     assert clock.sleeps == [10.0, 20.0, 25.0, 25.0]
 
 
@@ -229,6 +239,7 @@ def test_format_results_of_nothing_is_empty() -> None:
 
 # --- the ddgs adapter, mocked at the DDGS seam (ddgs uses its own HTTP client) ---------------
 
+
 class FakeDDGS:
     calls: list[dict[str, Any]] = []
     behaviour: Any = None
@@ -253,14 +264,27 @@ def fake_ddgs(monkeypatch: pytest.MonkeyPatch) -> type[FakeDDGS]:
 
 
 def test_ddgs_backend_maps_rows_and_options(fake_ddgs) -> None:
-    fake_ddgs.behaviour = [{"title": "T", "href": "https://t.test/", "body": "B"},
-                           {"title": None, "href": "https://u.test/", "body": None}]
+    fake_ddgs.behaviour = [
+        {"title": "T", "href": "https://t.test/", "body": "B"},
+        {"title": None, "href": "https://u.test/", "body": None},
+    ]
     backend = DDGSBackend("duckduckgo", region="de-de", safesearch="off", timeout=7)
-    assert backend.search("q", 3) == [SearchResult("T", "https://t.test/", "B"),
-                                      SearchResult("", "https://u.test/", "")]
-    assert fake_ddgs.calls == [{"query": "q", "region": "de-de", "safesearch": "off",
-                                "timelimit": None, "max_results": 3, "backend": "duckduckgo",
-                                "proxy": None, "timeout": 7}]
+    assert backend.search("q", 3) == [
+        SearchResult("T", "https://t.test/", "B"),
+        SearchResult("", "https://u.test/", ""),
+    ]
+    assert fake_ddgs.calls == [
+        {
+            "query": "q",
+            "region": "de-de",
+            "safesearch": "off",
+            "timelimit": None,
+            "max_results": 3,
+            "backend": "duckduckgo",
+            "proxy": None,
+            "timeout": 7,
+        }
+    ]
 
 
 def test_ddgs_no_results_means_empty_and_timeouts_are_retryable(fake_ddgs) -> None:
@@ -281,7 +305,10 @@ def test_ddgs_no_results_means_empty_and_timeouts_are_retryable(fake_ddgs) -> No
 def test_ddgs_block_then_success_through_the_tool(fake_ddgs, monkeypatch) -> None:
     from ddgs.exceptions import DDGSException
 
-    seq = [DDGSException("No results found."), [{"title": "T", "href": "https://t.test/", "body": "B"}]]
+    seq = [
+        DDGSException("No results found."),
+        [{"title": "T", "href": "https://t.test/", "body": "B"}],
+    ]
 
     def text(self: FakeDDGS, query: str, **kwargs: Any) -> list[dict[str, str]]:
         FakeDDGS.calls.append({"query": query})

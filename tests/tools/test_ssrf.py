@@ -25,7 +25,7 @@ REFUSED = [
     "http://[::1]/",
     "http://[::ffff:127.0.0.1]/",
     "http://localhost/",
-    "http://internal.example.com/",   # resolves to a private address (fake DNS below)
+    "http://internal.example.com/",  # resolves to a private address (fake DNS below)
 ]
 
 
@@ -54,9 +54,14 @@ def test_file_url_is_refused(dns) -> None:
 
 def test_redirect_from_public_to_private_is_refused(dns) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.get("https://public.example.com/go", status=302,
-                 headers={"Location": "http://169.254.169.254/latest/meta-data/"})
-        rsps.get("http://169.254.169.254/latest/meta-data/", body="ami-id", content_type="text/plain")
+        rsps.get(
+            "https://public.example.com/go",
+            status=302,
+            headers={"Location": "http://169.254.169.254/latest/meta-data/"},
+        )
+        rsps.get(
+            "http://169.254.169.254/latest/meta-data/", body="ami-id", content_type="text/plain"
+        )
         with pytest.raises(ToolError, match="169.254.169.254"):
             TextScraper()("https://public.example.com/go")
         assert [c.request.url for c in rsps.calls] == ["https://public.example.com/go"]
@@ -64,8 +69,11 @@ def test_redirect_from_public_to_private_is_refused(dns) -> None:
 
 def test_relative_redirect_to_a_private_name_is_refused(dns) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.get("https://public.example.com/a", status=301,
-                 headers={"Location": "//internal.example.com/x"})
+        rsps.get(
+            "https://public.example.com/a",
+            status=301,
+            headers={"Location": "//internal.example.com/x"},
+        )
         with pytest.raises(BlockedURLError):
             SafeFetcher().fetch("https://public.example.com/a")
         assert len(rsps.calls) == 1
@@ -73,7 +81,9 @@ def test_relative_redirect_to_a_private_name_is_refused(dns) -> None:
 
 def test_redirect_to_file_scheme_is_refused(dns) -> None:
     with responses.RequestsMock() as rsps:
-        rsps.get("https://public.example.com/a", status=307, headers={"Location": "file:///etc/passwd"})
+        rsps.get(
+            "https://public.example.com/a", status=307, headers={"Location": "file:///etc/passwd"}
+        )
         with pytest.raises(BlockedURLError, match="only http and https"):
             SafeFetcher().fetch("https://public.example.com/a")
 
@@ -81,8 +91,9 @@ def test_redirect_to_file_scheme_is_refused(dns) -> None:
 def test_more_than_five_redirects_are_refused(dns) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         for i in range(7):
-            rsps.get(f"https://public.example.com/r{i}", status=302,
-                     headers={"Location": f"/r{i + 1}"})
+            rsps.get(
+                f"https://public.example.com/r{i}", status=302, headers={"Location": f"/r{i + 1}"}
+            )
         with pytest.raises(ToolError, match="more than 5 redirects"):
             SafeFetcher().fetch("https://public.example.com/r0")
         assert len(rsps.calls) == 6
@@ -91,7 +102,9 @@ def test_more_than_five_redirects_are_refused(dns) -> None:
 def test_redirects_within_the_limit_are_followed_and_each_hop_resolved(dns) -> None:
     with responses.RequestsMock() as rsps:
         rsps.get("https://public.example.com/old", status=301, headers={"Location": "/new"})
-        rsps.get("https://public.example.com/new", body="<p>moved here</p>", content_type="text/html")
+        rsps.get(
+            "https://public.example.com/new", body="<p>moved here</p>", content_type="text/html"
+        )
         page = SafeFetcher().fetch("https://public.example.com/old")
     assert page.final_url == "https://public.example.com/new"
     assert page.redirects == ["https://public.example.com/new"]
@@ -100,7 +113,9 @@ def test_redirects_within_the_limit_are_followed_and_each_hop_resolved(dns) -> N
 
 def test_one_refused_url_does_not_stop_the_others(dns) -> None:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.get("https://public.example.com/ok", body="<p>public text</p>", content_type="text/html")
+        rsps.get(
+            "https://public.example.com/ok", body="<p>public text</p>", content_type="text/html"
+        )
         out = TextScraper()("http://10.0.0.1/\nhttps://public.example.com/ok")
         assert [c.request.url for c in rsps.calls] == ["https://public.example.com/ok"]
     docs = parse_documents(out)
@@ -110,10 +125,14 @@ def test_one_refused_url_does_not_stop_the_others(dns) -> None:
 
 # --- real sockets: nothing reaches a loopback server, and the connection is pinned ------------
 
+
 def test_real_loopback_server_receives_nothing_by_default(loopback) -> None:
     loopback.add("/", PAGE)
-    for url in (loopback.url("/"), loopback.url("/", host="[::ffff:127.0.0.1]"),
-                loopback.url("/", host="localhost")):
+    for url in (
+        loopback.url("/"),
+        loopback.url("/", host="[::ffff:127.0.0.1]"),
+        loopback.url("/", host="localhost"),
+    ):
         with pytest.raises(ToolError, match="refused"):
             TextScraper()(url)
     assert loopback.requests == []
@@ -124,7 +143,9 @@ def test_connection_goes_to_the_checked_address_with_the_host_name_kept(loopback
     # connection went to the address the check resolved, not to a second DNS lookup.
     fake_dns["pinned.test"] = "127.0.0.1"
     loopback.add("/page", PAGE)
-    page = SafeFetcher(FetchConfig(allow_private=True)).fetch(loopback.url("/page", host="pinned.test"))
+    page = SafeFetcher(FetchConfig(allow_private=True)).fetch(
+        loopback.url("/page", host="pinned.test")
+    )
     assert page.text == PAGE
     assert loopback.requests[0][1]["Host"] == f"pinned.test:{loopback.port}"
     assert fake_dns.lookups == ["pinned.test"]
@@ -140,6 +161,7 @@ def test_real_host_name_resolving_to_loopback_is_refused(loopback, fake_dns) -> 
 
 # --- TLS: the pinned connection still sends SNI and verifies the certificate for the host name --
 
+
 def _make_cert(tmp_path, host: str):
     import shutil
     import subprocess
@@ -147,10 +169,30 @@ def _make_cert(tmp_path, host: str):
     if shutil.which("openssl") is None:
         pytest.skip("openssl command not available to make a test certificate")
     cert, key = tmp_path / f"{host}.pem", tmp_path / f"{host}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", f"/CN={host}",
-                    "-addext", f"subjectAltName=DNS:{host}", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            f"/CN={host}",
+            "-addext",
+            f"subjectAltName=DNS:{host}",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -206,7 +248,9 @@ def test_tls_certificate_for_another_name_is_rejected(tls_server, fake_dns) -> N
     port, cert, _ = tls_server
     fake_dns["other.test"] = "127.0.0.1"  # same address, but the certificate is for pinned.test
     with pytest.raises(ToolError, match="doesn.t match .pinned.test."):
-        SafeFetcher(FetchConfig(allow_private=True, verify=str(cert))).fetch(f"https://other.test:{port}/")
+        SafeFetcher(FetchConfig(allow_private=True, verify=str(cert))).fetch(
+            f"https://other.test:{port}/"
+        )
 
 
 def test_ipv6_address_is_pinned_too(fake_dns) -> None:

@@ -9,15 +9,53 @@ from agent.llm.grammar.errors import GrammarError, SchemaUnsupportedError
 from agent.llm.grammar.grammar import Grammar
 from agent.llm.grammar.matcher import GrammarMatcher
 from agent.llm.grammar.nodes import (
-    EMPTY, Alt, Bytes, Lit, Node, Ref, Rep, Seq, alt, byte_set, choice, lit, opt, printable_utf8_char, rep, seq,
-    text_char, utf8_char,
+    EMPTY,
+    Alt,
+    Bytes,
+    Lit,
+    Node,
+    Ref,
+    Rep,
+    Seq,
+    alt,
+    byte_set,
+    choice,
+    lit,
+    opt,
+    printable_utf8_char,
+    rep,
+    seq,
+    text_char,
+    utf8_char,
 )
 from agent.llm.grammar.tokens import TokenTable, token_table
 
 __all__ = [
-    "EMPTY", "Alt", "Bytes", "Grammar", "GrammarError", "GrammarMatcher", "Lit", "Node", "Ref", "Rep",
-    "SchemaUnsupportedError", "Seq", "TokenTable", "alt", "byte_set", "choice", "lit", "opt", "rep",
-    "seq", "text_char", "token_table", "utf8_char", "json_schema_grammar", "json_value_grammar",
+    "EMPTY",
+    "Alt",
+    "Bytes",
+    "Grammar",
+    "GrammarError",
+    "GrammarMatcher",
+    "Lit",
+    "Node",
+    "Ref",
+    "Rep",
+    "SchemaUnsupportedError",
+    "Seq",
+    "TokenTable",
+    "alt",
+    "byte_set",
+    "choice",
+    "lit",
+    "opt",
+    "rep",
+    "seq",
+    "text_char",
+    "token_table",
+    "utf8_char",
+    "json_schema_grammar",
+    "json_value_grammar",
 ]
 
 

@@ -12,7 +12,7 @@ State 0 is the dead state (no stack survives); its row maps every byte back to 0
 from __future__ import annotations
 
 import threading
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -48,8 +48,10 @@ class Program:
         if name in self._named:
             return self._named[name]
         if name not in self._defs:
-            raise GrammarError(f"grammar refers to rule {name!r}, which is not defined; "
-                               f"defined rules: {sorted(self._defs)}")
+            raise GrammarError(
+                f"grammar refers to rule {name!r}, which is not defined; "
+                f"defined rules: {sorted(self._defs)}"
+            )
         rid = self._named[name] = self._new_rule()
         node = self._defs[name]
         alts = node.items if isinstance(node, Alt) else (node,)
@@ -117,7 +119,9 @@ class Program:
             out.extend((TERM, 1 << b) for b in node.data)
         elif isinstance(node, Bytes):
             if node.mask == 0:
-                raise GrammarError("a byte set in the grammar is empty; nothing could ever match it")
+                raise GrammarError(
+                    "a byte set in the grammar is empty; nothing could ever match it"
+                )
             out.append((TERM, node.mask))
         elif isinstance(node, Seq):
             for it in node.items:
@@ -170,9 +174,11 @@ class Automaton:
                 continue
             seen.add(st)
             if len(seen) > _MAX_CLOSURE or len(st) > _MAX_DEPTH:
-                raise GrammarError("the grammar is left-recursive or far too ambiguous: a single "
-                                   f"state expands to more than {_MAX_CLOSURE} parse stacks or nests "
-                                   f"rules more than {_MAX_DEPTH} deep without reading a byte")
+                raise GrammarError(
+                    "the grammar is left-recursive or far too ambiguous: a single "
+                    f"state expands to more than {_MAX_CLOSURE} parse stacks or nests "
+                    f"rules more than {_MAX_DEPTH} deep without reading a byte"
+                )
             if not st:
                 out.add(st)
                 continue
@@ -234,7 +240,9 @@ class Automaton:
                     key = tuple(i for i, (m, _) in enumerate(groups) if m >> b & 1)
                     if key:
                         if key not in by_key:
-                            by_key[key] = self._intern(frozenset().union(*(groups[i][1] for i in key)))
+                            by_key[key] = self._intern(
+                                frozenset().union(*(groups[i][1] for i in key))
+                            )
                         row[b] = by_key[key]
             self.table[sid] = row
             self.expanded[sid] = True

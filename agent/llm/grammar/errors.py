@@ -15,5 +15,7 @@ class SchemaUnsupportedError(GrammarError):
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
         super().__init__(
-            "the JSON Schema cannot be turned into a grammar: " + "; ".join(self.problems)
-            + ". Remove or simplify these keywords (or validate them after generation instead)")
+            "the JSON Schema cannot be turned into a grammar: "
+            + "; ".join(self.problems)
+            + ". Remove or simplify these keywords (or validate them after generation instead)"
+        )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from agent.llm.grammar.automaton import DEAD, Automaton, Program
 from agent.llm.grammar.matcher import GrammarMatcher, MaskCache
@@ -18,10 +19,14 @@ from agent.llm.grammar.tokens import TokenTable, token_table
 
 
 class Grammar:
-    def __init__(self, root: Node, rules: Mapping[str, Node] | None = None, *, name: str = "grammar"):
+    def __init__(
+        self, root: Node, rules: Mapping[str, Node] | None = None, *, name: str = "grammar"
+    ):
         self.name = name
         self.automaton = Automaton(Program(root, rules))
-        self._caches: "weakref.WeakKeyDictionary[TokenTable, MaskCache]" = weakref.WeakKeyDictionary()
+        self._caches: weakref.WeakKeyDictionary[TokenTable, MaskCache] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:

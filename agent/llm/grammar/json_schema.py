@@ -32,12 +32,35 @@ from typing import Any
 from agent.llm.grammar.errors import SchemaUnsupportedError
 from agent.llm.grammar.grammar import Grammar
 from agent.llm.grammar.nodes import (
-    EMPTY, Node, Ref, Rep, alt, byte_set, lit, opt, printable_utf8_char, rep, seq, text_char,
+    EMPTY,
+    Node,
+    Ref,
+    Rep,
+    alt,
+    byte_set,
+    lit,
+    opt,
+    printable_utf8_char,
+    rep,
+    seq,
+    text_char,
 )
 from agent.llm.grammar.regex import CharSet, RegexError, regex_node
 
-ANNOTATIONS = {"title", "description", "default", "examples", "$schema", "$id", "$comment",
-               "deprecated", "readOnly", "writeOnly", "$defs", "definitions"}
+ANNOTATIONS = {
+    "title",
+    "description",
+    "default",
+    "examples",
+    "$schema",
+    "$id",
+    "$comment",
+    "deprecated",
+    "readOnly",
+    "writeOnly",
+    "$defs",
+    "definitions",
+}
 _BY_TYPE = {
     "string": {"minLength", "maxLength", "pattern", "format"},
     "integer": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
@@ -86,7 +109,11 @@ def _render(value: Any, yaml: bool) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_render(v, yaml) for v in value) + "]"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_render(str(k), yaml)}: {_render(v, yaml)}" for k, v in value.items()) + "}"
+        return (
+            "{"
+            + ", ".join(f"{_render(str(k), yaml)}: {_render(v, yaml)}" for k, v in value.items())
+            + "}"
+        )
     raise ValueError(f"{type(value).__name__} is not a JSON value")
 
 
@@ -163,7 +190,9 @@ class _Builder:
         if schema is False:
             return self.problem(path, "schema false allows no value")
         if not isinstance(schema, dict):
-            return self.problem(path, f"a schema must be an object or a boolean, got {type(schema).__name__}")
+            return self.problem(
+                path, f"a schema must be an object or a boolean, got {type(schema).__name__}"
+            )
         if "$ref" in schema:
             return self._via_ref(schema, path, lambda s: self.value(s, path, depth))
         self.check_keywords(schema, path)
@@ -180,7 +209,9 @@ class _Builder:
                 if not isinstance(branches, list) or not branches:
                     return self.problem(f"{path}/{key}", "must be a non-empty list of schemas")
                 if key == "allOf" and len(branches) != 1:
-                    return self.problem(f"{path}/allOf", "allOf with several schemas is not supported")
+                    return self.problem(
+                        f"{path}/allOf", "allOf with several schemas is not supported"
+                    )
                 rest = {k: v for k, v in schema.items() if k not in (key, "$defs", "definitions")}
                 nodes = []
                 for i, b in enumerate(branches):
@@ -211,7 +242,9 @@ class _Builder:
         if ref is None:
             return schema
         if not isinstance(ref, str) or not ref.startswith("#"):
-            self.problem(f"{path}/$ref", f"only local references (#/...) are supported, got {ref!r}")
+            self.problem(
+                f"{path}/$ref", f"only local references (#/...) are supported, got {ref!r}"
+            )
             return None
         if ref in self._ref_stack:
             self.problem(f"{path}/$ref", f"recursive reference {ref} cannot be bounded")
@@ -245,13 +278,16 @@ class _Builder:
             self.problems.append(f"{path or '#'}: uniqueItems true is not supported")
         fmt = schema.get("format")
         if fmt is not None and fmt not in _FORMATS:
-            self.problems.append(f"{path or '#'}: format {fmt!r} is not supported (supported: "
-                                 f"{', '.join(_FORMATS)})")
+            self.problems.append(
+                f"{path or '#'}: format {fmt!r} is not supported (supported: {', '.join(_FORMATS)})"
+            )
 
     def types_of(self, schema: dict, path: str) -> list[str] | None:
         t = schema.get("type")
         if t is None:
-            inferred = [name for name, keys in _BY_TYPE.items() if keys & set(schema) and name != "number"]
+            inferred = [
+                name for name, keys in _BY_TYPE.items() if keys & set(schema) and name != "number"
+            ]
             return inferred or None
         types = t if isinstance(t, list) else [t]
         bad = [x for x in types if x not in _TYPES]
@@ -285,19 +321,29 @@ class _Builder:
     def string(self, schema: dict, path: str) -> Node:
         lo = schema.get("minLength", 0)
         hi = schema.get("maxLength")
-        if not isinstance(lo, int) or lo < 0 or (hi is not None and (not isinstance(hi, int) or hi < lo)):
+        if (
+            not isinstance(lo, int)
+            or lo < 0
+            or (hi is not None and (not isinstance(hi, int) or hi < lo))
+        ):
             return self.problem(path, f"bad minLength/maxLength ({lo!r}, {hi!r})")
         fmt, pattern = schema.get("format"), schema.get("pattern")
         if pattern is not None or fmt in _FORMATS:
             if "minLength" in schema or "maxLength" in schema:
-                return self.problem(path, "pattern/format together with minLength/maxLength is not supported")
+                return self.problem(
+                    path, "pattern/format together with minLength/maxLength is not supported"
+                )
             if pattern is not None and fmt is not None:
                 return self.problem(path, "pattern together with format is not supported")
-            pattern = pattern if pattern is not None else {
-                "date": r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$",
-                "uuid": r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
-                "email": r"^[a-z0-9._]{1,32}@[a-z0-9]{1,32}\.[a-z]{2,6}$",
-            }[fmt]
+            pattern = (
+                pattern
+                if pattern is not None
+                else {
+                    "date": r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$",
+                    "uuid": r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+                    "email": r"^[a-z0-9._]{1,32}@[a-z0-9]{1,32}\.[a-z]{2,6}$",
+                }[fmt]
+            )
             if not isinstance(pattern, str):
                 return self.problem(path, "pattern must be a string")
             try:
@@ -322,14 +368,16 @@ class _Builder:
         elif xhi is not None:
             hi, hi_ex = (xhi, True) if hi is None or xhi <= hi else (hi, False)
         for name, v in (("minimum", lo), ("maximum", hi)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)):
+            if v is not None and (
+                isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+            ):
                 self.problems.append(f"{path or '#'}: {name} must be a finite number")
                 return None, None, False, False
         return lo, hi, lo_ex, hi_ex
 
     def _int_bounds(self, schema: dict, path: str) -> tuple[int, int] | None:
         lo, hi, lo_ex, hi_ex = self._bounds(schema, path)
-        big = 10 ** self.o.max_digits - 1
+        big = 10**self.o.max_digits - 1
         ilo = -big if lo is None else (math.floor(lo) + 1 if lo_ex else math.ceil(lo))
         ihi = big if hi is None else (math.ceil(hi) - 1 if hi_ex else math.floor(hi))
         if ilo > ihi:
@@ -344,14 +392,28 @@ class _Builder:
 
     def number(self, schema: dict, path: str) -> Node:
         frac = seq(".", rep(_DIGIT, 1, self.o.max_fraction_digits))
-        if not any(k in schema for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")):
-            int_part = seq(opt("-"), alt("0", seq(byte_set("123456789"), rep(_DIGIT, 0, self.o.max_digits - 1))))
+        if not any(
+            k in schema for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+        ):
+            int_part = seq(
+                opt("-"),
+                alt("0", seq(byte_set("123456789"), rep(_DIGIT, 0, self.o.max_digits - 1))),
+            )
             if self.yaml:  # YAML 1.1 reads 1e5 as a string: exponents only after a fraction, signed
-                return seq(int_part, opt(seq(frac, opt(seq(byte_set("eE"), byte_set("+-"), rep(_DIGIT, 1, 3))))))
-            return seq(int_part, opt(frac), opt(seq(byte_set("eE"), opt(byte_set("+-")), rep(_DIGIT, 1, 3))))
+                return seq(
+                    int_part,
+                    opt(seq(frac, opt(seq(byte_set("eE"), byte_set("+-"), rep(_DIGIT, 1, 3))))),
+                )
+            return seq(
+                int_part,
+                opt(frac),
+                opt(seq(byte_set("eE"), opt(byte_set("+-")), rep(_DIGIT, 1, 3))),
+            )
         bounds = self._int_bounds(schema, path)
         if bounds is None:
-            return self.problem(path, "number bounds without an integer between them are not supported")
+            return self.problem(
+                path, "number bounds without an integer between them are not supported"
+            )
         ilo, ihi = bounds
         alts = [int_range(ilo, ihi)]
         if max(0, ilo) <= ihi - 1:  # i.fff in [i, i+1) stays inside when i and i+1 do
@@ -364,10 +426,16 @@ class _Builder:
     def array(self, schema: dict, path: str) -> Node:
         items = schema.get("items", {})
         if isinstance(items, list):
-            return self.problem(f"{path}/items", "tuple-style items (a list of schemas) is not supported")
+            return self.problem(
+                f"{path}/items", "tuple-style items (a list of schemas) is not supported"
+            )
         lo = schema.get("minItems", 0)
         hi = schema.get("maxItems")
-        if not isinstance(lo, int) or lo < 0 or (hi is not None and (not isinstance(hi, int) or hi < lo)):
+        if (
+            not isinstance(lo, int)
+            or lo < 0
+            or (hi is not None and (not isinstance(hi, int) or hi < lo))
+        ):
             return self.problem(path, f"bad minItems/maxItems ({lo!r}, {hi!r})")
         if hi is None:
             hi = max(lo, self.o.max_items)
@@ -394,8 +462,15 @@ class _Builder:
         members = self._members(schema, path)
         if not members:
             return seq("{", self.ws, "}")
-        nodes = [(seq(lit(json.dumps(name)), self.colon, self.value(sub, f"{path}/properties/{name}")), req)
-                 for name, sub, req in members]
+        nodes = [
+            (
+                seq(
+                    lit(json.dumps(name)), self.colon, self.value(sub, f"{path}/properties/{name}")
+                ),
+                req,
+            )
+            for name, sub, req in members
+        ]
         body = self._sequence(nodes, self.sep, allow_empty=True)
         return seq("{", self.ws, body, self.ws, "}")
 
@@ -422,7 +497,9 @@ class _Builder:
                 node, required = members[i]
                 present = seq(*([] if first else [sep]), node, Ref(name(i + 1, False)))
                 skip = not required and possible[(i + 1, first)]
-                self.rules[name(i, first)] = alt(present, Ref(name(i + 1, first))) if skip else present
+                self.rules[name(i, first)] = (
+                    alt(present, Ref(name(i + 1, first))) if skip else present
+                )
                 possible[(i, first)] = True
         return Ref(name(0, True))
 
@@ -430,7 +507,13 @@ class _Builder:
         key = f"any{depth}"
         if key not in self.rules:
             self.rules[key] = EMPTY  # placeholder: filled below, referenced by name
-            scalars = [self.string({}, ""), self.number({}, ""), lit("true"), lit("false"), lit("null")]
+            scalars = [
+                self.string({}, ""),
+                self.number({}, ""),
+                lit("true"),
+                lit("false"),
+                lit("null"),
+            ]
             if depth > 0:
                 inner = self.any_value(depth - 1)
                 pair = seq(self.string({}, ""), self.colon, inner)
@@ -445,14 +528,26 @@ class _Builder:
         if isinstance(schema, dict) and "$ref" in schema:
             return self._via_ref(schema, path, lambda s: self.block_value(s, path, indent))
         resolved = schema
-        if (isinstance(resolved, dict) and self.types_of(resolved, path) == ["object"]
-                and not any(k in resolved for k in ("const", "enum", "anyOf", "oneOf", "allOf"))):
+        if (
+            isinstance(resolved, dict)
+            and self.types_of(resolved, path) == ["object"]
+            and not any(k in resolved for k in ("const", "enum", "anyOf", "oneOf", "allOf"))
+        ):
             self.check_keywords(resolved, path)
             members = self._members(resolved, path)
             pad = " " * indent
-            nodes = [(seq(pad, lit(yaml_key(name)), ":",
-                          self.block_value(sub, f"{path}/properties/{name}", indent + 2)), req)
-                     for name, sub, req in members]
+            nodes = [
+                (
+                    seq(
+                        pad,
+                        lit(yaml_key(name)),
+                        ":",
+                        self.block_value(sub, f"{path}/properties/{name}", indent + 2),
+                    ),
+                    req,
+                )
+                for name, sub, req in members
+            ]
             forms: list[Node] = []
             if all(not r for _, _, r in members):
                 forms.append(lit(" {}"))
@@ -473,7 +568,9 @@ def _same_length_range(x: str, y: str) -> Node:
         return seq(x[0], _same_length_range(x[1:], y[1:]))
     alts = [seq(x[0], _same_length_range(x[1:], "9" * (n - 1)))]
     if int(y[0]) - int(x[0]) > 1:
-        alts.append(seq(byte_set(ranges=[(ord(x[0]) + 1, ord(y[0]) - 1)]), rep(_DIGIT, n - 1, n - 1)))
+        alts.append(
+            seq(byte_set(ranges=[(ord(x[0]) + 1, ord(y[0]) - 1)]), rep(_DIGIT, n - 1, n - 1))
+        )
     alts.append(seq(y[0], _same_length_range("0" * (n - 1), y[1:])))
     return alt(*alts)
 
@@ -482,7 +579,7 @@ def _nonneg_range(a: int, b: int) -> Node:
     alts = []
     for n in range(len(str(a)), len(str(b)) + 1):
         lo = max(a, 10 ** (n - 1) if n > 1 else 0)
-        hi = min(b, 10 ** n - 1)
+        hi = min(b, 10**n - 1)
         if lo <= hi:
             alts.append(_same_length_range(str(lo), str(hi)))
     return alt(*alts)
@@ -505,7 +602,9 @@ def _finish(b: _Builder, root: Node, name: str, lead: bool = True) -> Grammar:
     return Grammar(seq(opt(" "), root) if lead else root, b.rules, name=name)
 
 
-def json_schema_grammar(schema: Any, options: JsonOptions | None = None, *, yaml: bool = False) -> Grammar:
+def json_schema_grammar(
+    schema: Any, options: JsonOptions | None = None, *, yaml: bool = False
+) -> Grammar:
     """A grammar for JSON text (or a YAML flow value) valid against ``schema``."""
     b = _Builder(schema, options or JsonOptions(), yaml)
     return _finish(b, b.value(schema, ""), "json-schema")

@@ -82,15 +82,18 @@ class GrammarMatcher:
         if not mask.any():
             raise GrammarError(
                 f"no token of the vocabulary can continue the constrained text after {bytes(self.text)[-60:]!r}; "
-                "the vocabulary lacks the bytes the grammar needs (it should have <0xXX> byte tokens)")
+                "the vocabulary lacks the bytes the grammar needs (it should have <0xXX> byte tokens)"
+            )
         return mask
 
     def accept(self, token_id: int) -> None:
         piece = self._cache.table.pieces[token_id]
         nxt = self._auto.run(self.state, piece)
         if nxt == DEAD or not piece:
-            raise GrammarError(f"token {token_id} ({piece!r}) is not allowed by the grammar after "
-                               f"{bytes(self.text)[-60:]!r}; sample from allowed_mask() only")
+            raise GrammarError(
+                f"token {token_id} ({piece!r}) is not allowed by the grammar after "
+                f"{bytes(self.text)[-60:]!r}; sample from allowed_mask() only"
+            )
         self.state = nxt
         self.text += piece
 

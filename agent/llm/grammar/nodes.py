@@ -7,8 +7,9 @@ covers ASCII classes and ``utf8_char()`` covers every non-ASCII character.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Union
+from typing import Union
 
 
 @dataclass(frozen=True)
@@ -25,19 +26,19 @@ class Lit:
 
 @dataclass(frozen=True)
 class Seq:
-    items: tuple["Node", ...]
+    items: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Alt:
-    items: tuple["Node", ...]
+    items: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Rep:
     """``item`` repeated ``lo`` to ``hi`` times (``hi`` None: unbounded)."""
 
-    item: "Node"
+    item: Node
     lo: int
     hi: int | None
 
@@ -84,8 +85,9 @@ def rep(item: Node | str, lo: int = 0, hi: int | None = None) -> Node:
     return Rep(lit(item) if isinstance(item, str) else item, lo, hi)
 
 
-def byte_set(spec: str | Iterable[int] = "", *, ranges: Iterable[tuple[int, int]] = (),
-             negate: bool = False) -> Bytes:
+def byte_set(
+    spec: str | Iterable[int] = "", *, ranges: Iterable[tuple[int, int]] = (), negate: bool = False
+) -> Bytes:
     """Bytes of ``spec`` (ASCII characters or byte values) and ``ranges`` (inclusive), or all others.
 
     A negated set stays within ASCII (0x00-0x7F): non-ASCII text is added with ``utf8_char()`` so
@@ -133,10 +135,17 @@ def printable_utf8_char() -> Node:
         seq(_range(0xC3, 0xDF), _CONT),
         seq(Lit(b"\xe0"), _range(0xA0, 0xBF), _CONT),
         seq(byte_set(ranges=[(0xE1, 0xE1), (0xE3, 0xEC), (0xEE, 0xEE)]), _CONT, _CONT),
-        seq(Lit(b"\xe2"), alt(seq(Lit(b"\x80"), byte_set(ranges=[(0x80, 0xA7), (0xAA, 0xBF)])),
-                              seq(_range(0x81, 0xBF), _CONT))),
+        seq(
+            Lit(b"\xe2"),
+            alt(
+                seq(Lit(b"\x80"), byte_set(ranges=[(0x80, 0xA7), (0xAA, 0xBF)])),
+                seq(_range(0x81, 0xBF), _CONT),
+            ),
+        ),
         seq(Lit(b"\xed"), _range(0x80, 0x9F), _CONT),
-        seq(Lit(b"\xef"), alt(seq(_range(0x80, 0xBE), _CONT), seq(Lit(b"\xbf"), _range(0x80, 0xBD)))),
+        seq(
+            Lit(b"\xef"), alt(seq(_range(0x80, 0xBE), _CONT), seq(Lit(b"\xbf"), _range(0x80, 0xBD)))
+        ),
         seq(Lit(b"\xf0"), _range(0x90, 0xBF), _CONT, _CONT),
         seq(_range(0xF1, 0xF3), _CONT, _CONT, _CONT),
         seq(Lit(b"\xf4"), _range(0x80, 0x8F), _CONT, _CONT),
@@ -145,4 +154,7 @@ def printable_utf8_char() -> Node:
 
 def text_char(exclude: str = "") -> Node:
     """One printable character (see ``printable_utf8_char``; no ASCII controls) not in ``exclude``."""
-    return alt(byte_set(exclude + "".join(map(chr, range(32))) + "\x7f", negate=True), printable_utf8_char())
+    return alt(
+        byte_set(exclude + "".join(map(chr, range(32))) + "\x7f", negate=True),
+        printable_utf8_char(),
+    )

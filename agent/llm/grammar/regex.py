@@ -12,8 +12,8 @@ Characters are produced through ``emit(charset)``, so the JSON layer can escape 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from agent.llm.grammar.errors import GrammarError
 from agent.llm.grammar.nodes import EMPTY, Node, Rep, alt, seq
@@ -23,8 +23,10 @@ ASCII = (1 << 128) - 1
 
 class RegexError(GrammarError):
     def __init__(self, pattern: str, offset: int, what: str):
-        super().__init__(f"pattern {pattern!r} at offset {offset}: {what}; "
-                         "use a simpler pattern (see agent.llm.grammar.regex for the supported subset)")
+        super().__init__(
+            f"pattern {pattern!r} at offset {offset}: {what}; "
+            "use a simpler pattern (see agent.llm.grammar.regex for the supported subset)"
+        )
         self.pattern, self.offset = pattern, offset
 
 
@@ -36,9 +38,12 @@ class CharSet:
     any_non_ascii: bool = False
     extra: frozenset[str] = frozenset()
 
-    def union(self, other: "CharSet") -> "CharSet":
-        return CharSet(self.ascii | other.ascii, self.any_non_ascii or other.any_non_ascii,
-                       self.extra | other.extra)
+    def union(self, other: CharSet) -> CharSet:
+        return CharSet(
+            self.ascii | other.ascii,
+            self.any_non_ascii or other.any_non_ascii,
+            self.extra | other.extra,
+        )
 
 
 def _mask(chars: str) -> int:
@@ -51,9 +56,14 @@ def _mask(chars: str) -> int:
 _DIGIT = _mask("0123456789")
 _WORD = _DIGIT | _mask("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 _SPACE = _mask(" \t\n\r\f\v")
-_CLASSES = {"d": CharSet(_DIGIT), "w": CharSet(_WORD), "s": CharSet(_SPACE),
-            "D": CharSet(ASCII & ~_DIGIT, True), "W": CharSet(ASCII & ~_WORD, True),
-            "S": CharSet(ASCII & ~_SPACE, True)}
+_CLASSES = {
+    "d": CharSet(_DIGIT),
+    "w": CharSet(_WORD),
+    "s": CharSet(_SPACE),
+    "D": CharSet(ASCII & ~_DIGIT, True),
+    "W": CharSet(ASCII & ~_WORD, True),
+    "S": CharSet(ASCII & ~_SPACE, True),
+}
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "f": "\f", "v": "\v", "0": "\0"}
 
 
@@ -83,7 +93,9 @@ class _Parser:
         if self.i != len(self.p):
             raise self.fail(f"unexpected {self.peek()!r}")
         anything = Rep(self.emit(CharSet(ASCII, True)), 0, self.max_repeat)
-        return seq(*([] if anchored_start else [anything]), body, *([] if anchored_end else [anything]))
+        return seq(
+            *([] if anchored_start else [anything]), body, *([] if anchored_end else [anything])
+        )
 
     def alternation(self) -> Node:
         branches = [self.sequence()]
@@ -94,7 +106,9 @@ class _Parser:
 
     def sequence(self) -> Node:
         items: list[Node] = []
-        while self.peek() not in ("", "|", ")") and not (self.peek() == "$" and self.i == len(self.p) - 1):
+        while self.peek() not in ("", "|", ")") and not (
+            self.peek() == "$" and self.i == len(self.p) - 1
+        ):
             items.append(self.quantified())
         return seq(*items) if items else EMPTY
 
@@ -111,7 +125,9 @@ class _Parser:
             return atom
         if self.peek() == "?":  # lazy: same language
             self.i += 1
-        if self.peek() in ("*", "+", "?", "{") and not (self.peek() == "{" and not self._looks_like_count()):
+        if self.peek() in ("*", "+", "?", "{") and not (
+            self.peek() == "{" and not self._looks_like_count()
+        ):
             raise self.fail("a quantifier cannot follow a quantifier", self.i)
         if hi is None:
             hi = max(lo, self.max_repeat)
@@ -121,14 +137,18 @@ class _Parser:
 
     def _looks_like_count(self) -> bool:
         j = self.p.find("}", self.i)
-        inner = self.p[self.i + 1:j] if j > 0 else ""
+        inner = self.p[self.i + 1 : j] if j > 0 else ""
         parts = inner.split(",")
-        return j > 0 and len(parts) <= 2 and parts[0].isdigit() and (len(parts) == 1 or parts[1] == ""
-                                                                      or parts[1].isdigit())
+        return (
+            j > 0
+            and len(parts) <= 2
+            and parts[0].isdigit()
+            and (len(parts) == 1 or parts[1] == "" or parts[1].isdigit())
+        )
 
     def count(self) -> tuple[int, int | None]:
         j = self.p.index("}", self.i)
-        parts = self.p[self.i + 1:j].split(",")
+        parts = self.p[self.i + 1 : j].split(",")
         at = self.i
         self.i = j + 1
         lo = int(parts[0])
@@ -178,13 +198,16 @@ class _Parser:
             return _CLASSES[c]
         if c == "0" and self.peek().isdigit():
             # ECMA-262 (JSON Schema's dialect) forbids \0 before a digit; Python reads it as octal.
-            raise self.fail("escape \\0 followed by a digit (an octal escape) is not supported; "
-                            "write \\x01 style escapes instead", at)
+            raise self.fail(
+                "escape \\0 followed by a digit (an octal escape) is not supported; "
+                "write \\x01 style escapes instead",
+                at,
+            )
         if c in _SIMPLE_ESCAPES:
             return _single(_SIMPLE_ESCAPES[c])
         if c in ("x", "u"):
             n = 2 if c == "x" else 4
-            digits = self.p[self.i:self.i + n]
+            digits = self.p[self.i : self.i + n]
             if len(digits) != n or any(d not in "0123456789abcdefABCDEF" for d in digits):
                 raise self.fail(f"\\{c} needs {n} hex digits", at)
             self.i += n
@@ -222,7 +245,7 @@ class _Parser:
             first = False
             item_at = self.i
             lo = self._class_char()
-            if self.peek() == "-" and self.p[self.i + 1:self.i + 2] not in ("]", ""):
+            if self.peek() == "-" and self.p[self.i + 1 : self.i + 2] not in ("]", ""):
                 self.i += 1
                 hi = self._class_char()
                 if not _is_single(lo) or not _is_single(hi):
@@ -241,8 +264,9 @@ class _Parser:
 
 
 def _is_single(cs: CharSet) -> bool:
-    return not cs.any_non_ascii and ((bin(cs.ascii).count("1") == 1 and not cs.extra)
-                                     or (cs.ascii == 0 and len(cs.extra) == 1))
+    return not cs.any_non_ascii and (
+        (bin(cs.ascii).count("1") == 1 and not cs.extra) or (cs.ascii == 0 and len(cs.extra) == 1)
+    )
 
 
 def _char_of(cs: CharSet) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ class TokenTable:
     pieces: list[bytes]  # bytes of every token id (b"" for control/unknown/unused)
 
     @classmethod
-    def from_pieces(cls, pieces: Sequence[bytes], eos_id: int) -> "TokenTable":
+    def from_pieces(cls, pieces: Sequence[bytes], eos_id: int) -> TokenTable:
         pieces = [bytes(p) for p in pieces]
         lengths = np.array([len(p) for p in pieces], dtype=np.int64)
         ids = np.nonzero(lengths)[0]
@@ -39,21 +40,23 @@ class TokenTable:
         data = np.zeros((len(ids), max(max_len, 1)), dtype=np.uint8)
         for row, i in enumerate(ids):
             p = pieces[i]
-            data[row, :len(p)] = np.frombuffer(p, dtype=np.uint8)
+            data[row, : len(p)] = np.frombuffer(p, dtype=np.uint8)
         count = np.array([(lengths[ids] > j).sum() for j in range(max_len)], dtype=np.int64)
         return cls(len(pieces), int(eos_id), ids.astype(np.int64), data, count, pieces)
 
     @classmethod
-    def from_vocab(cls, vocab: Any) -> "TokenTable":
+    def from_vocab(cls, vocab: Any) -> TokenTable:
         """From ``agent.llm.modelfile.Vocab`` (pieces in SentencePiece form)."""
         pieces = []
-        for text, kind in zip(vocab.tokens, vocab.types):
+        for text, kind in zip(vocab.tokens, vocab.types, strict=False):
             kind = int(kind)
             if kind == _TOKEN_NORMAL:
                 pieces.append(text.replace(_SPACE, " ").encode("utf-8", "surrogatepass"))
             elif kind == _TOKEN_BYTE:
                 m = _BYTE_PIECE.fullmatch(text)
-                pieces.append(bytes([int(m.group(1), 16)]) if m else text.encode("utf-8", "surrogatepass"))
+                pieces.append(
+                    bytes([int(m.group(1), 16)]) if m else text.encode("utf-8", "surrogatepass")
+                )
             elif kind == _TOKEN_USER_DEFINED:
                 pieces.append(text.encode("utf-8", "surrogatepass"))
             else:
@@ -70,12 +73,16 @@ def token_table(model: Any) -> TokenTable:
         return model
     vocab = getattr(getattr(model, "file", None), "vocab", None)
     if vocab is None:
-        vocab = getattr(getattr(model, "tokenizer", None), "vocab", None) or getattr(model, "vocab", None)
+        vocab = getattr(getattr(model, "tokenizer", None), "vocab", None) or getattr(
+            model, "vocab", None
+        )
     if vocab is None and hasattr(model, "tokens") and hasattr(model, "types"):
         vocab = model
     if vocab is None:
-        raise TypeError(f"cannot read a vocabulary from {type(model).__name__}: constrained decoding "
-                        "needs a model with .file.vocab, a tokenizer, a Vocab or a TokenTable")
+        raise TypeError(
+            f"cannot read a vocabulary from {type(model).__name__}: constrained decoding "
+            "needs a model with .file.vocab, a tokenizer, a Vocab or a TokenTable"
+        )
     key = id(vocab)
     table = _TABLES.get(key)
     if table is None:
