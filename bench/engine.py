@@ -7,7 +7,7 @@
     .venv/bin/python bench/engine.py --quick --decode-at 2000  # also decode after a 2000-token prompt
 
 Random-block models of real shapes are made once with the project's own writer
-(``agent.llm.fixtures``) and cached in bench/.cache/. Every model is measured in a fresh process
+(``agent.llm.formats.fixtures``) and cached in bench/.cache/. Every model is measured in a fresh process
 (load time, peak resident memory and warm start are per process): a first child warms the kernel
 caches (the compiled C library, or numba's), a second one measures. The same run measures the machine's limits -- memory read
 bandwidth (numpy sums over 1 GB, on ``threads`` threads) and numpy's float32 sgemm rate -- and
@@ -228,7 +228,7 @@ def run_child(
 def model_file(shape: str, qtype: str) -> Path:
     path = CACHE / f"{shape}-{qtype}.gguf"
     if not path.exists():
-        from agent.llm.fixtures import make_model
+        from agent.llm.formats.fixtures import make_model
 
         CACHE.mkdir(parents=True, exist_ok=True)
         print(f"making {path.name} (cached for later runs)...", file=sys.stderr, flush=True)

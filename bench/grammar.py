@@ -30,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from agent.llm.files import open_model_file  # noqa: E402
+from agent.llm.formats.files import open_model_file  # noqa: E402
 from agent.llm.grammar import Grammar, TokenTable, json_schema_grammar  # noqa: E402
 
 TOOLS = ["DuckDuckGo", "TextScraper", "HyperlinkExtractor", "KnowledgeModel"]

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 T = TypeVar("T")
 
-from agent.llm.modelfile import Vocab  # noqa: E402
+from agent.llm.formats.modelfile import Vocab  # noqa: E402
 from agent.llm.tokenizer import Tokenizer  # noqa: E402
 
 
@@ -70,7 +70,9 @@ def sentencepiece_encoder(vocab: Vocab) -> Callable[[str], list[int]] | None:
     m.normalizer_spec.name = "identity"
     m.normalizer_spec.add_dummy_prefix = vocab.add_space_prefix
     m.normalizer_spec.remove_extra_whitespaces = False
-    for piece, score, kind in zip(vocab.tokens, vocab.scores.tolist(), vocab.types.tolist(), strict=False):
+    for piece, score, kind in zip(
+        vocab.tokens, vocab.scores.tolist(), vocab.types.tolist(), strict=False
+    ):
         p = m.pieces.add()
         p.piece, p.score, p.type = piece, score, kind
     sp = spm.SentencePieceProcessor(model_proto=m.SerializeToString())

@@ -77,7 +77,7 @@ def file_summary(path: str | Path) -> dict[str, Any]:
     """What ``agent info`` shows, as a dict. Hyperparameters are absent if the file lacks them."""
     from collections import Counter
 
-    from agent.llm.files import open_model_file
+    from agent.llm.formats.files import open_model_file
     from agent.llm.hparams import model_info
 
     mf = open_model_file(path)
@@ -170,7 +170,7 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from agent.llm.convert import convert_ggml_to_gguf, stderr_progress
+    from agent.llm.formats.convert import convert_ggml_to_gguf, stderr_progress
 
     dst = Path(args.dst)
     if dst.exists() and not args.force:

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.errors import ModelFormatError
-from agent.llm.ggml_types import FILE_TYPES
-from agent.llm.modelfile import ModelFile
+from agent.llm.formats.ggml_types import FILE_TYPES
+from agent.llm.formats.modelfile import ModelFile
 
 LLAMA2_RMS_EPS = 1e-5  # GGML files do not store eps; Llama-2 was trained with 1e-5
 GGML_CONTEXT = 4096  # Llama-2's training context; GGML files do not store it

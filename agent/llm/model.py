@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from agent.errors import ContextLengthError
-from agent.llm.files import open_model_file
+from agent.llm.formats.files import open_model_file
 from agent.llm.hparams import ModelInfo, model_info
 from agent.llm.sampling import Sampler, SamplingParams
 

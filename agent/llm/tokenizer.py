@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.errors import ModelFormatError
-from agent.llm.modelfile import (
+from agent.llm.formats.modelfile import (
     TOKEN_BYTE,
     TOKEN_CONTROL,
     TOKEN_NORMAL,
@@ -190,7 +190,7 @@ class Tokenizer:
     @classmethod
     def from_model_file(cls, path: str | Path) -> Tokenizer:
         """The tokenizer of a GGUF or GGML model file (the file is memory-mapped; no weights are read)."""
-        from agent.llm.files import open_model_file
+        from agent.llm.formats.files import open_model_file
 
         return cls(open_model_file(path).vocab)
 

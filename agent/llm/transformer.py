@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from agent.llm.formats.modelfile import ModelFile
 from agent.llm.hparams import ModelInfo
-from agent.llm.linear import Embedding, Linear, vector
-from agent.llm.modelfile import ModelFile
+from agent.llm.kernels.linear import Embedding, Linear, vector
 
 # Prompts go through the layers this many tokens at a time (llama.cpp's "ubatch"): activations
 # stay a few MB whatever the prompt's length, at no cost in speed (prefill at 128 and at 512

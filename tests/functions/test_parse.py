@@ -143,9 +143,7 @@ def test_openai_shapes_and_alias_keys(card_registry):
         "filters": {"keyword": "y"},
     }
     for key in ("parameters", "arguments", "args"):
-        text = (
-            f'{{"function": "file_analytics", "{key}": {{"action": "x", "filters": {{"keyword": "y"}}}}}}'
-        )
+        text = f'{{"function": "file_analytics", "{key}": {{"action": "x", "filters": {{"keyword": "y"}}}}}}'
         assert parse_function_call(text, card_registry).params["action"] == "x"
 
 

@@ -32,10 +32,12 @@ def test_penalty_can_change_the_greedy_choice():
 def test_seed_reproduces_and_top_k_one_is_greedy():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=500).astype(np.float32)
+
     def draws(seed):
         return [
             Sampler(SamplingParams(temperature=1.0, seed=seed)).sample(logits) for _ in range(1)
         ]
+
     a = Sampler(SamplingParams(temperature=1.0, top_k=0, top_p=1.0, seed=7))
     b = Sampler(SamplingParams(temperature=1.0, top_k=0, top_p=1.0, seed=7))
     assert [a.sample(logits) for _ in range(20)] == [b.sample(logits) for _ in range(20)]

@@ -14,10 +14,16 @@ from hypothesis import strategies as st
 
 from agent.errors import ModelFormatError
 from agent.llm import tokenizer as tokmod
-from agent.llm.files import open_model_file
-from agent.llm.ggml import UNK_TEXT, ggml_piece_to_spm
-from agent.llm.gguf import read_gguf
-from agent.llm.modelfile import TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, Vocab
+from agent.llm.formats.files import open_model_file
+from agent.llm.formats.ggml import UNK_TEXT, ggml_piece_to_spm
+from agent.llm.formats.gguf import read_gguf
+from agent.llm.formats.modelfile import (
+    TOKEN_BYTE,
+    TOKEN_CONTROL,
+    TOKEN_NORMAL,
+    TOKEN_UNKNOWN,
+    Vocab,
+)
 from agent.llm.tokenizer import Tokenizer, spm_reference
 from tests.golden import expected_path, model_paths, vocab_dir
 
@@ -453,7 +459,9 @@ def sentencepiece(vocab: Vocab):
     ns.add_dummy_prefix = True
     ns.remove_extra_whitespaces = False
     ns.escape_whitespaces = True
-    for piece, score, kind in zip(vocab.tokens, vocab.scores.tolist(), vocab.types.tolist(), strict=False):
+    for piece, score, kind in zip(
+        vocab.tokens, vocab.scores.tolist(), vocab.types.tolist(), strict=False
+    ):
         p = m.pieces.add()
         p.piece, p.score, p.type = piece, score, kind  # GGUF token types are SentencePiece's
     return spm.SentencePieceProcessor(model_proto=m.SerializeToString())

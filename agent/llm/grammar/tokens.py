@@ -46,7 +46,7 @@ class TokenTable:
 
     @classmethod
     def from_vocab(cls, vocab: Any) -> TokenTable:
-        """From ``agent.llm.modelfile.Vocab`` (pieces in SentencePiece form)."""
+        """From ``agent.llm.formats.modelfile.Vocab`` (pieces in SentencePiece form)."""
         pieces = []
         for text, kind in zip(vocab.tokens, vocab.types, strict=False):
             kind = int(kind)

@@ -1,6 +1,6 @@
 """Random-weight Llama models of real shapes and real type mixes, for tests and benchmarks.
 
-    python -m agent.llm.fixtures --shape 1b --type q4_k_m OUT.gguf
+    python -m agent.llm.formats.fixtures --shape 1b --type q4_k_m OUT.gguf
     make_model(path, shape="7b", qtype="q4_0", format="ggml")
 
 Blocks hold random codes with small, explicitly written f16 scales, so every block is valid (no
@@ -23,11 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import AgentError
-from agent.llm.convert import LlamaHParams, add_llama_keys, add_vocab_keys, stderr_progress
-from agent.llm.ggml_types import LAYOUTS, GGMLType
-from agent.llm.ggml_writer import GGMLHParams, GGMLWriter, find_n_mult
-from agent.llm.gguf_writer import GGUFWriter
-from agent.llm.modelfile import TOKEN_BYTE, TOKEN_CONTROL, TOKEN_NORMAL, TOKEN_UNKNOWN, Vocab
+from agent.llm.formats.convert import LlamaHParams, add_llama_keys, add_vocab_keys, stderr_progress
+from agent.llm.formats.ggml_types import LAYOUTS, GGMLType
+from agent.llm.formats.ggml_writer import GGMLHParams, GGMLWriter, find_n_mult
+from agent.llm.formats.gguf_writer import GGUFWriter
+from agent.llm.formats.modelfile import (
+    TOKEN_BYTE,
+    TOKEN_CONTROL,
+    TOKEN_NORMAL,
+    TOKEN_UNKNOWN,
+    Vocab,
+)
 
 QK_K = 256
 WEIGHT_STD = 0.02
@@ -311,7 +317,7 @@ def synthetic_vocab(n_vocab: int) -> Vocab:
 
 def borrowed_vocab(path: str | Path, n_vocab: int) -> Vocab:
     """The first ``n_vocab`` pieces of a model file's vocab, padded with fillers if it is shorter."""
-    from agent.llm.files import open_model_file
+    from agent.llm.formats.files import open_model_file
 
     v = open_model_file(path).vocab
     if len(v) >= n_vocab:
@@ -398,7 +404,7 @@ def make_model(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m agent.llm.fixtures",
+        prog="python -m agent.llm.formats.fixtures",
         description="Write a random-weight Llama model of a real shape and type mix.",
     )
     p.add_argument("out", metavar="OUT", help="output file (.gguf or .bin)")

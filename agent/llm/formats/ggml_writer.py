@@ -15,16 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.llm.ggml import GLOBAL_NAMES, LAYER_NAMES, UNK_TEXT
-from agent.llm.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
-from agent.llm.gguf_writer import (
+from agent.llm.formats.ggml import GLOBAL_NAMES, LAYER_NAMES, UNK_TEXT
+from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
+from agent.llm.formats.gguf_writer import (
     PendingTensor,
     TensorSource,
     WriterError,
     float_tensor_bytes,
     write_tensor_data,
 )
-from agent.llm.modelfile import TOKEN_BYTE, TOKEN_CONTROL, TOKEN_UNKNOWN, Vocab
+from agent.llm.formats.modelfile import TOKEN_BYTE, TOKEN_CONTROL, TOKEN_UNKNOWN, Vocab
 
 MAGICS = {"ggml": 0x67676D6C, "ggmf": 0x67676D66, "ggjt": 0x67676A74}
 _GGUF_GLOBAL = {v: k for k, v in GLOBAL_NAMES.items()}

@@ -1,4 +1,4 @@
-"""The kernels of ``agent.llm.kernels_numba`` in C (``kernels_c.c``), loaded with ctypes.
+"""The kernels of ``agent.llm.kernels.numba_backend`` in C (``kernels.c``), loaded with ctypes.
 
 Same functions, arguments and results as the numba module, at a few MB of resident memory
 instead of the ~130 MB that numba and llvmlite take. The C source is compiled on first import
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.llm.repack import LANES  # rows per group of the packed layout
+from agent.llm.kernels.layout import LANES  # rows per group of the packed layout
 
 # float32 value of every f16 bit pattern (the kernels convert f16 in hardware where they can).
 F16_TABLE = (
@@ -39,7 +39,7 @@ F16_TABLE = (
 # Up to this many tokens the fused matvec kernel beats dequantized tiles + sgemm (measured on a
 # 5632x2048 matrix, 2 threads, at 48 tokens: Q4_0, Q4_K, Q8_0, Q2_K 1.1-1.4x faster, Q6_K 0.9x).
 MV_MAX_TOKENS = 48
-SOURCE = Path(__file__).with_name("kernels_c.c")
+SOURCE = Path(__file__).with_name("kernels.c")
 # No -ffast-math: the kernels do not need it (no reductions to reorder), and with -shared gcc 12
 # links crtfastmath.o, which would turn on flush-to-zero for the whole process.
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
@@ -232,7 +232,10 @@ def _field_ptrs(
     return (
         G,
         nb,
-        [_ptr(fn, what, a, dtype, (G, nb, *tail)) for a, (what, dtype, tail) in zip(fields, spec, strict=False)],
+        [
+            _ptr(fn, what, a, dtype, (G, nb, *tail))
+            for a, (what, dtype, tail) in zip(fields, spec, strict=False)
+        ],
     )
 
 
@@ -301,7 +304,7 @@ def _kernels(
         )
 
     mv.__name__, dq.__name__ = mv_name, dq_name
-    mv.__doc__ = f"out[t] = W @ x[t] for a {t} matrix repacked by agent.llm.repack (as kernels_numba.{mv_name})."
+    mv.__doc__ = f"out[t] = W @ x[t] for a {t} matrix repacked by agent.llm.kernels.repack (as kernels_numba.{mv_name})."
     dq.__doc__ = f"Dequantize row groups g0..g1 of a repacked {t} matrix into wt [n_in, rows] (as kernels_numba.{dq_name})."
     return mv, dq
 

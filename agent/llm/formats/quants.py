@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from agent.llm.ggml_types import LAYOUTS, GGMLType, tensor_nbytes
+from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, tensor_nbytes
 
 
 def _f16(b: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
-from agent.llm.ggml_types import LAYOUTS, GGMLType, type_name
+from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, type_name
 
 # SentencePiece piece types, as GGUF's tokenizer.ggml.token_type stores them.
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = (

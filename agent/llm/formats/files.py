@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.errors import ModelFormatError
-from agent.llm.modelfile import ModelFile
+from agent.llm.formats.modelfile import ModelFile
 
 
 def open_model_file(path: str | Path) -> ModelFile:
@@ -16,11 +16,11 @@ def open_model_file(path: str | Path) -> ModelFile:
     except OSError as exc:
         raise ModelFormatError(f"cannot open model file {path}: {exc.strerror or exc}") from exc
     if magic == b"GGUF":
-        from agent.llm.gguf import read_gguf
+        from agent.llm.formats.gguf import read_gguf
 
         return read_gguf(path)
     if magic in (b"lmgg", b"fmgg", b"tjgg"):
-        from agent.llm.ggml import read_ggml
+        from agent.llm.formats.ggml import read_ggml
 
         return read_ggml(path)
     raise ModelFormatError(

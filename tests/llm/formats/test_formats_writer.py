@@ -11,19 +11,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import ModelFormatError
-from agent.llm.files import open_model_file
-from agent.llm.ggml import ggml_piece_to_spm, read_ggml
-from agent.llm.ggml_types import GGMLType
-from agent.llm.ggml_writer import (
+from agent.llm.formats.files import open_model_file
+from agent.llm.formats.ggml import ggml_piece_to_spm, read_ggml
+from agent.llm.formats.ggml_types import GGMLType
+from agent.llm.formats.ggml_writer import (
     GGMLHParams,
     GGMLWriter,
     find_n_mult,
     ggml_tensor_name,
     spm_to_ggml_piece,
 )
-from agent.llm.gguf import read_gguf
-from agent.llm.gguf_writer import GGUFValueType as T
-from agent.llm.gguf_writer import GGUFWriter, WriterError, infer_type
+from agent.llm.formats.gguf import read_gguf
+from agent.llm.formats.gguf_writer import GGUFValueType as T
+from agent.llm.formats.gguf_writer import GGUFWriter, WriterError, infer_type
 from tests.golden import model_paths
 
 GOLDEN = {p.name: p for p in model_paths()}
@@ -326,7 +326,7 @@ def test_ggml_names_and_pieces_invert_the_reader() -> None:
         "blk.0.ffn_down.weight",
         "blk.12.ffn_norm.weight",
     ]:
-        from agent.llm.ggml import gguf_tensor_name
+        from agent.llm.formats.ggml import gguf_tensor_name
 
         assert gguf_tensor_name(ggml_tensor_name(name)) == name
     assert ggml_tensor_name("blk.1.ffn_gate.weight") == "layers.1.feed_forward.w1.weight"
@@ -372,7 +372,7 @@ def test_ggml_writer_reproduces_golden_files_byte_for_byte(tmp_path: Path, name:
 def test_every_ggml_container_round_trips(
     tmp_path: Path, kind: str, version: int, fmt: str
 ) -> None:
-    from agent.llm.fixtures import make_model
+    from agent.llm.formats.fixtures import make_model
 
     path = make_model(
         tmp_path / "m.bin", "tiny", "f16", format="ggml", ggml_kind=kind, ggml_version=version

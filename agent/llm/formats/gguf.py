@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
-from agent.llm.modelfile import (
+from agent.llm.formats.modelfile import (
     TOKEN_NORMAL,
     ByteReader,
     ModelFile,

@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from agent.llm.ggml_types import LAYOUTS, GGMLType
+from agent.llm.formats.ggml_types import LAYOUTS, GGMLType
+from agent.llm.kernels.layout import LANES
+from agent.llm.kernels.runtime import backend
 
-LANES = 128  # rows per group: one group's codes for a 2048-wide row stay in L2 while it is read
 # Rows repacked at a time: the source pages of each piece are handed back before the next is
 # read, so repacking a matrix never holds it twice (the 32000-row output matrix would).
 CHUNK_ROWS = 8 * LANES
@@ -144,8 +145,6 @@ def repack(
     ):
         raise ValueError(f"{raw.nbytes} bytes do not hold a {t.name} matrix of shape {shape}")
     if kernels is None:
-        from agent.llm.kernels import backend
-
         kernels = backend()
         if kernels is None:
             raise ValueError("no kernel module is available to repack with")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.llm.convert import add_vocab_keys
-from agent.llm.files import open_model_file
-from agent.llm.fixtures import make_model, synthetic_vocab
-from agent.llm.gguf_writer import GGUFWriter
+from agent.llm.formats.convert import add_vocab_keys
+from agent.llm.formats.files import open_model_file
+from agent.llm.formats.fixtures import make_model, synthetic_vocab
+from agent.llm.formats.gguf_writer import GGUFWriter
 from tests.golden import model_paths, vocab_dir
 
 ALL_GOLDEN = [p for p in model_paths() + [vocab_dir() / "ggml-vocab-llama-spm.gguf"] if p.exists()]

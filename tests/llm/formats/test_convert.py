@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from agent.errors import ModelFormatError
-from agent.llm.convert import convert_ggml_to_gguf, stderr_progress, tensor_chunks
-from agent.llm.files import open_model_file
-from agent.llm.fixtures import make_model
+from agent.llm.formats.convert import convert_ggml_to_gguf, stderr_progress, tensor_chunks
+from agent.llm.formats.files import open_model_file
+from agent.llm.formats.fixtures import make_model
 from agent.llm.hparams import model_info
 from tests.golden import model_paths
 
@@ -154,7 +154,9 @@ def test_progress_and_chunked_copy(tmp_path: Path, capsys: pytest.CaptureFixture
     seen: list[tuple[int, int]] = []
     convert_ggml_to_gguf(src, tmp_path / "m.gguf", progress=lambda d, n: seen.append((d, n)))
     total = sum(x.nbytes for x in open_model_file(src).tensors.values())
-    assert seen[-1] == (total, total) and all(a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False))
+    assert seen[-1] == (total, total) and all(
+        a[0] <= b[0] for a, b in zip(seen, seen[1:], strict=False)
+    )
     report = stderr_progress("converting", min_bytes=0)
     report(total // 2, total)
     report(total, total)

@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.errors import ModelFormatError
-from agent.llm.convert import add_vocab_keys
-from agent.llm.files import open_model_file
-from agent.llm.fixtures import ModelShape, make_model, synthetic_vocab
-from agent.llm.ggml_types import GGMLType
-from agent.llm.ggml_writer import GGMLHParams, GGMLWriter
-from agent.llm.gguf_writer import GGUFValueType as T
-from agent.llm.gguf_writer import GGUFWriter
+from agent.llm.formats.convert import add_vocab_keys
+from agent.llm.formats.files import open_model_file
+from agent.llm.formats.fixtures import ModelShape, make_model, synthetic_vocab
+from agent.llm.formats.ggml_types import GGMLType
+from agent.llm.formats.ggml_writer import GGMLHParams, GGMLWriter
+from agent.llm.formats.gguf_writer import GGUFValueType as T
+from agent.llm.formats.gguf_writer import GGUFWriter
 from agent.llm.hparams import model_info
 from tests.golden import model_paths, vocab_dir
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from agent.llm.fixtures import ModelShape, make_model
+from agent.llm.formats.fixtures import ModelShape, make_model
 
 PROBE = r"""
 import sys

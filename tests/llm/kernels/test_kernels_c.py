@@ -1,4 +1,4 @@
-"""The C kernels (agent.llm.kernels_c) against the numpy dequantizers and the numba kernels."""
+"""The C kernels (agent.llm.kernels.c_backend) against the numpy dequantizers and the numba kernels."""
 
 from __future__ import annotations
 
@@ -14,17 +14,17 @@ import numpy as np
 import pytest
 
 try:
-    from agent.llm import kernels_c as C
+    from agent.llm.kernels import c_backend as C
 except ImportError as exc:  # no working C compiler: kernels.py falls back to numba
     pytest.skip(f"C kernels unavailable: {exc}", allow_module_level=True)
 
-from agent.llm import kernels_numba as N
-from agent.llm.ggml_types import GGMLType
-from agent.llm.quants import dequantize
-from agent.llm.repack import LANES, repack
-from tests.llm.test_kernels import QUANT_TYPES, random_blocks
+from agent.llm.formats.ggml_types import GGMLType
+from agent.llm.formats.quants import dequantize
+from agent.llm.kernels import numba_backend as N
+from agent.llm.kernels.repack import LANES, repack
+from tests.llm.kernels.test_kernels import QUANT_TYPES, random_blocks
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SUM16 = {GGMLType.Q2_K, GGMLType.Q3_K, GGMLType.Q6_K}  # types whose xs sums 16 values, not 32
 N_OUT = 4 * LANES + 45  # five row groups, the last one padded
 
@@ -244,7 +244,7 @@ def test_a_failing_compiler_gives_an_import_error_with_its_output(
 def test_missing_compiler_makes_the_import_fail_helpfully(tmp_path: Path) -> None:
     env = dict(os.environ, CC="/nonexistent", AGENT_CACHE_DIR=str(tmp_path))
     p = subprocess.run(
-        [sys.executable, "-c", "import agent.llm.kernels_c"],
+        [sys.executable, "-c", "import agent.llm.kernels.c_backend"],
         cwd=ROOT,
         env=env,
         capture_output=True,

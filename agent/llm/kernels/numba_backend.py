@@ -1,4 +1,4 @@
-"""numba kernels on lane-interleaved quantized matrices (see ``agent.llm.repack``).
+"""numba kernels on lane-interleaved quantized matrices (see ``agent.llm.kernels.repack``).
 
 Two kernels per block type, both reading the packed codes directly:
 
@@ -17,7 +17,7 @@ Block scales stay f16 (as uint16 bits, so a repacked matrix is no bigger than th
 widened through ``tab = F16_TABLE``, once per block and lane.
 
 With them, the backend interface that ``agent.llm.kernels`` expects of a kernel module (this one
-and ``agent.llm.kernels_c``): ``interleave``/``interleave_u16`` for ``agent.llm.repack``, and
+and ``agent.llm.kernels.c_backend``): ``interleave``/``interleave_u16`` for ``agent.llm.kernels.repack``, and
 ``set_num_threads``/``threadsafe`` for the thread count of the calling thread.
 """
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.llm.modelfile import TensorInfo
-from agent.llm.quants import dequantize, dequantize_rows
+from agent.llm.formats.modelfile import TensorInfo
+from agent.llm.formats.quants import dequantize, dequantize_rows
 
 
 class Linear:

@@ -26,7 +26,7 @@ from typing import Any, Union
 import numpy as np
 
 from agent.errors import AgentError
-from agent.llm.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
+from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
-from agent.llm.ggml_types import GGMLType, type_name
-from agent.llm.modelfile import (
+from agent.llm.formats.ggml_types import GGMLType, type_name
+from agent.llm.formats.modelfile import (
     TOKEN_BYTE,
     TOKEN_CONTROL,
     TOKEN_NORMAL,

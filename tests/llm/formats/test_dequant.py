@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.llm.files import open_model_file
-from agent.llm.ggml_types import LAYOUTS, GGMLType
-from agent.llm.quants import dequantize, dequantize_rows
+from agent.llm.formats.files import open_model_file
+from agent.llm.formats.ggml_types import LAYOUTS, GGMLType
+from agent.llm.formats.quants import dequantize, dequantize_rows
 from tests.golden import model_paths
 
 G = GGMLType
@@ -297,7 +297,7 @@ def test_vectorized_dequantizers_match_the_scalar_formulas(
 
 
 def test_random_fixture_blocks_decode_like_the_formulas() -> None:
-    from agent.llm.fixtures import random_blocks
+    from agent.llm.formats.fixtures import random_blocks
 
     rng = np.random.default_rng(0)
     for t in QUANT_TYPES:

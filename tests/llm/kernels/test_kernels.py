@@ -11,11 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.llm import kernels
-from agent.llm.ggml_types import LAYOUTS, GGMLType
-from agent.llm.linear import Linear
-from agent.llm.modelfile import TensorInfo
-from agent.llm.quants import dequantize
-from agent.llm.repack import LANES, PackedMatrix, release_pages, repack
+from agent.llm.formats.ggml_types import LAYOUTS, GGMLType
+from agent.llm.formats.modelfile import TensorInfo
+from agent.llm.formats.quants import dequantize
+from agent.llm.kernels import quant_linear
+from agent.llm.kernels import runtime as kernel_backend
+from agent.llm.kernels.linear import Linear
+from agent.llm.kernels.repack import LANES, PackedMatrix, release_pages, repack
 
 QUANT_TYPES = [
     GGMLType.Q4_0,
@@ -130,7 +132,7 @@ def test_tiled_prefill_over_many_tiles_and_threads(
     monkeypatch: pytest.MonkeyPatch, threads: int
 ) -> None:
     monkeypatch.setattr(
-        kernels, "TILE_BYTES", 1
+        quant_linear, "TILE_BYTES", 1
     )  # one row group per tile: many tiles, all workers busy
     old = kernels.get_threads()
     kernels.set_threads(threads)
@@ -189,7 +191,7 @@ def test_repacked_size_stays_close_to_the_file_bytes() -> None:
 def test_repack_in_pieces_equals_repack_in_one(
     t: GGMLType, kernel_module, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from agent.llm import repack as repack_module
+    from agent.llm.kernels import repack as repack_module
 
     ti = tensor(
         t, 3 * LANES + 5, 2 * LAYOUTS[t].block_size if LAYOUTS[t].block_size == 256 else 256
@@ -252,8 +254,8 @@ def test_reference_fallback_when_asked_or_when_no_kernels_load(
     assert kernels.linear_class() is kernels.QuantLinear
     for name in kernels.BACKENDS.values():
         monkeypatch.setitem(sys.modules, name, None)  # import now raises ImportError
-    monkeypatch.setattr(kernels, "_warned", False)
-    monkeypatch.setattr(kernels, "_failed", {})
+    monkeypatch.setattr(kernel_backend, "_warned", False)
+    monkeypatch.setattr(kernel_backend, "_failed", {})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert kernels.linear_class() is Linear
@@ -286,7 +288,7 @@ def test_engine_with_kernels_matches_reference_engine(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from agent.llm import load_model
-    from agent.llm.fixtures import make_model
+    from agent.llm.formats.fixtures import make_model
 
     path = make_model(tmp_path / "tiny-q4_k_m.gguf", shape="tiny", qtype="q4_k_m")
     ids = list(range(5, 40))
@@ -309,17 +311,17 @@ def test_prefill_on_numbas_workqueue_layer_runs_tiles_serially() -> None:
     code = (
         "import numpy as np\n"
         "from agent.llm import kernels\n"
-        "from tests.llm.test_kernels import tensor, reference, assert_close\n"
-        "from agent.llm.ggml_types import GGMLType\n"
+        "from tests.llm.kernels.test_kernels import tensor, reference, assert_close\n"
+        "from agent.llm.formats.ggml_types import GGMLType\n"
         "kernels.set_threads(2)\n"
-        "kernels.TILE_BYTES = 1\n"
+        "from agent.llm.kernels import quant_linear; quant_linear.TILE_BYTES = 1\n"
         "ti = tensor(GGMLType.Q4_0, 600, 256)\n"
         "x = np.ones((70, 256), np.float32)\n"
         "assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))\n"
         "import numba; assert numba.threading_layer() == 'workqueue'\n"
     )
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", AGENT_KERNELS="numba")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
     p = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300
     )

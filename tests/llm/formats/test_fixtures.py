@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.llm.files import open_model_file
-from agent.llm.fixtures import (
+from agent.llm.formats.files import open_model_file
+from agent.llm.formats.fixtures import (
     QTYPES,
     SHAPES,
     FixtureError,
@@ -21,9 +21,9 @@ from agent.llm.fixtures import (
     tensor_type,
     use_more_bits,
 )
-from agent.llm.ggml_types import GGMLType
+from agent.llm.formats.ggml_types import GGMLType
+from agent.llm.formats.quants import dequantize
 from agent.llm.hparams import model_info
-from agent.llm.quants import dequantize
 from tests.golden import model_paths, vocab_dir
 
 G = GGMLType

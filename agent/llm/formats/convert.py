@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import ModelFormatError
-from agent.llm.gguf_writer import GGUFValueType as T
-from agent.llm.gguf_writer import GGUFWriter
-from agent.llm.modelfile import ModelFile, TensorInfo, Vocab
+from agent.llm.formats.gguf_writer import GGUFValueType as T
+from agent.llm.formats.gguf_writer import GGUFWriter
+from agent.llm.formats.modelfile import ModelFile, TensorInfo, Vocab
 
 LLAMA2_CONTEXT = 4096
 LLAMA2_RMS_EPS = 1e-5
@@ -169,7 +169,7 @@ def convert_ggml_to_gguf(
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write ``dst`` (GGUF v3) from the GGML-era file ``src``; returns ``dst``."""
-    from agent.llm.files import open_model_file
+    from agent.llm.formats.files import open_model_file
 
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
