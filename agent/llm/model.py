@@ -95,6 +95,67 @@ class StopScanner:
         return out
 
 
+class Continuation:
+    """One sequence's decoding state: sampler, grammar, detokenizer, stop strings and stats.
+
+    ``step(logits, history)`` takes the logits after the last cached token and returns the text to
+    emit and whether the sequence is finished; otherwise ``token`` is the next one to evaluate.
+    Shared by the one-sequence loop of ``LlamaModel.generate`` and the batch scheduler.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        ids: list[int],
+        n_ctx: int,
+        max_tokens: int,
+        params: SamplingParams,
+        stop: Sequence[str] | str,
+        grammar: Any,
+    ):
+        if len(ids) >= n_ctx:
+            raise ContextLengthError(
+                f"the prompt is {len(ids)} tokens; the context window is {n_ctx}. "
+                "Shorten the prompt or raise n_ctx (-c)"
+            )
+        self.ids, self.n_ctx, self.max_tokens = ids, n_ctx, max_tokens
+        self.sampler = Sampler(params)
+        self.matcher: TokenMatcher | None = grammar.matcher(model) if grammar is not None else None
+        self.decoder = model.tokenizer.stream_decoder()
+        self.scanner = StopScanner([stop] if isinstance(stop, str) else stop)
+        self.eos = model.tokenizer.eos_id
+        self.stats = GenerationStats(prompt_tokens=len(ids))
+        self.token = -1
+
+    def _finish(self, reason: str, text: str = "") -> tuple[str, bool]:
+        self.stats.stop_reason = reason
+        tail, stopped = self.scanner.feed(self.decoder.flush())
+        if not stopped:
+            tail += self.scanner.flush()
+        return text + tail, True
+
+    def step(self, logits: np.ndarray, history: Sequence[int]) -> tuple[str, bool]:
+        stats = self.stats
+        if stats.generated_tokens >= self.max_tokens or len(history) >= self.n_ctx:
+            return self._finish("length")
+        if self.matcher is not None:
+            logits = np.where(self.matcher.allowed_mask(), logits, -np.inf).astype(np.float32)
+        token = self.sampler.sample(logits, history)
+        if token == self.eos:
+            return self._finish("eos")
+        if self.matcher is not None:
+            self.matcher.accept(token)
+        stats.generated_tokens += 1
+        text, stopped = self.scanner.feed(self.decoder.feed(token))
+        if stopped:
+            stats.stop_reason = "stop"
+            return text, True
+        if self.matcher is not None and self.matcher.is_complete():
+            return self._finish("grammar", text)
+        self.token = token
+        return text, False
+
+
 class LlamaModel:
     def __init__(
         self,
@@ -141,7 +202,18 @@ class LlamaModel:
         self.tokens: list[int] = []  # what the KV cache holds, position by position
         # One KV cache: calls from several threads (executor steps, server requests) take turns.
         self.lock = threading.RLock()
-        self.last_stats = GenerationStats()
+        self._stats = threading.local()  # each thread's last generation (parallel callers)
+        self._shared_stats = GenerationStats()
+        self.batcher: Any = None  # a BatchScheduler once enable_batching() was called
+
+    @property
+    def last_stats(self) -> GenerationStats:
+        """The calling thread's last generation (else the last one of any thread)."""
+        return getattr(self._stats, "value", self._shared_stats)
+
+    @last_stats.setter
+    def last_stats(self, stats: GenerationStats) -> None:
+        self._stats.value = self._shared_stats = stats
 
     def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Ready every matrix for the fast kernels now instead of on first use (a CLI loads with this,
@@ -224,16 +296,49 @@ class LlamaModel:
         seed: int | None = None,
         stop: Sequence[str] = (),
         grammar: Any = None,
+        cancel: threading.Event | None = None,
     ) -> Iterator[str]:
         """Stream the continuation of ``prompt`` as text pieces.
 
-        The model is locked for the whole generation: another thread's call waits until this one is
-        finished or closed. Do not interleave two generations in one thread.
+        Without batching the model is locked for the whole generation: another thread's call waits
+        until this one is finished or closed. With ``enable_batching`` concurrent calls decode
+        together, each in its own KV slot. Setting ``cancel`` stops the generation at its next
+        token. Do not interleave two generations in one thread.
         """
+        if self.batcher is not None:
+            params = SamplingParams(temperature, top_k, top_p, repeat_penalty, seed=seed)
+            handle = self.batcher.submit(prompt, max_tokens, params, stop, grammar, cancel)
+            self.last_stats = handle.stats
+            yield from handle
+            return
         with self.lock:
             yield from self._generate(
-                prompt, max_tokens, temperature, top_k, top_p, repeat_penalty, seed, stop, grammar
+                prompt,
+                max_tokens,
+                temperature,
+                top_k,
+                top_p,
+                repeat_penalty,
+                seed,
+                stop,
+                grammar,
+                cancel,
             )
+
+    def enable_batching(
+        self, slots: int = 4, n_ctx: int | None = None, chunk: int | None = None
+    ) -> None:
+        """Decode concurrent ``generate`` calls together: ``slots`` sequences, each with its own KV
+        cache of ``n_ctx`` positions (default the model's), advance in one forward pass.
+
+        KV memory: slots x n_ctx x n_layer x 2 x n_head_kv x head_dim x 2 bytes (f16), lazily.
+        """
+        from agent.llm.batch import BatchScheduler
+
+        if self.batcher is not None:
+            self.batcher.close()
+        kwargs = {} if chunk is None else {"chunk": chunk}
+        self.batcher = BatchScheduler(self, slots, n_ctx or self.n_ctx, **kwargs)
 
     def _generate(
         self,
@@ -246,58 +351,34 @@ class LlamaModel:
         seed: int | None,
         stop: Sequence[str],
         grammar: Any,
+        cancel: threading.Event | None = None,
     ) -> Iterator[str]:
-        sampler = Sampler(SamplingParams(temperature, top_k, top_p, repeat_penalty, seed=seed))
         ids = self.tokenize(prompt, bos=True)
-        if len(ids) >= self.n_ctx:
-            raise ContextLengthError(
-                f"the prompt is {len(ids)} tokens; the context window is {self.n_ctx}. "
-                "Shorten the prompt or raise n_ctx (-c)"
-            )
-        if isinstance(stop, str):
-            stop = [stop]
-        stats = self.last_stats = GenerationStats(prompt_tokens=len(ids))
-        matcher: TokenMatcher | None = grammar.matcher(self) if grammar is not None else None
+        cont = Continuation(
+            self,
+            ids,
+            self.n_ctx,
+            max_tokens,
+            SamplingParams(temperature, top_k, top_p, repeat_penalty, seed=seed),
+            stop,
+            grammar,
+        )
+        stats = self.last_stats = cont.stats
         t0 = time.perf_counter()
         logits = self.eval_prompt(ids)
         stats.prompt_seconds = time.perf_counter() - t0
-        decoder = self.tokenizer.stream_decoder()
-        scanner = StopScanner(stop)
-        eos = self.tokenizer.eos_id
         t0 = time.perf_counter()
         try:
             while True:
-                if stats.generated_tokens >= max_tokens:
-                    stats.stop_reason = "length"
-                    break
-                if len(self.tokens) >= self.n_ctx:
-                    stats.stop_reason = "length"
-                    break
-                if matcher is not None:
-                    mask = matcher.allowed_mask()
-                    logits = np.where(mask, logits, -np.inf).astype(np.float32)
-                token = sampler.sample(logits, self.tokens)
-                if token == eos:
-                    stats.stop_reason = "eos"
-                    break
-                if matcher is not None:
-                    matcher.accept(token)
-                stats.generated_tokens += 1
-                text, stopped = scanner.feed(decoder.feed(token))
+                text, done = cont.step(logits, self.tokens)
                 if text:
                     yield text
-                if stopped:
-                    stats.stop_reason = "stop"
+                if done:
                     return
-                if matcher is not None and matcher.is_complete():
-                    stats.stop_reason = "grammar"
-                    break
-                logits = self.eval([token])[-1]
-            tail, stopped = scanner.feed(decoder.flush())
-            if not stopped:
-                tail += scanner.flush()
-            if tail:
-                yield tail
+                if cancel is not None and cancel.is_set():
+                    stats.stop_reason = "cancelled"
+                    return
+                logits = self.eval([cont.token])[-1]
         finally:
             stats.generate_seconds = time.perf_counter() - t0
 

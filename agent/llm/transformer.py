@@ -41,6 +41,18 @@ class Layer:
     w_up: Linear
 
 
+@dataclass
+class Span:
+    """Rows [start, stop) of a forward batch: one sequence's tokens, written at positions n_past..
+    of its own KV cache ([n_layer, n_ctx, n_head_kv, head_dim] f16 arrays, a slot's)."""
+
+    start: int
+    stop: int
+    n_past: int
+    k_cache: np.ndarray
+    v_cache: np.ndarray
+
+
 class Transformer:
     def __init__(
         self,
@@ -104,20 +116,26 @@ class Transformer:
         out[..., 1::2] = x0 * sin + x1 * cos
         return out
 
-    def attention(self, q: np.ndarray, li: int, n_past: int) -> np.ndarray:
+    def attention(
+        self,
+        q: np.ndarray,
+        li: int,
+        n_past: int,
+        k_cache: np.ndarray | None = None,
+        v_cache: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Causal attention of q (positions n_past..) over a KV cache (default: the model's)."""
+        k_cache = self.k_cache if k_cache is None else k_cache
+        v_cache = self.v_cache if v_cache is None else v_cache
         n, n_head, hd = q.shape
         if self.attend is not None and n <= ATTEND_MAX_ROWS:
             out = np.empty((n, n_head, hd), np.float32)
-            self.attend(self.k_cache[li], self.v_cache[li], np.ascontiguousarray(q), n_past, out)
+            self.attend(k_cache[li], v_cache[li], np.ascontiguousarray(q), n_past, out)
             return out.reshape(n, n_head * hd)
         n_kv = self.info.n_head_kv
         total = n_past + n
-        k = (
-            self.k_cache[li, :total].astype(np.float32).transpose(1, 2, 0)[:, None]
-        )  # [n_kv, 1, hd, T]
-        v = (
-            self.v_cache[li, :total].astype(np.float32).transpose(1, 0, 2)[:, None]
-        )  # [n_kv, 1, T, hd]
+        k = k_cache[li, :total].astype(np.float32).transpose(1, 2, 0)[:, None]  # [n_kv, 1, hd, T]
+        v = v_cache[li, :total].astype(np.float32).transpose(1, 0, 2)[:, None]  # [n_kv, 1, T, hd]
         qg = q.reshape(n, n_kv, n_head // n_kv, hd).transpose(
             1, 2, 0, 3
         )  # query head h uses KV head h // group
@@ -152,20 +170,32 @@ class Transformer:
     def head(self, x: np.ndarray) -> np.ndarray:
         return self.output(self.rms_norm(x, self.norm))
 
-    def layers_forward(self, ids: np.ndarray, n_past: int) -> np.ndarray:
-        """The hidden states of ``ids`` after the last layer; fills the KV cache at n_past.."""
+    def layers_forward(self, ids: np.ndarray, n_past: int | list[Span]) -> np.ndarray:
+        """The hidden states of ``ids`` after the last layer; fills the KV cache at n_past..
+
+        With a list of spans instead of n_past, the rows are several sequences (batched decoding):
+        the matrix products run once over all rows, attention per span in the span's own cache.
+        """
         info, n = self.info, len(ids)
-        cos, sin = self.rope_table(np.arange(n_past, n_past + n, dtype=np.float64))
+        if isinstance(n_past, int):
+            spans = [Span(0, n, n_past, self.k_cache, self.v_cache)]
+        else:
+            spans = n_past
+        pos = np.concatenate([np.arange(s.n_past, s.n_past + s.stop - s.start) for s in spans])
+        cos, sin = self.rope_table(pos.astype(np.float64))
         x = np.array(self.embed(ids), np.float32)  # our own copy: updated in place below
         for li, L in enumerate(self.layers):
             h = self.rms_norm(x, L.attn_norm)
             q = self.rope(L.wq(h).reshape(n, info.n_head, info.head_dim), cos, sin)
             k = self.rope(L.wk(h).reshape(n, info.n_head_kv, info.head_dim), cos, sin)
-            self.k_cache[li, n_past : n_past + n] = k
-            self.v_cache[li, n_past : n_past + n] = L.wv(h).reshape(
-                n, info.n_head_kv, info.head_dim
-            )
-            x += L.wo(self.attention(q, li, n_past))
+            v = L.wv(h).reshape(n, info.n_head_kv, info.head_dim)
+            att = np.empty((n, info.n_head * info.head_dim), np.float32)
+            for s in spans:
+                a, b, p = s.start, s.stop, s.n_past
+                s.k_cache[li, p : p + b - a] = k[a:b]
+                s.v_cache[li, p : p + b - a] = v[a:b]
+                att[a:b] = self.attention(q[a:b], li, p, s.k_cache, s.v_cache)
+            x += L.wo(att)
             h = self.rms_norm(x, L.ffn_norm)
             g = L.w_gate(h)
             sig = np.negative(g)  # SiLU, g * sigmoid(g), with one temporary

@@ -1,0 +1,280 @@
+"""Batched decoding over slots: concurrent generations advance in one forward pass.
+
+Decoding is bound by memory bandwidth: one step reads every weight once, whatever the number of
+rows it advances. A scheduler thread owns the forward pass; ``submit`` hands it a sequence and
+returns a ``Handle`` that streams the sequence's text. Each running sequence holds a slot, its own
+KV cache of ``n_ctx`` positions. Every step:
+
+1. cancelled sequences leave, freeing their slots;
+2. waiting sequences take free slots, reusing the longest prefix of their prompt already cached in
+   any slot (copied across slots when another holds more of it; a request whose prefix another is
+   still reading waits for that part instead of reading it twice: ``n`` > 1 costs one prompt);
+3. one forward pass over one row per decoding sequence plus up to ``chunk`` prompt rows, shortest
+   prompt first, so a long prompt is read a chunk per step between the decode steps of the others;
+4. each sequence whose last row was evaluated samples its next token (its own sampler, grammar and
+   stop strings) and streams its text.
+
+KV memory: slots x n_ctx x n_layer x 2 (K, V) x n_head_kv x head_dim x 2 bytes (f16).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent.errors import AgentError
+from agent.llm.model import Continuation, GenerationStats
+from agent.llm.sampling import SamplingParams
+from agent.llm.transformer import Span
+
+# Prompt tokens read per step, shared by the sequences being prefilled. Small enough that a step
+# with a chunk of a long prompt delays the others' next token by little (prefill is compute-bound:
+# a step costs about its row count), large enough for the matrix kernels to run near full rate.
+DEFAULT_CHUNK = 32
+
+
+class SchedulerClosedError(AgentError):
+    """The batch scheduler was closed while a generation waited or ran."""
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+@dataclass
+class Slot:
+    k: np.ndarray  # [n_layer, n_ctx, n_head_kv, head_dim] f16
+    v: np.ndarray
+    tokens: list[int] = field(default_factory=list)  # what the cache holds, position by position
+    handle: Handle | None = None
+    last_used: int = 0
+
+
+class Handle:
+    """One submitted generation: iterate it for its text pieces; leaving early cancels it."""
+
+    def __init__(self, cont: Continuation, cancel: threading.Event | None):
+        self.cont = cont
+        self.stats: GenerationStats = cont.stats
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._cancel = cancel
+        self._left = False
+        self.slot: Slot | None = None
+        self.n_done = 0  # prompt tokens in the slot's cache
+        self.t_submit = time.perf_counter()
+        self.t_first = 0.0
+
+    @property
+    def ids(self) -> list[int]:
+        return self.cont.ids
+
+    @property
+    def prefilling(self) -> bool:
+        return self.n_done < len(self.ids)
+
+    def cancelled(self) -> bool:
+        return self._left or (self._cancel is not None and self._cancel.is_set())
+
+    def cancel(self) -> None:
+        self._left = True
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            while True:
+                kind, value = self.events.get()
+                if kind == "piece":
+                    yield value
+                elif kind == "error":
+                    raise value
+                else:
+                    return
+        finally:
+            self._left = True  # a no-op once finished; frees the slot when the caller left early
+
+
+class BatchScheduler:
+    def __init__(self, model: Any, slots: int, n_ctx: int, chunk: int = DEFAULT_CHUNK):
+        if slots < 1:
+            raise ValueError(f"slots must be at least 1, got {slots}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be at least 1, got {chunk}")
+        self.model, self.n_ctx, self.chunk = model, n_ctx, chunk
+        self.tr = model._require_weights()
+        info = model.info
+        shape = (info.n_layer, n_ctx, info.n_head_kv, info.head_dim)
+        # np.zeros maps pages lazily: a slot costs resident memory only for the positions it used.
+        self.slots = [
+            Slot(np.zeros(shape, np.float16), np.zeros(shape, np.float16)) for _ in range(slots)
+        ]
+        self.waiting: list[Handle] = []
+        self.cond = threading.Condition()
+        self.closed = False
+        self.steps = 0
+        self.max_rows = 0  # the largest batch so far (tests and benchmarks look at it)
+        self._thread = threading.Thread(target=self._loop, name="agent-batch", daemon=True)
+        self._thread.start()
+
+    @property
+    def kv_bytes(self) -> int:
+        return sum(s.k.nbytes + s.v.nbytes for s in self.slots)
+
+    def submit(
+        self,
+        prompt: str | list[int],
+        max_tokens: int,
+        params: SamplingParams,
+        stop: Sequence[str] | str = (),
+        grammar: Any = None,
+        cancel: threading.Event | None = None,
+    ) -> Handle:
+        """Queue one generation; errors of the request itself (context overflow) raise here."""
+        if self.closed:
+            raise SchedulerClosedError("the batch scheduler is closed; load the model again")
+        ids = self.model.tokenize(prompt, bos=True) if isinstance(prompt, str) else list(prompt)
+        cont = Continuation(self.model, ids, self.n_ctx, max_tokens, params, stop, grammar)
+        handle = Handle(cont, cancel)
+        with self.cond:
+            self.waiting.append(handle)
+            self.cond.notify()
+        return handle
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self.cond:
+            self.closed = True
+            self.cond.notify()
+        self._thread.join(timeout)
+
+    # --- the scheduler thread -------------------------------------------------------------------
+    def _running(self) -> list[Handle]:
+        return [s.handle for s in self.slots if s.handle is not None]
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self.closed and not self.waiting and not self._running():
+                    self.cond.wait()
+                if self.closed:
+                    break
+            self._drop_cancelled()
+            self._admit()
+            if self._running():
+                self._step()
+            else:  # waiting ones are deferred or cancelled: look again shortly
+                time.sleep(0.001)
+        err = SchedulerClosedError("the batch scheduler was closed during the generation")
+        with self.cond:
+            pending, self.waiting = self.waiting, []
+        for h in pending + self._running():
+            self._fail(h, err)
+
+    def _finish(self, h: Handle, kind: str = "done", value: Any = None) -> None:
+        if h.slot is not None:
+            h.slot.handle = None
+            h.slot = None
+        h.stats.generate_seconds = time.perf_counter() - (h.t_first or h.t_submit)
+        h.events.put((kind, value))
+
+    def _fail(self, h: Handle, exc: BaseException) -> None:
+        self._finish(h, "error", exc)
+
+    def _drop_cancelled(self) -> None:
+        with self.cond:
+            gone = [h for h in self.waiting if h.cancelled()]
+            self.waiting = [h for h in self.waiting if not h.cancelled()]
+        for h in gone + [h for h in self._running() if h.cancelled()]:
+            h.stats.stop_reason = "cancelled"
+            self._finish(h)
+
+    def _admit(self) -> None:
+        with self.cond:
+            waiting = list(self.waiting)
+        for h in waiting:
+            free = [s for s in self.slots if s.handle is None]
+            if not free:
+                return
+            best = max(self.slots, key=lambda s: common_prefix(s.tokens, h.ids))
+            have = common_prefix(best.tokens, h.ids)
+            # another sequence is still reading more of this prompt: wait for it, then copy
+            if any(r.prefilling and common_prefix(r.ids, h.ids) > have for r in self._running()):
+                continue
+            slot = max(free, key=lambda s: (common_prefix(s.tokens, h.ids), -s.last_used))
+            own = common_prefix(slot.tokens, h.ids)
+            if have > own:  # copy the longer cached prefix from the other slot
+                slot.k[:, own:have] = best.k[:, own:have]
+                slot.v[:, own:have] = best.v[:, own:have]
+            reuse = min(max(own, have), len(h.ids) - 1)  # evaluate >= 1 token, for its logits
+            slot.tokens = h.ids[:reuse]
+            slot.handle, h.slot, h.n_done = h, slot, reuse
+            h.stats.cached_tokens = reuse
+            with self.cond:
+                self.waiting.remove(h)
+
+    def _step(self) -> None:
+        self.steps += 1
+        rows: list[int] = []
+        spans: list[Span] = []
+        owners: list[Handle] = []
+        wants: list[tuple[Handle, int]] = []  # sequences whose last row's logits are needed
+
+        def add(h: Handle, ids: list[int], last: bool) -> None:
+            slot = h.slot
+            assert slot is not None
+            start = len(rows)
+            rows.extend(ids)
+            spans.append(Span(start, len(rows), len(slot.tokens), slot.k, slot.v))
+            owners.append(h)
+            slot.last_used = self.steps
+            if last:
+                wants.append((h, len(rows) - 1))
+
+        running = self._running()
+        for h in running:
+            if not h.prefilling:
+                add(h, [h.cont.token], True)
+        budget = self.chunk
+        for h in sorted((h for h in running if h.prefilling), key=lambda h: len(h.ids) - h.n_done):
+            take = min(budget, len(h.ids) - h.n_done)
+            add(h, h.ids[h.n_done : h.n_done + take], h.n_done + take == len(h.ids))
+            budget -= take
+            if budget == 0:
+                break
+        self.max_rows = max(self.max_rows, len(rows))
+        try:
+            with self.model.lock:  # eval() on the model's own cache may run between steps
+                x = self.tr.layers_forward(np.asarray(rows, dtype=np.int64), spans)
+                logits = self.tr.head(x[[i for _, i in wants]]) if wants else None
+        except Exception as exc:  # noqa: BLE001 - reported to every sequence of the batch
+            for h in running:
+                self._fail(h, exc)
+            return
+        for h, span in zip(owners, spans, strict=True):  # the rows are in the caches now
+            assert h.slot is not None
+            h.slot.tokens.extend(rows[span.start : span.stop])
+            if h.prefilling:
+                h.n_done += span.stop - span.start
+        assert logits is not None or not wants
+        for (h, _), row in zip(wants, logits if logits is not None else [], strict=True):
+            if not h.t_first:
+                h.t_first = time.perf_counter()
+                h.stats.prompt_seconds = h.t_first - h.t_submit
+            assert h.slot is not None
+            try:
+                text, done = h.cont.step(row, h.slot.tokens)
+            except Exception as exc:  # noqa: BLE001 - one sequence's failure (grammar) is its own
+                self._fail(h, exc)
+                continue
+            if text:
+                h.events.put(("piece", text))
+            if done:
+                self._finish(h)

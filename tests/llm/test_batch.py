@@ -1,0 +1,311 @@
+"""Batched decoding over slots: logits as if each sequence ran alone, and the scheduler's rules
+(continuous batching, chunked prefill, prefix reuse across slots, cancel, per-request failures)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from agent.errors import ContextLengthError
+from agent.llm.sampling import SamplingParams
+from agent.llm.transformer import Span
+from tests.golden import expected_path, model_path
+
+GOLDEN = ["tiny-q4_0.gguf", "tiny.ggmlv3.q4_K_M.bin"]
+GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
+
+
+def load(path, n_ctx=256):
+    from agent.llm import load_model
+
+    return load_model(path, n_ctx=n_ctx)
+
+
+@pytest.fixture(scope="module")
+def gqa_path(tmp_path_factory):
+    from agent.llm.formats.fixtures import make_model
+
+    return make_model(tmp_path_factory.mktemp("gqa") / "tiny-gqa.gguf", "tiny_gqa", "q4_k_m")
+
+
+def alone(m, ids: list[int]) -> np.ndarray:
+    m.reset()
+    return m.eval(ids)
+
+
+def new_cache(m, n_ctx: int) -> tuple[np.ndarray, np.ndarray]:
+    i = m.info
+    shape = (i.n_layer, n_ctx, i.n_head_kv, i.head_dim)
+    return np.zeros(shape, np.float16), np.zeros(shape, np.float16)
+
+
+def run_batched(m, seqs: list[list[int]], plan: list[list[int]]) -> list[np.ndarray]:
+    """Feed each sequence in pieces: plan[step][j] tokens of sequence j in step ``step`` (0 = none),
+    all sequences of a step in one forward pass; returns every sequence's logits, row by row."""
+    tr = m.transformer
+    caches = [new_cache(m, 128) for _ in seqs]
+    done = [0] * len(seqs)
+    out: list[list[np.ndarray]] = [[] for _ in seqs]
+    for counts in plan:
+        rows, spans, owners = [], [], []
+        for j, c in enumerate(counts):
+            if c:
+                spans.append(Span(len(rows), len(rows) + c, done[j], *caches[j]))
+                rows.extend(seqs[j][done[j] : done[j] + c])
+                owners.append(j)
+        logits = tr.head(tr.layers_forward(np.asarray(rows, np.int64), spans))
+        for j, s in zip(owners, spans, strict=True):
+            out[j].append(logits[s.start : s.stop])
+            done[j] += s.stop - s.start
+    return [np.concatenate(o) for o in out]
+
+
+@pytest.mark.parametrize("name", GOLDEN + ["gqa"])
+def test_batched_forward_matches_each_sequence_alone(name, gqa_path):
+    m = load(gqa_path if name == "gqa" else model_path(name))
+    rng = np.random.default_rng(7)
+    lens = [40, 23, 9, 60]
+    seqs = [[1] + [int(t) for t in rng.integers(3, m.info.n_vocab, n - 1)] for n in lens]
+    # mixed: prompts of different lengths read in chunks while others decode one row at a time,
+    # sequences joining late (positions differ across the batch), a step with 40 rows (sgemm path)
+    plan = [
+        [40, 0, 0, 0],
+        [0, 10, 4, 33],
+        [0, 1, 5, 0],
+        [0, 12, 0, 1],
+        [0, 0, 0, 26],
+    ]
+    assert [sum(c[j] for c in plan) for j in range(4)] == lens
+    got = run_batched(m, seqs, plan)
+    for j, ids in enumerate(seqs):
+        want = alone(m, ids)
+        np.testing.assert_allclose(got[j], want, atol=2e-3, err_msg=f"sequence {j}")
+        assert (got[j].argmax(-1) == want.argmax(-1)).all()
+
+
+@pytest.mark.parametrize("name", GOLDEN)
+def test_batched_forward_within_golden_tolerance_of_llama_cpp(name):
+    """The golden prompt, read in a batch next to another sequence, still matches llama.cpp."""
+    m = load(model_path(name))
+    exp = np.load(expected_path(model_path(name)))
+    ids = [int(i) for i in exp["prompt_ids"]]
+    other = ids[:30][::-1]
+    got = run_batched(m, [ids, other], [[50, 30], [40, 0]])[0]
+    diff = np.abs(got - exp["logits"])
+    assert diff.mean() <= 0.06 and diff.max() <= 0.5, (diff.mean(), diff.max())
+
+
+def collect(m, prompts, **kw) -> list[str]:
+    """Run ``generate`` for every prompt on its own thread, all at once."""
+    out: list[str] = [""] * len(prompts)
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            out[i] = "".join(m.generate(prompts[i], **kw))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    return out
+
+
+PROMPTS = [
+    "The quick brown fox",
+    "A chat between a curious user and an assistant. USER: What color are blueberries?",
+    "Once",
+    "1 2 3 4 5 6 7 8 9 10 11 12",
+]
+
+
+@pytest.fixture()
+def model():
+    m = load(model_path("tiny-q4_0.gguf"))
+    yield m
+    if m.batcher is not None:
+        m.batcher.close()
+
+
+def test_concurrent_generations_batch_and_equal_their_solo_runs(model):
+    kw = dict(max_tokens=20, temperature=0.8, seed=3, repeat_penalty=1.1)
+    solo = [model.complete(p, **kw) for p in PROMPTS]
+    model.enable_batching(slots=4)
+    together = collect(model, PROMPTS, **kw)
+    assert together == solo
+    assert model.batcher.max_rows >= 2  # at least one step advanced several sequences
+    # fewer forward passes than one per token per sequence
+    assert model.batcher.steps < sum(len(model.tokenize(s, bos=False)) for s in solo) + 4 * 2
+
+
+def test_more_requests_than_slots_wait_and_all_finish(model):
+    kw = dict(max_tokens=8, temperature=0.0)
+    solo = [model.complete(p, **kw) for p in PROMPTS * 2]
+    model.enable_batching(slots=2)
+    assert collect(model, PROMPTS * 2, **kw) == solo
+
+
+def test_a_new_request_reuses_a_cached_prefix_from_any_slot(model):
+    model.enable_batching(slots=2)
+    base = PROMPTS[1]
+    first = model.complete(base, max_tokens=4, temperature=0.0)
+    assert first is not None
+    b = model.batcher
+    h = b.submit(base + " And cherries?", 4, GREEDY)
+    text = "".join(h)
+    n_base = len(model.tokenize(base))
+    assert h.stats.cached_tokens >= n_base - 1
+    model.batcher.close()
+    model.batcher = None
+    assert text == model.complete(base + " And cherries?", max_tokens=4, temperature=0.0)
+
+
+def test_parallel_copies_of_one_prompt_read_it_once(model):
+    model.enable_batching(slots=3)
+    b = model.batcher
+    prompt = PROMPTS[1] * 3
+    handles = [b.submit(prompt, 6, SamplingParams(seed=i)) for i in range(3)]
+    texts = ["".join(h) for h in handles]
+    n = len(model.tokenize(prompt))
+    assert sorted(h.stats.cached_tokens for h in handles) == [0, n - 1, n - 1]
+    assert all(h.stats.generated_tokens == 6 for h in handles)
+    assert len(texts) == 3
+
+
+def test_long_prompt_is_read_in_chunks_while_others_decode(model):
+    model.enable_batching(slots=2, chunk=16)
+    b = model.batcher
+    a = b.submit(PROMPTS[0], 12, GREEDY)
+    it = iter(a)
+    first = next(it)  # a is decoding
+    long_prompt = " ".join(str(i) for i in range(40))
+    assert len(model.tokenize(long_prompt)) > 160  # 10+ chunks
+    h = b.submit(long_prompt, 1, GREEDY)
+    rest = "".join(it)
+    done_a = time.perf_counter()
+    "".join(h)
+    assert first + rest
+    assert a.stats.generated_tokens == 12
+    # a finished its 11 remaining tokens before h's prompt was read: they shared steps
+    assert done_a - h.t_submit < h.stats.prompt_seconds
+
+
+def test_cancel_frees_the_slot_for_the_next_request(model):
+    model.enable_batching(slots=1)
+    b = model.batcher
+    stop = threading.Event()
+    h = b.submit(PROMPTS[0], 200, SamplingParams(seed=1), cancel=stop)
+    it = iter(h)
+    next(it)
+    stop.set()
+    h2 = b.submit(PROMPTS[2], 3, GREEDY)
+    assert h2.stats.generated_tokens == 0
+    "".join(h2)
+    assert h2.stats.generated_tokens == 3
+    assert h.stats.stop_reason == "cancelled" and h.stats.generated_tokens < 200
+
+
+def test_leaving_the_iterator_early_cancels(model):
+    model.enable_batching(slots=1)
+    gen = model.generate(PROMPTS[0], max_tokens=200, temperature=0.8, seed=1)
+    next(gen)
+    gen.close()
+    assert model.complete(PROMPTS[2], max_tokens=3, temperature=0.0)
+
+
+def test_context_overflow_fails_alone(model):
+    model.enable_batching(slots=2, n_ctx=32)
+    b = model.batcher
+    h = b.submit(PROMPTS[0], 10, GREEDY)
+    with pytest.raises(ContextLengthError, match="context window is 32"):
+        b.submit(" ".join(["word"] * 40), 4, GREEDY)
+    "".join(h)
+    assert h.stats.generated_tokens == 10
+    # a generation that reaches the slot's end stops with "length"
+    h3 = b.submit(PROMPTS[1][:60], 100, GREEDY)
+    "".join(h3)
+    assert h3.stats.stop_reason in ("length", "eos")
+    assert len(h3.slot.tokens if h3.slot else []) <= 32
+
+
+class BrokenGrammar:
+    """A grammar whose matcher fails on its first step (a bug in a user grammar)."""
+
+    def matcher(self, model):
+        class M:
+            def allowed_mask(self):
+                raise ValueError("broken grammar")
+
+        return M()
+
+
+def test_one_sequence_failing_does_not_stop_the_others(model):
+    model.enable_batching(slots=2)
+    b = model.batcher
+    good = b.submit(PROMPTS[0], 10, GREEDY)
+    bad = b.submit(PROMPTS[2], 10, GREEDY, grammar=BrokenGrammar())
+    with pytest.raises(ValueError, match="broken grammar"):
+        "".join(bad)
+    "".join(good)
+    assert good.stats.generated_tokens == 10
+    assert "".join(b.submit(PROMPTS[2], 2, GREEDY))  # the slot was freed
+
+
+def test_grammar_per_sequence(model):
+    import json
+
+    from agent.llm.grammar import json_schema_grammar
+
+    model.enable_batching(slots=3)
+    schemas = [
+        {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+        {"type": "array", "items": {"type": "boolean"}, "maxItems": 3},
+        {"type": "string", "enum": ["red", "green"]},
+    ]
+    out: list[str] = [""] * 3
+
+    def run(i):
+        out[i] = model.complete(
+            PROMPTS[i],
+            max_tokens=60,
+            temperature=0.9,
+            seed=i,
+            grammar=json_schema_grammar(schemas[i]),
+        )
+
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    import jsonschema
+
+    for text, schema in zip(out, schemas, strict=True):
+        jsonschema.validate(json.loads(text), schema)
+
+
+def test_closing_the_scheduler_fails_waiting_generations(model):
+    model.enable_batching(slots=1)
+    b = model.batcher
+    h = b.submit(PROMPTS[0], 10_000, SamplingParams(seed=1))
+    b.close()
+    with pytest.raises(Exception, match="closed"):
+        "".join(h)
+    with pytest.raises(Exception, match="closed"):
+        b.submit(PROMPTS[0], 1, GREEDY)
+
+
+def test_bad_arguments(model):
+    from agent.llm.batch import BatchScheduler
+
+    with pytest.raises(ValueError, match="slots"):
+        BatchScheduler(model, 0, 64)
+    with pytest.raises(ValueError, match="chunk"):
+        BatchScheduler(model, 1, 64, chunk=0)
