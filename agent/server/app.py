@@ -8,6 +8,7 @@ events in OpenAI's chunk format, ending with ``data: [DONE]``.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import threading
 import time
@@ -26,14 +27,21 @@ from agent.errors import ContextLengthError
 from agent.llm.protocol import count_tokens
 from agent.server.errors import APIError
 from agent.server.requests import Prepared, parse_json_body, prepare_chat, prepare_completion
+from agent.server.toolstream import ToolCallStreamer
 from agent.server.worker import EngineWorker, Job, QueueFullError
 
 
-def _generate(model: Any, prep: Prepared, emit: Any, cancelled: threading.Event) -> dict[str, Any]:
-    """Runs on the engine thread: stream pieces out, stop early if the client left."""
+def _generate(
+    model: Any, prep: Prepared, emit: Any, cancelled: threading.Event, index: int = 0
+) -> dict[str, Any]:
+    """Runs on an engine thread: stream pieces out, stop early if the client left."""
     kwargs = dict(max_tokens=prep.max_tokens, **prep.sampling)
     if prep.grammar is not None:
         kwargs["grammar"] = prep.grammar
+    if index and kwargs.get("seed") is not None:  # n > 1: each choice its own draw
+        kwargs["seed"] += index
+    if "cancel" in inspect.signature(model.generate).parameters:
+        kwargs["cancel"] = cancelled  # the engine stops at its next step, pieces or not
     pieces: list[str] = []
     gen = model.generate(prep.prompt, **kwargs)
     try:
@@ -63,8 +71,8 @@ def _error_of(exc: BaseException) -> APIError:
     return APIError(500, f"generation failed: {type(exc).__name__}: {exc}", type="server_error")
 
 
-def _usage(prep: Prepared, result: dict[str, Any]) -> dict[str, int]:
-    n = int(result["completion_tokens"])
+def _usage(prep: Prepared, results: list[dict[str, Any]]) -> dict[str, int]:
+    n = sum(int(r["completion_tokens"]) for r in results)
     return {
         "prompt_tokens": prep.prompt_tokens,
         "completion_tokens": n,
@@ -95,10 +103,22 @@ def chat_message(prep: Prepared, result: dict[str, Any]) -> tuple[dict[str, Any]
 
 
 def create_app(
-    model: Any, *, model_name: str = "local", api_key: str | None = None, queue_size: int = 16
+    model: Any,
+    *,
+    model_name: str = "local",
+    api_key: str | None = None,
+    queue_size: int = 16,
+    parallel: int = 1,
 ) -> FastAPI:
-    """The API over ``model`` (a loaded engine or any ``TextGenerator``)."""
-    worker = EngineWorker(queue_size)
+    """The API over ``model`` (a loaded engine or any ``TextGenerator``).
+
+    ``parallel`` > 1 decodes up to that many requests (or choices of ``n``) together; an engine
+    gets that many KV slots (``enable_batching``) unless it already batches.
+    """
+    if parallel > 1 and getattr(model, "enable_batching", None) is not None:
+        if getattr(model, "batcher", None) is None:
+            model.enable_batching(parallel)
+    worker = EngineWorker(queue_size, parallel)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -143,30 +163,49 @@ def create_app(
                 code="invalid_api_key",
             )
 
-    def submit(prep: Prepared) -> tuple[Job, asyncio.Queue]:
+    def submit(prep: Prepared) -> tuple[list[Job], asyncio.Queue]:
+        """One job per choice (``n``); events arrive as (choice index, kind, value)."""
         loop = asyncio.get_running_loop()
         events: asyncio.Queue = asyncio.Queue()
+        jobs: list[Job] = []
 
-        def emit(kind: str, value: Any) -> None:
-            loop.call_soon_threadsafe(events.put_nowait, (kind, value))
+        def make(i: int) -> Job:
+            def emit(kind: str, value: Any) -> None:
+                loop.call_soon_threadsafe(events.put_nowait, (i, kind, value))
 
-        job = Job(run=lambda e, c: _generate(model, prep, e, c), emit=emit)
+            return Job(run=lambda e, c: _generate(model, prep, e, c, i), emit=emit)
+
         try:
-            worker.submit(job)
+            for i in range(prep.n):
+                jobs.append(make(i))
+                worker.submit(jobs[-1])
         except QueueFullError as exc:
+            for job in jobs:
+                job.cancelled.set()
             raise APIError(503, str(exc), type="server_error", code="server_busy") from None
-        return job, events
+        return jobs, events
 
-    async def wait_result(job: Job, events: asyncio.Queue) -> dict[str, Any]:
+    async def wait_results(
+        jobs: list[Job], events: asyncio.Queue, request: Request
+    ) -> list[dict[str, Any]]:
+        """Every choice's result; a client that disconnects cancels them (checked 4 times/s)."""
+        results: dict[int, dict[str, Any]] = {}
         try:
-            while True:
-                kind, value = await events.get()
+            while len(results) < len(jobs):
+                try:
+                    i, kind, value = await asyncio.wait_for(events.get(), 0.25)
+                except asyncio.TimeoutError:
+                    if await request.is_disconnected():
+                        raise APIError(499, "the client closed the request") from None
+                    continue
                 if kind == "done":
-                    return value
-                if kind == "error":
+                    results[i] = value
+                elif kind == "error":
                     raise _error_of(value)
+            return [results[i] for i in range(len(jobs))]
         finally:
-            job.cancelled.set()  # a no-op when done; stops the engine if the client went away
+            for job in jobs:  # a no-op when done; stops the engine if the client went away
+                job.cancelled.set()
 
     def sse(obj: Any) -> str:
         return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
@@ -194,23 +233,26 @@ def create_app(
         check_key(request)
         body = parse_json_body(await request.body())
         prep = await run_in_threadpool(prepare_chat, body, model)
-        job, events = submit(prep)
+        jobs, events = submit(prep)
         cid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if not prep.stream:
-            result = await wait_result(job, events)
-            message, finish = chat_message(prep, result)
+            results = await wait_results(jobs, events, request)
+            choices = []
+            for i, result in enumerate(results):
+                message, finish = chat_message(prep, result)
+                choices.append(
+                    {"index": i, "message": message, "finish_reason": finish, "logprobs": None}
+                )
             return {
                 "id": cid,
                 "object": "chat.completion",
                 "created": now,
                 "model": model_name,
-                "choices": [
-                    {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
-                ],
-                "usage": _usage(prep, result),
+                "choices": choices,
+                "usage": _usage(prep, results),
             }
 
-        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        def chunk(i: int, delta: dict[str, Any], finish: str | None = None) -> str:
             return sse(
                 {
                     "id": cid,
@@ -218,49 +260,56 @@ def create_app(
                     "created": now,
                     "model": model_name,
                     "choices": [
-                        {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+                        {"index": i, "delta": delta, "finish_reason": finish, "logprobs": None}
                     ],
                 }
             )
 
         async def stream() -> AsyncIterator[str]:
+            names = list(prep.registry.names()) if prep.registry is not None else []
+            # without tools every piece is content: the streamer's "text" mode from the start
+            streamers = [ToolCallStreamer(names) for _ in jobs]
+            if prep.registry is None:
+                for st in streamers:
+                    st.mode = "text"
+            results: dict[int, dict[str, Any]] = {}
             try:
-                yield chunk({"role": "assistant", "content": ""})
-                live = prep.registry is None  # a tool call is only known when complete
-                started = False
-                while True:
-                    kind, value = await events.get()
-                    if kind == "piece" and live:
-                        piece = value if started else value.lstrip()
-                        started = started or bool(piece)
-                        if piece:
-                            yield chunk({"content": piece})
+                for i in range(len(jobs)):
+                    yield chunk(i, {"role": "assistant", "content": ""})
+                while len(results) < len(jobs):
+                    i, kind, value = await events.get()
+                    if kind == "piece":
+                        st = streamers[i]
+                        if st.mode == "text" and not st.text.strip():
+                            value = value.lstrip()  # the answer starts at its first word
+                        for delta in st.feed(value):
+                            yield chunk(i, delta)
                     elif kind == "error":
                         yield sse(_error_of(value).body())
                         break
                     elif kind == "done":
+                        results[i] = value
                         message, finish = chat_message(prep, value)
-                        if message.get("tool_calls"):
-                            calls = [{"index": 0, **c} for c in message["tool_calls"]]
-                            yield chunk({"tool_calls": calls})
-                        elif not live and message["content"]:
-                            yield chunk({"content": message["content"]})
-                        yield chunk({}, finish)
-                        if prep.include_usage:
-                            yield sse(
-                                {
-                                    "id": cid,
-                                    "object": "chat.completion.chunk",
-                                    "created": now,
-                                    "model": model_name,
-                                    "choices": [],
-                                    "usage": _usage(prep, value),
-                                }
-                            )
-                        break
+                        for delta in streamers[i].finish(message):
+                            yield chunk(i, delta)
+                        if streamers[i].mode == "call" and finish != "length":
+                            finish = "tool_calls"
+                        yield chunk(i, {}, finish)
+                if len(results) == len(jobs) and prep.include_usage:
+                    yield sse(
+                        {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": now,
+                            "model": model_name,
+                            "choices": [],
+                            "usage": _usage(prep, [results[i] for i in range(len(jobs))]),
+                        }
+                    )
                 yield "data: [DONE]\n\n"
             finally:
-                job.cancelled.set()
+                for job in jobs:
+                    job.cancelled.set()
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 
@@ -269,43 +318,47 @@ def create_app(
         check_key(request)
         body = parse_json_body(await request.body())
         prep = await run_in_threadpool(prepare_completion, body, model)
-        job, events = submit(prep)
+        jobs, events = submit(prep)
         cid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
-        def choice(text: str, finish: str | None) -> dict[str, Any]:
-            return {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+        def choice(i: int, text: str, finish: str | None) -> dict[str, Any]:
+            return {"index": i, "text": text, "logprobs": None, "finish_reason": finish}
+
+        def finish_of(result: dict[str, Any]) -> str:
+            return "length" if result["stop_reason"] == "length" else "stop"
 
         if not prep.stream:
-            result = await wait_result(job, events)
-            finish = "length" if result["stop_reason"] == "length" else "stop"
+            results = await wait_results(jobs, events, request)
             return {
                 "id": cid,
                 "object": "text_completion",
                 "created": now,
                 "model": model_name,
-                "choices": [choice(result["text"], finish)],
-                "usage": _usage(prep, result),
+                "choices": [choice(i, r["text"], finish_of(r)) for i, r in enumerate(results)],
+                "usage": _usage(prep, results),
             }
 
         async def stream() -> AsyncIterator[str]:
             base = {"id": cid, "object": "text_completion", "created": now, "model": model_name}
+            results: dict[int, dict[str, Any]] = {}
             try:
-                while True:
-                    kind, value = await events.get()
+                while len(results) < len(jobs):
+                    i, kind, value = await events.get()
                     if kind == "piece":
-                        yield sse({**base, "choices": [choice(value, None)]})
+                        yield sse({**base, "choices": [choice(i, value, None)]})
                     elif kind == "error":
                         yield sse(_error_of(value).body())
                         break
                     else:
-                        finish = "length" if value["stop_reason"] == "length" else "stop"
-                        yield sse({**base, "choices": [choice("", finish)]})
-                        if prep.include_usage:
-                            yield sse({**base, "choices": [], "usage": _usage(prep, value)})
-                        break
+                        results[i] = value
+                        yield sse({**base, "choices": [choice(i, "", finish_of(value))]})
+                if len(results) == len(jobs) and prep.include_usage:
+                    usage = _usage(prep, [results[i] for i in range(len(jobs))])
+                    yield sse({**base, "choices": [], "usage": usage})
                 yield "data: [DONE]\n\n"
             finally:
-                job.cancelled.set()
+                for job in jobs:
+                    job.cancelled.set()
 
         return StreamingResponse(stream(), media_type="text/event-stream")
 

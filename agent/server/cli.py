@@ -16,8 +16,8 @@ def register(sub: Any) -> None:
         "serve",
         help="serve an OpenAI-compatible API (chat completions with tools, completions)",
         description="Serve /v1/models, /v1/chat/completions and /v1/completions over one model. "
-        "Requests run one at a time in arrival order; tool calls and response_format are enforced "
-        "by constrained decoding.",
+        "Up to --parallel requests decode together, the rest wait in a bounded queue; tool calls "
+        "and response_format are enforced by constrained decoding.",
     )
     add_model_args(p)
     p.add_argument(
@@ -38,6 +38,19 @@ def register(sub: Any) -> None:
         help="requests allowed to wait for the engine; more get 503 (default 16)",
     )
     p.add_argument(
+        "--parallel",
+        type=int,
+        default=4,
+        help="requests decoded together, each in its own KV slot (default 4; 1 = one at a time). "
+        "KV memory is parallel x slot context",
+    )
+    p.add_argument(
+        "--slot-ctx",
+        type=int,
+        default=None,
+        help="context of each slot (default: the model's -c); smaller slots use less memory",
+    )
+    p.add_argument(
         "--model-name", default=None, help="model id reported by /v1/models (default: file name)"
     )
     p.set_defaults(handler=_serve)
@@ -54,9 +67,27 @@ def _serve(args: argparse.Namespace) -> int:
         raise AgentError(f"--port must be 0-65535, got {args.port}")
     if args.queue_size < 1:
         raise AgentError("--queue-size must be at least 1")
+    if args.parallel < 1:
+        raise AgentError(f"--parallel must be at least 1, got {args.parallel}")
+    if args.slot_ctx is not None and args.slot_ctx < 16:
+        raise AgentError(f"--slot-ctx must be at least 16, got {args.slot_ctx}")
     model = open_model(args)
+    if args.parallel > 1 and hasattr(model, "enable_batching"):
+        slot_ctx = min(args.slot_ctx or model.n_ctx, model.n_ctx)
+        model.enable_batching(args.parallel, n_ctx=slot_ctx)
+        kv = model.batcher.kv_bytes / 2**20
+        print(
+            f"{args.parallel} parallel slots of {slot_ctx} tokens: {kv:.0f} MB of KV cache at most",
+            file=sys.stderr,
+        )
     name = args.model_name or Path(args.model or args.script).name
-    app = create_app(model, model_name=name, api_key=args.api_key, queue_size=args.queue_size)
+    app = create_app(
+        model,
+        model_name=name,
+        api_key=args.api_key,
+        queue_size=args.queue_size,
+        parallel=args.parallel,
+    )
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         print(
             f"warning: serving on {args.host} without --api-key: anyone who can reach it can use it",

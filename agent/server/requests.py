@@ -28,6 +28,7 @@ _UNSUPPORTED_IF_SET = {
     "best_of": None,
 }
 _ZERO_ONLY = ("presence_penalty", "frequency_penalty")
+MAX_N = 8  # choices per request (n): each is a sequence decoding in parallel
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Prepared:
     registry: Any = None  # set when the answer may be a tool call
     tool_mode: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)
+    n: int = 1  # choices: parallel sequences sharing the prompt's KV
 
 
 def parse_json_body(raw: bytes) -> dict[str, Any]:
@@ -76,8 +78,7 @@ def _sampling(body: dict) -> dict[str, Any]:
             raise bad_request(
                 f"'{key}' is not supported (only 0); use 'repeat_penalty' instead", key
             )
-    if body.get("n") not in (None, 1):
-        raise bad_request("only n=1 is supported", "n")
+    _number(body, "n", 1, 1, MAX_N, integer=True)  # checked here, used by prepare_*
     stop = body.get("stop")
     if stop is None:
         stop = []
@@ -282,7 +283,8 @@ def _cached(key: str, build: Any) -> Any:
 
 def _fit(model: Any, prompt: str, body: dict, default_max: int | None) -> tuple[int, int]:
     """(prompt tokens, max new tokens), or a 400 when they do not fit the context window."""
-    n_ctx = getattr(model, "n_ctx", None) or 4096
+    batcher = getattr(model, "batcher", None)  # with parallel slots, a slot's context
+    n_ctx = getattr(batcher, "n_ctx", None) or getattr(model, "n_ctx", None) or 4096
     n_prompt = count_tokens(model, prompt)
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = _number(body, key, None, 1, 10**9, integer=True)
@@ -337,7 +339,9 @@ def prepare_chat(body: dict, model: Any) -> Prepared:
         prompt = chat_prompt(user, turns, system)
     n_prompt, max_tokens = _fit(model, prompt, body, None)
     stream, usage = _stream_flags(body)
-    return Prepared(prompt, n_prompt, max_tokens, sampling, grammar, stream, usage, registry, mode)
+    prep = Prepared(prompt, n_prompt, max_tokens, sampling, grammar, stream, usage, registry, mode)
+    prep.n = body.get("n") or 1
+    return prep
 
 
 def prepare_completion(body: dict, model: Any) -> Prepared:
@@ -350,4 +354,6 @@ def prepare_completion(body: dict, model: Any) -> Prepared:
     grammar = _response_format(body)
     n_prompt, max_tokens = _fit(model, prompt, body, 16)  # OpenAI's default for completions
     stream, usage = _stream_flags(body)
-    return Prepared(prompt, n_prompt, max_tokens, sampling, grammar, stream, usage)
+    prep = Prepared(prompt, n_prompt, max_tokens, sampling, grammar, stream, usage)
+    prep.n = body.get("n") or 1
+    return prep

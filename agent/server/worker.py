@@ -1,8 +1,10 @@
-"""One engine, one thread: requests run in arrival order from a bounded queue.
+"""Requests run in arrival order from a bounded queue, ``parallel`` at a time.
 
-The model is not thread-safe (one KV cache), so only the worker thread touches it. A full queue is
-refused at once (503) rather than left to time out; a job whose client went away is skipped, and a
-running one stops at its next token.
+With ``parallel`` = 1 one worker thread runs every job (a model with one KV cache). With more, as
+many worker threads each run one job: their ``generate`` calls meet in the engine's batch scheduler
+(``LlamaModel.enable_batching``), which advances them together, each in its own KV slot. A full
+queue is refused at once (503) rather than left to time out; a job whose client went away is
+skipped, and a running one stops at its next token.
 """
 
 from __future__ import annotations
@@ -28,25 +30,39 @@ class Job:
 
 
 class EngineWorker:
-    def __init__(self, queue_size: int = 16):
+    def __init__(self, queue_size: int = 16, parallel: int = 1):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
+        if parallel < 1:
+            raise ValueError("parallel must be at least 1")
         self._queue: queue.Queue[Job | None] = queue.Queue(maxsize=queue_size)
-        self._thread: threading.Thread | None = None
-        self.busy = False
+        self._threads: list[threading.Thread] = []
+        self.parallel = parallel
+        self._running = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def busy(self) -> bool:
+        return self._running > 0
 
     def start(self) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="agent-engine", daemon=True)
-            self._thread.start()
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._loop, name=f"agent-engine-{i}", daemon=True)
+                for i in range(self.parallel)
+            ]
+            for t in self._threads:
+                t.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self._thread is not None:
+        if self._threads:
             for job in self._drain():
                 job.emit("error", RuntimeError("the server is shutting down"))
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+            for _ in self._threads:
+                self._queue.put(None)
+            for t in self._threads:
+                t.join(timeout)
+            self._threads = []
 
     def _drain(self) -> list[Job]:
         jobs = []
@@ -78,11 +94,13 @@ class EngineWorker:
                 return
             if job.cancelled.is_set():
                 continue
-            self.busy = True
+            with self._count_lock:
+                self._running += 1
             try:
                 result = job.run(job.emit, job.cancelled)
                 job.emit("done", result)
             except BaseException as exc:  # reported to the waiting request, never kills the worker
                 job.emit("error", exc)
             finally:
-                self.busy = False
+                with self._count_lock:
+                    self._running -= 1
