@@ -190,14 +190,17 @@ def create_app(
     ) -> list[dict[str, Any]]:
         """Every choice's result; a client that disconnects cancels them (checked 4 times/s)."""
         results: dict[int, dict[str, Any]] = {}
+        checked = time.monotonic()
         try:
             while len(results) < len(jobs):
                 try:
                     i, kind, value = await asyncio.wait_for(events.get(), 0.25)
                 except asyncio.TimeoutError:
+                    kind = "wait"
+                if time.monotonic() - checked >= 0.25:
+                    checked = time.monotonic()
                     if await request.is_disconnected():
-                        raise APIError(499, "the client closed the request") from None
-                    continue
+                        raise APIError(499, "the client closed the request")
                 if kind == "done":
                     results[i] = value
                 elif kind == "error":
