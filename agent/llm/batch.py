@@ -121,7 +121,8 @@ class BatchScheduler:
         self.cond = threading.Condition()
         self.closed = False
         self.steps = 0
-        self.max_rows = 0  # the largest batch so far (tests and benchmarks look at it)
+        self.max_rows = 0  # the largest batch so far, in rows and in sequences (tests look)
+        self.max_seqs = 0
         self._thread = threading.Thread(target=self._loop, name="agent-batch", daemon=True)
         self._thread.start()
 
@@ -250,6 +251,7 @@ class BatchScheduler:
             if budget == 0:
                 break
         self.max_rows = max(self.max_rows, len(rows))
+        self.max_seqs = max(self.max_seqs, len(spans))
         try:
             with self.model.lock:  # eval() on the model's own cache may run between steps
                 x = self.tr.layers_forward(np.asarray(rows, dtype=np.int64), spans)

@@ -14,6 +14,7 @@ question (BM25) are kept, in their original order; the output says what was left
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from dataclasses import dataclass, field
@@ -237,9 +238,16 @@ class KnowledgeModel:
         return msg
 
     # -- answer ---------------------------------------------------------------------------
+    def _turn(self) -> Any:
+        """An engine that batches (``enable_batching``) runs parallel steps together, each in its
+        own KV slot; any other model keeps one cache, so calls take turns."""
+        if getattr(self.model, "batcher", None) is not None:
+            return contextlib.nullcontext()
+        return self._lock
+
     def __call__(self, text: str) -> str:
         plan = self.build_prompt(text)
-        with self._lock:
+        with self._turn():
             answer = self.model.complete(
                 plan.prompt, max_tokens=self.max_tokens, stop=["USER:", "</s>"], **self.sampling
             )

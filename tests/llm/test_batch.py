@@ -140,7 +140,7 @@ def test_concurrent_generations_batch_and_equal_their_solo_runs(model):
     model.enable_batching(slots=4)
     together = collect(model, PROMPTS, **kw)
     assert together == solo
-    assert model.batcher.max_rows >= 2  # at least one step advanced several sequences
+    assert model.batcher.max_seqs >= 2  # at least one step advanced several sequences
     # fewer forward passes than one per token per sequence
     assert model.batcher.steps < sum(len(model.tokenize(s, bos=False)) for s in solo) + 4 * 2
 
@@ -309,3 +309,25 @@ def test_bad_arguments(model):
         BatchScheduler(model, 0, 64)
     with pytest.raises(ValueError, match="chunk"):
         BatchScheduler(model, 1, 64, chunk=0)
+
+
+def test_parallel_knowledge_model_steps_of_a_plan_run_as_one_batch():
+    """Two ready KnowledgeModel steps: the executor's threads call the engine at once, the
+    scheduler advances both in the same forward passes (no executor change)."""
+    from agent.planner import execute, parse_plan
+    from agent.tools.knowledge import KnowledgeModel
+
+    model = load(model_path("tiny-q4_0.gguf"), n_ctx=1024)
+    model.enable_batching(slots=2)
+    km = KnowledgeModel(model, max_tokens=16, temperature=0.0)
+    text = (
+        "Plan: ask one\n:evidence0: = KnowledgeModel[What color are blueberries? Given: blue]\n"
+        "Plan: ask two\n:evidence1: = KnowledgeModel[What color is grass? Given: green]\n"
+        "Answer: :evidence0: :evidence1:"
+    )
+    plan = parse_plan(text, tools=["KnowledgeModel"])
+    result = execute(plan, {"KnowledgeModel": km})
+    assert result.ok, result.error
+    b = model.batcher
+    assert b.max_seqs >= 2  # a forward pass advanced both steps' sequences
+    b.close()

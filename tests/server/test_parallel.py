@@ -116,7 +116,7 @@ def test_parallel_streams_with_different_grammars_each_get_their_own(client, tin
     calls = results[4]
     assert calls[0].function.name == "get_weather" and calls[0].id.startswith("call_")
     jsonschema.validate(json.loads("".join(c.function.arguments for c in calls)), WEATHER)
-    assert tiny.batcher.max_rows >= 2 and tiny.batcher.steps > steps_before
+    assert tiny.batcher.max_seqs >= 2 and tiny.batcher.steps > steps_before
 
 
 def test_n_choices_share_the_prompt(client, tiny):
