@@ -10,7 +10,8 @@ KV cache of ``n_ctx`` positions. Every step:
    any slot (copied across slots when another holds more of it; a request whose prefix another is
    still reading waits for that part instead of reading it twice: ``n`` > 1 costs one prompt);
 3. one forward pass over one row per decoding sequence plus up to ``chunk`` prompt rows, shortest
-   prompt first, so a long prompt is read a chunk per step between the decode steps of the others;
+   prompt first (and none after a prompt that ends in this step, so its first token waits for no
+   other prompt), so a long prompt is read a chunk per step between the decode steps of the others;
 4. each sequence whose last row was evaluated samples its next token (its own sampler, grammar and
    stop strings) and streams its text.
 
@@ -34,9 +35,10 @@ from agent.llm.sampling import SamplingParams
 from agent.llm.transformer import Span
 
 # Prompt tokens read per step, shared by the sequences being prefilled. Small enough that a step
-# with a chunk of a long prompt delays the others' next token by little (prefill is compute-bound:
-# a step costs about its row count), large enough for the matrix kernels to run near full rate.
-DEFAULT_CHUNK = 32
+# with a chunk of a long prompt delays the others' next token by little (a step costs about its row
+# count: up to 48 rows the fused matvec kernel's cost is linear in the rows, so small chunks read a
+# prompt about as fast as large ones).
+DEFAULT_CHUNK = 16
 
 
 class SchedulerClosedError(AgentError):
@@ -246,9 +248,10 @@ class BatchScheduler:
         budget = self.chunk
         for h in sorted((h for h in running if h.prefilling), key=lambda h: len(h.ids) - h.n_done):
             take = min(budget, len(h.ids) - h.n_done)
-            add(h, h.ids[h.n_done : h.n_done + take], h.n_done + take == len(h.ids))
+            completes = h.n_done + take == len(h.ids)
+            add(h, h.ids[h.n_done : h.n_done + take], completes)
             budget -= take
-            if budget == 0:
+            if budget == 0 or completes:  # a prompt's first token waits for no other's rows
                 break
         self.max_rows = max(self.max_rows, len(rows))
         self.max_seqs = max(self.max_seqs, len(spans))
