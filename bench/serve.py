@@ -24,22 +24,10 @@ import threading
 import time
 from pathlib import Path
 
+from engine import model_file  # bench/engine.py: the cached random-weight models
+
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "bench" / ".cache"
 SHORT = "Write a short story about a robot who learns to paint. Begin:"
-
-
-def model_file(shape: str, qtype: str) -> Path:
-    path = CACHE / f"{shape}-{qtype}.gguf"
-    if not path.exists():
-        from agent.llm.formats.fixtures import make_model
-
-        CACHE.mkdir(parents=True, exist_ok=True)
-        print(f"making {path.name} (cached for later runs)...", file=sys.stderr, flush=True)
-        tmp = path.with_suffix(".part")
-        make_model(tmp, shape=shape, qtype=qtype)
-        tmp.rename(path)
-    return path
 
 
 def long_prompt(model: Path, n_tokens: int) -> str:

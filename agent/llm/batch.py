@@ -20,6 +20,7 @@ KV memory: slots x n_ctx x n_layer x 2 (K, V) x n_head_kv x head_dim x 2 bytes (
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -46,12 +47,7 @@ class SchedulerClosedError(AgentError):
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
+    return len(os.path.commonprefix([list(a), list(b)]))
 
 
 @dataclass
