@@ -65,7 +65,7 @@ class EngineWorker:
             self._threads = []
 
     def _drain(self) -> list[Job]:
-        jobs = []
+        jobs: list[Job] = []
         while True:
             try:
                 job = self._queue.get_nowait()
