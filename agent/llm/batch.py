@@ -10,8 +10,8 @@ KV cache of ``n_ctx`` positions. Every step:
    any slot (copied across slots when another holds more of it; a request whose prefix another is
    still reading waits for that part instead of reading it twice: ``n`` > 1 costs one prompt);
 3. one forward pass over one row per decoding sequence plus up to ``chunk`` prompt rows, shortest
-   prompt first (and none after a prompt that ends in this step, so its first token waits for no
-   other prompt), so a long prompt is read a chunk per step between the decode steps of the others;
+   prompt first (no partial chunk after a prompt that ends in this step, so its first token waits
+   for no longer prompt): a long prompt is read a chunk per step between the others' decode steps;
 4. each sequence whose last row was evaluated samples its next token (its own sampler, grammar and
    stop strings) and streams its text.
 
@@ -121,6 +121,7 @@ class BatchScheduler:
         self.steps = 0
         self.max_rows = 0  # the largest batch so far, in rows and in sequences (tests look)
         self.max_seqs = 0
+        self.log: list[list[tuple[Handle, int]]] | None = None  # a list: (handle, rows) per step
         self._thread = threading.Thread(target=self._loop, name="agent-batch", daemon=True)
         self._thread.start()
 
@@ -241,16 +242,21 @@ class BatchScheduler:
         for h in running:
             if not h.prefilling:
                 add(h, [h.cont.token], True)
-        budget = self.chunk
+        budget, completed = self.chunk, False
         for h in sorted((h for h in running if h.prefilling), key=lambda h: len(h.ids) - h.n_done):
             take = min(budget, len(h.ids) - h.n_done)
             completes = h.n_done + take == len(h.ids)
+            if completed and not completes:  # a prompt's first token waits for no partial chunk
+                break
             add(h, h.ids[h.n_done : h.n_done + take], completes)
             budget -= take
-            if budget == 0 or completes:  # a prompt's first token waits for no other's rows
+            completed = completed or completes
+            if budget == 0:
                 break
         self.max_rows = max(self.max_rows, len(rows))
         self.max_seqs = max(self.max_seqs, len(spans))
+        if self.log is not None:
+            self.log.append([(h, s.stop - s.start) for h, s in zip(owners, spans, strict=True)])
         try:
             with self.model.lock:  # eval() on the model's own cache may run between steps
                 x = self.tr.layers_forward(np.asarray(rows, dtype=np.int64), spans)

@@ -197,6 +197,26 @@ def test_long_prompt_is_read_in_chunks_while_others_decode(model):
     assert done_a - h.t_submit < h.stats.prompt_seconds
 
 
+def test_a_short_prompt_gets_its_first_token_without_waiting_for_a_long_one(model):
+    model.enable_batching(slots=3, chunk=8)
+    b = model.batcher
+    b.log = []
+    long = b.submit(" ".join(str(i) for i in range(40)), 1, GREEDY)
+    while not b.steps:
+        time.sleep(0.001)
+    shorts = [b.submit(p, 2, GREEDY) for p in ("Once", "The quick")]
+    for h in [*shorts, long]:
+        "".join(h)
+    for h in shorts:
+        first = next(step for step in b.log if any(o is h for o, _ in step))
+        # its whole prompt in one step, with no chunk of the long prompt beside it
+        assert [n for o, n in first if o is h] == [len(h.ids) - h.stats.cached_tokens]
+        assert all(o is not long for o, _ in first)
+    # the long prompt was read in chunks of at most 8 rows, steps shared with the short ones
+    assert max(n for step in b.log for o, n in step if o is long) == 8
+    assert any(len(step) > 1 for step in b.log)
+
+
 def test_cancel_frees_the_slot_for_the_next_request(model):
     model.enable_batching(slots=1)
     b = model.batcher
