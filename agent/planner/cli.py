@@ -50,6 +50,14 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("execution")
     g.add_argument("--max-workers", type=int, default=8, help="steps run at once (default 8)")
     g.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        metavar="N",
+        help="model calls of parallel steps (KnowledgeModel) decoded together in N KV slots "
+        "(default 1: they take turns; each slot can hold up to -c tokens of KV cache)",
+    )
+    g.add_argument(
         "--step-timeout",
         type=float,
         default=None,
@@ -225,6 +233,14 @@ def _print_plan_error(exc: PlanError, text: str) -> None:
             print(f"  {i:3}| {line}", file=sys.stderr)
 
 
+def _batch(model: Any, args: argparse.Namespace) -> None:
+    """--parallel: the engine's batch scheduler for the plan's concurrent model calls."""
+    if args.parallel < 1:
+        raise AgentError(f"--parallel must be at least 1, got {args.parallel}")
+    if args.parallel > 1 and hasattr(model, "enable_batching"):
+        model.enable_batching(args.parallel)
+
+
 # -- commands ---------------------------------------------------------------------------------------
 
 
@@ -234,6 +250,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     quiet = args.quiet or args.json
     model = open_model(args, quiet=quiet)
+    _batch(model, args)
     if args.record:
         model = RecordingModel(model)
     tools = build_tools(args, model)
@@ -331,6 +348,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise AgentError(f"cannot read plan file {args.planfile}: {exc.strerror or exc}") from exc
     model = open_model(args, quiet=args.quiet or args.json) if (args.model or args.script) else None
+    _batch(model, args)
     tools = build_tools(args, model)
     try:
         plan = parse_plan(text, tools)
