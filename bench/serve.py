@@ -3,6 +3,7 @@ clients (the ``openai`` client), then the same with one long prompt arriving whi
 
     .venv/bin/python bench/serve.py                       # 1b q4_0 (made once in bench/.cache/)
     .venv/bin/python bench/serve.py --clients 1,4 --max-tokens 32 --json out.json
+    .venv/bin/python bench/serve.py --phases ttft --long-tokens 2000
 
 Prints, per number of clients: aggregate generated tokens/s (all completion tokens / wall time),
 per-client decode tokens/s (tokens after the first / time after the first), time to first token
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -27,7 +29,12 @@ from pathlib import Path
 from engine import model_file  # bench/engine.py: the cached random-weight models
 
 ROOT = Path(__file__).resolve().parent.parent
-SHORT = "Write a short story about a robot who learns to paint. Begin:"
+SHORT = "Request {n}: write a short story about a robot who learns to paint. Begin:"
+_count = iter(range(10**9))  # every short prompt its own: none is a prefix-cache hit
+
+
+def short() -> str:
+    return SHORT.format(n=next(_count))
 
 
 def long_prompt(model: Path, n_tokens: int) -> str:
@@ -109,7 +116,7 @@ def run_clients(url: str, n: int, rounds: int, max_tokens: int, long: str | None
     def client_loop(i: int) -> None:
         c = openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=900)
         for r in range(rounds):
-            res = one_request(c, SHORT, max_tokens, seed=100 * i + r)
+            res = one_request(c, short(), max_tokens, seed=100 * i + r)
             with lock:
                 results.append(res)
 
@@ -151,7 +158,7 @@ def ttft_during_long_prompt(url: str, long: str, repeats: int) -> dict:
     import openai
 
     c = openai.OpenAI(base_url=url, api_key="x", max_retries=0, timeout=900)
-    idle = [one_request(c, SHORT, 2, seed=i)["ttft"] for i in range(repeats)]
+    idle = [one_request(c, short(), 2, seed=i)["ttft"] for i in range(repeats)]
     busy: list[float] = []
     long_done = threading.Event()
 
@@ -166,7 +173,7 @@ def ttft_during_long_prompt(url: str, long: str, repeats: int) -> dict:
     t.start()
     time.sleep(0.5)  # the long prompt is being read
     while not long_done.is_set() and len(busy) < repeats:
-        res = one_request(c, SHORT, 2, seed=len(busy))
+        res = one_request(c, short(), 2, seed=len(busy))
         if not long_done.is_set():
             busy.append(res["ttft"])
     t.join()
@@ -191,33 +198,43 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=8)
     p.add_argument("-c", "--n-ctx", type=int, default=2304)
     p.add_argument("-t", "--threads", type=int, default=None)
-    p.add_argument("--skip-long", action="store_true", help="only the clients phases")
+    p.add_argument(
+        "--phases",
+        default="clients,ttft,mixed",
+        help="clients (1/2/4/8 streams), ttft (short request idle vs during the long prompt), "
+        "mixed (the clients again with the long prompt among them); default all",
+    )
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the server child on the way out
     model = args.model or model_file("1b", "q4_0")
     long = long_prompt(model, args.long_tokens)
     proc, url = start_server(args, model)
     out: dict = {"model": model.name, "parallel": args.parallel, "cpus": os.cpu_count()}
     try:
         run_clients(url, 1, 1, 4, None)  # warm-up: kernels compiled, matrices repacked
-        out["clients"] = []
-        for n in [int(x) for x in args.clients.split(",")]:
-            row = run_clients(url, n, args.rounds, args.max_tokens, None)
-            print(json.dumps(row), flush=True)
-            out["clients"].append(row)
-        if not args.skip_long:
+        phases = args.phases.split(",")
+        counts = [int(x) for x in args.clients.split(",")]
+        if "clients" in phases:
+            out["clients"] = []
+            for n in counts:
+                row = run_clients(url, n, args.rounds, args.max_tokens, None)
+                print(json.dumps(row), flush=True)
+                out["clients"].append(row)
+            base = out["clients"][0]["aggregate_tok_s"]
+            out["speedup"] = {
+                r["clients"]: round(r["aggregate_tok_s"] / base, 2) for r in out["clients"]
+            }
+            print("aggregate speedup over the first row:", json.dumps(out["speedup"]), flush=True)
+        if "ttft" in phases:
             out["long_prompt_ttft"] = ttft_during_long_prompt(url, long, 5)
             print(json.dumps(out["long_prompt_ttft"]), flush=True)
+        if "mixed" in phases:
             out["clients_with_long_prompt"] = []
-            for n in [int(x) for x in args.clients.split(",")]:
+            for n in counts:
                 row = run_clients(url, n, 1, args.max_tokens, long)
                 print(json.dumps({"with_long_prompt": True, **row}), flush=True)
                 out["clients_with_long_prompt"].append(row)
-        base = out["clients"][0]["aggregate_tok_s"]
-        out["speedup"] = {
-            r["clients"]: round(r["aggregate_tok_s"] / base, 2) for r in out["clients"]
-        }
-        print("aggregate speedup over 1 client:", json.dumps(out["speedup"]), flush=True)
     finally:
         proc.terminate()
         proc.wait(30)
