@@ -166,12 +166,18 @@ class BatchScheduler:
                     self.cond.wait()
                 if self.closed:
                     break
-            self._drop_cancelled()
-            self._admit()
-            if self._running():
-                self._step()
-            else:  # waiting ones are deferred or cancelled: look again shortly
-                time.sleep(0.001)
+            try:
+                self._drop_cancelled()
+                self._admit()
+                if self._running():
+                    self._step()
+                else:  # waiting ones are deferred or cancelled: look again shortly
+                    time.sleep(0.001)
+            except Exception as exc:  # noqa: BLE001 - a bug here must not leave callers hanging
+                with self.cond:
+                    pending, self.waiting = self.waiting, []
+                for h in pending + self._running():
+                    self._fail(h, exc)
         err = SchedulerClosedError("the batch scheduler was closed during the generation")
         with self.cond:
             pending, self.waiting = self.waiting, []

@@ -278,6 +278,19 @@ def test_one_sequence_failing_does_not_stop_the_others(model):
     assert "".join(b.submit(PROMPTS[2], 2, GREEDY))  # the slot was freed
 
 
+def test_a_scheduler_bug_fails_the_generations_instead_of_hanging_them(model, monkeypatch):
+    model.enable_batching(slots=2)
+    b = model.batcher
+    real = b._admit
+    monkeypatch.setattr(b, "_admit", lambda: (_ for _ in ()).throw(RuntimeError("bug")))
+    h = b.submit(PROMPTS[0], 4, GREEDY)
+    with pytest.raises(RuntimeError, match="bug"):
+        "".join(h)
+    monkeypatch.setattr(b, "_admit", real)
+    assert "".join(b.submit(PROMPTS[0], 2, GREEDY)) is not None  # still serving
+    assert b._thread.is_alive()
+
+
 def test_grammar_per_sequence(model):
     import json
 
