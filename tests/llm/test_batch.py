@@ -87,6 +87,27 @@ def test_batched_forward_matches_each_sequence_alone(name, gqa_path):
 
 
 @pytest.mark.parametrize("name", GOLDEN)
+def test_reused_and_copied_slots_give_the_logits_of_a_fresh_run(name):
+    """A slot that held another sequence, reused from a shared prefix, and a prefix copied into
+    another slot: the continuations' logits are those of each sequence run alone."""
+    m = load(model_path(name))
+    tr = m.transformer
+    rng = np.random.default_rng(3)
+    a = [1] + [int(t) for t in rng.integers(3, m.info.n_vocab, 39)]
+    b = a[:20] + [int(t) for t in rng.integers(3, m.info.n_vocab, 15)]  # shares 20 with a
+    d = a[:30] + [int(t) for t in rng.integers(3, m.info.n_vocab, 7)]  # shares 30 with a
+    slots = [new_cache(m, 128) for _ in range(2)]
+    tr.layers_forward(np.asarray(a, np.int64), [Span(0, 40, 0, *slots[0])])
+    slots[1][0][:, :30] = slots[0][0][:, :30]  # d's prefix copied from a's slot
+    slots[1][1][:, :30] = slots[0][1][:, :30]
+    rows = b[20:] + d[30:]  # b reuses a's slot from position 20 (overwriting a's tail)
+    spans = [Span(0, 15, 20, *slots[0]), Span(15, 22, 30, *slots[1])]
+    logits = tr.head(tr.layers_forward(np.asarray(rows, np.int64), spans))
+    np.testing.assert_allclose(logits[:15], alone(m, b)[20:], atol=2e-3)
+    np.testing.assert_allclose(logits[15:], alone(m, d)[30:], atol=2e-3)
+
+
+@pytest.mark.parametrize("name", GOLDEN)
 def test_batched_forward_within_golden_tolerance_of_llama_cpp(name):
     """The golden prompt, read in a batch next to another sequence, still matches llama.cpp."""
     m = load(model_path(name))
