@@ -219,6 +219,8 @@ def _tools(body: dict) -> tuple[Any, str, str | None]:
         registry = FunctionRegistry.from_openai_tools(tools)
     except AgentError as exc:
         raise bad_request(f"tools: {exc}", "tools") from None
+    if not registry.names():  # e.g. "tools": {} (found by the fuzz test)
+        raise bad_request("'tools' must be a list of at least one function", "tools")
     if choice is None:
         choice = "auto"
     if choice in ("none", "auto", "required"):
