@@ -1,0 +1,74 @@
+"""Engine-level batching gain: one forward step over n decode rows (n sequences, each in its own
+KV slot) against n one-row steps, in the same run, alternating.
+
+    .venv/bin/python bench/batch_step.py                  # 1b q4_0 (bench/.cache), 1/2/4/8 rows
+    .venv/bin/python bench/batch_step.py -t 1 --rows 1,4,8 --position 500
+
+The ratio (n one-row steps over one n-row step) is the most batching can raise decode throughput
+with the current kernels; ``bench/serve.py`` measures the same through the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from engine import model_file  # bench/engine.py: the cached random-weight models
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--model", type=Path, default=None, help="default: bench/.cache/1b-q4_0.gguf")
+    p.add_argument("--rows", default="1,2,4,8")
+    p.add_argument("--position", type=int, default=64, help="cached positions per sequence")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("-t", "--threads", type=int, default=None)
+    args = p.parse_args()
+
+    from agent.llm import load_model
+    from agent.llm.kernels.runtime import backend_name
+    from agent.llm.transformer import Span
+
+    path = args.model or model_file("1b", "q4_0")
+    rows = [int(x) for x in args.rows.split(",")]
+    m = load_model(path, n_ctx=args.position + 8, threads=args.threads)
+    m.prepare()
+    tr = m.transformer
+    shape = tr.k_cache.shape
+    caches = [(np.zeros(shape, np.float16), np.zeros(shape, np.float16)) for _ in range(max(rows))]
+    pos = args.position
+
+    def batched(n: int) -> None:
+        spans = [Span(i, i + 1, pos, *caches[i]) for i in range(n)]
+        tr.head(tr.layers_forward(np.arange(5, 5 + n), spans))
+
+    def one_by_one(n: int) -> None:
+        for i in range(n):
+            tr.head(tr.layers_forward(np.arange(5, 6), [Span(0, 1, pos, *caches[i])]))
+
+    print(f"{path.name}, kernels {backend_name()}, threads {m.threads}, position {pos}")
+    batched(max(rows))  # warm-up
+    for n in rows:
+        b, s = [], []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            batched(n)
+            b.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            one_by_one(n)
+            s.append(time.perf_counter() - t0)
+        mb, ms = statistics.median(b), statistics.median(s)
+        print(
+            f"rows {n}: one step {mb * 1e3:7.1f} ms, {n} one-row steps {ms * 1e3:7.1f} ms, "
+            f"gain {ms / mb:.2f}x",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
