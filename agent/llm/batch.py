@@ -139,12 +139,12 @@ class BatchScheduler:
         cancel: threading.Event | None = None,
     ) -> Handle:
         """Queue one generation; errors of the request itself (context overflow) raise here."""
-        if self.closed:
-            raise SchedulerClosedError("the batch scheduler is closed; load the model again")
         ids = self.model.tokenize(prompt, bos=True) if isinstance(prompt, str) else list(prompt)
         cont = Continuation(self.model, ids, self.n_ctx, max_tokens, params, stop, grammar)
         handle = Handle(cont, cancel)
-        with self.cond:
+        with self.cond:  # checked under the lock: the loop fails what waits when it closes
+            if self.closed:
+                raise SchedulerClosedError("the batch scheduler is closed; call enable_batching")
             self.waiting.append(handle)
             self.cond.notify()
         return handle
