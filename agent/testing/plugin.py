@@ -97,7 +97,8 @@ def agent_cassette(
     from agent.testing.filters import Filters
     from agent.testing.recorder import Cassette
 
-    marker = request.node.get_closest_marker("agent_cassette")
+    node = request.node
+    marker = node.get_closest_marker("agent_cassette")
     options = {k: v for k, v in (marker.kwargs if marker else {}).items()}
     options.pop("path", None), options.pop("record_mode", None)
     config = {**agent_cassette_config}
@@ -109,7 +110,7 @@ def agent_cassette(
         cassette_path(request.node, marker),
         record_mode(request.config, marker),
         Filters.from_config(config),
-        note=f"recorded by the agent pytest plugin for {request.node.path.name}::{request.node.name}",
+        note=f"recorded by the agent pytest plugin for {node.path.name}::{node.name}",
     )
     request.node.stash[_CASSETTE] = cassette
     yield cassette

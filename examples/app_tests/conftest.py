@@ -18,11 +18,11 @@ PLAN = """Plan: Read the article about Marie Curie.
 Plan: Read the article about Linus Pauling.
 :evidence1: = Encyclopedia[Linus Pauling]
 Plan: Find when Marie Curie won the Chemistry prize.
-:evidence2: = KnowledgeModel[When did Marie Curie win the Nobel Prize in Chemistry, given :evidence0:?]
+:evidence2: = KnowledgeModel[When did Marie Curie win in Chemistry, given :evidence0:?]
 Plan: Find when Linus Pauling won the Chemistry prize.
-:evidence3: = KnowledgeModel[When did Linus Pauling win the Nobel Prize in Chemistry, given :evidence1:?]
+:evidence3: = KnowledgeModel[When did Linus Pauling win in Chemistry, given :evidence1:?]
 Plan: Compare the two years.
-:evidence4: = KnowledgeModel[Who won the Nobel Prize in Chemistry first, given :evidence2: and :evidence3:?]
+:evidence4: = KnowledgeModel[Who won in Chemistry first, given :evidence2: and :evidence3:?]
 Answer: :evidence4:
 """
 
