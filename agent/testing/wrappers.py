@@ -10,7 +10,7 @@ unchanged. The real model comes from a factory called only when a request must b
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -175,7 +175,7 @@ class CassetteTool:
         self.tool = tool
         self.name = tool.name
         self.description = tool.description
-        model = getattr(tool, "model", None)
+        model = model_of(tool)
         if model is not None:  # ask() holds tools that share the planner's model until it is done
             self.model = model
 
@@ -223,11 +223,14 @@ def wrap_tools(cassette: Cassette, tools: Any) -> ToolRegistry:
         items = [as_tool(t) for t in tools]
     registry = ToolRegistry()
     for tool in items:
-        if isinstance(getattr(tool, "model", None), CassetteModel):
+        if isinstance(model_of(tool), CassetteModel):
             registry.add(tool)
         else:
             registry.add(CassetteTool(cassette, tool))
     return registry
 
 
-ModelFactory = Callable[[], Any]
+def model_of(tool: Any) -> Any:
+    """The model a tool generates with (also through a ``FunctionTool`` around it), or None."""
+    model = getattr(tool, "model", None)
+    return model if model is not None else getattr(getattr(tool, "func", None), "model", None)
