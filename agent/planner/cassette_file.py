@@ -42,10 +42,24 @@ def request_key(interaction: Mapping[str, Any]) -> str:
     )
 
 
+def _order(interaction: Mapping[str, Any]) -> tuple[str, ...]:
+    """File order: by kind, model, tool, then the prompt or input; the whole request breaks ties."""
+    req = interaction.get("request")
+    req = req if isinstance(req, dict) else {}
+    text = req.get("prompt", req.get("input", req.get("text", "")))
+    return (
+        str(interaction.get("kind")),
+        str(interaction.get("model") or ""),
+        str(req.get("tool") or ""),
+        str(text),
+        request_key(interaction),
+    )
+
+
 def dumps(data: Mapping[str, Any]) -> str:
     """The file text: sorted keys, interactions sorted by request (stable for equal requests)."""
     out = dict(data)
-    out["interactions"] = sorted(data.get("interactions") or [], key=request_key)
+    out["interactions"] = sorted(data.get("interactions") or [], key=_order)
     return json.dumps(out, indent=2, ensure_ascii=False, sort_keys=True) + "\n"
 
 
@@ -165,12 +179,13 @@ def check(data: Mapping[str, Any], where: str = "cassette") -> None:
     _check_tools(run["tools"], where)
 
 
-_REQUEST_FIELDS = {
+_Fields = tuple[tuple[str, type | tuple[type, ...]], ...]
+_REQUEST_FIELDS: dict[str, _Fields] = {
     "generate": (("prompt", str), ("params", dict)),
     "tool": (("tool", str), ("input", str)),
     "tokenize": (("text", str), ("bos", bool)),
 }
-_RESPONSE_FIELDS = {
+_RESPONSE_FIELDS: dict[str, _Fields] = {
     "generate": (("output", str),),
     "tool": (("output", (str, type(None))), ("error", (str, type(None)))),
     "tokenize": (("ids", str),),  # space-separated: one line per call, not one per token

@@ -68,8 +68,10 @@ class Filters:
                 ) from exc
         keys = set(DEFAULT_KEYS) | {k.lower() for k in _strings(config, "filter_keys")}
         tools = frozenset(t.lower() for t in _strings(config, "filter_tool_inputs"))
+        # each secret also as it appears inside JSON text (a tool's JSON output: 'a\\"b'),
         # longest first, so a secret that contains another is replaced whole
-        ordered = tuple(sorted(set(secrets), key=len, reverse=True))
+        forms = {f for s in secrets for f in (s, _escaped(s, False), _escaped(s, True))}
+        ordered = tuple(sorted(forms, key=len, reverse=True))
         return cls(ordered, tuple(patterns), frozenset(keys), tools)
 
     def text(self, s: str) -> str:
@@ -112,6 +114,10 @@ class Filters:
             return s
         scrubbed = self.value(data)
         return s if scrubbed == data else json.dumps(scrubbed, ensure_ascii=False)
+
+
+def _escaped(s: str, ascii_only: bool) -> str:
+    return json.dumps(s, ensure_ascii=ascii_only)[1:-1]
 
 
 def _replace_match(m: re.Match[str]) -> str:

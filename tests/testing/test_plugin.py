@@ -8,6 +8,14 @@ from pathlib import Path
 
 import pytest
 
+# Imported here once: pytester's in-process runs drop the modules they import, and numpy (under
+# the grammar and the server) cannot be loaded twice in one process.
+import agent.functions  # noqa: F401
+import agent.functions.grammar  # noqa: F401
+import agent.planner  # noqa: F401
+import agent.server.app  # noqa: F401
+import agent.tools.knowledge  # noqa: F401
+
 pytest_plugins = ["pytester"]
 
 CONFTEST = '''
