@@ -4,9 +4,9 @@
     def test_app(agent_cassette, agent_model):        # agent_model: from agent_model_factory
         result = ask(agent_model, "Who won?", agent_cassette.tools(my_tools))
 
-``--agent-record-mode {none,once,new_episodes,all}`` (default ``none`` when the ``CI``
-environment variable is set, else ``once``) wins over the marker's ``record_mode``, which wins
-over the default. Filters come from the ``agent_cassette_config`` fixture and the marker's
+``--agent-record-mode {none,once,new_episodes,all}`` chooses the record mode; without it,
+``none`` when the ``CI`` environment variable is set, else the marker's ``record_mode``, else
+``once``. Filters come from the ``agent_cassette_config`` fixture and the marker's
 keyword arguments (``agent.testing.filters``). A request the cassette does not hold fails the
 test with the closest recorded request and the difference, even when the app caught the error.
 
@@ -50,18 +50,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def record_mode(config: pytest.Config, marker: pytest.Mark | None) -> str:
-    """The command line, else the marker, else ``none`` in CI and ``once`` elsewhere."""
+    """The command line, else ``none`` in CI, else the marker, else ``once``.
+
+    CI comes before the marker so that no test records (and needs a model) in CI unless the
+    command line asks for it.
+    """
     chosen = config.getoption(OPTION)
     if chosen:
         return str(chosen)
     marked = marker.kwargs.get("record_mode") if marker else None
-    if marked is not None:
-        if marked not in MODES:
-            raise pytest.UsageError(
-                f"agent_cassette(record_mode={marked!r}): use one of {', '.join(MODES)}"
-            )
-        return str(marked)
-    return "none" if os.environ.get("CI") else "once"
+    if marked is not None and marked not in MODES:
+        raise pytest.UsageError(
+            f"agent_cassette(record_mode={marked!r}): use one of {', '.join(MODES)}"
+        )
+    if os.environ.get("CI"):
+        return "none"
+    return str(marked) if marked is not None else "once"
 
 
 def cassette_path(item: pytest.Item, marker: pytest.Mark | None) -> Path:

@@ -352,6 +352,19 @@ def test_default_mode_is_none_in_ci_and_once_elsewhere(app, monkeypatch):
     assert (pytester.path / CASSETTE).exists()
 
 
+def test_ci_wins_over_the_marker_and_the_command_line_over_both(app, monkeypatch):
+    pytester, _ = app
+    pytester.makepyfile(
+        test_app=APP_TEST.replace(
+            "@pytest.mark.agent_cassette", '@pytest.mark.agent_cassette(record_mode="once")'
+        )
+    )
+    monkeypatch.setenv("CI", "1")
+    pytester.runpytest().assert_outcomes(failed=1)  # nothing records in CI
+    assert not (pytester.path / CASSETTE).exists()
+    pytester.runpytest("--agent-record-mode=once").assert_outcomes(passed=1)
+
+
 def test_command_line_wins_over_the_marker(app):
     pytester, _ = app
     pytester.makepyfile(
