@@ -57,7 +57,6 @@ class Cassette:
         self._played: dict[str, int] = {}
         self.models: dict[str, dict[str, Any]] = {}
         self.misses: list[CassetteMissError] = []
-        self.played = 0
         if self.existed and record_mode != "all":
             data = cassette_file.load(self.path)
             self._old = list(data["interactions"])
@@ -110,7 +109,6 @@ class Cassette:
             if found:
                 n = self._played.get(key, 0)
                 self._played[key] = n + 1
-                self.played += 1
                 return dict(found[min(n, len(found) - 1)]["response"])
             if self.can_record:
                 return None
@@ -124,11 +122,9 @@ class Cassette:
         model: str | None,
         request: Mapping[str, Any],
         response: Mapping[str, Any],
-        **extra: Any,
     ) -> None:
         item = self._item(kind, model, request)
         item["response"] = self.filters.value(dict(response))
-        item.update(extra)
         with self._lock:
             self._new.append(item)
 
