@@ -141,3 +141,24 @@ def test_function_calling_records_and_replays(tmp_path):
 def test_unknown_record_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="one of none, once, new_episodes, all"):
         Cassette(tmp_path / "c.json", "sometimes")
+
+
+def test_execute_runs_a_written_plan_on_recorded_tools(tmp_path):
+    from agent.planner import execute, parse_plan
+
+    path = tmp_path / "c.json"
+    calls = []
+
+    def search(text: str) -> str:
+        calls.append(text)
+        return f"found {text}"
+
+    plan_text = "Plan: a\n#E1 = search[x]\nPlan: b\n#E2 = search[#E1 again]\nAnswer: #E2\n"
+    rec = _session(path, "once")
+    tools = rec.tools([search])
+    recorded = execute(parse_plan(plan_text, tools), tools)
+    rec.save()
+    again = _session(path, "none").tools([search])
+    replayed = execute(parse_plan(plan_text, again), again)
+    assert replayed.answer == recorded.answer == "found found x again"
+    assert calls == ["x", "found x again"]  # the real tool ran only while recording
