@@ -61,11 +61,16 @@ class Filters:
         patterns = list(cls().patterns)
         for p in _strings(config, "filter_patterns"):
             try:
-                patterns.append(re.compile(p))
+                compiled = re.compile(p)
             except re.error as exc:
                 raise CassetteConfigError(
                     f"filter_patterns: {p!r} is not a regular expression: {exc}"
                 ) from exc
+            if compiled.fullmatch(""):  # it would put a placeholder between every character
+                raise CassetteConfigError(
+                    f"filter_patterns: {p!r} matches the empty string; make it match the secret"
+                )
+            patterns.append(compiled)
         keys = set(DEFAULT_KEYS) | {k.lower() for k in _strings(config, "filter_keys")}
         tools = frozenset(t.lower() for t in _strings(config, "filter_tool_inputs"))
         # each secret also as it appears inside JSON text (a tool's JSON output: 'a\\"b'),

@@ -342,6 +342,15 @@ def test_none_mode_without_a_cassette_says_how_to_record_it(app, monkeypatch):
     assert not (pytester.path / CASSETTE).exists()
 
 
+def test_a_corrupt_cassette_is_a_clear_error_naming_the_file(app):
+    pytester, _ = app
+    (pytester.path / CASSETTE).parent.mkdir(parents=True)
+    (pytester.path / CASSETTE).write_text('{"format": "agent.cassette", "version": 2, "inter')
+    result = pytester.runpytest("--agent-record-mode=once")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*CassetteError: cassette *test_app.json is not valid JSON*"])
+
+
 def test_default_mode_is_none_in_ci_and_once_elsewhere(app, monkeypatch):
     pytester, _ = app
     monkeypatch.setenv("CI", "true")
