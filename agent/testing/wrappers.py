@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent import errors
 from agent.errors import AgentError, ToolError
 from agent.planner.executor import StepTimeoutError
 from agent.testing.recorder import Cassette
@@ -119,22 +120,30 @@ class CassetteModel:
             text = str(response["output"])
             for i in range(0, len(text), REPLAY_CHUNK):
                 yield text[i : i + REPLAY_CHUNK]
+            if response.get("error"):
+                raise replayed_error(str(response.get("error_type")), str(response["error"]))
             return
         yield from self._record(prompt, kwargs, request)
 
     def _record(self, prompt: str, kwargs: dict[str, Any], request: dict) -> Iterator[str]:
         real = self.real()
         pieces: list[str] = []
+        error: Exception | None = None
         gen = real.generate(prompt, **kwargs)
         try:
             for piece in gen:
                 pieces.append(piece)
                 yield piece
+        except Exception as exc:  # recorded, so the replay fails the same way (a context overflow)
+            error = exc
+            raise
         finally:  # also when the consumer stops early: the replay stops at the same place
             close = getattr(gen, "close", None)
             if close:
                 close()
             response: dict[str, Any] = {"output": "".join(pieces)}
+            if error is not None:
+                response["error"], response["error_type"] = str(error), type(error).__name__
             stats = getattr(real, "last_stats", None)
             if stats is not None:
                 response["stop_reason"] = str(getattr(stats, "stop_reason", "") or "")
@@ -153,6 +162,17 @@ class CassetteModel:
         ids = [int(t) for t in self.real().tokenize(text, bos=bos)]
         self.cassette.record("tokenize", self.name, request, {"ids": " ".join(map(str, ids))})
         return ids
+
+
+def replayed_error(type_name: str, message: str) -> Exception:
+    """The recorded error again: the project's own class by name, else an ``AgentError``."""
+    cls = getattr(errors, type_name, None)
+    if isinstance(cls, type) and issubclass(cls, AgentError):
+        try:
+            return cls(message)
+        except TypeError:  # a class that needs more than a message (FunctionCallError)
+            pass
+    return AgentError(f"{type_name}: {message}")
 
 
 def _meta(model: Any) -> dict[str, Any]:

@@ -162,3 +162,24 @@ def test_execute_runs_a_written_plan_on_recorded_tools(tmp_path):
     replayed = execute(parse_plan(plan_text, again), again)
     assert replayed.answer == recorded.answer == "found found x again"
     assert calls == ["x", "found x again"]  # the real tool ran only while recording
+
+
+def test_a_failed_generation_replays_as_the_same_failure(tmp_path):
+    from agent.errors import ContextLengthError
+
+    class Overflowing(ScriptedModel):
+        def generate(self, prompt, **kwargs):
+            yield "par"
+            raise ContextLengthError("the prompt is 5000 tokens but the context holds 4096")
+
+    path = tmp_path / "c.json"
+    rec = _session(path, "all")
+    with pytest.raises(ContextLengthError):
+        rec.model(Overflowing([])).complete("long prompt")
+    rec.save()
+    replay = _session(path, "none").model()
+    pieces = []
+    with pytest.raises(ContextLengthError, match="5000 tokens"):
+        for piece in replay.generate("long prompt"):
+            pieces.append(piece)
+    assert pieces == ["par"]
