@@ -71,9 +71,9 @@ def record_mode(config: pytest.Config, marker: pytest.Mark | None) -> str:
 def cassette_path(item: pytest.Item, marker: pytest.Mark | None) -> Path:
     """The marker's ``path`` (relative to the test file), else cassettes/<module>/<test>.json."""
     base = Path(str(item.path)).parent
-    given = (
-        (marker.kwargs.get("path") or (marker.args[0] if marker.args else None)) if marker else None
-    )
+    given = None
+    if marker is not None:
+        given = marker.kwargs.get("path") or (marker.args[0] if marker.args else None)
     if given:
         path = Path(given)
         return path if path.is_absolute() else base / path
@@ -103,20 +103,21 @@ def agent_cassette(
 
     node = request.node
     marker = node.get_closest_marker("agent_cassette")
-    options = {k: v for k, v in (marker.kwargs if marker else {}).items()}
-    options.pop("path", None), options.pop("record_mode", None)
+    marked = marker.kwargs if marker else {}
     config = {**agent_cassette_config}
-    for key, value in options.items():  # marker filters add to the configured ones
+    for key, value in marked.items():  # marker filters add to the configured ones
+        if key in ("path", "record_mode"):
+            continue
         config[key] = (
             [*(config.get(key) or ()), *value] if isinstance(value, (list, tuple)) else value
         )
     cassette = Cassette(
-        cassette_path(request.node, marker),
+        cassette_path(node, marker),
         record_mode(request.config, marker),
         Filters.from_config(config),
         note=f"recorded by the agent pytest plugin for {node.path.name}::{node.name}",
     )
-    request.node.stash[_CASSETTE] = cassette
+    node.stash[_CASSETTE] = cassette
     yield cassette
     cassette.save()
 
