@@ -355,7 +355,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     data = load_cassette(args.cassette)
     quiet = args.quiet or args.json
     if not quiet:
-        print(f"replaying {args.cassette}: {data.get('question')}", file=sys.stderr)
+        question = (data.get("run") or {}).get("question")
+        print(f"replaying {args.cassette}: {question}", file=sys.stderr)
         if data.get("note"):
             print(f"note: {data['note']}", file=sys.stderr)
     result = replay(data, on_event=None if quiet else Progress(sys.stderr))

@@ -114,7 +114,8 @@ def test_replay_divergence_is_an_error_naming_the_step(tmp_path, capsys):
         ]
     )
     data = json.loads(cassette.read_text())
-    data["tool_calls"][0]["input"] = "meaning of death"
+    (first,) = [i for i in data["interactions"] if i.get("step") == ":evidence0:"]
+    first["request"]["input"] = "meaning of death"
     cassette.write_text(json.dumps(data))
     capsys.readouterr()
     assert main(["replay", "-q", str(cassette)]) == 1
