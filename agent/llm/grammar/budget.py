@@ -1,0 +1,253 @@
+"""Token budgets: a grammar whose text must be complete within N tokens, at any temperature.
+
+A bounded grammar (at most so many steps of so many characters) still lets a rambling model run
+past the end of its context and leave the text cut. ``within_budget(grammar, n)`` closes it in
+time: every automaton state knows the fewest bytes that complete a sentence from it (its
+*distance*), and a token is allowed only if the distance of the state it leads to fits in the
+tokens left after it. A token is at least one byte and the vocabulary has a token for every byte
+(Llama's ``<0xXX>``), so the shortest completion always fits: the invariant "distance <= tokens
+left" holds from the first token to the last, and the text is complete when the budget runs out.
+While the budget is loose nothing is masked; near its end only the paths that still fit remain
+(for a plan: finish the input, then ``Answer:``).
+
+Distances come from the grammar's rules: the fewest bytes each alternative needs from each of its
+positions (a fixpoint over the rules), summed over the frames of a parse stack, minimum over the
+stacks of a state.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from agent.llm.grammar.automaton import DEAD, END, TERM, Automaton, Program
+from agent.llm.grammar.grammar import Grammar
+from agent.llm.grammar.matcher import GrammarMatcher, MaskCache
+
+INF = 1 << 30
+
+
+def _rest_lengths(p: Program) -> list[int]:
+    """Fewest bytes to finish each element's alternative from that element (END: 0)."""
+    n_rules = len(p.rules)
+    rule_min = [INF] * n_rules
+    rest = [0] * len(p.kind)
+    ends: dict[int, int] = {}
+    for starts in p.rules:
+        for s in starts:
+            e = s
+            while p.kind[e] != END:
+                e += 1
+            ends[s] = e
+    order = _post_order(p)
+    changed = True
+    while changed:  # referenced rules come first in ``order``: cycles need a few more passes
+        changed = False
+        for r in order:
+            best = INF
+            for s in p.rules[r]:
+                acc = 0
+                for pos in range(ends[s] - 1, s - 1, -1):
+                    step = 1 if p.kind[pos] == TERM else rule_min[p.val[pos]]
+                    acc = min(INF, acc + step)
+                    rest[pos] = acc
+                best = min(best, acc)
+            if best < rule_min[r]:
+                rule_min[r] = best
+                changed = True
+    return rest
+
+
+def _post_order(p: Program) -> list[int]:
+    """Rules in depth-first post-order from the root (iterative: rule chains nest deeply)."""
+    seen = [False] * len(p.rules)
+    order: list[int] = []
+    roots = [p.root] + list(range(len(p.rules)))
+    for root in roots:
+        if seen[root]:
+            continue
+        seen[root] = True
+        stack = [(root, iter(_children(p, root)))]
+        while stack:
+            rule, children = stack[-1]
+            for child in children:
+                if not seen[child]:
+                    seen[child] = True
+                    stack.append((child, iter(_children(p, child))))
+                    break
+            else:
+                stack.pop()
+                order.append(rule)
+    return order
+
+
+def _children(p: Program, rule: int) -> list[int]:
+    out = []
+    for s in p.rules[rule]:
+        pos = s
+        while p.kind[pos] != END:
+            if p.kind[pos] != TERM:
+                out.append(p.val[pos])
+            pos += 1
+    return out
+
+
+class Distances:
+    """Fewest bytes from each state of one automaton to a complete sentence."""
+
+    def __init__(self, automaton: Automaton):
+        self.auto = automaton
+        self.rest = _rest_lengths(automaton.p)
+        self._of: dict[int, int] = {DEAD: INF}
+        self._lock = threading.Lock()
+
+    def of(self, sid: int) -> int:
+        d = self._of.get(sid)
+        if d is None:
+            rest = self.rest
+            d = min((sum(rest[p] for p in st) for st in self.auto.states[sid]), default=INF)
+            with self._lock:
+                self._of[sid] = min(d, INF)
+        return d
+
+    def of_many(self, sids: np.ndarray) -> np.ndarray:
+        uniq, inverse = np.unique(sids, return_inverse=True)
+        return np.array([self.of(int(s)) for s in uniq], dtype=np.int64)[inverse]
+
+
+_DISTANCES: weakref.WeakKeyDictionary[Automaton, Distances] = weakref.WeakKeyDictionary()
+_DIST_LOCK = threading.Lock()
+
+
+def distances(grammar: Grammar) -> Distances:
+    """The (cached) distances of ``grammar``'s automaton."""
+    with _DIST_LOCK:
+        d = _DISTANCES.get(grammar.automaton)
+        if d is None:
+            d = _DISTANCES[grammar.automaton] = Distances(grammar.automaton)
+        return d
+
+
+class BudgetMatcher:
+    """A ``GrammarMatcher`` that also keeps the text completable within the tokens left."""
+
+    def __init__(self, cache: MaskCache, dist: Distances, max_tokens: int, cache_size: int = 64):
+        self.inner = GrammarMatcher(cache)
+        self._cache = cache
+        self._dist = dist
+        self.left = max_tokens  # tokens that may still be generated, the next one included
+        self.narrowed = 0  # tokens chosen under a mask the budget narrowed (for tests, stats)
+        self._dest: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._dest_size = cache_size
+
+    @property
+    def text(self) -> bytearray:
+        return self.inner.text
+
+    @property
+    def state(self) -> int:
+        return self.inner.state
+
+    def allowed_mask(self) -> np.ndarray:
+        mask = self.inner.allowed_mask()
+        table = self._cache.table
+        eos = table.eos_id
+        ends = bool(0 <= eos < table.n_vocab and mask[eos])
+        if self.left <= 0:  # nothing more may be written: end if the grammar allows it
+            only = np.zeros_like(mask)
+            if ends:
+                only[eos] = True
+            return only if ends else mask
+        dest = self._destination_distances(self.inner.state)
+        fits = mask & (dest <= self.left - 1)
+        if ends:
+            fits[eos] = True
+        if not fits.any():  # the vocabulary lacks a byte the shortest path needs: come closest
+            best = dest[mask].min()
+            fits = mask & (dest == best)
+        if int(fits.sum()) < int(mask.sum()):
+            self.narrowed += 1
+        return fits
+
+    def accept(self, token_id: int) -> None:
+        self.inner.accept(token_id)
+        self.left -= 1
+
+    def accept_bytes(self, data: bytes) -> bool:
+        return self.inner.accept_bytes(data)
+
+    def is_complete(self) -> bool:
+        return self.inner.is_complete()
+
+    def can_end(self) -> bool:
+        return self.inner.can_end()
+
+    def _destination_distances(self, sid: int) -> np.ndarray:
+        """int64 [n_vocab]: the distance of the state each token leads to (INF: not allowed)."""
+        got = self._dest.get(sid)
+        if got is not None:
+            self._dest.move_to_end(sid)
+            return got
+        auto, t = self._cache.auto, self._cache.table
+        cur = np.full(len(t.order), sid, dtype=np.int32)
+        for j in range(len(t.count)):  # the vocabulary walked one byte column at a time
+            c = int(t.count[j])
+            if c == 0:
+                break
+            sub = cur[:c]
+            todo = ~auto.expanded[sub]
+            if todo.any():
+                for s in np.unique(sub[todo]):
+                    auto.expand(int(s))
+            cur[:c] = auto.table[sub, t.data[:c, j]]
+        out = np.full(t.n_vocab, INF, dtype=np.int64)
+        out[t.order] = self._dist.of_many(cur)
+        self._dest[sid] = out
+        if len(self._dest) > self._dest_size:
+            self._dest.popitem(last=False)
+        return out
+
+
+class BudgetGrammar:
+    """``grammar`` constrained to finish within ``max_tokens`` generated tokens.
+
+    Pass it as ``model.generate(..., grammar=...)`` like the grammar itself; ``max_tokens`` should
+    be what the generation may really use (context left after the prompt, or its own cap).
+    """
+
+    def __init__(self, grammar: Grammar, max_tokens: int):
+        if max_tokens < 0:
+            raise ValueError(f"max_tokens must be at least 0, got {max_tokens}")
+        self.grammar = grammar
+        self.max_tokens = int(max_tokens)
+        self.name = f"{grammar.name} within {max_tokens} tokens"
+
+    def __repr__(self) -> str:
+        return f"<BudgetGrammar {self.name}>"
+
+    def min_tokens(self) -> int:
+        """The fewest tokens a complete sentence can take in the worst case (one per byte)."""
+        return distances(self.grammar).of(self.grammar.automaton.start)
+
+    def fits(self) -> bool:
+        return self.min_tokens() <= self.max_tokens
+
+    def matcher(self, model: Any) -> BudgetMatcher:
+        return BudgetMatcher(
+            self.grammar.mask_cache(model), distances(self.grammar), self.max_tokens
+        )
+
+    def accepts(self, text: str | bytes) -> bool:
+        return self.grammar.accepts(text)
+
+    def accepts_prefix(self, text: str | bytes) -> bool:
+        return self.grammar.accepts_prefix(text)
+
+
+def within_budget(grammar: Grammar, max_tokens: int) -> BudgetGrammar:
+    """``grammar`` that must be complete within ``max_tokens`` tokens (see the module doc)."""
+    return BudgetGrammar(grammar, max_tokens)
