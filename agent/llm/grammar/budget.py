@@ -26,7 +26,7 @@ import numpy as np
 
 from agent.llm.grammar.automaton import DEAD, END, TERM, Automaton, Program
 from agent.llm.grammar.grammar import Grammar
-from agent.llm.grammar.matcher import GrammarMatcher, MaskCache
+from agent.llm.grammar.matcher import GrammarMatcher, MaskCache, token_destinations
 
 INF = 1 << 30
 
@@ -192,18 +192,8 @@ class BudgetMatcher:
         if got is not None:
             self._dest.move_to_end(sid)
             return got
-        auto, t = self._cache.auto, self._cache.table
-        cur = np.full(len(t.order), sid, dtype=np.int32)
-        for j in range(len(t.count)):  # the vocabulary walked one byte column at a time
-            c = int(t.count[j])
-            if c == 0:
-                break
-            sub = cur[:c]
-            todo = ~auto.expanded[sub]
-            if todo.any():
-                for s in np.unique(sub[todo]):
-                    auto.expand(int(s))
-            cur[:c] = auto.table[sub, t.data[:c, j]]
+        t = self._cache.table
+        cur = token_destinations(self._cache.auto, t, sid)
         out = np.full(t.n_vocab, INF, dtype=np.int64)
         out[t.order] = self._dist.of_many(cur)
         self._dest[sid] = out
