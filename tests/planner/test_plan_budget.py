@@ -79,6 +79,7 @@ def test_distances_solve_the_shortest_path_equations(grammar):
     auto, d = grammar.automaton, distances(grammar)
     for sid in _states_along(grammar, np.random.default_rng(0), 40):
         nxt = [d.of(auto.step(sid, b)) for b in range(256) if auto.step(sid, b) != DEAD]
+        assert d.of(sid) <= d.upper  # the bound that lets a loose budget skip all checks
         if auto.accepting[sid]:
             assert d.of(sid) == 0
         else:

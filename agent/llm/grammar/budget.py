@@ -31,6 +31,26 @@ from agent.llm.grammar.matcher import GrammarMatcher, MaskCache, token_destinati
 INF = 1 << 30
 
 
+def _upper_bound(p: Program, rest: list[int]) -> int:
+    """The largest distance any state can have (INF for recursive grammars): while more tokens
+    than that are left, no token can break the budget and nothing needs checking."""
+    rule_up = [-1] * len(p.rules)  # -1: not known yet (met again before it is known: a cycle)
+    for r in _post_order(p):
+        best = 0
+        for s in p.rules[r]:
+            pos = s
+            while p.kind[pos] != END:
+                if p.kind[pos] == TERM:
+                    up = rest[pos]
+                else:
+                    inner = rule_up[p.val[pos]]
+                    up = INF if inner < 0 else min(INF, rest[pos + 1] + inner)
+                best = max(best, up)
+                pos += 1
+        rule_up[r] = best
+    return rule_up[p.root]
+
+
 def _rest_lengths(p: Program) -> list[int]:
     """Fewest bytes to finish each element's alternative from that element (END: 0)."""
     n_rules = len(p.rules)
@@ -102,6 +122,7 @@ class Distances:
     def __init__(self, automaton: Automaton):
         self.auto = automaton
         self.rest = _rest_lengths(automaton.p)
+        self.upper = _upper_bound(automaton.p, self.rest)
         self._of: dict[int, int] = {DEAD: INF}
         self._lock = threading.Lock()
 
@@ -157,6 +178,8 @@ class BudgetMatcher:
         table = self._cache.table
         eos = table.eos_id
         ends = bool(0 <= eos < table.n_vocab and mask[eos])
+        if self.left - 1 >= self._dist.upper:  # loose: whatever comes next, the rest fits
+            return mask
         if self.left <= 0:  # nothing more may be written: end if the grammar allows it
             only = np.zeros_like(mask)
             if ends:
