@@ -130,6 +130,7 @@ class PlanStream:
         self._pending: _Pending | None = None
         self._plan_parts: list[str] = []
         self._in_plan_text = False
+        self._rest: str | None = None  # the rest of the current line, after a step on it
         self._seen_step = False
         self._answer: str | None = None
         self._answer_line = 0
@@ -269,9 +270,17 @@ class PlanStream:
             return []
         if self._pending is not None:
             if self._kind(head) is None:
-                return self._continue_pending(raw)
+                return self._drain(self._continue_pending(raw), no)
             self._unclosed(self._pending)  # a new keyword line: the bracket was never closed
-        return self._segment(head, no)
+        return self._drain(self._segment(head, no), no)
+
+    def _drain(self, ready: list[Step], no: int) -> list[Step]:
+        """Parse what a line still holds after its steps (a loop, not recursion: a line may
+        hold any number of same-line steps)."""
+        while self._rest is not None:
+            rest, self._rest = self._rest, None
+            ready.extend(self._segment(rest, no))
+        return ready
 
     def _segment(self, text: str, no: int) -> list[Step]:
         """One line, or the rest of one after a step closed on it: dispatch on its keyword."""
@@ -324,7 +333,8 @@ class PlanStream:
             self._plan_parts.append(text.strip(" \t*_"))
             return []
         self._plan_parts.append(text[: m.start()].strip(" \t*_"))
-        return self._segment(text[m.start() :], no)
+        self._rest = text[m.start() :]
+        return []
 
     def _kind(self, head: str) -> str | None:
         if _PLAN_RE.match(head):
@@ -402,10 +412,10 @@ class PlanStream:
         if p.wrapped:
             t = trailing.lstrip()
             trailing = t[1:] if t.startswith("]") else trailing
-        no = self._line_no  # the line the input closed on
         rest = _strip_lead(trailing.lstrip(_TRAILING_NOISE))
         if self._kind(rest) is not None:  # "... #E1 = A[x] Plan: next ... #E2 = B[y]"
-            return self._finish_step(p, "") + self._segment(rest, no)
+            self._rest = rest
+            return self._finish_step(p, "")
         return self._finish_step(p, trailing)
 
     def _finish_step(self, p: _Pending, trailing: str) -> list[Step]:

@@ -253,3 +253,63 @@ def test_plan_error_message_lists_at_most_twenty_problems():
     message = str(err)
     assert message.count("unknown_tool") == MAX_LISTED_PROBLEMS
     assert "and 10 more" in message and "line 20:" in message and "line 21:" not in message
+
+
+def test_thousands_of_steps_on_one_line_parse_without_recursion():
+    n = 3000
+    line = " ".join(f"Plan: p{i}. #E{i} = S[{i}]" for i in range(1, n + 1))
+    plan = parse_plan(line + f" Final answer: #E{n}", ["S"])
+    assert len(plan) == n and plan.steps[-1].plan == f"p{n}." and plan.answer_refs == [f"#E{n}"]
+
+
+def test_same_line_parsing_cost_grows_linearly():
+    """A generous bound: 8x the text may take at most ~20x the time (quadratic would be 64x)."""
+    import time
+
+    def cost(n: int) -> float:
+        text = " ".join(f"Plan: why {i}. #E{i + 1} = S[x #E{i}]" for i in range(1, n + 1))
+        text = "#E1 = S[x] " + text
+        t0 = time.perf_counter()
+        parse_plan(text + f"\nFinal answer: #E{n + 1}")
+        return time.perf_counter() - t0
+
+    cost(200)  # warm up
+    assert cost(3200) < 20 * max(cost(400), 1e-3)
+
+
+_pieces = st.sampled_from(
+    [
+        "Plan:",
+        "Step 1:",
+        "#Plan2:",
+        " #E1 = S[",
+        " :evidence0: = S[",
+        "#E[n]",
+        ":evidence[n]:",
+        ":evidence0:",
+        "#E2",
+        "=",
+        "[",
+        "]",
+        " ",
+        "\n",
+        "Final answer:",
+        "Answer:",
+        "x",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_pieces, max_size=60).map("".join))
+def test_fuzz_same_line_and_placeholder_text_gives_a_plan_or_a_plan_error(text):
+    try:
+        plan = parse_plan(text, ["S"])
+    except PlanError as exc:
+        assert exc.problems
+        steps = exc.steps
+    else:
+        assert plan.steps and plan.answer_refs
+        steps = plan.steps
+    for step in steps:  # ids always in their one canonical spelling
+        assert step.id in (f"#E{step.key[1]}", f":evidence{step.key[1]}:")
