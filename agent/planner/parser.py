@@ -107,7 +107,7 @@ class _Pending:
     def __init__(self, id: str, tool: str, line: int, plan: str, first: str, wrapped: bool):
         self.id, self.tool, self.line, self.plan, self.wrapped = id, tool, line, plan, wrapped
         self.parts = [first]
-        self.depth = _depth_after(first, 1)
+        self.depth = 1  # set by the caller once the first line is known not to close it
 
 
 class PlanStream:
@@ -373,14 +373,15 @@ class PlanStream:
                 f"{_short(head[pos:]) or 'nothing'!r}; write it as '{id_} = Tool[input]'",
             )
             return []
-        first = head[tm.end() :]
-        pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), first, wrapped)
-        close = _close_index(first, 0, 1)
+        start = tm.end()
+        close = _close_index(head, start, 1)  # offsets, not slices: a line may hold many steps
         if close < 0:
-            self._pending = pending
+            first = head[start:]
+            self._pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), first, wrapped)
+            self._pending.depth = _depth_after(first, 1)
             return []
-        pending.parts = [first[:close]]
-        return self._finish(pending, first[close + 1 :])
+        pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), head[start:close], wrapped)
+        return self._finish(pending, head[close + 1 :])
 
     def _continue_pending(self, raw: str) -> list[Step]:
         p = self._pending
