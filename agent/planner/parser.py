@@ -131,6 +131,7 @@ class PlanStream:
         self._plan_parts: list[str] = []
         self._in_plan_text = False
         self._rest: str | None = None  # the rest of the current line, after a step on it
+        self._text_dialect: str | None = None  # of the first id-like token fed, for hints
         self._seen_step = False
         self._answer: str | None = None
         self._answer_line = 0
@@ -158,6 +159,8 @@ class PlanStream:
         if self._closed is not None:
             raise PlanError("PlanStream.feed() called after close(); start a new PlanStream")
         self._chunks.append(chunk)
+        if self._text_dialect is None and (REF_RE.search(chunk) or PLACEHOLDER_RE.search(chunk)):
+            self._text_dialect = dialect_of(chunk)  # chunks are scanned until an id shows up
         if "\n" not in chunk:  # keep streaming of a long line linear: no rescans of the buffer
             self._buf += chunk
             return []
@@ -244,7 +247,7 @@ class PlanStream:
     def _dialect(self) -> str:
         if self.steps:
             return self.steps[0].key[0]
-        return dialect_of(self.text)
+        return self._text_dialect or "evidence"
 
     def _example_id(self, n: int | None = None) -> str:
         e = self._dialect() == "E"
