@@ -17,10 +17,10 @@ counts as one): every plan terminates.
 
 Bounded is not enough when the context is short: ten rambling steps of 300 characters do not fit
 in the tokens a 1024- or 2048-token context leaves after the prompt, and a plan cut there does not
-parse. ``max_tokens=`` (the tokens really left) wraps the grammar in a token budget
-(``agent.llm.grammar.budget``): while the budget is loose nothing changes, and when it runs low only
-the shortest way out remains -- close the input, then ``Answer:`` -- so the plan always ends, and
-parses, at any temperature and on any model.
+parse. So the grammar carries a token budget (``agent.llm.grammar.budget``): the context the model
+has left after the prompt, and at most ``max_tokens=`` when given. While the budget is loose nothing
+changes; when it runs low only the shortest way out remains -- close the input, then ``Answer:`` --
+so the plan always ends, and parses, at any temperature and on any model.
 """
 
 from __future__ import annotations
@@ -53,11 +53,10 @@ def plan_grammar(
     max_plan_chars: int = DEFAULT_MAX_PLAN_CHARS,
     *,
     max_tokens: int | None = None,
-) -> Grammar | BudgetGrammar:
-    """The grammar of bounded plans over ``tool_names`` (cached per arguments).
-
-    With ``max_tokens`` the plan must also be complete within that many generated tokens; a
-    budget too small for even the shortest plan is a ``ContextLengthError``.
+) -> BudgetGrammar:
+    """The grammar of bounded plans over ``tool_names`` (cached per arguments), complete within
+    the context the model has left and, when given, within ``max_tokens`` generated tokens; a
+    ``max_tokens`` too small for even the shortest plan is a ``ContextLengthError``.
     """
     names = tuple(dict.fromkeys(str(n) for n in tool_names))
     if not names:
@@ -69,9 +68,9 @@ def plan_grammar(
         )
     if max_steps < 1 or max_input_chars < 1 or max_plan_chars < 1:
         raise AgentError("max_steps, max_input_chars and max_plan_chars must be at least 1")
-    grammar = _plan_grammar(names, max_steps, max_input_chars, max_plan_chars)
     if max_tokens is None:
-        return grammar
+        return _plan_grammar(names, max_steps, max_input_chars, max_plan_chars)
+    grammar = _plan_grammar(names, max_steps, max_input_chars, max_plan_chars).grammar
     budgeted = within_budget(grammar, max(0, max_tokens))
     if not budgeted.fits():
         raise ContextLengthError(
@@ -85,7 +84,7 @@ def plan_grammar(
 @lru_cache(maxsize=16)
 def _plan_grammar(
     names: tuple[str, ...], max_steps: int, max_input_chars: int, max_plan_chars: int
-) -> Grammar:
+) -> BudgetGrammar:
     tool = choice(names)
     tail: Node | None = None
     for i in range(max_steps - 1, -1, -1):  # built from the last step backwards
@@ -103,4 +102,4 @@ def _plan_grammar(
         after = answer if tail is None else alt(answer, tail)
         tail = seq(step, after)
     assert tail is not None
-    return Grammar(seq(opt(" "), tail), name=f"plan over {', '.join(names)}")
+    return within_budget(Grammar(seq(opt(" "), tail), name=f"plan over {', '.join(names)}"))

@@ -167,6 +167,20 @@ def _plans_parse(model, seeds) -> list[int]:
     return failed
 
 
+def test_the_plan_grammar_alone_knows_the_context_left():
+    """No budget given: generate() with plan_grammar(tools) still ends before n_ctx is full."""
+    from agent.llm import load_model
+
+    tiny = load_model(golden.model_path("tiny-q4_0.gguf"), n_ctx=160, threads=1)
+    g = plan_grammar(TOOLS)
+    for seed in range(3):
+        text = tiny.complete(
+            "USER: make a plan ASSISTANT:", grammar=g, temperature=1.0, seed=seed, max_tokens=999
+        )
+        assert tiny.last_stats.stop_reason == "grammar", text
+        parse_plan(text, TOOLS)
+
+
 def test_random_model_plans_parse_with_a_short_context(tiny_models):
     assert _plans_parse(tiny_models[1024], range(3)) == []
 

@@ -153,14 +153,35 @@ def distances(grammar: Grammar) -> Distances:
         return d
 
 
-class BudgetMatcher:
-    """A ``GrammarMatcher`` that also keeps the text completable within the tokens left."""
+def context_left(model: Any) -> int | None:
+    """Tokens ``model`` can still add to its context (None when it does not say)."""
+    n_ctx, tokens = getattr(model, "n_ctx", None), getattr(model, "tokens", None)
+    if isinstance(n_ctx, int) and isinstance(tokens, (list, tuple)):
+        return max(0, n_ctx - len(tokens))
+    return None
 
-    def __init__(self, cache: MaskCache, dist: Distances, max_tokens: int, cache_size: int = 64):
+
+class BudgetMatcher:
+    """A ``GrammarMatcher`` that also keeps the text completable within the tokens left.
+
+    Without ``max_tokens`` the budget is the context the model has left when the first token is
+    chosen (the prompt is in its KV cache by then); with it, the smaller of the two.
+    """
+
+    def __init__(
+        self,
+        cache: MaskCache,
+        dist: Distances,
+        max_tokens: int | None,
+        model: Any = None,
+        cache_size: int = 64,
+    ):
         self.inner = GrammarMatcher(cache)
         self._cache = cache
         self._dist = dist
-        self.left = max_tokens  # tokens that may still be generated, the next one included
+        self._model = model
+        self._max_tokens = max_tokens
+        self.left: int | None = None  # tokens that may still be generated, the next included
         self.narrowed = 0  # tokens chosen under a mask the budget narrowed (for tests, stats)
         self._dest: OrderedDict[int, np.ndarray] = OrderedDict()
         self._dest_size = cache_size
@@ -173,8 +194,14 @@ class BudgetMatcher:
     def state(self) -> int:
         return self.inner.state
 
+    def _start(self) -> int:
+        caps = [c for c in (self._max_tokens, context_left(self._model)) if c is not None]
+        return min(caps) if caps else INF
+
     def allowed_mask(self) -> np.ndarray:
         mask = self.inner.allowed_mask()
+        if self.left is None:
+            self.left = self._start()
         table = self._cache.table
         eos = table.eos_id
         ends = bool(0 <= eos < table.n_vocab and mask[eos])
@@ -198,6 +225,8 @@ class BudgetMatcher:
 
     def accept(self, token_id: int) -> None:
         self.inner.accept(token_id)
+        if self.left is None:
+            self.left = self._start()
         self.left -= 1
 
     def accept_bytes(self, data: bytes) -> bool:
@@ -226,18 +255,20 @@ class BudgetMatcher:
 
 
 class BudgetGrammar:
-    """``grammar`` constrained to finish within ``max_tokens`` generated tokens.
+    """``grammar`` constrained to finish within the tokens the generation may use.
 
-    Pass it as ``model.generate(..., grammar=...)`` like the grammar itself; ``max_tokens`` should
-    be what the generation may really use (context left after the prompt, or its own cap).
+    Pass it as ``model.generate(..., grammar=...)`` like the grammar itself. The budget is the
+    context the model has left after the prompt, and at most ``max_tokens`` when given (give the
+    generation's own ``max_tokens`` here too: a matcher cannot see it).
     """
 
-    def __init__(self, grammar: Grammar, max_tokens: int):
-        if max_tokens < 0:
+    def __init__(self, grammar: Grammar, max_tokens: int | None = None):
+        if max_tokens is not None and max_tokens < 0:
             raise ValueError(f"max_tokens must be at least 0, got {max_tokens}")
         self.grammar = grammar
-        self.max_tokens = int(max_tokens)
-        self.name = f"{grammar.name} within {max_tokens} tokens"
+        self.max_tokens = None if max_tokens is None else int(max_tokens)
+        limit = "the context left" if max_tokens is None else f"{max_tokens} tokens"
+        self.name = f"{grammar.name} within {limit}"
 
     def __repr__(self) -> str:
         return f"<BudgetGrammar {self.name}>"
@@ -247,12 +278,17 @@ class BudgetGrammar:
         return distances(self.grammar).of(self.grammar.automaton.start)
 
     def fits(self) -> bool:
-        return self.min_tokens() <= self.max_tokens
+        return self.max_tokens is None or self.min_tokens() <= self.max_tokens
 
     def matcher(self, model: Any) -> BudgetMatcher:
         return BudgetMatcher(
-            self.grammar.mask_cache(model), distances(self.grammar), self.max_tokens
+            self.grammar.mask_cache(model), distances(self.grammar), self.max_tokens, model
         )
+
+    def __getattr__(self, name: str) -> Any:  # automaton, mask_cache, sample... of the grammar
+        if name == "grammar":
+            raise AttributeError(name)
+        return getattr(self.grammar, name)
 
     def accepts(self, text: str | bytes) -> bool:
         return self.grammar.accepts(text)
@@ -261,6 +297,8 @@ class BudgetGrammar:
         return self.grammar.accepts_prefix(text)
 
 
-def within_budget(grammar: Grammar, max_tokens: int) -> BudgetGrammar:
-    """``grammar`` that must be complete within ``max_tokens`` tokens (see the module doc)."""
+def within_budget(grammar: Grammar | BudgetGrammar, max_tokens: int | None = None) -> BudgetGrammar:
+    """``grammar`` that must be complete within the context left and ``max_tokens`` tokens."""
+    if isinstance(grammar, BudgetGrammar):  # a new budget for the same grammar, not a nesting
+        grammar = grammar.grammar
     return BudgetGrammar(grammar, max_tokens)
