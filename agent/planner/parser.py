@@ -296,7 +296,11 @@ class PlanStream:
         m = _PLAN_RE.match(head)
         if m:
             self._in_plan_text = True
-            return self._plan_text(head[m.end() :], no)
+            text = head[m.end() :].lstrip(" \t")
+            label = _PLAN_RE.match(text)
+            if label:  # "Step 1: Plan: ..." -- two labels, one reasoning
+                text = text[label.end() :]
+            return self._plan_text(text, no)
         m = _ANSWER_RE.match(head)
         if m:
             rest = head[m.end() :].strip()

@@ -156,6 +156,8 @@ def test_step_labels_keep_their_reasoning():
     assert [s.plan for s in plan.steps] == ["Search for the tower.", "Ask for its height."]
     plan = parse_plan("#Plan1: look\n#E1 = S[x]\nStep 2: ask #E2 = Q[#E1]\nFinal answer: #E2")
     assert [s.plan for s in plan.steps] == ["look", "ask"]
+    plan = parse_plan("Step 1: Plan: look it up\n#E1 = S[x]\nFinal answer: #E1")
+    assert plan.steps[0].plan == "look it up"
 
 
 # -- placeholders ----------------------------------------------------------------------------------
