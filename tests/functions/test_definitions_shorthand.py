@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -77,33 +78,40 @@ def test_shorthand_still_rejects_what_is_not_a_parameter_value(reg):
         reg.parse('{"function": "csv_analytics", "params": {"filters": "email"}}')
 
 
-def test_typed_leaves_and_required_lists_are_honoured(tmp_path):
+def check_strict(tmp_path, definitions: str, name: str, good: dict, bad: list) -> Any:
+    """Load ``definitions``; ``good`` validates, every one of ``bad`` is refused."""
     path = tmp_path / "f.yaml"
-    path.write_text(
-        "resize:\n  description: Scale.\n  params:\n    width: {type: integer, minimum: 1}\n"
-        "    note: Free text.\n    required: [width]\n"
-    )
+    path.write_text(definitions)
     reg = FunctionRegistry.from_file(path)
-    schema = reg.schema("resize")
+    reg.validate(name, good)
+    for params in bad:
+        with pytest.raises(FunctionCallError):
+            reg.validate(name, params)
+    return reg.schema(name)
+
+
+def test_typed_leaves_and_required_lists_are_honoured(tmp_path):
+    schema = check_strict(
+        tmp_path,
+        "resize:\n  description: Scale.\n  params:\n    width: {type: integer, minimum: 1}\n"
+        "    note: Free text.\n    required: [width]\n",
+        "resize",
+        {"width": 3},
+        [{}, {"width": "wide"}, {"width": 0}],
+    )
     assert schema["required"] == ["width"] and schema["properties"]["width"]["type"] == "integer"
     assert schema["properties"]["note"] == shorthand_leaf("Free text.")
-    reg.validate("resize", {"width": 3})
-    for bad in ({}, {"width": "wide"}, {"width": 0}):
-        with pytest.raises(FunctionCallError):
-            reg.validate("resize", bad)
 
 
 def test_full_json_schema_definitions_stay_strict(tmp_path):
-    path = tmp_path / "f.yaml"
-    path.write_text(
+    check_strict(
+        tmp_path,
         "- name: count\n  parameters:\n    type: object\n    properties:\n"
-        "      n: {type: integer}\n    required: [n]\n"
+        "      n: {type: integer}\n    required: [n]\n",
+        "count",
+        {"n": 5},
+        [{}, {"n": "5"}, {"n": True}],
     )
-    reg = FunctionRegistry.from_file(path)
-    for bad in ({}, {"n": "5"}, {"n": True}):
-        with pytest.raises(FunctionCallError):
-            reg.validate("count", bad)
-    reg.validate("count", {"n": 5})
 
 
 @pytest.mark.parametrize(
