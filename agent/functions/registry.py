@@ -126,7 +126,10 @@ class FunctionRegistry:
         for name, description, parameters in iter_definitions(data, where):
             if name in reg._specs:
                 raise FunctionDefinitionError(f"{where}: function {name!r} is defined twice")
-            reg.add(name, description, parameters, handlers.pop(name, None))
+            try:
+                reg.add(name, description, parameters, handlers.pop(name, None))
+            except FunctionDefinitionError as exc:  # say which file (or list) it came from
+                raise FunctionDefinitionError(f"{where}: {exc}") from None
         if handlers:
             raise FunctionDefinitionError(
                 f"handlers given for undefined functions: {', '.join(sorted(handlers))}"

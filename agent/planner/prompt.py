@@ -88,8 +88,9 @@ def constrained_available() -> bool:
         return False
 
 
-def plan_grammar_for(tools: Any) -> Any:
-    """The decoding grammar that only admits plans over ``tools`` (from agent.planner.grammar)."""
+def plan_grammar_for(tools: Any, max_tokens: int | None = None) -> Any:
+    """The decoding grammar that only admits plans over ``tools`` (from agent.planner.grammar),
+    complete within ``max_tokens`` tokens when given."""
     try:
         grammar = importlib.import_module("agent.planner.grammar")
     except ModuleNotFoundError as exc:
@@ -100,7 +101,9 @@ def plan_grammar_for(tools: Any) -> Any:
             "part of this installation yet; generate unconstrained (constrained=False"
             ", or --no-constrain on the command line)"
         ) from None
-    return grammar.plan_grammar(tool_names(tools) or [])
+    if max_tokens is None:
+        return grammar.plan_grammar(tool_names(tools) or [])
+    return grammar.plan_grammar(tool_names(tools) or [], max_tokens=max_tokens)
 
 
 def generate_plan_text(
@@ -122,10 +125,16 @@ def generate_plan_text(
     Returns the plan text, or with ``stream=True`` an iterator of text pieces as they are written.
     ``constrained=True`` passes the plan grammar of ``agent.planner.grammar`` to the model. The
     grammar bounds the plan and decides where it ends, so a constrained plan is neither cut by stop
-    strings nor by ``max_tokens`` (a cut plan would not parse): it may use the rest of the context.
+    strings nor by ``max_tokens`` (a cut plan would not parse): it may use the rest of the context,
+    and the grammar knows that budget, closing the plan (``Answer:``) before the context is full.
     """
-    grammar = plan_grammar_for(tools) if constrained else None
     prompt = build_plan_prompt(question, tools)
+    grammar = None
+    if constrained:
+        n_ctx = getattr(model, "n_ctx", None)
+        # The tokens really left after the prompt and its BOS; unknown for remote generators.
+        budget = n_ctx - count_tokens(model, prompt) - 1 if isinstance(n_ctx, int) else None
+        grammar = plan_grammar_for(tools, budget)
     kwargs: dict[str, Any] = dict(
         max_tokens=max_tokens,
         temperature=temperature,
@@ -138,8 +147,8 @@ def generate_plan_text(
     if grammar is not None:
         kwargs["grammar"] = grammar
         kwargs["stop"] = []
-        n_ctx = getattr(model, "n_ctx", None)
-        if isinstance(n_ctx, int):
-            kwargs["max_tokens"] = max(max_tokens, n_ctx - count_tokens(model, prompt) - 1)
+        budget = getattr(grammar, "max_tokens", None)
+        if isinstance(budget, int):
+            kwargs["max_tokens"] = budget
     pieces = model.generate(prompt, **kwargs)
     return pieces if stream else "".join(pieces)

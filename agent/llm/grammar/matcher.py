@@ -46,26 +46,33 @@ class MaskCache:
         return mask
 
     def _compute(self, sid: int) -> np.ndarray:
-        auto, t = self.auto, self.table
-        cur = np.full(len(t.order), sid, dtype=np.int32)
-        for j in range(len(t.count)):
-            c = int(t.count[j])
-            if c == 0:
-                break
-            sub = cur[:c]
-            todo = ~auto.expanded[sub]
-            if todo.any():
-                for s in np.unique(sub[todo]):
-                    auto.expand(int(s))
-            nxt = auto.table[sub, t.data[:c, j]]
-            cur[:c] = nxt
-            if not nxt.any():  # every longer token is dead already
-                break
+        t = self.table
+        cur = token_destinations(self.auto, t, sid)
         mask = np.zeros(t.n_vocab, dtype=bool)
         mask[t.order] = cur != DEAD
         if 0 <= t.eos_id < t.n_vocab:
-            mask[t.eos_id] = auto.accepting[sid]
+            mask[t.eos_id] = self.auto.accepting[sid]
         return mask
+
+
+def token_destinations(auto: Automaton, t: TokenTable, sid: int) -> np.ndarray:
+    """int32 [len(t.order)]: the state each non-empty token leads to from ``sid`` (DEAD if none),
+    in ``t.order``; walked one byte column at a time over the whole vocabulary."""
+    cur = np.full(len(t.order), sid, dtype=np.int32)
+    for j in range(len(t.count)):
+        c = int(t.count[j])
+        if c == 0:
+            break
+        sub = cur[:c]
+        todo = ~auto.expanded[sub]
+        if todo.any():
+            for s in np.unique(sub[todo]):
+                auto.expand(int(s))
+        nxt = auto.table[sub, t.data[:c, j]]
+        cur[:c] = nxt
+        if not nxt.any():  # every longer token is dead already
+            break
+    return cur
 
 
 class GrammarMatcher:
