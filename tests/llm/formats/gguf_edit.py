@@ -33,6 +33,7 @@ class GGUFLayout:
     kv_end: int  # the tensor-info records start here
     info_end: int
     data_start: int
+    info_fields: list[tuple[int, int]]  # (position, size) of each n_dims, dim, type and offset
 
 
 def gguf_layout(data: bytes, alignment: int = 32) -> GGUFLayout:
@@ -46,16 +47,20 @@ def gguf_layout(data: bytes, alignment: int = 32) -> GGUFLayout:
         r.value(vtype, key)
         values[key] = (vtype, start, r.pos)
     kv_end = r.pos
+    fields = []
     for _ in range(n_tensors):
         r.string("name")
+        fields.append((r.pos, 4))
         n_dims = r.u32("n_dims")
         for _ in range(n_dims):
+            fields.append((r.pos, 8))
             r.u64("dim")
+        fields += [(r.pos, 4), (r.pos + 4, 8)]
         r.u32("type")
         r.u64("offset")
     info_end = r.pos
     r.align(alignment)
-    return GGUFLayout(n_tensors, n_kv, values, kv_end, info_end, r.pos)
+    return GGUFLayout(n_tensors, n_kv, values, kv_end, info_end, r.pos, fields)
 
 
 SCALAR_CODES = {T.UINT32: "<I", T.INT32: "<i", T.FLOAT32: "<f", T.UINT64: "<Q", T.FLOAT64: "<d"}
@@ -83,3 +88,20 @@ def add_gguf_value(data: bytes, key: str, value: float | int, vtype: T = T.FLOAT
 def set_ggml_field(data: bytes, field: str, value: int) -> bytes:
     pos = GGML_FIELD_OFFSETS[field]
     return data[:pos] + struct.pack("<I", value) + data[pos + 4 :]
+
+
+def ggml_record_fields(data: bytes, tensors: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """(position, 4) of the n_dims, name length, type and shape fields of the GGML v3 tensor
+    records whose data starts at the given (offset, n_dims): 3 u32, the dims, the name, padding."""
+    fields = []
+    for offset, n_dims in tensors:
+        name_end = offset
+        while name_end > 0 and data[name_end - 1] == 0:  # skip the alignment padding
+            name_end -= 1
+        for start in range(name_end - 1, max(0, name_end - 200), -1):  # where the name starts
+            head = start - 4 * (3 + n_dims)
+            n_d, name_len = struct.unpack_from("<2I", data, head)
+            if n_d == n_dims and start + name_len == name_end:
+                fields += [(head + 4 * i, 4) for i in range(3 + n_dims)]
+                break
+    return fields
