@@ -25,15 +25,10 @@ from tests.llm.formats.gguf_edit import (
     set_ggml_field,
     set_gguf_value,
 )
+from tests.llm.formats.test_formats_readers import write
 
 GGUF = BUNDLED / "models" / "tiny-q4_0.gguf"  # n_embd 256, n_head 4, 2 layers, 21 tensors
 GGML = BUNDLED / "models" / "tiny.ggmlv3.q4_K_M.bin"
-
-
-def write(tmp_path: Path, data: bytes, name: str = "m.gguf") -> Path:
-    p = tmp_path / name
-    p.write_bytes(data)
-    return p
 
 
 def refused(path: Path, *patterns: str) -> str:
