@@ -184,3 +184,34 @@ def test_the_spots_are_the_fields_the_rules_read(golden: dict) -> None:
         15,
     ]
     assert len(fields) == 7 + 16 * 5 + 5 * 4  # header; n_dims, name length, type, dims
+
+
+def single_field_edits(kind: str, golden: dict) -> list[tuple[int, tuple]]:
+    """Every hyperparameter field with every edge value and every other header field's value."""
+    n_header = HEADER_SPOTS[kind]
+    values = [("int", v) for v in INTS] + [("float", v) for v in FLOATS]
+    values += [("copy", k) for k in range(1, n_header)]
+    fields = golden[kind].fields
+    return [
+        (index, value)
+        for index in range(n_header)
+        for value in values
+        if value[0] != "float" or fields[index].is_float
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gguf", "ggml"])
+def test_every_header_field_with_every_edge_value(tmp_path: Path, golden: dict, kind: str) -> None:
+    """The systematic half of the campaign: one field changed at a time, every value tried."""
+    data, fields = golden[kind].data, golden[kind].fields
+    for index, value in single_field_edits(kind, golden):
+        path = tmp_path / f"field{next(_names)}.{kind}"
+        path.write_bytes(mutate(data, fields, [(index, value, 0)], HEADER_SPOTS[kind]))
+        try:
+            load_and_eval(path)
+        except BaseException as exc:
+            exc.add_note(f"{kind} field #{index} at offset {fields[index].pos} set to {value}")
+            raise
+        finally:
+            path.unlink()
