@@ -156,13 +156,13 @@ def hparam_warnings(md: dict[str, Any], ggml: bool = False) -> list[str]:
     ftype = md.get("general.file_type")
     if ftype is not None and int(ftype) not in FILE_TYPES:
         warnings.append(
-            f"{field_name('general.file_type', ggml)} {ftype} is not a llama.cpp file type; "
-            "it is only a label (each tensor's own type is what is read)"
+            f"{field_name('general.file_type', ggml)} is {ftype}, which is not a llama.cpp file "
+            "type; it is only a label (each tensor's own type is what is read)"
         )
     n_ctx = md.get("llama.context_length")
     if n_ctx is not None and not 0 < n_ctx <= MAX_CONTEXT:
         warnings.append(
-            f"llama.context_length {n_ctx} is not a plausible training context (1..{MAX_CONTEXT}); "
-            "choose the window with n_ctx (-c)"
+            f"llama.context_length is {n_ctx}, which is not a plausible training context "
+            f"(1..{MAX_CONTEXT}); choose the window with n_ctx (-c)"
         )
     return warnings

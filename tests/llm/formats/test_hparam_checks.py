@@ -211,8 +211,8 @@ def test_info_warns_about_unknown_file_type_and_odd_context(
     assert load_model(p, n_ctx=8, threads=1).info.n_layer == 2  # odd, but it runs
     code, out, _ = run(capsys, "info", str(p))
     assert code == 0
-    assert "warning       general.file_type 99 is not a llama.cpp file type" in out
-    assert "warning       llama.context_length 0 is not a plausible training context" in out
+    assert "warning       general.file_type is 99, which is not a llama.cpp file type" in out
+    assert "warning       llama.context_length is 0, which is not a plausible training" in out
     s = json.loads(run(capsys, "info", "--json", str(p))[1])
     assert len(s["warnings"]) == 2 and "load_error" not in s
     code, out, _ = run(capsys, "info", str(GGUF))
@@ -273,3 +273,11 @@ def test_generation_on_broken_logits_raises_instead_of_returning_nothing(tmp_pat
     for temperature in (0.0, 0.8):
         with pytest.raises(ModelFormatError, match=r"logits at position \d+ are not finite"):
             m.complete("Hi", max_tokens=4, temperature=temperature)
+
+
+def test_info_names_the_ggml_header_field_in_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    p = write(tmp_path, set_ggml_field(GGML.read_bytes(), "ftype", 77), "m.bin")
+    code, out, _ = run(capsys, "info", str(p))
+    assert code == 0 and "warning       ftype in the GGML header is 77, which is not" in out
