@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.cli import main
 
@@ -224,3 +226,23 @@ def test_run_speaks_of_the_plan_in_the_file_not_of_the_model(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"the plan in {plan} could not be used: ")
     assert "model" not in err and "line 1: unknown_tool" in err
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.one_of(st.binary(max_size=300), st.text(max_size=200).map(str.encode)))
+def test_fuzz_plan_file_bytes_give_text_or_a_one_line_error(data):
+    import tempfile
+
+    from agent.errors import AgentError
+    from agent.planner.cli import read_plan_file
+
+    with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+        f.write(data)
+        f.flush()
+        try:
+            text = read_plan_file(f.name)
+        except AgentError as exc:
+            assert "\n" not in str(exc) and f.name in str(exc)
+            assert b"\0" in data or "UTF-8" in str(exc)
+        else:
+            assert "\0" not in text and text.encode() == data.removeprefix(b"\xef\xbb\xbf")
