@@ -50,7 +50,9 @@ def model_info(
     rms_norm_eps: float | None = None,
     rope_freq_base: float | None = None,
     rope_freq_scale: float | None = None,
+    weights: bool = True,
 ) -> ModelInfo:
+    """``weights=False`` (a vocab-only load) skips what only matters to the tensors."""
     md = mf.metadata
     arch = md.get("general.architecture", "llama")
     if arch != "llama":
@@ -80,6 +82,13 @@ def model_info(
                 f"{mf.path}: the override n_gqa={n_gqa} does not divide the {n_head} heads"
             )
         n_head_kv = n_head // n_gqa
+        wk = mf.tensors.get("blk.0.attn_k.weight") if weights else None
+        if wk is not None and n_head > 0 and wk.shape[0] != n_embd // n_head * n_head_kv:
+            raise ModelFormatError(  # the shape, not the override, says how many KV heads
+                f"{mf.path}: the override n_gqa={n_gqa} means {n_head_kv} KV heads, but "
+                f"attn_k's shape {tuple(wk.shape)} holds {wk.shape[0] // (n_embd // n_head)} of "
+                f"size {n_embd // n_head}; leave n_gqa out"
+            )
     if n_head <= 0 or n_embd % n_head or n_head_kv <= 0 or n_head % n_head_kv:
         raise ModelFormatError(
             f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv})"

@@ -119,6 +119,7 @@ class LlamaModel:
             rms_norm_eps=rms_norm_eps,
             rope_freq_base=rope_freq_base,
             rope_freq_scale=rope_freq_scale,
+            weights=not vocab_only,
         )
         self.n_ctx = n_ctx
         self.threads = threads or os.cpu_count() or 1

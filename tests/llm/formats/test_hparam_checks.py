@@ -129,9 +129,13 @@ def test_overrides_are_checked_by_the_same_rules() -> None:
         ({"rope_freq_base": 0.0}, "the override rope_freq_base is 0.0"),
         ({"rope_freq_scale": float("nan")}, "the override rope_freq_scale is nan"),
         ({"n_gqa": 3}, "the override n_gqa=3 does not divide the 4 heads"),
+        ({"n_gqa": 2}, r"n_gqa=2 means 2 KV heads, but attn_k's shape \(256, 256\) holds 4"),
     ):
         with pytest.raises(ModelFormatError, match=pattern):
             load_model(GGUF, n_ctx=8, threads=1, **kw)
+    with pytest.raises(ModelFormatError, match="n_gqa=4 means 1 KV heads"):
+        load_model(GGML, n_ctx=8, threads=1, n_gqa=4)  # was a numpy reshape error at eval
+    assert load_model(GGML, n_ctx=8, threads=1, n_gqa=1).info.n_head_kv == 4  # agrees: fine
 
 
 # -- GGML: the header fields are named -------------------------------------------------------------
