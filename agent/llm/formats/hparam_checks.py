@@ -17,6 +17,7 @@ from agent.llm.formats.ggml_types import FILE_TYPES
 
 LAYER_TENSORS = 9  # attn_norm, q, k, v, output, ffn_norm, gate, up, down
 GLOBAL_TENSORS = 3  # token_embd, output_norm, output
+MIN_GLOBAL_TENSORS = 2  # output may be tied to token_embd: the layer bound must not refuse that
 MAX_CONTEXT = 1 << 20  # a training context beyond this is implausible for a Llama model
 
 # What a GGML header calls the values its reader records under GGUF keys.
@@ -119,14 +120,14 @@ def check_llama_hparams(
             raise refusal(
                 path, "llama.block_count", n_layer, "a model has at least one layer", ggml
             )
-        if n_tensors and n_layer > (n_tensors - GLOBAL_TENSORS) // LAYER_TENSORS:
+        most = max(0, (n_tensors or 0) - MIN_GLOBAL_TENSORS) // LAYER_TENSORS
+        if n_tensors and n_layer > most:
             raise refusal(
                 path,
                 "llama.block_count",
                 n_layer,
-                f"the file holds only {n_tensors} tensors, enough for at most "
-                f"{max(0, (n_tensors - GLOBAL_TENSORS) // LAYER_TENSORS)} layers "
-                f"({LAYER_TENSORS} tensors each, plus {GLOBAL_TENSORS})",
+                f"the file holds only {n_tensors} tensors, enough for at most {most} layers "
+                f"({LAYER_TENSORS} tensors each, plus {MIN_GLOBAL_TENSORS})",
                 ggml,
             )
     vocab_size = md.get("llama.vocab_size")
