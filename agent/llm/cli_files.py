@@ -78,6 +78,7 @@ def file_summary(path: str | Path) -> dict[str, Any]:
     from collections import Counter
 
     from agent.llm.formats.files import open_model_file
+    from agent.llm.formats.hparam_checks import hparam_warnings
     from agent.llm.hparams import model_info
 
     mf = open_model_file(path)
@@ -93,6 +94,7 @@ def file_summary(path: str | Path) -> dict[str, Any]:
         "vocab_size": len(mf.vocab),
         "special_tokens": {"bos": mf.vocab.bos_id, "eos": mf.vocab.eos_id, "unk": mf.vocab.unk_id},
     }
+    summary["warnings"] = hparam_warnings(mf.metadata, ggml=summary["container"] != "gguf")
     try:
         info = model_info(mf)
     except (
@@ -101,6 +103,8 @@ def file_summary(path: str | Path) -> dict[str, Any]:
         TypeError,
     ) as exc:  # e.g. a vocab-only file without llama.* keys
         summary["hparams_error"] = str(exc)
+        # what load_model says too: it runs the same reader and model_info
+        summary["load_error"] = str(exc)
     else:
         d = info.as_dict()
         for k in ("format", "tensor_types", "path", "file_size"):
@@ -157,6 +161,9 @@ def format_summary(s: dict[str, Any]) -> str:
     )
     types = ", ".join(f"{k} {v}" for k, v in s["tensor_types"].items()) or "none (vocab only)"
     lines.append(f"tensors       {s['n_tensors']}: {types}; {_size(s['tensor_bytes'])} of data")
+    lines += [f"warning       {w}" for w in s.get("warnings", [])]
+    if s.get("load_error"):
+        lines.append(f"will not load: {s['load_error']}")
     return "\n".join(lines)
 
 
@@ -166,7 +173,8 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print(format_summary(summary))
-    return 0
+    # A model file load_model refuses is an error; a vocabulary-only file is only described.
+    return 1 if summary.get("load_error") and summary["n_tensors"] else 0
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.errors import ModelFormatError
 from agent.llm.formats.ggml_types import FILE_TYPES
+from agent.llm.formats.hparam_checks import EPS_WHY, ROPE_BASE_WHY
 from agent.llm.formats.modelfile import ModelFile
 
 LLAMA2_RMS_EPS = 1e-5  # GGML files do not store eps; Llama-2 was trained with 1e-5
@@ -48,7 +50,9 @@ def model_info(
     rms_norm_eps: float | None = None,
     rope_freq_base: float | None = None,
     rope_freq_scale: float | None = None,
+    weights: bool = True,
 ) -> ModelInfo:
+    """``weights=False`` (a vocab-only load) skips what only matters to the tensors."""
     md = mf.metadata
     arch = md.get("general.architecture", "llama")
     if arch != "llama":
@@ -58,16 +62,33 @@ def model_info(
 
     def key(name: str, default: Any = None) -> Any:
         value = md.get(f"llama.{name}", default)
+        if value is None and name == "feed_forward_length" and not mf.format.startswith("gguf"):
+            raise ModelFormatError(  # GGML files give n_ff through a tensor's shape only
+                f"{mf.path}: no layers.0.feed_forward.w1.weight tensor to take n_ff from: the "
+                f"file ends at offset {mf.file_size} after {len(mf.tensors)} tensors; it is "
+                "truncated, or holds a vocabulary only"
+            )
         if value is None:
-            raise ModelFormatError(f"{mf.path}: metadata key 'llama.{name}' is missing")
+            raise ModelFormatError(
+                f"{mf.path}: metadata key 'llama.{name}' is missing; is this a Llama model file?"
+            )
         return value
 
     n_embd, n_head = int(key("embedding_length")), int(key("attention.head_count"))
     n_head_kv = int(key("attention.head_count_kv", n_head))
     if n_gqa:
-        if n_head % n_gqa:
-            raise ValueError(f"n_gqa={n_gqa} does not divide n_head={n_head}")
+        if n_gqa < 0 or n_head % n_gqa:
+            raise ModelFormatError(
+                f"{mf.path}: the override n_gqa={n_gqa} does not divide the {n_head} heads"
+            )
         n_head_kv = n_head // n_gqa
+        wk = mf.tensors.get("blk.0.attn_k.weight") if weights else None
+        if wk is not None and n_head > 0 and wk.shape[0] != n_embd // n_head * n_head_kv:
+            raise ModelFormatError(  # the shape, not the override, says how many KV heads
+                f"{mf.path}: the override n_gqa={n_gqa} means {n_head_kv} KV heads, but "
+                f"attn_k's shape {tuple(wk.shape)} holds {wk.shape[0] // (n_embd // n_head)} of "
+                f"size {n_embd // n_head}; leave n_gqa out"
+            )
     if n_head <= 0 or n_embd % n_head or n_head_kv <= 0 or n_head % n_head_kv:
         raise ModelFormatError(
             f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv})"
@@ -77,7 +98,7 @@ def model_info(
         factor = md.get("llama.rope.scaling.factor") or md.get("llama.rope.scale_linear")
         scale = 1.0 / float(factor) if factor else 1.0
     ftype = md.get("general.file_type")
-    return ModelInfo(
+    info = ModelInfo(
         format=mf.format,
         n_vocab=int(md.get("llama.vocab_size", len(mf.vocab))),
         n_ctx_train=int(md.get("llama.context_length", GGML_CONTEXT)),
@@ -103,3 +124,16 @@ def model_info(
         path=str(mf.path),
         file_size=mf.file_size,
     )
+    # The file's values passed the readers' checks; overrides are checked by the same rules.
+    for name, value, override, why in (
+        ("rms_norm_eps", info.rms_norm_eps, rms_norm_eps, EPS_WHY),
+        ("rope_freq_base", info.rope_freq_base, rope_freq_base, ROPE_BASE_WHY),
+        ("rope_freq_scale", info.rope_freq_scale, rope_freq_scale, "positions are scaled by it"),
+    ):
+        if not (math.isfinite(value) and value > 0):
+            source = "the override" if override is not None else "the file's value for"
+            raise ModelFormatError(
+                f"{mf.path}: {source} {name} is {value!r}, but it must be a finite number "
+                f"greater than 0 ({why})"
+            )
+    return info

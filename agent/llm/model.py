@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.errors import ContextLengthError
+from agent.errors import ContextLengthError, ModelFormatError
 from agent.llm.formats.files import open_model_file
 from agent.llm.hparams import ModelInfo, model_info
 from agent.llm.sampling import Sampler, SamplingParams
@@ -119,6 +119,7 @@ class LlamaModel:
             rms_norm_eps=rms_norm_eps,
             rope_freq_base=rope_freq_base,
             rope_freq_scale=rope_freq_scale,
+            weights=not vocab_only,
         )
         self.n_ctx = n_ctx
         self.threads = threads or os.cpu_count() or 1
@@ -195,6 +196,14 @@ class LlamaModel:
                 "shorten the prompt or load the model with a larger n_ctx"
             )
         logits = tr.forward(np.asarray(ids, dtype=np.int64), n_past, last_only=last_only)
+        finite = np.isfinite(logits).all(axis=-1)
+        if not finite.all():  # never sample from NaN: a broken file must not give an empty answer
+            pos = n_past + len(ids) - len(logits) + int(np.argmin(finite))
+            raise ModelFormatError(
+                f"{self.file.path}: the logits at position {pos} are not finite (NaN or inf); "
+                "the model file is probably broken (its weights, or hyperparameters such as the "
+                "RMS eps or the RoPE base): check it with 'agent info' or get a good copy"
+            )
         self.tokens.extend(ids)
         return logits
 

@@ -322,20 +322,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.planner.executor import execute
     from agent.planner.parser import parse_plan
 
-    try:
-        text = (
-            sys.stdin.read()
-            if args.planfile == "-"
-            else Path(args.planfile).read_text(encoding="utf-8")
-        )
-    except OSError as exc:
-        raise AgentError(f"cannot read plan file {args.planfile}: {exc.strerror or exc}") from exc
+    text = read_plan_file(args.planfile)
     model = open_model(args, quiet=args.quiet or args.json) if (args.model or args.script) else None
     tools = build_tools(args, model)
     try:
         plan = parse_plan(text, tools)
-    except PlanError as exc:
-        _print_plan_error(exc, "")
+    except PlanError as exc:  # a hand-written plan: say whose it is, and what PlanError says
+        print(f"{_plan_source(args.planfile)} could not be used: {exc}", file=sys.stderr)
         return 1
     quiet = args.quiet or args.json
     result = execute(
@@ -347,6 +340,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_event=None if quiet else Progress(sys.stderr),
     )
     return _print_result(result, args)
+
+
+def _plan_source(name: str) -> str:
+    return "the plan on stdin" if name == "-" else f"the plan in {name}"
+
+
+def read_plan_file(name: str) -> str:
+    """A plan file's text ('-': stdin). Unreadable, binary or non-UTF-8 input is a one-line
+    AgentError naming the file and the offset, not a traceback."""
+    try:
+        if name == "-":
+            stream = getattr(sys.stdin, "buffer", None)  # a text-only stdin has no bytes to check
+            data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+        else:
+            data = Path(name).read_bytes()
+    except OSError as exc:
+        raise AgentError(f"cannot read plan file {name}: {exc.strerror or exc}") from exc
+    except UnicodeError as exc:  # a text stdin that could not decode its own bytes
+        raise AgentError(f"{_plan_source(name)} is not UTF-8 text: {exc}") from exc
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise AgentError(
+            f"{_plan_source(name)} is binary (a NUL byte at offset {nul}); a plan is a text file"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AgentError(
+            f"{_plan_source(name)} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

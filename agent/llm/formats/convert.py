@@ -7,6 +7,7 @@ Tensor data is streamed from the memory-mapped input, so converting a 13B file n
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -156,6 +157,21 @@ def ggml_hparams(
     )
 
 
+def check_options(src: Path, hp: LlamaHParams) -> None:
+    """What the caller sets (GGML files lack it) must be usable: never write a broken GGUF."""
+    for option, value in (
+        ("n_ctx (--context-length)", hp.n_ctx),
+        ("rms_norm_eps (--eps)", hp.rms_norm_eps),
+        ("rope_freq_base (--rope-freq-base)", hp.rope_freq_base),
+        ("rope_freq_scale (--rope-freq-scale)", hp.rope_freq_scale),
+    ):
+        if not (math.isfinite(value) and value > 0):
+            raise ModelFormatError(
+                f"{src}: {option} is {value!r}, but it must be a finite number greater than 0; "
+                "nothing was written"
+            )
+
+
 def convert_ggml_to_gguf(
     src: str | Path,
     dst: str | Path,
@@ -185,6 +201,7 @@ def convert_ggml_to_gguf(
         rope_freq_base=rope_freq_base,
         rope_freq_scale=rope_freq_scale,
     )
+    check_options(src, hp)
     w = GGUFWriter(dst, progress=progress)
     add_llama_keys(
         w,

@@ -14,6 +14,7 @@ import numpy as np
 
 from agent.errors import ModelFormatError
 from agent.llm.formats.ggml_types import GGMLType, type_name
+from agent.llm.formats.hparam_checks import check_llama_hparams
 from agent.llm.formats.modelfile import (
     TOKEN_BYTE,
     TOKEN_CONTROL,
@@ -99,6 +100,13 @@ def read_ggml(path: str | Path) -> ModelFile:
             "the file is corrupt or not a Llama model",
         )
     ftype %= 1000  # some writers packed the quantization version as ftype // 1000
+    header = {
+        "llama.embedding_length": n_embd,
+        "llama.attention.head_count": n_head,
+        "llama.block_count": n_layer,
+        "llama.rope.dimension_count": n_rot,
+    }
+    check_llama_hparams(path, header, ggml=True)  # before the vocab and tensors are read
 
     tokens, scores, types = [], np.zeros(n_vocab, np.float32), np.zeros(n_vocab, np.int32)
     for i in range(n_vocab):

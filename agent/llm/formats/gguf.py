@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
+from agent.llm.formats.hparam_checks import check_llama_hparams
 from agent.llm.formats.modelfile import (
     TOKEN_NORMAL,
     ByteReader,
@@ -17,6 +18,7 @@ from agent.llm.formats.modelfile import (
     check_llama_shapes,
     check_metadata_types,
     map_file,
+    tensor_nbytes,
     tensor_view,
 )
 
@@ -112,6 +114,10 @@ def read_gguf(path: str | Path) -> ModelFile:
         vtype = r.u32(f"value type of {key!r}")
         metadata[key] = r.value(vtype, f"metadata {key!r}")
     check_metadata_types(path, metadata)
+    if metadata.get("general.architecture", "llama") == "llama":  # before any per-tensor work
+        tokens = metadata.get("tokenizer.ggml.tokens")
+        n_vocab = len(tokens) if isinstance(tokens, list) else None
+        check_llama_hparams(path, metadata, n_tensors=n_tensors, n_vocab=n_vocab)
 
     infos = []
     seen: set[str] = set()
@@ -131,18 +137,21 @@ def read_gguf(path: str | Path) -> ModelFile:
         infos.append((name, ttype, tuple(reversed(ne)), offset))
 
     alignment = int(metadata.get("general.alignment", 32))
-    if alignment <= 0 or alignment % 8:
+    if alignment <= 0 or alignment & (alignment - 1):
         raise ModelFormatError(
-            f"{path}: general.alignment is {alignment}; it must be a positive multiple of 8"
+            f"{path}: general.alignment is {alignment}, but it must be a power of two "
+            "(as llama.cpp requires); the file is corrupt"
         )
     r.align(alignment)
     data_start = r.pos
-    tensors: dict[str, TensorInfo] = {}
-    for name, ttype, shape, offset in infos:
+    for name, _, _, offset in infos:
         if offset % alignment:
             raise ModelFormatError(
                 f"{path}: tensor {name!r} data offset {offset} is not aligned to {alignment}"
             )
+    check_data_size(path, infos, data_start, r.size)
+    tensors: dict[str, TensorInfo] = {}
+    for name, ttype, shape, offset in infos:
         tensors[name] = tensor_view(r, name, ttype, shape, data_start + offset)
     check_no_overlap(path, tensors)
     mf = ModelFile(
@@ -150,6 +159,27 @@ def read_gguf(path: str | Path) -> ModelFile:
     )
     check_llama_shapes(mf)
     return mf
+
+
+def check_data_size(
+    path: Path, infos: list[tuple[str, int, tuple[int, ...], int]], data_start: int, size: int
+) -> None:
+    """A file shorter than its tensor table says is reported as truncated, with both sizes."""
+    end, cut = data_start, None
+    for name, ttype, shape, offset in infos:
+        nbytes = tensor_nbytes(ttype, shape)  # None: tensor_view names what is wrong
+        if nbytes is None:
+            continue
+        start = data_start + offset
+        end = max(end, start + nbytes)
+        if start + nbytes > size and (cut is None or start < cut[1]):
+            cut = (name, start)
+    if cut is not None:
+        raise ModelFormatError(
+            f"{path}: the file is truncated: it is {size} bytes, but its tensor data runs to "
+            f"offset {end} ({end - size} bytes missing); the first cut tensor is {cut[0]!r} at "
+            f"offset {cut[1]} (or a tensor's shape or offset is corrupt); download it again"
+        )
 
 
 def check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:

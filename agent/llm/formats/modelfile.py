@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from agent.errors import ModelFormatError
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, type_name
+from agent.llm.formats.hparam_checks import GLOBAL_TENSORS, LAYER_TENSORS, check_llama_hparams
 
 # SentencePiece piece types, as GGUF's tokenizer.ggml.token_type stores them.
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = (
@@ -172,6 +174,20 @@ def tensor_view(
     return TensorInfo(name, type_id, shape, offset, reader.buf[offset : offset + nbytes])
 
 
+def tensor_nbytes(type_id: int, shape: tuple[int, ...]) -> int | None:
+    """Bytes of a tensor's data; None for an unknown type or a shape that does not fit blocks."""
+    try:
+        layout = LAYOUTS[GGMLType(type_id)]
+    except (ValueError, KeyError):
+        return None
+    n = 1
+    for d in shape:
+        n *= d
+    if n <= 0 or shape[-1] % layout.block_size:
+        return None
+    return n // layout.block_size * layout.type_size
+
+
 # Keys whose value type the engine relies on (model_info, tokenizer): checked once, at read time,
 # so a corrupt file fails here with a clear message instead of deep inside the engine.
 INT_KEYS = (
@@ -236,19 +252,20 @@ def check_llama_shapes(mf: ModelFile) -> None:
     """Each Llama tensor present must have the shape the hyperparameters imply, so that a damaged or
     mislabelled file fails at load time naming the tensor, not later as a numpy broadcasting error."""
     md = mf.metadata
-    if not mf.tensors or md.get("general.architecture", "llama") != "llama":
+    if md.get("general.architecture", "llama") != "llama":
         return
+    ggml = not mf.format.startswith("gguf")
+    check_llama_hparams(mf.path, md, n_vocab=len(mf.vocab) or None, ggml=ggml)
+    if not mf.tensors or "llama.block_count" not in md:
+        return  # a vocabulary-only file; or model_info reports the missing key
+    n_layer = int(md["llama.block_count"])
+    check_complete(mf, n_layer, ggml)
     try:
         n_embd, n_head = int(md["llama.embedding_length"]), int(md["llama.attention.head_count"])
-        n_layer, n_ff = int(md["llama.block_count"]), int(md["llama.feed_forward_length"])
+        n_ff = int(md["llama.feed_forward_length"])
     except KeyError:
         return  # model_info reports the missing key
     n_head_kv = int(md.get("llama.attention.head_count_kv", n_head))
-    if n_head <= 0 or n_head_kv <= 0 or n_embd % n_head or n_head % n_head_kv:
-        raise ModelFormatError(
-            f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, "
-            f"n_head_kv {n_head_kv}); the file is corrupt"
-        )
     n_vocab, kv = len(mf.vocab), n_embd // n_head * n_head_kv
     expected = {
         "token_embd.weight": (n_vocab, n_embd),
@@ -266,14 +283,6 @@ def check_llama_shapes(mf: ModelFile) -> None:
         "ffn_up.weight": (n_ff, n_embd),
         "ffn_down.weight": (n_embd, n_ff),
     }
-    # GGML files have no tensor count: a file cut between two tensor records reads as a smaller model.
-    required = list(expected) + [f"blk.{i}.{rest}" for i in range(n_layer) for rest in per_layer]
-    missing = [name for name in required if name not in mf.tensors]
-    if missing:
-        raise ModelFormatError(
-            f"{mf.path}: {len(missing)} of the model's {len(required)} tensors are missing (first: {missing[0]!r}); "
-            "the file is truncated or not a complete Llama model"
-        )
     for name, t in mf.tensors.items():
         want = expected.get(name)
         if want is None and name.startswith("blk."):
@@ -289,3 +298,47 @@ def check_llama_shapes(mf: ModelFile) -> None:
                 f"n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv}, n_ff {n_ff}) need {want}; "
                 "the file is corrupt or its metadata does not match its weights"
             )
+
+
+def llama_tensor_names(n_layer: int) -> Iterator[str]:
+    yield from ("token_embd.weight", "output_norm.weight", "output.weight")
+    for i in range(n_layer):
+        for rest in LAYER_TENSOR_NAMES:
+            yield f"blk.{i}.{rest}"
+
+
+LAYER_TENSOR_NAMES = (
+    "attn_norm.weight",
+    "attn_q.weight",
+    "attn_k.weight",
+    "attn_v.weight",
+    "attn_output.weight",
+    "ffn_norm.weight",
+    "ffn_gate.weight",
+    "ffn_up.weight",
+    "ffn_down.weight",
+)
+
+
+def check_complete(mf: ModelFile, n_layer: int, ggml: bool) -> None:
+    """Every tensor of an ``n_layer`` Llama model must be present. The work is bounded by the
+    tensors the file holds, whatever the layer count claims (names stop at the first missing)."""
+    n_required = GLOBAL_TENSORS + LAYER_TENSORS * n_layer
+    if len(mf.tensors) >= n_required:
+        missing = [name for name in llama_tensor_names(n_layer) if name not in mf.tensors]
+    else:
+        first = next(name for name in llama_tensor_names(n_layer) if name not in mf.tensors)
+        missing = [first]
+    if not missing:
+        return
+    if ggml:  # GGML files have no tensor count: a file cut between two records reads as shorter
+        raise ModelFormatError(
+            f"{mf.path}: the file is truncated: it ends at offset {mf.file_size} after "
+            f"{len(mf.tensors)} tensors, but a Llama model with n_layer {n_layer} has {n_required} "
+            f"(first missing: {missing[0]!r}); download the file again"
+        )
+    raise ModelFormatError(
+        f"{mf.path}: tensors are missing: the file holds {len(mf.tensors)} tensors, the model's "
+        f"{n_layer} layers need {n_required} (first missing: {missing[0]!r}); "
+        "the file is not a complete Llama model"
+    )

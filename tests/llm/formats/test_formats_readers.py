@@ -292,7 +292,14 @@ def test_duplicate_tensor_names(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "value, pattern",
-    [(12, "multiple of 8"), (0, "multiple of 8"), ("x", "integer"), (32.0, "integer")],
+    [
+        (12, "power of two"),
+        (0, "power of two"),
+        (24, "power of two"),
+        (96, "power of two"),
+        ("x", "integer"),
+        (32.0, "integer"),
+    ],
 )
 def test_bad_alignment_values(tmp_path: Path, value: object, pattern: str) -> None:
     p = small_gguf(tmp_path, [("a", (64,), 0)], extra={"general.alignment": value})
