@@ -1,0 +1,54 @@
+"""Shared fixtures: the fixture web on loopback, a questions file, the spec of the test engine."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from agent.batch.runner import EngineSpec
+from agent.batch.writer import read_records
+from tests.batch import fixture
+
+
+@pytest.fixture(scope="session")
+def fixture_web():
+    server = fixture.serve_fixture_web()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def make_spec(web: str, **env: str) -> EngineSpec:
+    return EngineSpec(
+        model_factory="tests.batch.fixture:scripted_model",
+        tools_factory="tests.batch.fixture:fixture_tools",
+        search_interval=0.0,
+        env={"BATCH_FIXTURE_WEB": web, **env},
+    )
+
+
+@pytest.fixture
+def spec(fixture_web):
+    return make_spec(fixture_web)
+
+
+@pytest.fixture
+def questions_file(tmp_path):
+    path = tmp_path / "questions.jsonl"
+    path.write_text(
+        "".join(json.dumps({**q, "gold": i}) + "\n" for i, q in enumerate(fixture.questions())),
+        encoding="utf-8",
+    )
+    return path
+
+
+def answers_by_id(path) -> dict:
+    records = read_records(path)
+    counts = Counter(r["id"] for r in records)
+    assert all(n == 1 for n in counts.values()), f"ids written twice: {counts.most_common(3)}"
+    return {r["id"]: r for r in records}
+
+
+def expected_ids(n: int = 20) -> set[str]:
+    return {q["id"] for q in fixture.questions(n)}
