@@ -82,6 +82,14 @@ def register(sub: Any) -> None:
     g.add_argument(
         "--no-record", action="store_true", help="leave the run's recording out of each record"
     )
+    g.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set an environment variable in every worker and Ray actor (e.g. "
+        "AGENT_KERNELS=c, HTTPS_PROXY=...); repeatable",
+    )
     g.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(handler=cmd_batch)
 
@@ -116,7 +124,18 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         max_evidence_chars=args.max_evidence_chars,
         record=not args.no_record,
         record_dir=args.record_dir,
+        env=_parse_env(args.worker_env),
     )
+
+
+def _parse_env(items: list[str]) -> dict[str, str]:
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or "\0" in item:
+            raise AgentError(f"--worker-env {item!r} must look like KEY=VALUE")
+        env[key.strip()] = value
+    return env
 
 
 def cmd_batch(args: argparse.Namespace) -> int:

@@ -1,0 +1,149 @@
+"""The Ray backend on a real local cluster (2 CPUs, no dashboard, one cluster for the module)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.batch.driver import run_batch
+from agent.batch.errors import EngineStartError
+from agent.batch.limits import RemoteRateLimiter, SlotBook
+from agent.batch.ray_backend import RayPool
+from agent.batch.runner import EngineSpec
+from tests.batch.conftest import answers_by_id, expected_ids, make_spec
+from tests.batch.test_pool import _cli, _lines, _wait_for
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local cluster whose workers can import the tests package (as an installed one would)."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), old) if p)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+def test_two_actors_give_the_same_answers_as_one_local_worker(
+    cluster, tmp_path, spec, questions_file
+):
+    local, remote = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
+    run_batch(questions_file, local, spec, workers=1, progress=None)
+    summary = run_batch(questions_file, remote, spec, workers=2, ray=True, progress=None)
+    assert (summary.ok, summary.errors) == (20, 0)
+    one, two = answers_by_id(local), answers_by_id(remote)
+    assert set(one) == set(two) == expected_ids()
+    assert {k: r["answer"] for k, r in one.items()} == {k: r["answer"] for k, r in two.items()}
+    assert len({r["worker"] for r in two.values()}) == 2
+    assert ray.is_initialized()  # a cluster the caller started is left running
+
+
+def test_an_actor_killed_mid_batch_is_replaced_and_its_question_retried(
+    cluster, tmp_path, fixture_web, questions_file
+):
+    spec = make_spec(fixture_web, BATCH_FIXTURE_DELAY="0.01")
+    out = tmp_path / "out.jsonl"
+    pool = RayPool(spec, 2)
+    try:
+        victim = pool.actors[0]
+        runner = threading.Thread(
+            target=run_batch,
+            args=(questions_file, out, spec),
+            kwargs={"backend": pool, "progress": None},
+        )
+        runner.start()
+        _wait_for(lambda: _lines(out) >= 2, 60, "two answers")
+        ray.kill(victim)
+        runner.join(120)
+        assert not runner.is_alive()
+    finally:
+        pool.close()
+    records = answers_by_id(out)
+    assert set(records) == expected_ids()
+    assert all(r["status"] == "ok" for r in records.values())
+    assert any(r["attempts"] == 2 for r in records.values())
+
+
+def test_killing_a_ray_driver_and_running_again_answers_every_id_once(
+    cluster, tmp_path, fixture_web, questions_file
+):
+    out = tmp_path / "out.jsonl"
+    env_args = ["--worker-env", f"BATCH_FIXTURE_WEB={fixture_web}"]
+    cmd = _cli(questions_file, out, fixture_web, "--workers", "2", "--ray", cluster, *env_args)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    slow = [*cmd, "--worker-env", "BATCH_FIXTURE_DELAY=0.01"]
+    driver = subprocess.Popen(slow, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: _lines(out) >= 3, 120, "three answers")
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(10)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    first = answers_by_id(out)
+    assert 3 <= len(first) < 20
+    again = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr[-2000:]
+    records = answers_by_id(out)
+    assert set(records) == expected_ids()
+    assert all(r["status"] == "ok" for r in records.values())
+
+
+def test_an_actor_that_cannot_open_the_model_fails_early_and_clearly(cluster, tmp_path):
+    spec = EngineSpec(model=str(tmp_path / "not-on-this-node.gguf"))
+    t0 = time.monotonic()
+    with pytest.raises(EngineStartError) as info:
+        RayPool(spec, 1)
+    message = str(info.value)
+    assert message.startswith("Ray actor on node ")
+    assert "not-on-this-node.gguf" in message and "every Ray node" in message
+    assert time.monotonic() - t0 < 60
+
+
+def test_searches_keep_one_pace_across_the_cluster(cluster):
+    book = ray.remote(num_cpus=0)(SlotBook).remote(0.2)
+    limiter = RemoteRateLimiter(book)
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def calls() -> None:
+        for _ in range(3):
+            limiter.wait()
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=calls) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    stamps.sort()
+    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    assert len(stamps) == 6 and min(gaps) >= 0.15, gaps  # the book's slots, minus RPC jitter
+    ray.kill(book)
+
+
+def test_the_batch_cli_without_ray_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    from agent.batch.errors import BatchError
+    from agent.batch.ray_backend import import_ray
+
+    with pytest.raises(BatchError, match=r"pip install -e '\.\[ray\]'"):
+        import_ray()
