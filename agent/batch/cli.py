@@ -95,21 +95,14 @@ def register(sub: Any) -> None:
 
 
 def spec_from_args(args: argparse.Namespace) -> Any:
-    from agent.batch.runner import EngineSpec
+    from agent.batch.runner import MODEL_OPTIONS, EngineSpec
 
     sources = [s for s in (args.model, args.script, args.model_factory) if s]
     if len(sources) != 1:
         raise AgentError("give exactly one of -m/--model, --script or --model-factory")
     return EngineSpec(
-        model=args.model,
-        script=args.script,
+        **{k: getattr(args, k) for k in MODEL_OPTIONS},
         model_factory=args.model_factory,
-        n_ctx=args.n_ctx,
-        threads=args.threads,
-        n_gqa=args.n_gqa,
-        rms_norm_eps=args.rms_norm_eps,
-        rope_freq_base=args.rope_freq_base,
-        rope_freq_scale=args.rope_freq_scale,
         tools=tuple(args.tool),
         no_default_tools=args.no_default_tools,
         allow_private=args.allow_private,

@@ -26,6 +26,19 @@ class Limiter(Protocol):
     def wait(self) -> float: ...
 
 
+# The options of ``agent.llm.cli.add_model_args`` that an EngineSpec carries to each worker.
+MODEL_OPTIONS = (
+    "model",
+    "script",
+    "n_ctx",
+    "threads",
+    "n_gqa",
+    "rms_norm_eps",
+    "rope_freq_base",
+    "rope_freq_scale",
+)
+
+
 @dataclass(frozen=True)
 class EngineSpec:
     """How a worker builds its engine and tools, and how it answers (the ``ask`` options)."""

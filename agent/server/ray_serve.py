@@ -94,16 +94,9 @@ def open_model_from_args(options: dict[str, Any]) -> Any:
     return open_model(argparse.Namespace(**options), quiet=True)
 
 
-MODEL_OPTIONS = (
-    "model",
-    "script",
-    "n_ctx",
-    "threads",
-    "n_gqa",
-    "rms_norm_eps",
-    "rope_freq_base",
-    "rope_freq_scale",
-)
+# add_model_args' options, opened again in each replica
+MODEL_OPTIONS: tuple[str, ...] = ("model", "script", "n_ctx", "threads", "n_gqa", "rms_norm_eps")
+MODEL_OPTIONS += ("rope_freq_base", "rope_freq_scale")
 
 
 def serve_command(args: argparse.Namespace) -> int:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 
 import pytest
 
+from agent.batch.driver import run_batch
 from agent.batch.runner import EngineSpec
 from agent.batch.writer import read_records
 from tests.batch import fixture
@@ -52,3 +55,37 @@ def answers_by_id(path) -> dict:
 
 def expected_ids(n: int = 20) -> set[str]:
     return {q["id"] for q in fixture.questions(n)}
+
+
+def lines(path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for(cond, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def run_and_kill(backend, spec, questions, out, kill, *kill_args) -> dict:
+    """Run the batch on ``backend`` in a thread, ``kill(*kill_args)`` once two answers are in;
+    returns the records, after checking every id was answered once and well."""
+    runner = threading.Thread(
+        target=run_batch,
+        args=(questions, out, spec),
+        kwargs={"backend": backend, "progress": None},
+    )
+    runner.start()
+    wait_for(lambda: lines(out) >= 2, 60, "two answers")
+    kill(*kill_args)
+    runner.join(120)
+    assert not runner.is_alive()
+    records = answers_by_id(out)
+    assert set(records) == expected_ids()
+    assert all(r["status"] == "ok" for r in records.values())
+    return records

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,24 +19,16 @@ from agent.batch.pool import ProcessPool
 from agent.batch.runner import EngineSpec
 from agent.planner.cassette import replay
 from tests.batch import fixture
-from tests.batch.conftest import answers_by_id, expected_ids, make_spec
+from tests.batch.conftest import (
+    answers_by_id,
+    expected_ids,
+    lines,
+    make_spec,
+    run_and_kill,
+    wait_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _lines(path: Path) -> int:
-    try:
-        return path.read_bytes().count(b"\n")
-    except FileNotFoundError:
-        return 0
-
-
-def _wait_for(cond, timeout: float, what: str) -> None:
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_one_and_two_workers_give_the_same_answers(tmp_path, spec, questions_file):
@@ -62,26 +53,14 @@ def test_a_worker_killed_mid_batch_is_replaced_and_every_id_is_answered_once(
     tmp_path, fixture_web, questions_file
 ):
     spec = make_spec(fixture_web, BATCH_FIXTURE_DELAY="0.01")
-    out = tmp_path / "out.jsonl"
     pool = ProcessPool(spec, 2)
     try:
         victim = pool.pids[0]
-        runner = threading.Thread(
-            target=run_batch,
-            args=(questions_file, out, spec),
-            kwargs={"backend": pool, "progress": None},
-        )
-        runner.start()
-        _wait_for(lambda: _lines(out) >= 2, 60, "two answers")
-        os.kill(victim, signal.SIGKILL)
-        runner.join(120)
-        assert not runner.is_alive()
+        out = tmp_path / "out.jsonl"
+        records = run_and_kill(pool, spec, questions_file, out, os.kill, victim, signal.SIGKILL)
         assert victim not in pool.pids
     finally:
         pool.close()
-    records = answers_by_id(out)
-    assert set(records) == expected_ids()
-    assert all(r["status"] == "ok" for r in records.values())
     assert any(r["attempts"] == 2 for r in records.values())  # the killed worker's question
 
 
@@ -116,7 +95,7 @@ def test_killing_the_driver_and_running_again_answers_every_id_once(
     env = _env(fixture_web, BATCH_FIXTURE_DELAY="0.01")
     driver = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: _lines(out) >= 3, 90, "three answers")
+        wait_for(lambda: lines(out) >= 3, 90, "three answers")
         driver.send_signal(signal.SIGKILL)
         driver.wait(10)
     finally:
@@ -125,7 +104,7 @@ def test_killing_the_driver_and_running_again_answers_every_id_once(
     first = answers_by_id(out)
     assert 3 <= len(first) < 20
     workers = {int(r["worker"].split()[0].rsplit(":", 1)[1]) for r in first.values()}
-    _wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), 20, "orphans")
+    wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in workers), 20, "orphans")
 
     again = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stderr
@@ -137,7 +116,7 @@ def test_killing_the_driver_and_running_again_answers_every_id_once(
 
     third = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert third.returncode == 0 and "all 20 questions are already in" in third.stderr
-    assert _lines(out) == 20
+    assert lines(out) == 20
 
 
 def test_malformed_input_lines_are_reported_with_their_numbers_and_skipped(tmp_path, fixture_web):
@@ -210,7 +189,7 @@ def test_an_engine_that_cannot_open_the_model_stops_the_batch_early(tmp_path, qu
     message = str(info.value)
     assert "nowhere/model.gguf" in message and "readable" in message
     assert time.monotonic() - t0 < 60
-    assert _lines(tmp_path / "out.jsonl") == 0
+    assert lines(tmp_path / "out.jsonl") == 0
 
 
 def test_searches_keep_one_pace_across_worker_processes():

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,28 +16,24 @@ from agent.batch.errors import EngineStartError
 from agent.batch.limits import RemoteRateLimiter, SlotBook
 from agent.batch.ray_backend import RayPool
 from agent.batch.runner import EngineSpec
-from tests.batch.conftest import answers_by_id, expected_ids, make_spec
-from tests.batch.test_pool import _cli, _lines, _wait_for
+from tests.batch.conftest import (
+    answers_by_id,
+    expected_ids,
+    lines,
+    make_spec,
+    run_and_kill,
+    wait_for,
+)
+from tests.batch.test_pool import _cli
+from tests.ray_local import ROOT, local_cluster
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local cluster whose workers can import the tests package (as an installed one would)."""
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), old) if p)
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    with local_cluster(ray) as address:
+        yield address
 
 
 def test_two_actors_give_the_same_answers_as_one_local_worker(
@@ -59,25 +54,12 @@ def test_an_actor_killed_mid_batch_is_replaced_and_its_question_retried(
     cluster, tmp_path, fixture_web, questions_file
 ):
     spec = make_spec(fixture_web, BATCH_FIXTURE_DELAY="0.01")
-    out = tmp_path / "out.jsonl"
     pool = RayPool(spec, 2)
     try:
         victim = pool.actors[0]
-        runner = threading.Thread(
-            target=run_batch,
-            args=(questions_file, out, spec),
-            kwargs={"backend": pool, "progress": None},
-        )
-        runner.start()
-        _wait_for(lambda: _lines(out) >= 2, 60, "two answers")
-        ray.kill(victim)
-        runner.join(120)
-        assert not runner.is_alive()
+        records = run_and_kill(pool, spec, questions_file, tmp_path / "out.jsonl", ray.kill, victim)
     finally:
         pool.close()
-    records = answers_by_id(out)
-    assert set(records) == expected_ids()
-    assert all(r["status"] == "ok" for r in records.values())
     assert any(r["attempts"] == 2 for r in records.values())
 
 
@@ -91,7 +73,7 @@ def test_killing_a_ray_driver_and_running_again_answers_every_id_once(
     slow = [*cmd, "--worker-env", "BATCH_FIXTURE_DELAY=0.01"]
     driver = subprocess.Popen(slow, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
     try:
-        _wait_for(lambda: _lines(out) >= 3, 120, "three answers")
+        wait_for(lambda: lines(out) >= 3, 120, "three answers")
         driver.send_signal(signal.SIGKILL)
         driver.wait(10)
     finally:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import openai
 import pytest
@@ -14,14 +12,13 @@ import requests
 
 from agent.errors import AgentError
 from agent.server.ray_serve import ReplicaConfig, deploy
+from tests.ray_local import local_cluster
 from tests.server import serve_models
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 serve = pytest.importorskip(
     "ray.serve", reason="Ray Serve is not installed: pip install -e '.[ray]'"
 )
-
-ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-serve-test"
 
 
@@ -33,21 +30,12 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def base_url():
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), old) if p)
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
-    try:
+    with local_cluster(ray):
         config = ReplicaConfig(serve_models.pid_model, model_name="scripted", api_key=KEY)
-        yield deploy(config, replicas=2, cpus_per_replica=0.5, port=_free_port())
-    finally:
-        serve.shutdown()
-        ray.shutdown()
+        try:
+            yield deploy(config, replicas=2, cpus_per_replica=0.5, port=_free_port())
+        finally:
+            serve.shutdown()
 
 
 def test_two_replicas_answer_concurrent_chat_completions(base_url):
