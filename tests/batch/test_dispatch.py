@@ -73,3 +73,10 @@ def test_no_retries_means_one_attempt():
     backend = ScriptedBackend(1, {"q0": ["error", "ok"]})
     by_id, _ = _run(backend, 1, retries=0)
     assert by_id["q0"]["status"] == "error" and by_id["q0"]["attempts"] == 1
+
+
+def test_an_idle_engine_that_dies_loses_nothing():
+    backend = ScriptedBackend(2, {})
+    backend._ready.append(Outcome(1, lost="process 2 exited with code -9"))  # slot 1 never busy
+    by_id, records = _run(backend, 1, retries=0)
+    assert [(r["id"], r["status"], r["attempts"]) for r in records] == [("q0", "ok", 1)]

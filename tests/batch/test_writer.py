@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.batch.errors import BatchError
 from agent.batch.writer import ResultWriter, read_records
@@ -50,3 +52,20 @@ def test_a_file_that_is_not_batch_output_is_not_appended_to(tmp_path):
     assert out.read_text(encoding="utf-8") == '{"id": 1}\nmy shopping list\n'
     with pytest.raises(BatchError, match="cannot open output"):
         ResultWriter(tmp_path / "notes.txt" / "x.jsonl")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=300))
+def test_any_existing_output_is_resumed_or_refused_clearly(tmp_path_factory, data):
+    out = tmp_path_factory.mktemp("w") / "a.jsonl"
+    out.write_bytes(data)
+    try:
+        writer = ResultWriter(out)
+    except BatchError as exc:
+        assert "is not an 'agent batch' record" in str(exc)
+        assert out.read_bytes() == data[: data.rfind(b"\n") + 1] or out.read_bytes() == data
+        return
+    with writer:
+        writer.write({"id": "new-" + str(len(writer.done)), "answer": "x"})
+    text = out.read_bytes()
+    assert text.endswith(b"\n") and text.startswith(data[: data.rfind(b"\n") + 1])
