@@ -73,7 +73,7 @@ def make_spec(args: argparse.Namespace, threads: int, web: str | None) -> Engine
 
 
 def run_config(args, label, questions, workdir, *, workers, ray, web) -> dict:
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // workers)
     spec = make_spec(args, threads, web)
     init = {"num_cpus": os.cpu_count() or 1} if ray else None
     t0 = time.perf_counter()
@@ -111,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--questions", type=int, default=20)
     p.add_argument("--max-tokens", type=int, default=256, help="plan length limit (real engine)")
     p.add_argument("--no-record", action="store_true", help="no cassette in each record")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="engine threads (default: cores / engines; 1 avoids the fork-join collapse of a "
+        "2-thread engine on a busy machine)",
+    )
     p.add_argument("--skip-ray", action="store_true")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)

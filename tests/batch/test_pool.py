@@ -221,3 +221,24 @@ def test_the_cli_reports_bad_options_and_a_missing_ray(tmp_path, questions_file,
         code = main(["batch", str(questions_file), "-o", out, "--script", "x", "--ray"])
     assert code == 1 and "pip install -e '.[ray]'" in err.getvalue()
     assert not Path(out).exists()
+
+
+def test_every_search_of_an_engine_goes_through_the_batch_limiter(spec, monkeypatch):
+    from agent.batch.questions import Question
+    from agent.batch.runner import QuestionRunner
+
+    monkeypatch.setenv("BATCH_FIXTURE_WEB", spec.env["BATCH_FIXTURE_WEB"])  # restored after
+
+    class Counting:
+        calls = 0
+
+        def wait(self) -> float:
+            self.calls += 1
+            return 0.0
+
+    limiter = Counting()
+    runner = QuestionRunner(spec, limiter=limiter)
+    for i in range(2):
+        record = runner.answer(Question(i, f"Who is Louise Glück, poet number {i}?", i + 1))
+        assert record["status"] == "ok", record["error"]
+    assert limiter.calls == 2  # one DuckDuckGo step per plan, both paced by the batch's limiter
