@@ -23,6 +23,7 @@ import argparse
 import importlib.util
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         help="engine threads (default: cores / engines; 1 avoids the fork-join collapse of a "
         "2-thread engine on a busy machine)",
     )
+    p.add_argument("--repeat", type=int, default=1, help="rounds over the configurations")
     p.add_argument("--skip-ray", action="store_true")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
@@ -128,8 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     server = fixture.serve_fixture_web() if args.engine == "scripted" else None
     web = f"http://127.0.0.1:{server.server_address[1]}" if server else None
     configs = [("pool1", 1, False), ("pool2", 2, False)]
+    ray_init_s = None
     if not args.skip_ray:
         configs.append(("ray2", 2, True))
+        import ray
+
+        t0 = time.perf_counter()  # once: the actors' start is timed per round
+        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+        ray_init_s = time.perf_counter() - t0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -138,50 +146,56 @@ def main(argv: list[str] | None = None) -> int:
             "".join(json.dumps(q) + "\n" for q in fixture.questions(args.questions)),
             encoding="utf-8",
         )
-        for label, workers, ray in configs:
-            print(f"running {label} ...", file=sys.stderr, flush=True)
-            rows.append(
-                run_config(args, label, questions, workdir, workers=workers, ray=ray, web=web)
-            )
+        for round_ in range(args.repeat):  # interleaved, so a noisy minute hits every config
+            for label, workers, ray_ in configs:
+                print(f"round {round_ + 1}: {label} ...", file=sys.stderr, flush=True)
+                tag = f"{label}-{round_}"
+                row = run_config(args, tag, questions, workdir, workers=workers, ray=ray_, web=web)
+                rows.append({**row, "config": label, "round": round_ + 1})
     if server:
         server.shutdown()
+    report(args, rows, ray_init_s)
+    return 0
 
+
+def report(args: argparse.Namespace, rows: list[dict], ray_init_s: float | None) -> None:
     same = all(r["answers"] == rows[0]["answers"] for r in rows)
     print(
-        f"\nengine: {args.engine if not args.model else args.model}, {args.questions} questions, "
-        f"{os.cpu_count()} cores; same answers in every configuration: {same}"
+        f"\nengine: {args.model or args.engine}, {args.questions} questions x {args.repeat} "
+        f"round(s), {os.cpu_count()} cores; same answers in every run: {same}"
     )
     print(
-        f"{'config':8} {'engines':>7} {'thr':>4} {'start s':>8} {'run s':>7} {'q/min':>7} "
-        f"{'ok':>4} {'err':>4}"
+        f"{'config':8} {'round':>5} {'thr':>4} {'start s':>8} {'run s':>7} {'q/min':>7} {'err':>4}"
     )
     for r in rows:
         print(
-            f"{r['config']:8} {r['workers']:7} {r['threads_per_engine']:4} {r['start_s']:8.2f} "
-            f"{r['run_s']:7.2f} {r['q_per_min']:7.1f} {r['ok']:4} {r['errors']:4}"
+            f"{r['config']:8} {r['round']:5} {r['threads_per_engine']:4} {r['start_s']:8.2f} "
+            f"{r['run_s']:7.2f} {r['q_per_min']:7.1f} {r['errors']:4}"
         )
-    by = {r["config"]: r for r in rows}
-    if "ray2" in by:
-        per_q = (by["ray2"]["run_s"] - by["pool2"]["run_s"]) / args.questions
+    med = {
+        c: statistics.median(r["run_s"] for r in rows if r["config"] == c)
+        for c in dict.fromkeys(r["config"] for r in rows)
+    }
+    summary = {c: round(args.questions / t * 60, 1) for c, t in med.items()}
+    print("median q/min: " + ", ".join(f"{c} {q}" for c, q in summary.items()))
+    if "ray2" in med:
+        per_q = (med["ray2"] - med["pool2"]) / args.questions
         print(
-            f"Ray overhead per question vs 2 local processes: {per_q * 1000:+.0f} ms "
-            f"(start: {by['ray2']['start_s']:.1f} s vs {by['pool2']['start_s']:.1f} s)"
+            f"Ray overhead per question vs 2 local processes (medians): {per_q * 1000:+.0f} ms; "
+            f"ray.init {ray_init_s:.1f} s once"
         )
     if args.json:
         for r in rows:
             r.pop("answers")
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    "engine": args.engine,
-                    "questions": args.questions,
-                    "same_answers": same,
-                    "rows": rows,
-                },
-                indent=2,
-            )
-        )
-    return 0
+        data = {
+            "engine": args.model or args.engine,
+            "questions": args.questions,
+            "rows": rows,
+            "same_answers": same,
+            "median_q_per_min": summary,
+            "ray_init_s": ray_init_s,
+        }
+        Path(args.json).write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
