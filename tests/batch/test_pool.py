@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import signal
@@ -242,3 +243,20 @@ def test_every_search_of_an_engine_goes_through_the_batch_limiter(spec, monkeypa
         record = runner.answer(Question(i, f"Who is Louise Glück, poet number {i}?", i + 1))
         assert record["status"] == "ok", record["error"]
     assert limiter.calls == 2  # one DuckDuckGo step per plan, both paced by the batch's limiter
+
+
+def test_a_script_is_replayed_from_its_start_for_every_question(tmp_path):
+    from agent.batch.questions import Question
+    from agent.batch.runner import QuestionRunner
+
+    script = tmp_path / "script.json"
+    plan = "Plan: look it up.\n:evidence0: = Search[the question]\nAnswer: :evidence0:"
+    script.write_text(json.dumps([plan]), encoding="utf-8")
+    spec = EngineSpec(
+        script=str(script), tools=("tests.planner.cli_tools:Search",), no_default_tools=True
+    )
+    runner = QuestionRunner(spec)
+    records = [runner.answer(Question(i, f"question {i}?", i)) for i in (1, 2)]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert records[0]["answer"] == records[1]["answer"]
+    assert records[0]["answer"].startswith("Result about the question")
