@@ -222,6 +222,10 @@ def test_the_cli_reports_bad_options_and_a_missing_ray(tmp_path, questions_file,
         code = main(["batch", str(questions_file), "-o", out, "--script", "x", "--ray"])
     assert code == 1 and "pip install -e '.[ray]'" in err.getvalue()
     assert not Path(out).exists()
+    err = io.StringIO()
+    with redirect_stderr(err):
+        code = main(["serve", "--script", "x", "--ray", "--replicas", "2"])
+    assert code == 1 and "Ray Serve is not installed: pip install -e '.[ray]'" in err.getvalue()
 
 
 def test_every_search_of_an_engine_goes_through_the_batch_limiter(spec, monkeypatch):
