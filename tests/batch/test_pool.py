@@ -120,6 +120,31 @@ def test_killing_the_driver_and_running_again_answers_every_id_once(
     assert lines(out) == 20
 
 
+def test_ctrl_c_stops_the_batch_cleanly_and_running_again_finishes_it(
+    tmp_path, fixture_web, questions_file
+):
+    out = tmp_path / "out.jsonl"
+    cmd = _cli(questions_file, out, fixture_web, "--workers", "2")
+    env = _env(fixture_web, BATCH_FIXTURE_DELAY="0.01")
+    # a terminal's Ctrl-C: SIGINT to the whole process group, driver and workers alike
+    driver = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        wait_for(lambda: lines(out) >= 2, 90, "two answers")
+        os.killpg(driver.pid, signal.SIGINT)
+        _, err = driver.communicate(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130 and "agent batch: interrupted" in err
+    first = answers_by_id(out)  # whole lines only, each id once
+    assert out.read_bytes().endswith(b"\n") and len(first) < 20
+    again = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr
+    assert set(answers_by_id(out)) == expected_ids()
+
+
 def test_malformed_input_lines_are_reported_with_their_numbers_and_skipped(tmp_path, fixture_web):
     questions = tmp_path / "q.jsonl"
     questions.write_text(
