@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -89,3 +91,28 @@ def run_and_kill(backend, spec, questions, out, kill, *kill_args) -> dict:
     assert set(records) == expected_ids()
     assert all(r["status"] == "ok" for r in records.values())
     return records
+
+
+def kill_driver_midway(cmd, env, cwd, out, timeout: float) -> dict:
+    """Start the batch command, SIGKILL it once three answers are in; returns those answers."""
+    driver = subprocess.Popen(cmd, env=env, cwd=cwd, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: lines(out) >= 3, timeout, "three answers")
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(10)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    first = answers_by_id(out)
+    assert 3 <= len(first) < 20
+    return first
+
+
+def finish(cmd, env, cwd, out) -> subprocess.CompletedProcess:
+    """Run the batch command again to its end; every id must then be answered once, well."""
+    again = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=180)
+    assert again.returncode == 0, again.stderr[-2000:]
+    records = answers_by_id(out)
+    assert set(records) == expected_ids()
+    assert all(r["status"] == "ok" for r in records.values())
+    return again

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,10 +17,10 @@ from agent.batch.runner import EngineSpec
 from tests.batch.conftest import (
     answers_by_id,
     expected_ids,
-    lines,
+    finish,
+    kill_driver_midway,
     make_spec,
     run_and_kill,
-    wait_for,
 )
 from tests.batch.test_pool import _cli
 from tests.ray_local import ROOT, local_cluster
@@ -71,21 +69,8 @@ def test_killing_a_ray_driver_and_running_again_answers_every_id_once(
     cmd = _cli(questions_file, out, fixture_web, "--workers", "2", "--ray", cluster, *env_args)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     slow = [*cmd, "--worker-env", "BATCH_FIXTURE_DELAY=0.01"]
-    driver = subprocess.Popen(slow, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(lambda: lines(out) >= 3, 120, "three answers")
-        driver.send_signal(signal.SIGKILL)
-        driver.wait(10)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-    first = answers_by_id(out)
-    assert 3 <= len(first) < 20
-    again = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
-    assert again.returncode == 0, again.stderr[-2000:]
-    records = answers_by_id(out)
-    assert set(records) == expected_ids()
-    assert all(r["status"] == "ok" for r in records.values())
+    kill_driver_midway(slow, env, ROOT, out, 120)
+    finish(cmd, env, ROOT, out)
 
 
 def test_an_actor_that_cannot_open_the_model_fails_early_and_clearly(cluster, tmp_path):
