@@ -75,9 +75,9 @@ def dispatch(
                 backend.send(slot, task.question)
                 running[slot] = task
         for outcome in backend.wait(poll):
-            task = running.pop(outcome.slot, None)
-            if task is None:  # an idle engine died and was replaced: nothing was lost
+            if outcome.slot not in running:  # an idle engine died and was replaced: no loss
                 continue
+            task = running.pop(outcome.slot)
             record = outcome.record
             if record is not None and record.get("status") == "ok":
                 on_record({**record, "attempts": task.attempts})
