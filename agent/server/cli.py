@@ -40,6 +40,19 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--model-name", default=None, help="model id reported by /v1/models (default: file name)"
     )
+    ray = p.add_argument_group("Ray Serve")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="serve as a Ray Serve deployment, on the cluster at ADDRESS or a new local one",
+    )
+    ray.add_argument("--replicas", type=int, default=1, help="engines behind Ray Serve (default 1)")
+    ray.add_argument(
+        "--cpus-per-replica", type=float, default=1.0, help="CPUs per replica (default 1)"
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -54,6 +67,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise AgentError(f"--port must be 0-65535, got {args.port}")
     if args.queue_size < 1:
         raise AgentError("--queue-size must be at least 1")
+    if getattr(args, "ray", None) is not None:
+        from agent.server.ray_serve import serve_command
+
+        return serve_command(args)
     model = open_model(args)
     name = args.model_name or Path(args.model or args.script).name
     app = create_app(model, model_name=name, api_key=args.api_key, queue_size=args.queue_size)
