@@ -257,8 +257,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "generate",
         help="generate text from a prompt (llama.cpp-style flags)",
-        description="Stream a continuation of PROMPT, then print load time and prompt/generation speed "
-        "on stderr. With --chat the prompt is wrapped in the Airoboros chat template.",
+        description="Stream a continuation of PROMPT, then print load time and prompt/generation "
+        "speed on stderr. With --chat the prompt is wrapped in the Airoboros chat template.",
     )
     add_model_args(p)
     p.add_argument("-p", "--prompt", help="the prompt text")
@@ -274,8 +274,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "chat",
         help="interactive chat in the Airoboros template",
-        description="Chat with the model. The conversation is kept as history (oldest turns are dropped when "
-        "the context fills). Commands: /reset, /quit. Ctrl-C stops the current answer, not the chat.",
+        description="Chat with the model. The conversation is kept as history (oldest turns are "
+        "dropped when the context fills). Commands: /reset, /quit. Ctrl-C stops the current "
+        "answer, not the chat.",
     )
     add_model_args(p)
     add_sampling_args(p)

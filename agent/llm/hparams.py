@@ -70,7 +70,8 @@ def model_info(
         n_head_kv = n_head // n_gqa
     if n_head <= 0 or n_embd % n_head or n_head_kv <= 0 or n_head % n_head_kv:
         raise ModelFormatError(
-            f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv})"
+            f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, n_head_kv "
+            f"{n_head_kv})"
         )
     scale = rope_freq_scale
     if scale is None:

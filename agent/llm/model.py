@@ -144,8 +144,8 @@ class LlamaModel:
         self.last_stats = GenerationStats()
 
     def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Ready every matrix for the fast kernels now instead of on first use (a CLI loads with this,
-        so its load time is honest and its first prompt's speed is the real one)."""
+        """Ready every matrix for the fast kernels now instead of on first use (a CLI loads with
+        this, so its load time is honest and its first prompt's speed is the real one)."""
         mats = self._require_weights().linears()
         for i, lin in enumerate(mats, 1):
             prep = getattr(lin, "prepare", None)

@@ -187,7 +187,7 @@ def _print_result(result: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-# -- tools ------------------------------------------------------------------------------------------
+# -- tools -----------------------------------------------------------------------------------------
 
 
 def build_tools(args: argparse.Namespace, model: Any) -> Any:
@@ -225,7 +225,7 @@ def _print_plan_error(exc: PlanError, text: str) -> None:
             print(f"  {i:3}| {line}", file=sys.stderr)
 
 
-# -- commands ---------------------------------------------------------------------------------------
+# -- commands --------------------------------------------------------------------------------------
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

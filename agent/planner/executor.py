@@ -166,7 +166,7 @@ class Scheduler:
         with self._cond:
             try:
                 self._on_event(StepEvent(kind, step, result, self.now()))
-            except Exception as exc:  # a broken progress printer must not wedge the run
+            except Exception as exc:  # noqa: BLE001 -- a broken progress printer must not wedge the run
                 self._on_event = None
                 self.event_error = exc
 
@@ -332,7 +332,7 @@ class Scheduler:
             self._complete(key, None, str(exc), "timeout")
         except ToolError as exc:
             self._complete(key, None, str(exc), "failed")
-        except Exception as exc:  # a tool's bug must not take the run down
+        except Exception as exc:  # noqa: BLE001 -- a tool's bug must not take the run down
             self._complete(key, None, f"{type(exc).__name__}: {exc}", "failed")
 
     def _complete(self, key: RefKey, output: str | None, error: str | None, status: str) -> None:

@@ -1,4 +1,5 @@
-"""The reWOO plan as a decoding grammar: only plans that parse, over the registry's tools, can be written.
+"""The reWOO plan as a decoding grammar: only plans that parse, over the registry's tools, can be
+written.
 
 Shape (the model card's)::
 

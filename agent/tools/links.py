@@ -111,8 +111,8 @@ def extract_links(text: str, max_links: int = 10) -> list[str]:
     """Links of ``text`` (HTML or plain), fragments dropped, deduplicated in order, capped."""
     candidates = html_links(text) if _HTML_HINT.search(text) else text_links(text)
     seen: dict[str, None] = {}
-    for url in candidates:
-        url = urldefrag(url)[0]
+    for candidate in candidates:
+        url = urldefrag(candidate)[0]
         if url and _safe_valid(url):
             key = url
             seen.setdefault(key, None)

@@ -17,8 +17,14 @@ from agent.llm.prompts import SYSTEM_PROMPT
 from agent.llm.scripted import ScriptedModel
 
 INPUT = "I want to know how many times 'Python' is mentioned in my text file."
-GOOD = ' {"function": "file_analytics", "params": {"action": "count_occurrences", "filters": {"keyword": "Python"}}}'
-GOOD_YAML = " function: file_analytics\nparams:\n  action: count_occurrences\n  filters:\n    keyword: Python"
+GOOD = (
+    ' {"function": "file_analytics", '
+    '"params": {"action": "count_occurrences", "filters": {"keyword": "Python"}}}'
+)
+GOOD_YAML = (
+    " function: file_analytics\nparams:\n  action: count_occurrences\n  filters:\n"
+    "    keyword: Python"
+)
 
 
 def test_right_first_time(card_registry):

@@ -102,7 +102,8 @@ def stderr_progress(label: str, min_bytes: int = 64 << 20) -> Callable[[int, int
         state["last"] = now
         end = "\n" if done >= total else ""
         print(
-            f"\r{label}: {done / 2**20:,.0f} / {total / 2**20:,.0f} MiB ({100 * done / total:.0f}%)",
+            f"\r{label}: {done / 2**20:,.0f} / {total / 2**20:,.0f} MiB "
+            f"({100 * done / total:.0f}%)",
             end=end,
             file=sys.stderr,
             flush=True,

@@ -5,7 +5,8 @@
 
 Blocks hold random codes with small, explicitly written f16 scales, so every block is valid (no
 NaN/inf) and dequantized weights come out roughly N(0, 0.02), which keeps activations sane. The
-vocab is borrowed from a model file or synthesized. Files are streamed: a 1B model never sits in RAM.
+vocab is borrowed from a model file or synthesized. Files are streamed: a 1B model never sits in
+RAM.
 
 Type names: a bare type (``q4_0``, ``q4_k``...) gives every matrix that type (one kernel per file);
 llama.cpp's file types with a suffix (``q4_k_m``, ``q3_k_l``, ``q2_k_mix``, ``q4_0_mix``...) mix
@@ -166,7 +167,8 @@ def tensor_type(
         ):
             new = _G.Q5_K
     # llama.cpp wants both dims of a K-quant tensor to divide by 256, else output -> F16 and
-    # token_embd -> Q4_0. Other tensors only need whole blocks per row here, so tiny GQA shapes work.
+    # token_embd -> Q4_0. Other tensors only need whole blocks per row here, so tiny GQA shapes
+    # work.
     if (
         new in K_TYPES
         and spec.mix is not None
@@ -226,7 +228,8 @@ def _f16_bytes(x: np.ndarray) -> np.ndarray:
 
 
 def _pack_k4_scales(sc: np.ndarray, mn: np.ndarray) -> np.ndarray:
-    """8 six-bit scales and 8 mins per block -> the 12 bytes of Q4_K/Q5_K (inverse of k4_scales_mins)."""
+    """8 six-bit scales and 8 mins per block -> the 12 bytes of Q4_K/Q5_K (inverse of
+    k4_scales_mins)."""
     out = np.empty((sc.shape[0], 12), np.uint8)
     out[:, 0:4] = (sc[:, 0:4] & 63) | ((sc[:, 4:8] >> 4) << 6)
     out[:, 4:8] = (mn[:, 0:4] & 63) | ((mn[:, 4:8] >> 4) << 6)
@@ -237,7 +240,8 @@ def _pack_k4_scales(sc: np.ndarray, mn: np.ndarray) -> np.ndarray:
 def random_blocks(
     rng: np.random.Generator, qtype: GGMLType, n_blocks: int, std: float = WEIGHT_STD
 ) -> np.ndarray:
-    """``n_blocks`` valid random blocks of ``qtype`` (uint8 [n_blocks, type_size]), zero-mean-ish."""
+    """``n_blocks`` valid random blocks of ``qtype`` (uint8 [n_blocks, type_size]),
+    zero-mean-ish."""
     size = LAYOUTS[qtype].type_size
     b = rng.integers(0, 256, (n_blocks, size), dtype=np.uint8)
     d = (std / _RMS_PER_D[qtype]) * rng.uniform(0.75, 1.25, n_blocks).astype(np.float32)
@@ -316,7 +320,8 @@ def synthetic_vocab(n_vocab: int) -> Vocab:
 
 
 def borrowed_vocab(path: str | Path, n_vocab: int) -> Vocab:
-    """The first ``n_vocab`` pieces of a model file's vocab, padded with fillers if it is shorter."""
+    """The first ``n_vocab`` pieces of a model file's vocab, padded with fillers if it is
+    shorter."""
     from agent.llm.formats.files import open_model_file
 
     v = open_model_file(path).vocab

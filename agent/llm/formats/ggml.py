@@ -60,7 +60,8 @@ def gguf_tensor_name(name: str) -> str:
 
 
 def ggml_piece_to_spm(text: bytes, token_id: int) -> tuple[str, int]:
-    """Map a GGML-era vocab entry back to its SentencePiece piece and type (inverse of convert.py)."""
+    """Map a GGML-era vocab entry back to its SentencePiece piece and type (inverse of
+    convert.py)."""
     if token_id == 0 and text in (UNK_TEXT, b"<unk>"):
         return "<unk>", TOKEN_UNKNOWN
     if text == b"":
@@ -124,7 +125,8 @@ def read_ggml(path: str | Path) -> ModelFile:
         name = r.raw(name_len, "tensor name").decode("utf-8", errors="replace")
         if kind == "ggjt":
             r.align(32)
-        # ggjt v2 changed the bit order of every quantized block, v3 the Q4_0/Q4_1/Q8_0 scales to f16.
+        # ggjt v2 changed the bit order of every quantized block, v3 the Q4_0/Q4_1/Q8_0 scales to
+        # f16.
         if kind == "ggjt" and version == 3:
             old_layout = False
         elif kind == "ggjt" and version == 2:
@@ -133,9 +135,9 @@ def read_ggml(path: str | Path) -> ModelFile:
             old_layout = ttype not in (GGMLType.F32, GGMLType.F16)
         if old_layout:
             raise ModelFormatError(
-                f"{path}: tensor {name!r} uses the old {type_name(ttype)} block layout of {fmt} files, which "
-                "this engine does not decode; re-quantize the model with llama.cpp of June-August 2023 "
-                "(ggjt v3) or convert it to GGUF"
+                f"{path}: tensor {name!r} uses the old {type_name(ttype)} block layout of {fmt} "
+                "files, which this engine does not decode; re-quantize the model with llama.cpp "
+                "of June-August 2023 (ggjt v3) or convert it to GGUF"
             )
         info = tensor_view(r, gguf_tensor_name(name), ttype, tuple(reversed(ne)), r.pos)
         if info.name in tensors:

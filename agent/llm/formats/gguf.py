@@ -153,7 +153,8 @@ def read_gguf(path: str | Path) -> ModelFile:
 
 
 def check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:
-    """Tensor data regions must not overlap (a wrong shape or offset makes two tensors share bytes)."""
+    """Tensor data regions must not overlap (a wrong shape or offset makes two tensors share
+    bytes)."""
     spans = sorted((t.offset, t.offset + t.nbytes, t.name) for t in tensors.values())
     for (_, end, a), (start, _, b) in zip(spans, spans[1:], strict=False):
         if start < end:
@@ -179,7 +180,8 @@ def gguf_vocab(path: Path, md: dict[str, Any]) -> Vocab:
     model = md.get("tokenizer.ggml.model", "llama")
     if model != "llama":
         raise ModelFormatError(
-            f"{path}: tokenizer model {model!r} is not supported; this engine runs Llama (SentencePiece) models"
+            f"{path}: tokenizer model {model!r} is not supported; this engine runs Llama "
+            "(SentencePiece) models"
         )
     n = len(tokens)
     scores = np.asarray(md.get("tokenizer.ggml.scores", np.zeros(n)), dtype=np.float32)
@@ -188,7 +190,8 @@ def gguf_vocab(path: Path, md: dict[str, Any]) -> Vocab:
     )
     if len(scores) != n or len(types) != n:
         raise ModelFormatError(
-            f"{path}: vocabulary arrays disagree: {n} tokens, {len(scores)} scores, {len(types)} types"
+            f"{path}: vocabulary arrays disagree: {n} tokens, {len(scores)} scores, {len(types)} "
+            "types"
         )
     for kind in ("bos", "eos", "unknown"):
         tid = md.get(f"tokenizer.ggml.{kind}_token_id")

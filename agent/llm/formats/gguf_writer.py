@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
@@ -82,8 +82,8 @@ _NUMPY_TYPES: dict[str, GGUFValueType] = {
 
 # Tensor bytes: raw bytes, an array (uint8 raw blocks, or floats for F32/F16 tensors), an iterable
 # of such chunks, or a callable returning that iterable (called only when the data is written).
-Chunk = Union[bytes, bytearray, memoryview, np.ndarray]
-TensorSource = Union[Chunk, Iterable[Chunk], Callable[[], Iterable[Chunk]]]
+Chunk = bytes | bytearray | memoryview | np.ndarray
+TensorSource = Chunk | Iterable[Chunk] | Callable[[], Iterable[Chunk]]
 
 
 @dataclass
@@ -116,7 +116,8 @@ def infer_type(value: Any) -> GGUFValueType:
     if isinstance(value, (list, tuple, np.ndarray)):
         return GGUFValueType.ARRAY
     raise WriterError(
-        f"cannot store a {type(value).__name__} in GGUF metadata; use int, float, bool, str or a list"
+        f"cannot store a {type(value).__name__} in GGUF metadata; use int, float, bool, str or a "
+        "list"
     )
 
 

@@ -147,9 +147,9 @@ def tensor_view(
         layout = LAYOUTS[GGMLType(type_id)]
     except (ValueError, KeyError):
         raise ModelFormatError(
-            f"{reader.path}: tensor {name!r} has tensor type {type_id} ({type_name(type_id)}), which this "
-            "engine does not support (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K); "
-            "re-quantize the model to one of those types"
+            f"{reader.path}: tensor {name!r} has tensor type {type_id} ({type_name(type_id)}), "
+            "which this engine does not support (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, "
+            "Q8_0, Q2_K..Q6_K); re-quantize the model to one of those types"
         ) from None
     n = 1
     for d in shape:
@@ -160,14 +160,15 @@ def tensor_view(
         n *= d
     if shape[-1] % layout.block_size:
         raise ModelFormatError(
-            f"{reader.path}: tensor {name!r} of type {type_name(type_id)} has rows of {shape[-1]} values, "
-            f"not a multiple of its block size {layout.block_size}"
+            f"{reader.path}: tensor {name!r} of type {type_name(type_id)} has rows of {shape[-1]} "
+            f"values, not a multiple of its block size {layout.block_size}"
         )
     nbytes = n // layout.block_size * layout.type_size
     if offset < 0 or offset + nbytes > reader.size:
         raise ModelFormatError(
-            f"{reader.path}: tensor {name!r} ({type_name(type_id)}, shape {shape}) needs {nbytes} bytes at "
-            f"offset {offset}, but the file has only {reader.size} bytes; the file is truncated or corrupt"
+            f"{reader.path}: tensor {name!r} ({type_name(type_id)}, shape {shape}) needs {nbytes} "
+            f"bytes at offset {offset}, but the file has only {reader.size} bytes; the file is "
+            "truncated or corrupt"
         )
     return TensorInfo(name, type_id, shape, offset, reader.buf[offset : offset + nbytes])
 
@@ -234,7 +235,8 @@ def check_metadata_types(path: Path, md: dict[str, Any]) -> None:
 
 def check_llama_shapes(mf: ModelFile) -> None:
     """Each Llama tensor present must have the shape the hyperparameters imply, so that a damaged or
-    mislabelled file fails at load time naming the tensor, not later as a numpy broadcasting error."""
+    mislabelled file fails at load time naming the tensor, not later as a numpy broadcasting
+    error."""
     md = mf.metadata
     if not mf.tensors or md.get("general.architecture", "llama") != "llama":
         return
@@ -266,13 +268,14 @@ def check_llama_shapes(mf: ModelFile) -> None:
         "ffn_up.weight": (n_ff, n_embd),
         "ffn_down.weight": (n_embd, n_ff),
     }
-    # GGML files have no tensor count: a file cut between two tensor records reads as a smaller model.
+    # GGML files have no tensor count: a file cut between two tensor records reads as a smaller
+    # model.
     required = list(expected) + [f"blk.{i}.{rest}" for i in range(n_layer) for rest in per_layer]
     missing = [name for name in required if name not in mf.tensors]
     if missing:
         raise ModelFormatError(
-            f"{mf.path}: {len(missing)} of the model's {len(required)} tensors are missing (first: {missing[0]!r}); "
-            "the file is truncated or not a complete Llama model"
+            f"{mf.path}: {len(missing)} of the model's {len(required)} tensors are missing (first: "
+            f"{missing[0]!r}); the file is truncated or not a complete Llama model"
         )
     for name, t in mf.tensors.items():
         want = expected.get(name)
@@ -285,7 +288,8 @@ def check_llama_shapes(mf: ModelFile) -> None:
                 )
         if want is not None and tuple(t.shape) != want:
             raise ModelFormatError(
-                f"{mf.path}: tensor {name!r} has shape {tuple(t.shape)} but the hyperparameters (n_vocab {n_vocab}, "
-                f"n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv}, n_ff {n_ff}) need {want}; "
-                "the file is corrupt or its metadata does not match its weights"
+                f"{mf.path}: tensor {name!r} has shape {tuple(t.shape)} but the hyperparameters "
+                f"(n_vocab {n_vocab}, n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv}, "
+                f"n_ff {n_ff}) need {want}; the file is corrupt or its metadata does not match its "
+                "weights"
             )

@@ -1,4 +1,5 @@
-"""Random-weight fixtures: real shapes, llama.cpp's type mixes, valid blocks, sane weights, vocabs."""
+"""Random-weight fixtures: real shapes, llama.cpp's type mixes, valid blocks, sane weights,
+vocabs."""
 
 from __future__ import annotations
 
@@ -71,7 +72,8 @@ def test_every_type_writes_a_readable_model(tmp_path: Path, qtype: str, fmt: str
     ],
 )
 def test_mixes_match_llama_cpp_quantizer_output(tmp_path: Path, golden: str, qtype: str) -> None:
-    """The golden GGML files were written by llama.cpp's quantize tool: same shape, same per-tensor types."""
+    """The golden GGML files were written by llama.cpp's quantize tool: same shape, same per-tensor
+    types."""
     if golden not in GOLDEN:
         pytest.skip(f"{golden} not present")
     ours = make_model(tmp_path / "m.bin", "tiny", qtype, format="ggml")
