@@ -99,11 +99,9 @@ class _Coercer:
         return value
 
     def mapping(self, value: dict, schema: dict, depth: int) -> dict:
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-        patterns = (
-            schema.get("patternProperties")
-            if isinstance(schema.get("patternProperties"), dict)
-            else {}
+        props: dict = schema["properties"] if isinstance(schema.get("properties"), dict) else {}
+        patterns: dict = (
+            schema["patternProperties"] if isinstance(schema.get("patternProperties"), dict) else {}
         )
         extra = schema.get("additionalProperties", {})
         out = {}
@@ -122,7 +120,7 @@ class _Coercer:
         return out
 
     def sequence(self, value: list, schema: dict, depth: int) -> list:
-        prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
+        prefix: list = schema["prefixItems"] if isinstance(schema.get("prefixItems"), list) else []
         items = schema.get("items", {})
         return [
             self.run(v, prefix[i] if i < len(prefix) else items, depth + 1)

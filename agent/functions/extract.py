@@ -55,7 +55,7 @@ def find_snippets(text: str) -> list[Snippet]:
 
 def _fences(text: str) -> list[tuple[str, int, str]]:
     """(body, offset, language) of each fenced block; an unclosed last fence runs to the end."""
-    out = []
+    out: list[tuple[str, int, str]] = []
     pos = 0
     while True:
         m = _FENCE.search(text, pos)

@@ -83,7 +83,7 @@ def parse_function_call(
             if best is None or failure.rank > best.rank:
                 best = failure
         except RecursionError:
-            failure = _Failure(
+            deep = _Failure(
                 BAD_SYNTAX,
                 CallError(
                     "invalid_syntax",
@@ -91,8 +91,8 @@ def parse_function_call(
                     raw=text,
                 ),
             )
-            if best is None or failure.rank > best.rank:
-                best = failure
+            if best is None or deep.rank > best.rank:
+                best = deep
     if best is None or best.rank == NO_CALL:
         raise CallError(
             "no_call",
@@ -353,7 +353,7 @@ def _wrapped_call(data: dict) -> dict | None:
         if isinstance(inner, list) and inner and isinstance(inner[0], dict):
             inner = inner[0]
         if isinstance(inner, dict):
-            nested = inner.get("function") if isinstance(inner.get("function"), dict) else inner
+            nested: dict = inner["function"] if isinstance(inner.get("function"), dict) else inner
             if _name_key(nested) is not None:
                 return nested
     return None

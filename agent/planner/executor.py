@@ -273,12 +273,7 @@ class Scheduler:
         or an id no step defines), instead of waiting for them forever."""
         for key in self._waiting:
             step, r = self._steps[key], self._results[key]
-            missing = [
-                ref
-                for ref in step.refs
-                if self._results.get(key_of(ref)) is None
-                or self._results[key_of(ref)].status not in _TERMINAL
-            ]  # type: ignore
+            missing = [ref for ref in step.refs if not self._settled(key_of(ref))]
             r.status = "skipped"
             r.error = (
                 f"skipped because {', '.join(missing)} can never finish (no such step, or a cycle)"
@@ -286,6 +281,11 @@ class Scheduler:
             r.started = r.finished = self.now()
             self.emit("finish", step, r)
         self._waiting = []
+
+    def _settled(self, key: RefKey | None) -> bool:
+        """True when the step ``key`` names exists and has finished, one way or another."""
+        r = self._results.get(key) if key else None
+        return r is not None and r.status in _TERMINAL
 
     def _dependency_state(self, step: Step) -> tuple[str, str]:
         waiting = False

@@ -49,7 +49,7 @@ class EngineWorker:
             self._thread = None
 
     def _drain(self) -> list[Job]:
-        jobs = []
+        jobs: list[Job] = []
         while True:
             try:
                 job = self._queue.get_nowait()

@@ -130,7 +130,9 @@ class TextScraper:
         budget = self.max_total_chars
         if sum(sizes.values()) <= budget:
             return
-        for i in sorted(sizes, key=sizes.get):  # smallest first: what they leave goes to the rest
+        for i in sorted(
+            sizes, key=sizes.__getitem__
+        ):  # smallest first: what they leave goes to the rest
             share = budget // len(sizes)
             size = sizes.pop(i)
             if size > share:

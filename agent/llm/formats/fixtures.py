@@ -379,14 +379,15 @@ def make_model(
     name = f"random {shape if isinstance(shape, str) else 'custom'} {qtype}"
     path = Path(path)
     if format == "gguf":
-        w: GGUFWriter | GGMLWriter = GGUFWriter(path, version=gguf_version, progress=progress)
+        gw = GGUFWriter(path, version=gguf_version, progress=progress)
         hp = LlamaHParams(
             s.n_vocab, s.n_embd, s.n_layer, s.n_head, s.n_head_kv, s.n_ff, n_ctx=s.n_ctx
         )
         add_llama_keys(
-            w, hp, name=name, file_type=spec.ftype, description=f"random weights, seed {seed}"
+            gw, hp, name=name, file_type=spec.ftype, description=f"random weights, seed {seed}"
         )
-        add_vocab_keys(w, v)
+        add_vocab_keys(gw, v)
+        w: GGUFWriter | GGMLWriter = gw
     elif format == "ggml":
         hpg = GGMLHParams(
             s.n_vocab,

@@ -363,9 +363,9 @@ def iter_chunks(source: TensorSource) -> Iterable[Chunk]:
     return source
 
 
-def chunk_bytes(t: PendingTensor, chunk: Chunk) -> bytes | memoryview:
+def chunk_bytes(t: PendingTensor, chunk: Chunk) -> bytes | bytearray | memoryview:
     if isinstance(chunk, np.ndarray):
         if chunk.dtype != np.uint8:
             return float_tensor_bytes(t.name, chunk, t.type)
-        return memoryview(np.ascontiguousarray(chunk)).cast("B")
+        return np.ascontiguousarray(chunk).data.cast("B")
     return chunk

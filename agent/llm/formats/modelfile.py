@@ -101,7 +101,7 @@ class ByteReader:
     def __init__(self, path: Path, buf: np.ndarray, pos: int = 0):
         self.path = path
         self.buf = buf
-        self.mv = memoryview(buf)
+        self.mv = buf.data  # memoryview(buf), which numpy's stubs only allow from Python 3.12
         self.pos = pos
         self.size = len(buf)
 

@@ -169,7 +169,7 @@ def dequantize(raw: np.ndarray, type_id: int, shape: tuple[int, ...]) -> np.ndar
 
 
 def dequantize_rows(
-    raw: np.ndarray, type_id: int, shape: tuple[int, int], rows: slice | np.ndarray
+    raw: np.ndarray, type_id: int, shape: tuple[int, ...], rows: slice | np.ndarray
 ) -> np.ndarray:
     """Only some rows of a 2-D tensor (token embeddings are looked up a row at a time)."""
     n_rows, n_cols = shape

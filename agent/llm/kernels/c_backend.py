@@ -191,7 +191,7 @@ def _address(a: np.ndarray) -> int:
     # a.ctypes.data costs ~0.8 us, a sixth of a small kernel call: this route is 3x faster, but
     # wants a writable, contiguous, non-empty buffer (else TypeError / ValueError).
     try:
-        return _addressof(_from_buffer(a))
+        return _addressof(_from_buffer(a))  # type: ignore[arg-type]  # (numpy stubs: 3.12+ only)
     except (TypeError, ValueError):
         return a.ctypes.data
 

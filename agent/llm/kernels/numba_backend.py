@@ -25,6 +25,8 @@ calling thread.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -32,7 +34,7 @@ from numba import njit, prange
 # Up to this many tokens the fused matvec kernel (re-reading each row group from cache per token)
 # beats dequantized tiles + sgemm (measured on 1.1B Q4_0, 2 threads: they cross near 40).
 MV_MAX_TOKENS = 32
-_JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+_JIT: dict[str, Any] = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 # float32 value of every f16 bit pattern: numba has no f16 arithmetic.
 F16_TABLE = (
     np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
@@ -48,7 +50,8 @@ def _f(v):  # a small non-negative integer as float32 via uint8 (keeps the vecto
 def set_num_threads(n: int) -> None:
     """Threads for this calling thread's kernels (numba keeps the count per thread), dealt out one
     work item at a time so a thread the OS preempts holds up little."""
-    want = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at run time
+    want = max(1, min(int(n), limit))
     if numba.get_num_threads() != want:
         numba.set_num_threads(want)
     numba.set_parallel_chunksize(1)

@@ -128,7 +128,7 @@ REPACKED_TYPES = frozenset(FIELDS)
 
 
 def repack(
-    raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool = True, kernels: Any = None
+    raw: np.ndarray, type_id: int, shape: tuple[int, ...], release: bool = True, kernels: Any = None
 ) -> PackedMatrix:
     """Lane-interleave the blocks of a [n_out, n_in] matrix stored as ``raw`` uint8 bytes.
 
