@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError, ToolError
+from agent.llm.protocol import TextGenerator
 from agent.planner.ask import ask
 from agent.planner.evidence import DEFAULT_MAX_EVIDENCE_CHARS
 from agent.planner.executor import EventHandler, RunResult, StepTimeoutError
@@ -39,7 +40,7 @@ class CassetteDivergenceError(AgentError):
 class RecordingModel:
     """Wraps a text generator and logs every call's prompt, parameters and raw output."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: TextGenerator):
         self.model = model
         self.generations: list[dict[str, Any]] = []
         self._lock = threading.Lock()

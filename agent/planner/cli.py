@@ -210,9 +210,7 @@ def build_tools(args: argparse.Namespace, model: Any) -> Any:
 
 
 def _constrained(args: argparse.Namespace) -> bool:
-    from agent.planner.prompt import constrained_available
-
-    return not args.no_constrain and constrained_available()
+    return not args.no_constrain
 
 
 def _print_plan_error(exc: PlanError, text: str) -> None:

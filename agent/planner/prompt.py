@@ -9,14 +9,12 @@ template, so the model writes its plan after ``ASSISTANT:``.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
-from agent.errors import AgentError
 from agent.llm.prompts import chat_prompt
-from agent.llm.protocol import count_tokens
+from agent.llm.protocol import TextGenerator, count_tokens
+from agent.planner.grammar import plan_grammar
 from agent.planner.parser import tool_names
 
 PLAN_INTRO = (
@@ -80,31 +78,8 @@ def build_plan_prompt(question: str, tools: Any) -> str:
     return chat_prompt(plan_user_message(question, tools))
 
 
-def constrained_available() -> bool:
-    """True when the grammar module for constrained plan decoding is installed."""
-    try:
-        return importlib.util.find_spec("agent.planner.grammar") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def plan_grammar_for(tools: Any) -> Any:
-    """The decoding grammar that only admits plans over ``tools`` (from agent.planner.grammar)."""
-    try:
-        grammar = importlib.import_module("agent.planner.grammar")
-    except ModuleNotFoundError as exc:
-        if exc.name != "agent.planner.grammar":
-            raise
-        raise AgentError(
-            "constrained plan decoding is unavailable: agent.planner.grammar is not "
-            "part of this installation yet; generate unconstrained (constrained=False"
-            ", or --no-constrain on the command line)"
-        ) from None
-    return grammar.plan_grammar(tool_names(tools) or [])
-
-
 def generate_plan_text(
-    model: Any,
+    model: TextGenerator,
     question: str,
     tools: Any,
     *,
@@ -124,7 +99,7 @@ def generate_plan_text(
     grammar bounds the plan and decides where it ends, so a constrained plan is neither cut by stop
     strings nor by ``max_tokens`` (a cut plan would not parse): it may use the rest of the context.
     """
-    grammar = plan_grammar_for(tools) if constrained else None
+    grammar = plan_grammar(tool_names(tools) or []) if constrained else None
     prompt = build_plan_prompt(question, tools)
     kwargs: dict[str, Any] = dict(
         max_tokens=max_tokens,

@@ -17,11 +17,10 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from agent.errors import ToolError
 from agent.llm.prompts import ContextBlock, chat_prompt, closed_context_prompt
-from agent.llm.protocol import count_tokens
+from agent.llm.protocol import TextGenerator, count_tokens
 from agent.tools.bm25 import BM25, split_passages
 from agent.tools.documents import Document, split_evidence
 
@@ -82,7 +81,7 @@ class KnowledgeModel:
 
     def __init__(
         self,
-        model: Any,
+        model: TextGenerator,
         *,
         max_tokens: int = 512,
         temperature: float = 0.2,
