@@ -25,6 +25,7 @@ ENGINE_PUBLIC = {
     "agent.llm.prompts",
     "agent.llm.grammar",
     "agent.llm.scripted",
+    "agent.llm.llama2",  # the model family's constants (the context length a generator may lack)
 }
 ENGINE_CLI = "agent.llm.cli"
 # Known exception, owned by the JSON-Schema grammar work: it reuses the builder's internals.

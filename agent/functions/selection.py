@@ -13,7 +13,7 @@ from agent.functions.parse import parse_function_call
 from agent.functions.prompt import check_format, correction_prompt
 from agent.functions.registry import FunctionRegistry
 from agent.llm.prompts import SYSTEM_PROMPT
-from agent.llm.protocol import TextGenerator, count_tokens
+from agent.llm.protocol import SAMPLING_DEFAULTS, TextGenerator, count_tokens
 
 DEFAULT_STOP = ("USER:",)  # the model starting the next chat turn is the end of its answer
 
@@ -29,9 +29,9 @@ def select_function(
     constrained: bool = False,
     *,
     max_tokens: int = 512,
-    top_k: int = 40,
-    top_p: float = 0.95,
-    repeat_penalty: float = 1.1,
+    top_k: int = SAMPLING_DEFAULTS.top_k,
+    top_p: float = SAMPLING_DEFAULTS.top_p,
+    repeat_penalty: float = SAMPLING_DEFAULTS.repeat_penalty,
     stop: Sequence[str] = DEFAULT_STOP,
     system: str = SYSTEM_PROMPT,
     on_attempt: Callable[[int, str, FunctionCallError | None], None] | None = None,

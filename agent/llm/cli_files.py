@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
+from agent.llm import llama2
 
 
 def register_file_commands(sub: Any) -> None:
@@ -36,10 +37,16 @@ def register_file_commands(sub: Any) -> None:
     p.add_argument("dst", metavar="NEW", help="output GGUF file")
     p.add_argument("--name", help="general.name (default: the input file's name)")
     p.add_argument(
-        "--context-length", type=int, default=4096, help="training context length (default 4096)"
+        "--context-length",
+        type=int,
+        default=llama2.CONTEXT_LENGTH,
+        help=f"training context length (default {llama2.CONTEXT_LENGTH})",
     )
     p.add_argument(
-        "--eps", type=float, default=1e-5, help="RMSNorm epsilon (default 1e-5, Llama-2)"
+        "--eps",
+        type=float,
+        default=llama2.RMS_NORM_EPS,
+        help=f"RMSNorm epsilon (default {llama2.RMS_NORM_EPS:g}, Llama-2)",
     )
     p.add_argument(
         "--n-gqa",
@@ -50,10 +57,16 @@ def register_file_commands(sub: Any) -> None:
         help="grouped-query factor (default: inferred from attention.wk's shape; 8 for 70B)",
     )
     p.add_argument(
-        "--rope-freq-base", type=float, default=10000.0, help="RoPE base (default 10000)"
+        "--rope-freq-base",
+        type=float,
+        default=llama2.ROPE_FREQ_BASE,
+        help=f"RoPE base (default {llama2.ROPE_FREQ_BASE:g})",
     )
     p.add_argument(
-        "--rope-freq-scale", type=float, default=1.0, help="RoPE linear scale (default 1.0)"
+        "--rope-freq-scale",
+        type=float,
+        default=llama2.ROPE_FREQ_SCALE,
+        help=f"RoPE linear scale (default {llama2.ROPE_FREQ_SCALE})",
     )
     p.add_argument("--force", action="store_true", help="overwrite NEW if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError, ToolError
+from agent.llm import llama2
 from agent.llm.protocol import TextGenerator
 from agent.planner.ask import ask
 from agent.planner.evidence import DEFAULT_MAX_EVIDENCE_CHARS
@@ -204,7 +205,7 @@ class ReplayModel:
         for g in generations:
             self._by_prompt[g["prompt"]].append(g["output"])
         self.info = {**info, "replay": True}
-        self.n_ctx = int(info.get("n_ctx", 4096) or 4096)
+        self.n_ctx = int(info.get("n_ctx") or llama2.CONTEXT_LENGTH)
 
     def generate(self, prompt: str, **kwargs: Any) -> Iterator[str]:
         outputs = self._by_prompt.get(prompt)

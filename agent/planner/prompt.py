@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agent.llm.prompts import chat_prompt
-from agent.llm.protocol import TextGenerator, count_tokens
+from agent.llm.protocol import SAMPLING_DEFAULTS, TextGenerator, count_tokens
 from agent.planner.grammar import plan_grammar
 from agent.planner.parser import tool_names
 
@@ -88,8 +88,8 @@ def generate_plan_text(
     constrained: bool = False,
     stream: bool = False,
     max_tokens: int = 768,
-    top_k: int = 40,
-    top_p: float = 0.95,
+    top_k: int = SAMPLING_DEFAULTS.top_k,
+    top_p: float = SAMPLING_DEFAULTS.top_p,
     repeat_penalty: float = 1.0,
 ) -> str | Iterator[str]:
     """Ask ``model`` for a plan answering ``question`` with ``tools`` (registry or names).

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import AgentError
-from agent.llm.formats.convert import LlamaHParams, add_llama_keys, add_vocab_keys, stderr_progress
+from agent.llm.formats.convert import add_llama_keys, add_vocab_keys, stderr_progress
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType
 from agent.llm.formats.ggml_writer import GGMLHParams, GGMLWriter, find_n_mult
 from agent.llm.formats.gguf_writer import GGUFWriter
@@ -35,6 +35,7 @@ from agent.llm.formats.modelfile import (
     TOKEN_UNKNOWN,
     Vocab,
 )
+from agent.llm.llama2 import LlamaHParams
 
 QK_K = 256
 WEIGHT_STD = 0.02
@@ -45,36 +46,8 @@ class FixtureError(AgentError):
     """A fixture could not be made as asked (unknown shape or type, dims that do not fit blocks)."""
 
 
-@dataclass(frozen=True)
-class ModelShape:
-    n_vocab: int
-    n_embd: int
-    n_layer: int
-    n_head: int
-    n_head_kv: int
-    n_ff: int
-    n_ctx: int = 4096
-
-    def __post_init__(self) -> None:
-        if (
-            min(self.n_vocab, self.n_embd, self.n_layer, self.n_head, self.n_head_kv, self.n_ff)
-            <= 0
-        ):
-            raise FixtureError(f"{self}: every dimension must be positive")
-        if (
-            self.n_embd % self.n_head
-            or self.n_head % self.n_head_kv
-            or (self.n_embd // self.n_head) % 2
-        ):
-            raise FixtureError(
-                f"{self}: n_embd must split into n_head even-sized heads, "
-                "and n_head into n_head_kv groups"
-            )
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
+# A fixture's shape is its hyperparameters (context length included): one record for both.
+ModelShape = LlamaHParams
 
 SHAPES: dict[str, ModelShape] = {
     # The golden files' shape (tests/golden.py).
@@ -380,11 +353,8 @@ def make_model(
     path = Path(path)
     if format == "gguf":
         gw = GGUFWriter(path, version=gguf_version, progress=progress)
-        hp = LlamaHParams(
-            s.n_vocab, s.n_embd, s.n_layer, s.n_head, s.n_head_kv, s.n_ff, n_ctx=s.n_ctx
-        )
         add_llama_keys(
-            gw, hp, name=name, file_type=spec.ftype, description=f"random weights, seed {seed}"
+            gw, s, name=name, file_type=spec.ftype, description=f"random weights, seed {seed}"
         )
         add_vocab_keys(gw, v)
         w: GGUFWriter | GGMLWriter = gw

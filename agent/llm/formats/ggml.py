@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.ggml_types import GGMLType, type_name
 from agent.llm.formats.modelfile import (
     TOKEN_BYTE,
@@ -163,14 +164,14 @@ def derived_metadata(
 ) -> dict[str, Any]:
     """GGUF-style llama.* keys for a GGML file: stored values, plus what the shapes imply."""
     md: dict[str, Any] = {
-        "general.architecture": "llama",
-        "general.name": path.stem,
-        "general.file_type": ftype,
-        "llama.vocab_size": n_vocab,
-        "llama.embedding_length": n_embd,
-        "llama.block_count": n_layer,
-        "llama.attention.head_count": n_head,
-        "llama.rope.dimension_count": n_rot,
+        K.GENERAL_ARCHITECTURE: "llama",
+        K.GENERAL_NAME: path.stem,
+        K.GENERAL_FILE_TYPE: ftype,
+        K.LLAMA_VOCAB_SIZE: n_vocab,
+        K.LLAMA_EMBEDDING_LENGTH: n_embd,
+        K.LLAMA_BLOCK_COUNT: n_layer,
+        K.LLAMA_ATTENTION_HEAD_COUNT: n_head,
+        K.LLAMA_ROPE_DIMENSION_COUNT: n_rot,
     }
     head_dim = n_embd // n_head
     wk = tensors.get("blk.0.attn_k.weight")
@@ -181,8 +182,8 @@ def derived_metadata(
                 f"{path}: attention.wk has {n_embd_kv} rows, which does not fit "
                 f"{n_head} heads of size {head_dim}"
             )
-        md["llama.attention.head_count_kv"] = n_embd_kv // head_dim
+        md[K.LLAMA_ATTENTION_HEAD_COUNT_KV] = n_embd_kv // head_dim
     w1 = tensors.get("blk.0.ffn_gate.weight")
     if w1 is not None:
-        md["llama.feed_forward_length"] = w1.shape[0]
+        md[K.LLAMA_FEED_FORWARD_LENGTH] = w1.shape[0]
     return md

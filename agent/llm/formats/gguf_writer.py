@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import AgentError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
 
 GGUF_MAGIC = b"GGUF"
@@ -265,8 +266,8 @@ class GGUFWriter:
     def _header(self) -> bytes:
         count = "I" if self.version == 1 else "Q"  # v1 used 32-bit counts and lengths
         kv = dict(self._kv)
-        if self.alignment != DEFAULT_ALIGNMENT and "general.alignment" not in kv:
-            kv["general.alignment"] = (GGUFValueType.UINT32, self.alignment, None)
+        if self.alignment != DEFAULT_ALIGNMENT and K.GENERAL_ALIGNMENT not in kv:
+            kv[K.GENERAL_ALIGNMENT] = (GGUFValueType.UINT32, self.alignment, None)
         out = [
             GGUF_MAGIC,
             struct.pack(f"<I{count}{count}", self.version, len(self._tensors), len(kv)),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, type_name
 
 # SentencePiece piece types, as GGUF's tokenizer.ggml.token_type stores them.
@@ -176,29 +177,29 @@ def tensor_view(
 # Keys whose value type the engine relies on (model_info, tokenizer): checked once, at read time,
 # so a corrupt file fails here with a clear message instead of deep inside the engine.
 INT_KEYS = (
-    "general.alignment",
-    "general.file_type",
-    "general.quantization_version",
-    "llama.context_length",
-    "llama.embedding_length",
-    "llama.block_count",
-    "llama.feed_forward_length",
-    "llama.attention.head_count",
-    "llama.attention.head_count_kv",
-    "llama.rope.dimension_count",
-    "llama.vocab_size",
-    "tokenizer.ggml.bos_token_id",
-    "tokenizer.ggml.eos_token_id",
-    "tokenizer.ggml.unknown_token_id",
+    K.GENERAL_ALIGNMENT,
+    K.GENERAL_FILE_TYPE,
+    K.GENERAL_QUANTIZATION_VERSION,
+    K.LLAMA_CONTEXT_LENGTH,
+    K.LLAMA_EMBEDDING_LENGTH,
+    K.LLAMA_BLOCK_COUNT,
+    K.LLAMA_FEED_FORWARD_LENGTH,
+    K.LLAMA_ATTENTION_HEAD_COUNT,
+    K.LLAMA_ATTENTION_HEAD_COUNT_KV,
+    K.LLAMA_ROPE_DIMENSION_COUNT,
+    K.LLAMA_VOCAB_SIZE,
+    K.TOKENIZER_GGML_BOS_TOKEN_ID,
+    K.TOKENIZER_GGML_EOS_TOKEN_ID,
+    K.TOKENIZER_GGML_UNKNOWN_TOKEN_ID,
 )
 FLOAT_KEYS = (
-    "llama.attention.layer_norm_rms_epsilon",
-    "llama.rope.freq_base",
-    "llama.rope.scale_linear",
-    "llama.rope.scaling.factor",
+    K.LLAMA_ATTENTION_LAYER_NORM_RMS_EPSILON,
+    K.LLAMA_ROPE_FREQ_BASE,
+    K.LLAMA_ROPE_SCALE_LINEAR,
+    K.LLAMA_ROPE_SCALING_FACTOR,
 )
-STR_KEYS = ("general.architecture", "general.name", "tokenizer.ggml.model")
-BOOL_KEYS = ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_space_prefix")
+STR_KEYS = (K.GENERAL_ARCHITECTURE, K.GENERAL_NAME, K.TOKENIZER_GGML_MODEL)
+BOOL_KEYS = (K.TOKENIZER_GGML_ADD_BOS_TOKEN, K.TOKENIZER_GGML_ADD_SPACE_PREFIX)
 
 
 def check_metadata_types(path: Path, md: dict[str, Any]) -> None:
@@ -238,14 +239,14 @@ def check_llama_shapes(mf: ModelFile) -> None:
     mislabelled file fails at load time naming the tensor, not later as a numpy broadcasting
     error."""
     md = mf.metadata
-    if not mf.tensors or md.get("general.architecture", "llama") != "llama":
+    if not mf.tensors or md.get(K.GENERAL_ARCHITECTURE, "llama") != "llama":
         return
     try:
-        n_embd, n_head = int(md["llama.embedding_length"]), int(md["llama.attention.head_count"])
-        n_layer, n_ff = int(md["llama.block_count"]), int(md["llama.feed_forward_length"])
+        n_embd, n_head = int(md[K.LLAMA_EMBEDDING_LENGTH]), int(md[K.LLAMA_ATTENTION_HEAD_COUNT])
+        n_layer, n_ff = int(md[K.LLAMA_BLOCK_COUNT]), int(md[K.LLAMA_FEED_FORWARD_LENGTH])
     except KeyError:
         return  # model_info reports the missing key
-    n_head_kv = int(md.get("llama.attention.head_count_kv", n_head))
+    n_head_kv = int(md.get(K.LLAMA_ATTENTION_HEAD_COUNT_KV, n_head))
     if n_head <= 0 or n_head_kv <= 0 or n_embd % n_head or n_head % n_head_kv:
         raise ModelFormatError(
             f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, "

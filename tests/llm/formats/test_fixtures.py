@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.errors import ModelFormatError
 from agent.llm.formats.files import open_model_file
 from agent.llm.formats.fixtures import (
     QTYPES,
@@ -224,10 +225,12 @@ def test_bad_requests(tmp_path: Path) -> None:
         make_model(tmp_path / "m", "tiny", "q9_9")
     with pytest.raises(FixtureError, match="unknown format"):
         make_model(tmp_path / "m", "tiny", "q4_0", format="onnx")
-    with pytest.raises(FixtureError, match="n_head_kv"):
+    with pytest.raises(ModelFormatError, match="n_head_kv"):  # hyperparameters no model has
         ModelShape(300, 64, 1, 4, 3, 96)
-    with pytest.raises(FixtureError, match="positive"):
+    with pytest.raises(ModelFormatError, match="positive"):
         ModelShape(300, 64, 0, 4, 4, 96)
+    with pytest.raises(ModelFormatError, match="even-sized heads"):
+        ModelShape(300, 60, 1, 4, 4, 96)  # head_dim 15: RoPE rotates pairs
     assert list(tmp_path.iterdir()) == []
 
 
