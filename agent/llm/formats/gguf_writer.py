@@ -15,7 +15,6 @@ a callable returning one, so a 7B model is never held in RAM.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import numpy as np
 
 from agent.errors import AgentError
 from agent.llm.formats import gguf_keys as K
+from agent.llm.formats.atomic import atomic_write
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
 
 GGUF_MAGIC = b"GGUF"
@@ -247,20 +247,14 @@ class GGUFWriter:
             t.offset = offset
             offset += _pad(t.nbytes, self.alignment)
         total = sum(t.nbytes for t in self._tensors.values())
-        tmp = self.path.with_name(self.path.name + ".part")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(self._header())
-                f.write(b"\0" * (-f.tell() % self.alignment))
-                done = 0
-                for t in self._tensors.values():
-                    done = write_tensor_data(f, t, done, total, self.progress)
-                    f.write(b"\0" * (-t.nbytes % self.alignment))
-                size = f.tell()
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_write(self.path) as f:
+            f.write(self._header())
+            f.write(b"\0" * (-f.tell() % self.alignment))
+            done = 0
+            for t in self._tensors.values():
+                done = write_tensor_data(f, t, done, total, self.progress)
+                f.write(b"\0" * (-t.nbytes % self.alignment))
+            size = f.tell()
         return size
 
     def _header(self) -> bytes:
