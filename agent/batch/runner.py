@@ -165,7 +165,7 @@ class QuestionRunner:
                 model,
                 question.text,
                 tools,
-                constrained=self.spec.constrained and _constrained_available(),
+                constrained=self.spec.constrained,
                 temperature=self.spec.temperature,
                 seed=self.spec.seed,
                 max_tokens=self.spec.max_tokens,
@@ -224,12 +224,6 @@ class QuestionRunner:
             record["cassette"] = str(path)
         else:
             record["recording"] = cassette
-
-
-def _constrained_available() -> bool:
-    from agent.planner.prompt import constrained_available
-
-    return constrained_available()
 
 
 def cassette_name(qid: Any) -> str:

@@ -8,12 +8,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.ggml_types import FILE_TYPES
 from agent.llm.formats.hparam_checks import EPS_WHY, ROPE_BASE_WHY
 from agent.llm.formats.modelfile import ModelFile
-
-LLAMA2_RMS_EPS = 1e-5  # GGML files do not store eps; Llama-2 was trained with 1e-5
-GGML_CONTEXT = 4096  # Llama-2's training context; GGML files do not store it
+from agent.llm.llama2 import CONTEXT_LENGTH, RMS_NORM_EPS, ROPE_FREQ_BASE, ROPE_FREQ_SCALE
 
 
 @dataclass
@@ -54,15 +53,19 @@ def model_info(
 ) -> ModelInfo:
     """``weights=False`` (a vocab-only load) skips what only matters to the tensors."""
     md = mf.metadata
-    arch = md.get("general.architecture", "llama")
+    arch = md.get(K.GENERAL_ARCHITECTURE, "llama")
     if arch != "llama":
         raise ModelFormatError(
             f"{mf.path}: architecture {arch!r} is not supported; this engine runs Llama models"
         )
 
     def key(name: str, default: Any = None) -> Any:
-        value = md.get(f"llama.{name}", default)
-        if value is None and name == "feed_forward_length" and not mf.format.startswith("gguf"):
+        value = md.get(name, default)
+        if (
+            value is None
+            and name == K.LLAMA_FEED_FORWARD_LENGTH
+            and not mf.format.startswith("gguf")
+        ):
             raise ModelFormatError(  # GGML files give n_ff through a tensor's shape only
                 f"{mf.path}: no layers.0.feed_forward.w1.weight tensor to take n_ff from: the "
                 f"file ends at offset {mf.file_size} after {len(mf.tensors)} tensors; it is "
@@ -70,12 +73,13 @@ def model_info(
             )
         if value is None:
             raise ModelFormatError(
-                f"{mf.path}: metadata key 'llama.{name}' is missing; is this a Llama model file?"
+                f"{mf.path}: metadata key '{name}' is missing; is this a Llama model file?"
             )
         return value
 
-    n_embd, n_head = int(key("embedding_length")), int(key("attention.head_count"))
-    n_head_kv = int(key("attention.head_count_kv", n_head))
+    n_embd = int(key(K.LLAMA_EMBEDDING_LENGTH))
+    n_head = int(key(K.LLAMA_ATTENTION_HEAD_COUNT))
+    n_head_kv = int(key(K.LLAMA_ATTENTION_HEAD_COUNT_KV, n_head))
     if n_gqa:
         if n_gqa < 0 or n_head % n_gqa:
             raise ModelFormatError(
@@ -91,36 +95,37 @@ def model_info(
             )
     if n_head <= 0 or n_embd % n_head or n_head_kv <= 0 or n_head % n_head_kv:
         raise ModelFormatError(
-            f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv})"
+            f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, n_head_kv "
+            f"{n_head_kv})"
         )
     scale = rope_freq_scale
     if scale is None:
-        factor = md.get("llama.rope.scaling.factor") or md.get("llama.rope.scale_linear")
-        scale = 1.0 / float(factor) if factor else 1.0
-    ftype = md.get("general.file_type")
+        factor = md.get(K.LLAMA_ROPE_SCALING_FACTOR) or md.get(K.LLAMA_ROPE_SCALE_LINEAR)
+        scale = 1.0 / float(factor) if factor else ROPE_FREQ_SCALE
+    ftype = md.get(K.GENERAL_FILE_TYPE)
     info = ModelInfo(
         format=mf.format,
-        n_vocab=int(md.get("llama.vocab_size", len(mf.vocab))),
-        n_ctx_train=int(md.get("llama.context_length", GGML_CONTEXT)),
+        n_vocab=int(md.get(K.LLAMA_VOCAB_SIZE, len(mf.vocab))),
+        n_ctx_train=int(md.get(K.LLAMA_CONTEXT_LENGTH, CONTEXT_LENGTH)),
         n_embd=n_embd,
-        n_layer=int(key("block_count")),
+        n_layer=int(key(K.LLAMA_BLOCK_COUNT)),
         n_head=n_head,
         n_head_kv=n_head_kv,
-        n_ff=int(key("feed_forward_length")),
+        n_ff=int(key(K.LLAMA_FEED_FORWARD_LENGTH)),
         rms_norm_eps=float(
             rms_norm_eps
             if rms_norm_eps is not None
-            else md.get("llama.attention.layer_norm_rms_epsilon", LLAMA2_RMS_EPS)
+            else md.get(K.LLAMA_ATTENTION_LAYER_NORM_RMS_EPSILON, RMS_NORM_EPS)
         ),
         rope_freq_base=float(
             rope_freq_base
             if rope_freq_base is not None
-            else md.get("llama.rope.freq_base", 10000.0)
+            else md.get(K.LLAMA_ROPE_FREQ_BASE, ROPE_FREQ_BASE)
         ),
         rope_freq_scale=float(scale),
         file_type=FILE_TYPES.get(int(ftype), f"type {ftype}") if ftype is not None else "unknown",
         tensor_types=dict(sorted(Counter(t.type_name for t in mf.tensors.values()).items())),
-        name=str(md.get("general.name", mf.path.stem)),
+        name=str(md.get(K.GENERAL_NAME, mf.path.stem)),
         path=str(mf.path),
         file_size=mf.file_size,
     )

@@ -20,6 +20,8 @@ import numpy as np
 from agent.errors import ContextLengthError, ModelFormatError
 from agent.llm.formats.files import open_model_file
 from agent.llm.hparams import ModelInfo, model_info
+from agent.llm.llama2 import CONTEXT_LENGTH
+from agent.llm.protocol import SAMPLING_DEFAULTS
 from agent.llm.sampling import Sampler, SamplingParams
 
 
@@ -100,7 +102,7 @@ class LlamaModel:
         self,
         path: str | Path,
         *,
-        n_ctx: int = 4096,
+        n_ctx: int = CONTEXT_LENGTH,
         threads: int | None = None,
         n_gqa: int | None = None,
         rms_norm_eps: float | None = None,
@@ -145,8 +147,8 @@ class LlamaModel:
         self.last_stats = GenerationStats()
 
     def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Ready every matrix for the fast kernels now instead of on first use (a CLI loads with this,
-        so its load time is honest and its first prompt's speed is the real one)."""
+        """Ready every matrix for the fast kernels now instead of on first use (a CLI loads with
+        this, so its load time is honest and its first prompt's speed is the real one)."""
         mats = self._require_weights().linears()
         for i, lin in enumerate(mats, 1):
             prep = getattr(lin, "prepare", None)
@@ -225,11 +227,11 @@ class LlamaModel:
     def generate(
         self,
         prompt: str,
-        max_tokens: int = 256,
-        temperature: float = 0.7,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        repeat_penalty: float = 1.1,
+        max_tokens: int = SAMPLING_DEFAULTS.max_tokens,
+        temperature: float = SAMPLING_DEFAULTS.temperature,
+        top_k: int = SAMPLING_DEFAULTS.top_k,
+        top_p: float = SAMPLING_DEFAULTS.top_p,
+        repeat_penalty: float = SAMPLING_DEFAULTS.repeat_penalty,
         seed: int | None = None,
         stop: Sequence[str] = (),
         grammar: Any = None,
@@ -316,7 +318,7 @@ class LlamaModel:
 
 def load_model(
     path: str | Path,
-    n_ctx: int = 4096,
+    n_ctx: int = CONTEXT_LENGTH,
     threads: int | None = None,
     n_gqa: int | None = None,
     rms_norm_eps: float | None = None,

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ToolError
+from agent.llm import llama2
+from agent.llm.protocol import TextGenerator
 from agent.planner import cassette_file
 from agent.planner.ask import ask
 from agent.planner.cassette_file import (
@@ -36,7 +38,7 @@ from agent.tools.registry import FunctionTool, ToolRegistry
 class RecordingModel:
     """Wraps a text generator and logs every call's prompt, parameters and raw output."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: TextGenerator):
         self.model = model
         self.generations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -165,7 +167,7 @@ class ReplayModel:
         for g in generations:
             self._by_prompt[g["prompt"]].append(g["output"])
         self.info = {**info, "replay": True}
-        self.n_ctx = int(info.get("n_ctx", 4096) or 4096)
+        self.n_ctx = int(info.get("n_ctx") or llama2.CONTEXT_LENGTH)
 
     def generate(self, prompt: str, **kwargs: Any) -> Iterator[str]:
         outputs = self._by_prompt.get(prompt)

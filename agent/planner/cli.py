@@ -187,7 +187,7 @@ def _print_result(result: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-# -- tools ------------------------------------------------------------------------------------------
+# -- tools -----------------------------------------------------------------------------------------
 
 
 def build_tools(args: argparse.Namespace, model: Any) -> Any:
@@ -210,9 +210,7 @@ def build_tools(args: argparse.Namespace, model: Any) -> Any:
 
 
 def _constrained(args: argparse.Namespace) -> bool:
-    from agent.planner.prompt import constrained_available
-
-    return not args.no_constrain and constrained_available()
+    return not args.no_constrain
 
 
 def _print_plan_error(exc: PlanError, text: str) -> None:
@@ -225,7 +223,7 @@ def _print_plan_error(exc: PlanError, text: str) -> None:
             print(f"  {i:3}| {line}", file=sys.stderr)
 
 
-# -- commands ---------------------------------------------------------------------------------------
+# -- commands --------------------------------------------------------------------------------------
 
 
 def cmd_ask(args: argparse.Namespace) -> int:

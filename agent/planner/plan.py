@@ -179,7 +179,8 @@ class Plan:
         """Steps grouped so that each group only depends on earlier groups (run together)."""
         depth: dict[RefKey, int] = {}
         for s in self.steps:  # refs always point backwards in a valid plan
-            depth[s.key] = 1 + max((depth.get(key_of(r), -1) for r in s.refs), default=-1)
+            deps = (key_of(r) for r in s.refs)
+            depth[s.key] = 1 + max((depth.get(k, -1) for k in deps if k is not None), default=-1)
         out: list[list[Step]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
         for s in self.steps:
             out[depth[s.key]].append(s)

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP API: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``.
+"""The OpenAI-compatible HTTP API: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST
+/v1/completions``.
 
 Requests are validated and their prompts measured on arrival (400s come back at once), then queued
 for the single engine thread (503 when the queue is full). Streaming responses are server-sent

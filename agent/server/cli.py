@@ -76,7 +76,8 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(model, model_name=name, api_key=args.api_key, queue_size=args.queue_size)
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         print(
-            f"warning: serving on {args.host} without --api-key: anyone who can reach it can use it",
+            f"warning: serving on {args.host} without --api-key: anyone who can reach it can use "
+            "it",
             file=sys.stderr,
         )
     print(f"serving {name} on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)

@@ -49,7 +49,7 @@ class EngineWorker:
             self._thread = None
 
     def _drain(self) -> list[Job]:
-        jobs = []
+        jobs: list[Job] = []
         while True:
             try:
                 job = self._queue.get_nowait()
@@ -82,7 +82,8 @@ class EngineWorker:
             try:
                 result = job.run(job.emit, job.cancelled)
                 job.emit("done", result)
-            except BaseException as exc:  # reported to the waiting request, never kills the worker
+            # reported to the waiting request (KeyboardInterrupt too), never kills the worker
+            except BaseException as exc:  # noqa: BLE001
                 job.emit("error", exc)
             finally:
                 self.busy = False

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible server, driven over real HTTP by the official ``openai`` client and ``httpx``."""
+"""The OpenAI-compatible server, driven over real HTTP by the official ``openai`` client and
+``httpx``."""
 
 from __future__ import annotations
 
@@ -442,7 +443,8 @@ def test_messages_render_in_the_airoboros_template():
 
 
 def test_agent_serve_command_with_a_script(tmp_path):
-    """`agent serve --script` end to end: a subprocess on a free port, answering the openai client."""
+    """`agent serve --script` end to end: a subprocess on a free port, answering the openai
+    client."""
     import socket
     import subprocess
     import sys

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.hparam_checks import check_llama_hparams
 from agent.llm.formats.modelfile import (
     TOKEN_NORMAL,
@@ -114,7 +115,7 @@ def read_gguf(path: str | Path) -> ModelFile:
         vtype = r.u32(f"value type of {key!r}")
         metadata[key] = r.value(vtype, f"metadata {key!r}")
     check_metadata_types(path, metadata)
-    if metadata.get("general.architecture", "llama") == "llama":  # before any per-tensor work
+    if metadata.get(K.GENERAL_ARCHITECTURE, "llama") == "llama":  # before any per-tensor work
         tokens = metadata.get("tokenizer.ggml.tokens")
         n_vocab = len(tokens) if isinstance(tokens, list) else None
         check_llama_hparams(path, metadata, n_tensors=n_tensors, n_vocab=n_vocab)
@@ -136,7 +137,7 @@ def read_gguf(path: str | Path) -> ModelFile:
         seen.add(name)
         infos.append((name, ttype, tuple(reversed(ne)), offset))
 
-    alignment = int(metadata.get("general.alignment", 32))
+    alignment = int(metadata.get(K.GENERAL_ALIGNMENT, 32))
     if alignment <= 0 or alignment & (alignment - 1):
         raise ModelFormatError(
             f"{path}: general.alignment is {alignment}, but it must be a power of two "
@@ -183,7 +184,8 @@ def check_data_size(
 
 
 def check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:
-    """Tensor data regions must not overlap (a wrong shape or offset makes two tensors share bytes)."""
+    """Tensor data regions must not overlap (a wrong shape or offset makes two tensors share
+    bytes)."""
     spans = sorted((t.offset, t.offset + t.nbytes, t.name) for t in tensors.values())
     for (_, end, a), (start, _, b) in zip(spans, spans[1:], strict=False):
         if start < end:
@@ -194,7 +196,7 @@ def check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:
 
 
 def gguf_vocab(path: Path, md: dict[str, Any]) -> Vocab:
-    tokens = md.get("tokenizer.ggml.tokens")
+    tokens = md.get(K.TOKENIZER_GGML_TOKENS)
     if not isinstance(tokens, list) or not tokens:
         raise ModelFormatError(
             f"{path}: no tokenizer.ggml.tokens array; the file has no vocabulary"
@@ -203,36 +205,40 @@ def gguf_vocab(path: Path, md: dict[str, Any]) -> Vocab:
         raise ModelFormatError(
             f"{path}: tokenizer.ggml.tokens must be an array of strings; the file is corrupt"
         )
-    for key, kinds in (("tokenizer.ggml.scores", "fiu"), ("tokenizer.ggml.token_type", "iu")):
+    for key, kinds in ((K.TOKENIZER_GGML_SCORES, "fiu"), (K.TOKENIZER_GGML_TOKEN_TYPE, "iu")):
         if key in md and not (isinstance(md[key], np.ndarray) and md[key].dtype.kind in kinds):
             raise ModelFormatError(f"{path}: {key} must be a numeric array; the file is corrupt")
-    model = md.get("tokenizer.ggml.model", "llama")
+    model = md.get(K.TOKENIZER_GGML_MODEL, "llama")
     if model != "llama":
         raise ModelFormatError(
-            f"{path}: tokenizer model {model!r} is not supported; this engine runs Llama (SentencePiece) models"
+            f"{path}: tokenizer model {model!r} is not supported; this engine runs Llama "
+            "(SentencePiece) models"
         )
     n = len(tokens)
-    scores = np.asarray(md.get("tokenizer.ggml.scores", np.zeros(n)), dtype=np.float32)
+    scores = np.asarray(md.get(K.TOKENIZER_GGML_SCORES, np.zeros(n)), dtype=np.float32)
     types = np.asarray(
-        md.get("tokenizer.ggml.token_type", np.full(n, TOKEN_NORMAL)), dtype=np.int32
+        md.get(K.TOKENIZER_GGML_TOKEN_TYPE, np.full(n, TOKEN_NORMAL)), dtype=np.int32
     )
     if len(scores) != n or len(types) != n:
         raise ModelFormatError(
-            f"{path}: vocabulary arrays disagree: {n} tokens, {len(scores)} scores, {len(types)} types"
+            f"{path}: vocabulary arrays disagree: {n} tokens, {len(scores)} scores, {len(types)} "
+            "types"
         )
-    for kind in ("bos", "eos", "unknown"):
-        tid = md.get(f"tokenizer.ggml.{kind}_token_id")
+    for key in (
+        K.TOKENIZER_GGML_BOS_TOKEN_ID,
+        K.TOKENIZER_GGML_EOS_TOKEN_ID,
+        K.TOKENIZER_GGML_UNKNOWN_TOKEN_ID,
+    ):
+        tid = md.get(key)
         if tid is not None and not 0 <= int(tid) < n:
-            raise ModelFormatError(
-                f"{path}: tokenizer.ggml.{kind}_token_id {tid} is outside the vocab of {n} tokens"
-            )
+            raise ModelFormatError(f"{path}: {key} {tid} is outside the vocab of {n} tokens")
     return Vocab(
         tokens=list(tokens),
         scores=scores,
         types=types,
-        bos_id=int(md.get("tokenizer.ggml.bos_token_id", 1)),
-        eos_id=int(md.get("tokenizer.ggml.eos_token_id", 2)),
-        unk_id=int(md.get("tokenizer.ggml.unknown_token_id", 0)),
-        add_bos=bool(md.get("tokenizer.ggml.add_bos_token", True)),
-        add_space_prefix=bool(md.get("tokenizer.ggml.add_space_prefix", True)),
+        bos_id=int(md.get(K.TOKENIZER_GGML_BOS_TOKEN_ID, 1)),
+        eos_id=int(md.get(K.TOKENIZER_GGML_EOS_TOKEN_ID, 2)),
+        unk_id=int(md.get(K.TOKENIZER_GGML_UNKNOWN_TOKEN_ID, 0)),
+        add_bos=bool(md.get(K.TOKENIZER_GGML_ADD_BOS_TOKEN, True)),
+        add_space_prefix=bool(md.get(K.TOKENIZER_GGML_ADD_SPACE_PREFIX, True)),
     )

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, type_name
 from agent.llm.formats.hparam_checks import GLOBAL_TENSORS, LAYER_TENSORS, check_llama_hparams
 
@@ -103,7 +104,7 @@ class ByteReader:
     def __init__(self, path: Path, buf: np.ndarray, pos: int = 0):
         self.path = path
         self.buf = buf
-        self.mv = memoryview(buf)
+        self.mv = buf.data  # memoryview(buf), which numpy's stubs only allow from Python 3.12
         self.pos = pos
         self.size = len(buf)
 
@@ -149,9 +150,9 @@ def tensor_view(
         layout = LAYOUTS[GGMLType(type_id)]
     except (ValueError, KeyError):
         raise ModelFormatError(
-            f"{reader.path}: tensor {name!r} has tensor type {type_id} ({type_name(type_id)}), which this "
-            "engine does not support (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K); "
-            "re-quantize the model to one of those types"
+            f"{reader.path}: tensor {name!r} has tensor type {type_id} ({type_name(type_id)}), "
+            "which this engine does not support (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, "
+            "Q8_0, Q2_K..Q6_K); re-quantize the model to one of those types"
         ) from None
     n = 1
     for d in shape:
@@ -162,14 +163,15 @@ def tensor_view(
         n *= d
     if shape[-1] % layout.block_size:
         raise ModelFormatError(
-            f"{reader.path}: tensor {name!r} of type {type_name(type_id)} has rows of {shape[-1]} values, "
-            f"not a multiple of its block size {layout.block_size}"
+            f"{reader.path}: tensor {name!r} of type {type_name(type_id)} has rows of {shape[-1]} "
+            f"values, not a multiple of its block size {layout.block_size}"
         )
     nbytes = n // layout.block_size * layout.type_size
     if offset < 0 or offset + nbytes > reader.size:
         raise ModelFormatError(
-            f"{reader.path}: tensor {name!r} ({type_name(type_id)}, shape {shape}) needs {nbytes} bytes at "
-            f"offset {offset}, but the file has only {reader.size} bytes; the file is truncated or corrupt"
+            f"{reader.path}: tensor {name!r} ({type_name(type_id)}, shape {shape}) needs {nbytes} "
+            f"bytes at offset {offset}, but the file has only {reader.size} bytes; the file is "
+            "truncated or corrupt"
         )
     return TensorInfo(name, type_id, shape, offset, reader.buf[offset : offset + nbytes])
 
@@ -191,29 +193,29 @@ def tensor_nbytes(type_id: int, shape: tuple[int, ...]) -> int | None:
 # Keys whose value type the engine relies on (model_info, tokenizer): checked once, at read time,
 # so a corrupt file fails here with a clear message instead of deep inside the engine.
 INT_KEYS = (
-    "general.alignment",
-    "general.file_type",
-    "general.quantization_version",
-    "llama.context_length",
-    "llama.embedding_length",
-    "llama.block_count",
-    "llama.feed_forward_length",
-    "llama.attention.head_count",
-    "llama.attention.head_count_kv",
-    "llama.rope.dimension_count",
-    "llama.vocab_size",
-    "tokenizer.ggml.bos_token_id",
-    "tokenizer.ggml.eos_token_id",
-    "tokenizer.ggml.unknown_token_id",
+    K.GENERAL_ALIGNMENT,
+    K.GENERAL_FILE_TYPE,
+    K.GENERAL_QUANTIZATION_VERSION,
+    K.LLAMA_CONTEXT_LENGTH,
+    K.LLAMA_EMBEDDING_LENGTH,
+    K.LLAMA_BLOCK_COUNT,
+    K.LLAMA_FEED_FORWARD_LENGTH,
+    K.LLAMA_ATTENTION_HEAD_COUNT,
+    K.LLAMA_ATTENTION_HEAD_COUNT_KV,
+    K.LLAMA_ROPE_DIMENSION_COUNT,
+    K.LLAMA_VOCAB_SIZE,
+    K.TOKENIZER_GGML_BOS_TOKEN_ID,
+    K.TOKENIZER_GGML_EOS_TOKEN_ID,
+    K.TOKENIZER_GGML_UNKNOWN_TOKEN_ID,
 )
 FLOAT_KEYS = (
-    "llama.attention.layer_norm_rms_epsilon",
-    "llama.rope.freq_base",
-    "llama.rope.scale_linear",
-    "llama.rope.scaling.factor",
+    K.LLAMA_ATTENTION_LAYER_NORM_RMS_EPSILON,
+    K.LLAMA_ROPE_FREQ_BASE,
+    K.LLAMA_ROPE_SCALE_LINEAR,
+    K.LLAMA_ROPE_SCALING_FACTOR,
 )
-STR_KEYS = ("general.architecture", "general.name", "tokenizer.ggml.model")
-BOOL_KEYS = ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_space_prefix")
+STR_KEYS = (K.GENERAL_ARCHITECTURE, K.GENERAL_NAME, K.TOKENIZER_GGML_MODEL)
+BOOL_KEYS = (K.TOKENIZER_GGML_ADD_BOS_TOKEN, K.TOKENIZER_GGML_ADD_SPACE_PREFIX)
 
 
 def check_metadata_types(path: Path, md: dict[str, Any]) -> None:
@@ -250,22 +252,23 @@ def check_metadata_types(path: Path, md: dict[str, Any]) -> None:
 
 def check_llama_shapes(mf: ModelFile) -> None:
     """Each Llama tensor present must have the shape the hyperparameters imply, so that a damaged or
-    mislabelled file fails at load time naming the tensor, not later as a numpy broadcasting error."""
+    mislabelled file fails at load time naming the tensor, not later as a numpy broadcasting
+    error."""
     md = mf.metadata
-    if md.get("general.architecture", "llama") != "llama":
+    if md.get(K.GENERAL_ARCHITECTURE, "llama") != "llama":
         return
     ggml = not mf.format.startswith("gguf")
     check_llama_hparams(mf.path, md, n_vocab=len(mf.vocab) or None, ggml=ggml)
-    if not mf.tensors or "llama.block_count" not in md:
+    if not mf.tensors or K.LLAMA_BLOCK_COUNT not in md:
         return  # a vocabulary-only file; or model_info reports the missing key
-    n_layer = int(md["llama.block_count"])
+    n_layer = int(md[K.LLAMA_BLOCK_COUNT])
     check_complete(mf, n_layer, ggml)
     try:
-        n_embd, n_head = int(md["llama.embedding_length"]), int(md["llama.attention.head_count"])
-        n_ff = int(md["llama.feed_forward_length"])
+        n_embd, n_head = int(md[K.LLAMA_EMBEDDING_LENGTH]), int(md[K.LLAMA_ATTENTION_HEAD_COUNT])
+        n_ff = int(md[K.LLAMA_FEED_FORWARD_LENGTH])
     except KeyError:
         return  # model_info reports the missing key
-    n_head_kv = int(md.get("llama.attention.head_count_kv", n_head))
+    n_head_kv = int(md.get(K.LLAMA_ATTENTION_HEAD_COUNT_KV, n_head))
     n_vocab, kv = len(mf.vocab), n_embd // n_head * n_head_kv
     expected = {
         "token_embd.weight": (n_vocab, n_embd),
@@ -294,9 +297,10 @@ def check_llama_shapes(mf: ModelFile) -> None:
                 )
         if want is not None and tuple(t.shape) != want:
             raise ModelFormatError(
-                f"{mf.path}: tensor {name!r} has shape {tuple(t.shape)} but the hyperparameters (n_vocab {n_vocab}, "
-                f"n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv}, n_ff {n_ff}) need {want}; "
-                "the file is corrupt or its metadata does not match its weights"
+                f"{mf.path}: tensor {name!r} has shape {tuple(t.shape)} but the hyperparameters "
+                f"(n_vocab {n_vocab}, n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv}, "
+                f"n_ff {n_ff}) need {want}; the file is corrupt or its metadata does not match its "
+                "weights"
             )
 
 
