@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from agent.batch.errors import EngineStartError
 from agent.batch.questions import Question, id_key
 from agent.errors import AgentError
+from agent.llm import llama2
 
 
 class Limiter(Protocol):
@@ -46,7 +47,7 @@ class EngineSpec:
     model: str | None = None  # GGML v3 / GGUF path, readable on every node
     script: str | None = None  # JSON list of outputs, replayed from the start for each question
     model_factory: str | None = None  # "module:callable" returning a text generator
-    n_ctx: int = 4096
+    n_ctx: int = llama2.CONTEXT_LENGTH
     threads: int | None = None
     n_gqa: int | None = None
     rms_norm_eps: float | None = None

@@ -29,8 +29,19 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 from agent.errors import AgentError, ContextLengthError
-from agent.llm.grammar import Grammar, Node, alt, choice, lit, opt, rep, seq, text_char
-from agent.llm.grammar.budget import BudgetGrammar, within_budget
+from agent.llm.grammar import (
+    BudgetGrammar,
+    Grammar,
+    Node,
+    alt,
+    choice,
+    lit,
+    opt,
+    rep,
+    seq,
+    text_char,
+    within_budget,
+)
 
 DEFAULT_MAX_STEPS = 10
 DEFAULT_MAX_INPUT_CHARS = 300

@@ -24,6 +24,7 @@ from typing import Any
 from agent.planner import cassette_file
 from agent.planner.cassette_file import CassetteDivergenceError
 from agent.testing.filters import Filters
+from agent.testing.wrappers import CassetteModel, wrap_tools
 
 RECORD_MODES = ("none", "once", "new_episodes", "all")
 
@@ -72,14 +73,10 @@ class Cassette:
         ``factory`` is a model or a callable returning one; it is called only when a request
         must be recorded, so replaying needs no model. Several models need several names.
         """
-        from agent.testing.wrappers import CassetteModel
-
         return CassetteModel(self, factory, name)
 
     def tools(self, tools: Any) -> Any:
         """A ``ToolRegistry`` of ``tools`` whose calls are recorded and replayed by input."""
-        from agent.testing.wrappers import wrap_tools
-
         return wrap_tools(self, tools)
 
     # -- modes ----------------------------------------------------------------------------------

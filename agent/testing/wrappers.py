@@ -12,15 +12,39 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from agent import errors
 from agent.errors import AgentError, ToolError
 from agent.planner.executor import StepTimeoutError
-from agent.testing.recorder import Cassette
 from agent.tools.registry import Tool, ToolRegistry, as_tool
 
 REPLAY_CHUNK = 16  # characters per streamed piece on replay
+
+
+class Recording(Protocol):
+    """What the wrappers need of a cassette (``agent.testing.Cassette`` has it): the seam through
+    which requests are replayed or recorded, so this module need not import the recorder."""
+
+    path: Path
+
+    @property
+    def can_record(self) -> bool: ...
+
+    def play(self, kind: str, model: str | None, request: Mapping[str, Any]) -> dict | None: ...
+
+    def record(
+        self,
+        kind: str,
+        model: str | None,
+        request: Mapping[str, Any],
+        response: Mapping[str, Any],
+    ) -> None: ...
+
+    def describe_model(self, name: str, meta: Mapping[str, Any]) -> None: ...
+
+    def model_meta(self, name: str) -> dict[str, Any] | None: ...
 
 
 @dataclass
@@ -46,7 +70,7 @@ def jsonable(v: Any) -> Any:
 class CassetteModel:
     """A model whose calls are replayed from ``cassette`` or recorded from ``factory()``."""
 
-    def __init__(self, cassette: Cassette, factory: Any, name: str = "default"):
+    def __init__(self, cassette: Recording, factory: Any, name: str = "default"):
         self.cassette = cassette
         self.name = name
         self._factory = factory
@@ -190,7 +214,7 @@ def _meta(model: Any) -> dict[str, Any]:
 class CassetteTool:
     """A tool whose calls are replayed from ``cassette`` or recorded from the real tool."""
 
-    def __init__(self, cassette: Cassette, tool: Tool):
+    def __init__(self, cassette: Recording, tool: Tool):
         self.cassette = cassette
         self.tool = tool
         self.name = tool.name
@@ -229,7 +253,7 @@ class CassetteTool:
         self.cassette.record("tool", None, request, response)
 
 
-def wrap_tools(cassette: Cassette, tools: Any) -> ToolRegistry:
+def wrap_tools(cassette: Recording, tools: Any) -> ToolRegistry:
     """A registry of ``tools`` (a registry, a list, a mapping or one tool) answering from the
     cassette. A tool that generates with a ``CassetteModel`` (KnowledgeModel on the cassette's
     model) is kept as it is: its model calls are recorded, so its own code runs on replay."""

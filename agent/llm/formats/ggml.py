@@ -103,10 +103,10 @@ def read_ggml(path: str | Path) -> ModelFile:
         )
     ftype %= 1000  # some writers packed the quantization version as ftype // 1000
     header = {
-        "llama.embedding_length": n_embd,
-        "llama.attention.head_count": n_head,
-        "llama.block_count": n_layer,
-        "llama.rope.dimension_count": n_rot,
+        K.LLAMA_EMBEDDING_LENGTH: n_embd,
+        K.LLAMA_ATTENTION_HEAD_COUNT: n_head,
+        K.LLAMA_BLOCK_COUNT: n_layer,
+        K.LLAMA_ROPE_DIMENSION_COUNT: n_rot,
     }
     check_llama_hparams(path, header, ggml=True)  # before the vocab and tensors are read
 

@@ -116,7 +116,7 @@ def read_gguf(path: str | Path) -> ModelFile:
         metadata[key] = r.value(vtype, f"metadata {key!r}")
     check_metadata_types(path, metadata)
     if metadata.get(K.GENERAL_ARCHITECTURE, "llama") == "llama":  # before any per-tensor work
-        tokens = metadata.get("tokenizer.ggml.tokens")
+        tokens = metadata.get(K.TOKENIZER_GGML_TOKENS)
         n_vocab = len(tokens) if isinstance(tokens, list) else None
         check_llama_hparams(path, metadata, n_tensors=n_tensors, n_vocab=n_vocab)
 

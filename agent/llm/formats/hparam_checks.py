@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.ggml_types import FILE_TYPES
 
 LAYER_TENSORS = 9  # attn_norm, q, k, v, output, ffn_norm, gate, up, down
@@ -22,14 +23,14 @@ MAX_CONTEXT = 1 << 20  # a training context beyond this is implausible for a Lla
 
 # What a GGML header calls the values its reader records under GGUF keys.
 GGML_FIELDS = {
-    "general.file_type": "ftype",
-    "llama.vocab_size": "n_vocab",
-    "llama.embedding_length": "n_embd",
-    "llama.attention.head_count": "n_head",
-    "llama.block_count": "n_layer",
-    "llama.rope.dimension_count": "n_rot",
-    "llama.attention.head_count_kv": "n_head_kv (from the shape of attention.wk)",
-    "llama.feed_forward_length": "n_ff (from the shape of feed_forward.w1)",
+    K.GENERAL_FILE_TYPE: "ftype",
+    K.LLAMA_VOCAB_SIZE: "n_vocab",
+    K.LLAMA_EMBEDDING_LENGTH: "n_embd",
+    K.LLAMA_ATTENTION_HEAD_COUNT: "n_head",
+    K.LLAMA_BLOCK_COUNT: "n_layer",
+    K.LLAMA_ROPE_DIMENSION_COUNT: "n_rot",
+    K.LLAMA_ATTENTION_HEAD_COUNT_KV: "n_head_kv (from the shape of attention.wk)",
+    K.LLAMA_FEED_FORWARD_LENGTH: "n_ff (from the shape of feed_forward.w1)",
 }
 
 
@@ -48,7 +49,7 @@ def refusal(path: Path, key: str, value: Any, rule: str, ggml: bool = False) -> 
 
 def head_size_rule(path: Path, n_embd: int, n_head: int, ggml: bool = False) -> int:
     """The head size ``n_embd / n_head``; refuses what RoPE and the attention cannot use."""
-    key = "llama.attention.head_count"
+    key = K.LLAMA_ATTENTION_HEAD_COUNT
     if n_head <= 0:
         raise refusal(path, key, n_head, "a model needs at least one attention head", ggml)
     if n_embd % n_head:
@@ -86,66 +87,66 @@ def check_llama_hparams(
     """Refuse hyperparameters the engine cannot run. Only keys present are checked (a reader may
     call this with the few values it has so far). ``n_tensors`` (when the file has tensors) bounds
     the layer count before anything is built per layer; ``n_vocab`` is the vocabulary's size."""
-    n_embd = md.get("llama.embedding_length")
-    n_head = md.get("llama.attention.head_count")
-    n_head_kv = md.get("llama.attention.head_count_kv")
+    n_embd = md.get(K.LLAMA_EMBEDDING_LENGTH)
+    n_head = md.get(K.LLAMA_ATTENTION_HEAD_COUNT)
+    n_head_kv = md.get(K.LLAMA_ATTENTION_HEAD_COUNT_KV)
     if n_embd is not None and n_embd <= 0:
-        raise refusal(path, "llama.embedding_length", n_embd, "it must be positive", ggml)
+        raise refusal(path, K.LLAMA_EMBEDDING_LENGTH, n_embd, "it must be positive", ggml)
     head = None
     if n_head is not None and n_embd is not None:
         head = head_size_rule(path, int(n_embd), int(n_head), ggml)
     if n_head_kv is not None and n_head is not None and (n_head_kv <= 0 or n_head % n_head_kv):
         raise refusal(
             path,
-            "llama.attention.head_count_kv",
+            K.LLAMA_ATTENTION_HEAD_COUNT_KV,
             n_head_kv,
             f"it must be positive and divide the {n_head} attention heads",
             ggml,
         )
-    n_rot = md.get("llama.rope.dimension_count")
+    n_rot = md.get(K.LLAMA_ROPE_DIMENSION_COUNT)
     if n_rot is not None and head is not None and n_rot != head:
         raise refusal(
             path,
-            "llama.rope.dimension_count",
+            K.LLAMA_ROPE_DIMENSION_COUNT,
             n_rot,
             f"Llama rotates whole heads: it must equal the head size {head}, as in llama.cpp",
             ggml,
         )
-    n_ff = md.get("llama.feed_forward_length")
+    n_ff = md.get(K.LLAMA_FEED_FORWARD_LENGTH)
     if n_ff is not None and n_ff <= 0:
-        raise refusal(path, "llama.feed_forward_length", n_ff, "it must be positive", ggml)
-    n_layer = md.get("llama.block_count")
+        raise refusal(path, K.LLAMA_FEED_FORWARD_LENGTH, n_ff, "it must be positive", ggml)
+    n_layer = md.get(K.LLAMA_BLOCK_COUNT)
     if n_layer is not None:
         if n_layer <= 0:
             raise refusal(
-                path, "llama.block_count", n_layer, "a model has at least one layer", ggml
+                path, K.LLAMA_BLOCK_COUNT, n_layer, "a model has at least one layer", ggml
             )
         most = max(0, (n_tensors or 0) - MIN_GLOBAL_TENSORS) // LAYER_TENSORS
         if n_tensors and n_layer > most:
             raise refusal(
                 path,
-                "llama.block_count",
+                K.LLAMA_BLOCK_COUNT,
                 n_layer,
                 f"the file holds only {n_tensors} tensors, enough for at most {most} layers "
                 f"({LAYER_TENSORS} tensors each, plus {MIN_GLOBAL_TENSORS})",
                 ggml,
             )
-    vocab_size = md.get("llama.vocab_size")
+    vocab_size = md.get(K.LLAMA_VOCAB_SIZE)
     if vocab_size is not None and n_vocab and vocab_size != n_vocab:
         raise refusal(
             path,
-            "llama.vocab_size",
+            K.LLAMA_VOCAB_SIZE,
             vocab_size,
             f"the vocabulary holds {n_vocab} tokens, and the two must agree",
             ggml,
         )
-    eps = md.get("llama.attention.layer_norm_rms_epsilon")
+    eps = md.get(K.LLAMA_ATTENTION_LAYER_NORM_RMS_EPSILON)
     if eps is not None:
-        positive_rule(path, "llama.attention.layer_norm_rms_epsilon", float(eps), EPS_WHY)
-    base = md.get("llama.rope.freq_base")
+        positive_rule(path, K.LLAMA_ATTENTION_LAYER_NORM_RMS_EPSILON, float(eps), EPS_WHY)
+    base = md.get(K.LLAMA_ROPE_FREQ_BASE)
     if base is not None:
-        positive_rule(path, "llama.rope.freq_base", float(base), ROPE_BASE_WHY)
-    for key in ("llama.rope.scaling.factor", "llama.rope.scale_linear"):
+        positive_rule(path, K.LLAMA_ROPE_FREQ_BASE, float(base), ROPE_BASE_WHY)
+    for key in (K.LLAMA_ROPE_SCALING_FACTOR, K.LLAMA_ROPE_SCALE_LINEAR):
         if md.get(key) is not None and md[key] < 0:
             raise refusal(path, key, md[key], "a scaling factor is positive (0: no scaling)")
 
@@ -154,13 +155,13 @@ def hparam_warnings(md: dict[str, Any], ggml: bool = False) -> list[str]:
     """What is odd but does not stop the engine (each tensor carries its own type, and the
     context window is chosen at load time)."""
     warnings = []
-    ftype = md.get("general.file_type")
+    ftype = md.get(K.GENERAL_FILE_TYPE)
     if ftype is not None and int(ftype) not in FILE_TYPES:
         warnings.append(
-            f"{field_name('general.file_type', ggml)} is {ftype}, which is not a llama.cpp file "
+            f"{field_name(K.GENERAL_FILE_TYPE, ggml)} is {ftype}, which is not a llama.cpp file "
             "type; it is only a label (each tensor's own type is what is read)"
         )
-    n_ctx = md.get("llama.context_length")
+    n_ctx = md.get(K.LLAMA_CONTEXT_LENGTH)
     if n_ctx is not None and not 0 < n_ctx <= MAX_CONTEXT:
         warnings.append(
             f"llama.context_length is {n_ctx}, which is not a plausible training context "

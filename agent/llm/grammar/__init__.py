@@ -5,6 +5,7 @@ builds one from a JSON Schema. Plan and function-call grammars live with their p
 (``agent.planner.grammar``, ``agent.functions.grammar``).
 """
 
+from agent.llm.grammar.budget import BudgetGrammar, within_budget
 from agent.llm.grammar.errors import GrammarError, SchemaUnsupportedError
 from agent.llm.grammar.grammar import Grammar
 from agent.llm.grammar.matcher import GrammarMatcher
@@ -31,6 +32,8 @@ from agent.llm.grammar.nodes import (
 from agent.llm.grammar.tokens import TokenTable, token_table
 
 __all__ = [
+    "BudgetGrammar",
+    "within_budget",
     "EMPTY",
     "Alt",
     "Bytes",
