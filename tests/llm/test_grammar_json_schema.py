@@ -193,7 +193,8 @@ def test_keywords_a_grammar_cannot_express_are_listed_for_validation_after():
             "n": {"not": {"type": "null"}},
             "m": {"type": "integer", "multipleOf": 3},
             "s": {"type": "array", "uniqueItems": True},
-            "p": {"type": "string", "pattern": "^a+$", "maxLength": 3},
+            "p": {"type": "string", "pattern": "^a+$", "minLength": 2},
+            "q": {"type": "string", "pattern": "^a+$", "maxLength": 3},  # exact: repeats capped
             "i": {"if": {"type": "string"}, "then": {"maxLength": 2}},
         },
     }
@@ -207,6 +208,7 @@ def test_keywords_a_grammar_cannot_express_are_listed_for_validation_after():
         "/properties/i: if",
     ):
         assert needle in listed, (needle, listed)
+    assert "/properties/q" not in listed
     assert json_schema_grammar(SCHEMAS["object"]).unenforced == ()
 
 
@@ -229,7 +231,7 @@ def test_annotations_and_unknown_keywords_are_ignored_as_validators_do():
     "schema,what",
     [
         ({"type": "integer", "minimum": 5, "maximum": 4}, "no integer"),
-        ({"type": "string", "minLength": 5, "maxLength": 2}, "bad minLength"),
+        ({"type": "string", "minLength": 5, "maxLength": 2}, "no value fits"),
         ({"type": "strng"}, "unknown type"),
         ({"enum": []}, "non-empty"),
         ({"anyOf": "x"}, "non-empty list"),

@@ -39,9 +39,12 @@ from agent.llm.grammar.errors import SchemaTooLargeError, SchemaUnsupportedError
 from agent.llm.grammar.grammar import Grammar
 from agent.llm.grammar.nodes import (
     EMPTY,
+    Alt,
+    Lit,
     Node,
     Ref,
     Rep,
+    Seq,
     alt,
     byte_set,
     lit,
@@ -511,9 +514,12 @@ class _Builder:
             isinstance(lo, bool)
             or not isinstance(lo, int)
             or lo < 0
-            or (hi is not None and (isinstance(hi, bool) or not isinstance(hi, int) or hi < lo))
+            or (hi is not None and (isinstance(hi, bool) or not isinstance(hi, int)))
         ):
             self.problem(path, f"bad {lo_key}/{hi_key} ({lo!r}, {hi!r})")
+            return None
+        if hi is not None and hi < lo:
+            self.problem(path, f"{lo_key} {lo} is above {hi_key} {hi}: no value fits")
             return None
         if lo > self.o.max_min_count:
             self.problem(
@@ -536,18 +542,40 @@ class _Builder:
         if pattern is not None or fmt is not None:
             if pattern is not None and fmt is not None:
                 self.note(path, f"format {fmt!r} next to a pattern")
-            if "minLength" in schema or "maxLength" in schema:
-                self.note(path, "minLength/maxLength next to a pattern or format")
             regex = pattern if pattern is not None else FORMATS[fmt]
             if not isinstance(regex, str):
                 return self.problem(path, "pattern must be a string")
             self.spend(len(regex), path)
+            max_len = schema.get("maxLength") if isinstance(schema.get("maxLength"), int) else None
             try:
-                body = regex_node(regex, _json_char_for, max_repeat=self.o.max_repeat)
+                shortest = _length_range(regex_node(regex, _ONE_CHAR, max_repeat=0))[0]
+                if max_len is not None and shortest > max_len:
+                    return self.problem(
+                        path, f"the pattern needs {shortest} characters, over maxLength: no value"
+                    )
+                repeat = self._repeat_for_length(regex, lo, max_len)
+                if repeat is None:
+                    self.note(path, "minLength/maxLength next to a pattern or format")
+                    repeat = self.o.max_repeat
+                body = regex_node(regex, _json_char_for, max_repeat=repeat)
             except (RegexError, RecursionError) as exc:
                 return self.problem(f"{path}/pattern", str(exc))
             return seq('"', body, '"')
         return seq('"', Rep(self.char, lo, hi), '"')
+
+    def _repeat_for_length(self, regex: str, lo: int, hi: int | None) -> int | None:
+        """A cap on the pattern's open repeats under which every match has lo..hi characters
+        (the grammar is then exact), or None when no cap does it."""
+        caps = [self.o.max_repeat]
+        if hi is not None:
+            caps += list(range(min(self.o.max_repeat, hi), -1, -1))[:40]
+        for cap in caps:
+            mn, mx = _length_range(regex_node(regex, _ONE_CHAR, max_repeat=cap))
+            if mn >= lo and (hi is None or mx <= hi):
+                return cap
+            if mn < lo:
+                return None  # lowering the cap only shortens the matches
+        return None
 
     def _bounds(self, schema: dict, path: str) -> tuple[float | None, float | None, bool, bool]:
         lo, hi = schema.get("minimum"), schema.get("maximum")
@@ -582,17 +610,14 @@ class _Builder:
             ilo, ihi = -big, big
         elif ihi - ilo > 2 * big:
             ilo, ihi = (ilo, ilo + big) if ilo > -big else (ihi - big, ihi)
-        if max(len(str(ilo)), len(str(ihi))) > 40:
-            self.problem(path, "integer bounds beyond 40 digits are not supported")
-            return None
-        self.spend(4 * len(str(ihi)), path)
+        self.spend(min(4 * len(str(ihi)), 200), path)
         return ilo, ihi
 
     def integer(self, schema: dict, path: str) -> Node:
         bounds = self._int_bounds(schema, path)
         if bounds is None:
             return self.problem(path, "no integer lies between minimum and maximum")
-        return int_range(*bounds)
+        return _int_node(*bounds)
 
     def number(self, schema: dict, path: str) -> Node:
         frac = seq(".", rep(_DIGIT, 1, self.o.max_fraction_digits))
@@ -617,6 +642,8 @@ class _Builder:
         if bounds is None:
             return self._between(schema, path)
         ilo, ihi = bounds
+        if _huge(ilo, ihi):
+            return _int_node(ilo, ihi)
         alts = [int_range(ilo, ihi)]
         if max(0, ilo) <= ihi - 1:  # i.fff in [i, i+1) stays inside when i and i+1 do
             alts.append(seq(int_range(max(0, ilo), ihi - 1), frac))
@@ -644,6 +671,8 @@ class _Builder:
         prefix: list = []
         if isinstance(schema.get("prefixItems"), list):
             prefix, rest = schema["prefixItems"], items
+            if not self._draft_2019():  # older drafts ignore prefixItems: items covers them too
+                prefix = [both(p, items) for p in prefix]
         elif isinstance(items, list):
             prefix, rest = items, schema.get("additionalItems", True)
         else:
@@ -685,6 +714,10 @@ class _Builder:
             chain = alt(step, EMPTY) if k >= lo else step
         first = seq(nodes[0], chain)
         return seq("[", self.ws, first if lo > 0 else opt(first), self.ws, "]")
+
+    def _draft_2019(self) -> bool:
+        meta = self.root.get("$schema", "") if isinstance(self.root, dict) else ""
+        return isinstance(meta, str) and ("2020-12" in meta or "2019-09" in meta)
 
     def _unique_enum_array(self, items: Any, lo: int, hi: int, path: str) -> Node | None:
         """Arrays of distinct enum values: a subsequence of the enum in its order (always unique)."""
@@ -823,14 +856,16 @@ class _Builder:
                 return seq("{", self.ws, "}")
             value = self._item(sub, f"{path}/patternProperties/{pat}", depth)
             pair = seq('"', key, '"', self.colon, value)
-            self.note(path, "distinct keys of patternProperties")
+            if min_p > 1:  # a repeated key would count once
+                self.note(path, "distinct keys of patternProperties")
             return self.bracketed("{", "}", self._rule("pair", pair), min_p, hi)
         if not pats and extra is not False and (extra not in (True, {}) or min_p > 0):
             value = self._item(
                 extra if isinstance(extra, dict) else {}, f"{path}/additionalProperties", depth
             )
             pair = seq(self.string({}, path), self.colon, value)
-            self.note(path, "distinct keys of additionalProperties")
+            if min_p > 1:
+                self.note(path, "distinct keys of additionalProperties")
             return self.bracketed("{", "}", self._rule("pair", pair), min_p, hi)
         if min_p > 0:
             return self.problem(path, "minProperties without named properties is not supported")
@@ -936,6 +971,37 @@ class _Builder:
                 forms.append(seq("\n", self._sequence(nodes, lit("\n"), allow_empty=False)))
             return alt(*forms)
         return seq(" ", self.value(schema, path, depth))
+
+
+def _ONE_CHAR(cs: CharSet) -> Node:  # noqa: N802 -- a constant-like emitter for measuring
+    return lit("x")
+
+
+def _length_range(node: Node) -> tuple[int, float]:
+    """Fewest and most characters a measuring regex node (one byte per character) matches."""
+    if isinstance(node, Lit):
+        return len(node.data), len(node.data)
+    if isinstance(node, Seq):
+        parts = [_length_range(n) for n in node.items]
+        return sum(p[0] for p in parts), sum(p[1] for p in parts)
+    if isinstance(node, Alt):
+        parts = [_length_range(n) for n in node.items]
+        return min(p[0] for p in parts), max(p[1] for p in parts)
+    if isinstance(node, Rep):
+        mn, mx = _length_range(node.item)
+        return node.lo * mn, (math.inf if node.hi is None else node.hi * mx)
+    return 1, 1  # a byte set
+
+
+def _huge(lo: int, hi: int) -> bool:
+    return max(len(str(lo)), len(str(hi))) > 40
+
+
+def _int_node(lo: int, hi: int) -> Node:
+    """Integers lo..hi; beyond 40 digits only the two ends (the digit grammar would be large)."""
+    if _huge(lo, hi):
+        return alt(lit(str(lo)), lit(str(hi)))
+    return int_range(lo, hi)
 
 
 def _num(v: Any) -> bool:
