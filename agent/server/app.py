@@ -86,8 +86,9 @@ def _generate_checked(
     raise APIError(
         422,
         f"the model's output failed the schema after {attempts} attempt(s): {problem}. The "
-        "grammar cannot enforce every keyword of this schema (see the server log); simplify "
-        "the schema or retry",
+        "grammar could not enforce "
+        + "; ".join(getattr(prep.grammar, "unenforced", ())[:3])
+        + "; simplify those keywords or retry",
         code="invalid_output",
     )
 
