@@ -172,6 +172,7 @@ def run(backend: Any, model: Any, files: list[Path], gens: int, max_tokens: int)
             continue
         compile_s.append(time.perf_counter() - t0)
         counts["compiled"] += 1
+        print(f"  {backend.name}: {path.name}", file=sys.stderr, flush=True)
         for seed in range(gens):
             try:
                 out = generate(model, backend, grammar, seed, max_tokens)

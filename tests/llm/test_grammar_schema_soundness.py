@@ -23,6 +23,7 @@ from agent.llm.grammar import (
 from agent.llm.grammar.errors import SchemaTooLargeError
 from agent.llm.grammar.json_schema import FORMATS, JsonOptions
 from tests import golden
+from tests.schema_bombs import fanout, nested
 
 SMALL = JsonOptions(max_string_length=12, max_items=4, max_digits=6)
 
@@ -47,7 +48,7 @@ def _samples_validate(schema, vocab, n=8, options=SMALL):
     return g
 
 
-# -- the soundness examples of the issue ------------------------------------------------------------
+# -- the soundness examples of the issue --
 def test_anyof_next_to_properties_means_both():
     schema = {
         "type": "object",
@@ -118,7 +119,7 @@ def test_oneof_with_overlapping_branches_is_listed_for_a_check():
     assert json_schema_grammar(tagged).unenforced == ()
 
 
-# -- coverage ---------------------------------------------------------------------------------------
+# -- coverage --
 def test_recursive_references_compile_and_generate_valid_trees(vocab):
     schema = {
         "$defs": {
@@ -182,24 +183,7 @@ def test_tuple_items_and_prefix_items(vocab):
     assert g.accepts("[true, null, null]") and not g.accepts("[null]")
 
 
-# -- bounded cost -----------------------------------------------------------------------------------
-def _fanout(depth: int) -> dict:
-    defs = {
-        f"d{i}": {
-            "type": "object",
-            "properties": {"l": {"$ref": f"#/$defs/d{i + 1}"}, "r": {"$ref": f"#/$defs/d{i + 1}"}},
-        }
-        for i in range(depth)
-    }
-    defs[f"d{depth}"] = {"type": "integer"}
-    return {"$defs": defs, "$ref": "#/$defs/d0"}
-
-
-def _nested(depth: int) -> dict:
-    schema: dict = {"type": "integer"}
-    for _ in range(depth):
-        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
-    return schema
+# -- bounded cost --
 
 
 @pytest.mark.parametrize(
@@ -209,7 +193,7 @@ def _nested(depth: int) -> dict:
         {"type": "array", "maxItems": 10**9, "items": {"type": "string", "maxLength": 10**9}},
         {"type": "integer", "minimum": -1e308, "maximum": 1e308},
         {"type": "number", "minimum": 1e300},
-        _fanout(20),
+        fanout(20),
         {"type": "object", "properties": {f"p{i}": {"type": "integer"} for i in range(400)}},
     ],
     ids=["maxLength", "maxItems", "huge-int-bounds", "huge-number", "ref-fanout-20", "400-props"],
@@ -226,7 +210,7 @@ def test_compile_work_grows_linearly_with_fanout_depth():
     def work(depth: int) -> int:
         from agent.llm.grammar.json_schema import _Builder
 
-        b = _Builder(_fanout(depth), JsonOptions(), False)
+        b = _Builder(fanout(depth), JsonOptions(), False)
         b.value(b.root, "")
         return b.work
 
@@ -236,7 +220,7 @@ def test_compile_work_grows_linearly_with_fanout_depth():
 @pytest.mark.parametrize(
     "schema,what",
     [
-        (_nested(300), "nest more than"),
+        (nested(300), "nest more than"),
         ({"type": "string", "minLength": 10**9}, "larger than"),
         ({"type": "array", "minItems": 10**9}, "larger than"),
     ],
@@ -266,7 +250,7 @@ def test_error_messages_list_only_the_first_problems():
     assert len(str(exc.value)) < 2000
 
 
-# -- random schemas, random walks -------------------------------------------------------------------
+# -- random schemas, random walks --
 _LEAF = st.one_of(
     st.builds(
         lambda lo, n: {"type": "string", "minLength": lo, "maxLength": lo + n},

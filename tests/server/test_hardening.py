@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from agent.llm.scripted import ScriptedModel
 from agent.server import ServerThread, create_app
 from tests import golden
+from tests.schema_bombs import fanout, nested
 
 
 @pytest.fixture(scope="module")
@@ -49,27 +50,8 @@ def _schema_request(schema) -> dict:
     }
 
 
-def _fanout(depth: int) -> dict:
-    defs = {
-        f"d{i}": {
-            "type": "object",
-            "properties": {"l": {"$ref": f"#/$defs/d{i + 1}"}, "r": {"$ref": f"#/$defs/d{i + 1}"}},
-        }
-        for i in range(depth)
-    }
-    defs[f"d{depth}"] = {"type": "integer"}
-    return {"$defs": defs, "$ref": "#/$defs/d0"}
-
-
 def _nested_body(depth: int) -> bytes:
     return b'{"messages": ' + b"[" * depth + b"]" * depth + b"}"
-
-
-def _deep_schema(depth: int) -> dict:
-    schema: dict = {"type": "integer"}
-    for _ in range(depth):
-        schema = {"type": "object", "properties": {"a": schema}, "required": ["a"]}
-    return schema
 
 
 BOMBS = {
@@ -77,7 +59,7 @@ BOMBS = {
     "maxLength 1e9": (_schema_request({"type": "string", "maxLength": 10**9}), {200}),
     "maxItems 1e9": (_schema_request({"type": "array", "maxItems": 10**9}), {200}),
     "minLength 1e9": (_schema_request({"type": "string", "minLength": 10**9}), {400}),
-    "ref fan-out 20": (_schema_request(_fanout(20)), {200}),
+    "ref fan-out 20": (_schema_request(fanout(20)), {200}),
     "int bounds 1e308": (
         _schema_request({"type": "integer", "minimum": -1e308, "maximum": 1e308}),
         {200},
@@ -88,7 +70,7 @@ BOMBS = {
         ),
         {200},
     ),
-    "schema nested 200": (_schema_request(_deep_schema(200)), {400}),
+    "schema nested 200": (_schema_request(nested(200)), {400}),
     "body nested 10000": (_nested_body(10_000), {400}),
     "tools {}": ({"messages": [{"role": "user", "content": "x"}], "tools": {}}, {400}),
     "5 MB prompt": ({"messages": [{"role": "user", "content": "word " * 1_000_000}]}, {400}),

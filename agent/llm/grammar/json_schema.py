@@ -27,6 +27,7 @@ as booleans or nulls are quoted.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -56,6 +57,7 @@ from agent.llm.grammar.nodes import (
 )
 from agent.llm.grammar.regex import CharSet, RegexError, regex_node
 from agent.llm.grammar.schema_ops import (
+    BY_TYPE,
     CHECKED_AFTER,
     ENFORCED,
     TYPES,
@@ -69,20 +71,6 @@ from agent.llm.grammar.schema_ops import (
     small_key,
 )
 
-_BY_TYPE = {  # keywords that imply a type when "type" is absent (number: integer is enough)
-    "string": {"minLength", "maxLength", "pattern", "format"},
-    "integer": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
-    "object": {
-        "properties",
-        "required",
-        "additionalProperties",
-        "patternProperties",
-        "propertyNames",
-        "minProperties",
-        "maxProperties",
-    },
-    "array": {"items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems"},
-}
 _T = r"([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,6})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
 _D = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
 _LABEL = r"[a-z]([a-z0-9-]{0,20}[a-z0-9])?"
@@ -125,7 +113,7 @@ class JsonOptions:
     max_nesting: int = 48  # nesting of schemas inside each other
     max_min_count: int = 4096  # largest minLength / minItems that is generated in full
     max_work: int = 200_000  # grammar nodes built per schema (about linear in the schema's size)
-    max_seconds: float = 2.0  # compile time per schema
+    max_seconds: float = 2.0  # compile CPU time per schema
 
 
 def _render(value: Any, yaml: bool) -> str:
@@ -210,7 +198,8 @@ class _Builder:
         self._validators: dict[int, Any] = {}
         self._n = 0
         self.work = 0
-        self.deadline = time.monotonic() + options.max_seconds
+        # CPU time of this thread: a busy machine slows the compile, not the budget
+        self.deadline = time.thread_time() + options.max_seconds
         self.set_root(root_schema)
         ws_tail = seq("\n", rep(" ", 0, options.max_indent))
         self.ws = self._rule("ws", opt(alt(" ", ws_tail)))
@@ -237,7 +226,7 @@ class _Builder:
     def spend(self, units: int, path: str) -> None:
         """Charge the compile budget; past it, stop with an error naming where the work went."""
         self.work += units
-        if self.work > self.o.max_work or time.monotonic() > self.deadline:
+        if self.work > self.o.max_work or time.thread_time() > self.deadline:
             raise SchemaTooLargeError(path or "#", self.o.max_work, self.o.max_seconds)
 
     def is_valid(self, value: Any, schema: Any) -> bool:
@@ -468,7 +457,7 @@ class _Builder:
     def types_of(self, schema: dict, path: str) -> list[str] | None:
         t = schema.get("type")
         if t is None:
-            inferred = [name for name, keys in _BY_TYPE.items() if keys & set(schema)]
+            inferred = [name for name, keys in BY_TYPE.items() if keys & set(schema)]
             return inferred or None
         types = t if isinstance(t, list) else [t]
         if "any" in types:
@@ -1073,6 +1062,7 @@ def _nonneg_range(a: int, b: int) -> Node:
     return alt(*alts)
 
 
+@functools.lru_cache(maxsize=256)  # nodes are immutable: the same bounds share one node
 def int_range(lo: int, hi: int) -> Node:
     """Integers lo..hi in canonical decimal (no leading zeros, no ``-0``)."""
     alts = []

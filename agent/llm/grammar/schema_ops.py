@@ -16,37 +16,23 @@ import json
 import re
 from typing import Any
 
-# Assertion keywords the grammar enforces (with the applicators it walks through).
-ENFORCED = {
-    "type",
-    "enum",
-    "const",
-    "anyOf",
-    "oneOf",
-    "allOf",
-    "$ref",
-    "properties",
-    "required",
-    "additionalProperties",
-    "patternProperties",
-    "propertyNames",
-    "minProperties",
-    "maxProperties",
-    "minLength",
-    "maxLength",
-    "pattern",
-    "format",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "items",
-    "prefixItems",
-    "additionalItems",
-    "minItems",
-    "maxItems",
-    "uniqueItems",
+# Keywords of one instance type (they imply the type when "type" is absent; number: integer is enough).
+BY_TYPE = {
+    "string": {"minLength", "maxLength", "pattern", "format"},
+    "integer": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
+    "object": {
+        "properties",
+        "required",
+        "additionalProperties",
+        "patternProperties",
+        "propertyNames",
+        "minProperties",
+        "maxProperties",
+    },
+    "array": {"items", "prefixItems", "additionalItems", "minItems", "maxItems", "uniqueItems"},
 }
+# Assertion keywords the grammar enforces (with the applicators it walks through).
+ENFORCED = {"type", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"}.union(*BY_TYPE.values())
 # Assertions the grammar does not express: the output is validated against the schema afterwards.
 CHECKED_AFTER = {
     "multipleOf",
