@@ -1,8 +1,9 @@
-"""Real-world JSON Schemas: coverage, soundness and mask cost, side by side with llguidance (issue 16).
+"""Real-world JSON Schemas: coverage, soundness, mask cost; side by side with llguidance (issue 16).
 
     .venv/bin/python bench/schemas.py                       # ../shared/schemas/jsonschemabench
     .venv/bin/python bench/schemas.py --gens 2 --max-tokens 400 --json bench/schemas.json
-    .venv/bin/python bench/schemas.py --decode-model bench/.cache/1b-q4_0.gguf   # + a decode step
+    .venv/bin/python bench/schemas.py --decode-model bench/.cache/1b-q4_0.gguf --only agent
+                                                    # + the grammar's share of 1.1B decode time
 
 Not a test. For every schema file: compile it (compiled / refused with a SchemaUnsupportedError /
 crashed with anything else), then generate ``--gens`` times from a small random-weight model (the
@@ -151,14 +152,16 @@ def check(schema: Any, text: str) -> bool:
     return cls(schema, format_checker=cls.FORMAT_CHECKER).is_valid(value)
 
 
-def run(backend: Any, model: Any, files: list[Path], gens: int, max_tokens: int) -> dict:
+def run(
+    backend: Any, model: Any, files: list[Path], gens: int, max_tokens: int, gen_every: int = 1
+) -> dict:
     counts = dict.fromkeys(
         ["compiled", "refused", "crashed", "valid", "invalid", "caught", "cut"], 0
     )
     compile_s: list[float] = []
     mask_s: list[float] = []
     bad: list[str] = []
-    for path in files:
+    for index, path in enumerate(files):
         schema = json.loads(path.read_text())
         t0 = time.perf_counter()
         try:
@@ -173,6 +176,8 @@ def run(backend: Any, model: Any, files: list[Path], gens: int, max_tokens: int)
         compile_s.append(time.perf_counter() - t0)
         counts["compiled"] += 1
         print(f"  {backend.name}: {path.name}", file=sys.stderr, flush=True)
+        if index % gen_every:
+            continue  # compiled only: generations on every gen_every-th file (same for both)
         for seed in range(gens):
             try:
                 out = generate(model, backend, grammar, seed, max_tokens)
@@ -205,16 +210,37 @@ def run(backend: Any, model: Any, files: list[Path], gens: int, max_tokens: int)
     }
 
 
-def decode_step_ms(path: str, steps: int = 16) -> float:
-    """Median time of one decode step of ``path`` (after an 8-token prompt)."""
-    m = load_model(path, n_ctx=256)
-    m.eval(list(range(1, 9)))
-    times = []
-    for i in range(steps):
-        t0 = time.perf_counter()
-        m.eval([100 + i])
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
+def decode_share(path: str, files: list[Path], every: int, tokens: int) -> dict:
+    """Real generation on ``path`` (e.g. the 1.1B shape) under the grammars of every ``every``-th
+    schema: the grammar's time per token (masks, accept, completion checks) over the decode time
+    per token without it, in the same generations."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from grammar import TimedGrammar  # bench/grammar.py
+
+    model = load_model(path, n_ctx=tokens + 64)
+    model.complete(PROMPT, max_tokens=2, temperature=0.0)  # warm up
+    grammar_s = decode_s = 0.0
+    n = 0
+    for path_i in files[::every]:
+        try:
+            g = json_schema_grammar(json.loads(path_i.read_text()))
+        except SchemaUnsupportedError:
+            continue
+        timed = TimedGrammar(g)
+        model.complete(PROMPT, max_tokens=tokens, temperature=1.0, seed=1, grammar=timed)
+        st = model.last_stats
+        grammar_s += timed.seconds
+        decode_s += st.generate_seconds - timed.seconds
+        n += st.generated_tokens
+        print(f"  decode: {path_i.name} {st.generated_tokens} tokens", file=sys.stderr, flush=True)
+    n = max(n, 1)
+    return {
+        "model": path,
+        "tokens": n,
+        "decode_ms_per_token": round(1e3 * decode_s / n, 2),
+        "grammar_ms_per_token": round(1e3 * grammar_s / n, 3),
+        "grammar_over_decode_pct": round(100 * grammar_s / max(decode_s, 1e-9), 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -224,8 +250,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--gens", type=int, default=2)
     ap.add_argument("--max-tokens", type=int, default=400)
     ap.add_argument("--limit", type=int, default=0, help="only the first N files")
+    ap.add_argument("--gen-every", type=int, default=1, help="generate for every Nth file only")
     ap.add_argument("--no-llguidance", action="store_true")
-    ap.add_argument("--decode-model", help="also time a decode step of this model (e.g. 1.1B)")
+    ap.add_argument("--only", choices=["agent", "llguidance"], help="run one backend")
+    ap.add_argument(
+        "--decode-model", help="also generate on this model (e.g. the 1.1B shape): grammar share"
+    )
+    ap.add_argument("--decode-every", type=int, default=10, help="schemas for --decode-model")
+    ap.add_argument("--decode-tokens", type=int, default=32)
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args(argv)
     files = sorted(Path(args.dir).glob("*.json"))[: args.limit or None]
@@ -235,27 +267,32 @@ def main(argv: list[str] | None = None) -> None:
 
         TINY32K.parent.mkdir(parents=True, exist_ok=True)
         make_model(TINY32K, "tiny", "q4_0", vocab=open_model_file(VOCAB).vocab)
-    model = load_model(args.model, n_ctx=args.max_tokens + 64)
-    backends: list[Any] = [Ours(model)]
-    if not args.no_llguidance:
+    model = load_model(args.model, n_ctx=args.max_tokens + 64, threads=1)  # tiny: no fork-join
+    backends: list[Any] = [] if args.only == "llguidance" else [Ours(model)]
+    if not args.no_llguidance and args.only != "agent":
         try:
             backends.append(Guidance(model))
         except ImportError:
             print("llguidance is not installed: only this engine is measured")
-    results = [run(b, model, files, args.gens, args.max_tokens) for b in backends]
+    results = [run(b, model, files, args.gens, args.max_tokens, args.gen_every) for b in backends]
     report: dict[str, Any] = {"results": results}
     if args.decode_model:
-        report["decode_step_ms"] = round(decode_step_ms(args.decode_model), 2)
+        report["decode"] = decode_share(
+            args.decode_model, files, args.decode_every, args.decode_tokens
+        )
     cols = ["compiled", "refused", "crashed", "valid", "invalid", "caught", "cut"]
     cols += ["compile_ms_median", "compile_ms_max", "mask_ms_mean", "mask_ms_p50", "mask_ms_p99"]
-    print(f"{len(files)} schemas from {args.dir}, {args.gens} generations each")
+    print(
+        f"{len(files)} schemas from {args.dir}, {args.gens} generations for every "
+        f"{args.gen_every}th file that compiles, model {args.model}"
+    )
     print(f"{'':12}" + "".join(f"{c:>18}" for c in cols))
     for r in results:
         print(f"{r['backend']:12}" + "".join(f"{r[c]!s:>18}" for c in cols))
         for p in r["problems"][:20]:
             print(f"  {r['backend']}: {p}")
-    if "decode_step_ms" in report:
-        print(f"decode step of {args.decode_model}: {report['decode_step_ms']} ms")
+    if "decode" in report:
+        print("generation on", json.dumps(report["decode"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
 
