@@ -347,3 +347,13 @@ def test_random_schemas_only_admit_valid_instances(vocab, schema, seed):
     assert g.accepts(text)
     assert g.unenforced == (), g.unenforced  # these keywords are all enforced by the grammar
     assert _valid(schema, json.loads(text)), (text, schema)
+
+
+def test_open_strings_share_one_state_and_stay_sound(vocab):
+    schema = {"type": "object", "properties": {"s": {"type": "string"}, "t": {"maxLength": 3}}}
+    g = json_schema_grammar(schema, JsonOptions(open_strings=True))
+    assert g.accepts('{"s": "' + "x" * 1000 + '"}') and not g.accepts('{"t": "abcd"}')
+    m = g.matcher(vocab)
+    assert m.accept_bytes(b'{"s": "ab')
+    state = m.state
+    assert m.accept_bytes(b"cdefgh") and m.state == state  # no counter in the state

@@ -114,6 +114,9 @@ class JsonOptions:
     max_min_count: int = 4096  # largest minLength / minItems that is generated in full
     max_work: int = 200_000  # grammar nodes built per schema (about linear in the schema's size)
     max_seconds: float = 2.0  # compile CPU time per schema
+    # strings without maxLength end only when the model closes them (or max_tokens runs out):
+    # one automaton state instead of one per length, so masks are computed once per string kind
+    open_strings: bool = False
 
 
 def _render(value: Any, yaml: bool) -> str:
@@ -550,6 +553,8 @@ class _Builder:
             except (RegexError, RecursionError) as exc:
                 return self.problem(f"{path}/pattern", str(exc))
             return seq('"', body, '"')
+        if self.o.open_strings and schema.get("maxLength") is None:
+            return seq('"', Rep(self.char, lo, None), '"')  # one state per string: masks reused
         return seq('"', Rep(self.char, lo, hi), '"')
 
     def _repeat_for_length(self, regex: str, lo: int, hi: int | None) -> int | None:
