@@ -233,7 +233,7 @@ class _Builder:
             raise SchemaTooLargeError(path or "#", self.o.max_work, self.o.max_seconds)
 
     def is_valid(self, value: Any, schema: Any) -> bool:
-        """``value`` against ``schema`` in the current root document (jsonschema, formats checked)."""
+        """``value`` against ``schema`` in the current root document (formats checked)."""
         import jsonschema
 
         v = self._validators.get(id(self.root))
@@ -243,7 +243,7 @@ class _Builder:
                 cls = jsonschema.validators.validator_for(root, default=jsonschema.Draft7Validator)
                 v = self._validators[id(self.root)] = cls(root, format_checker=cls.FORMAT_CHECKER)
             return bool(v.evolve(schema=schema).is_valid(value))
-        except Exception:  # a schema jsonschema cannot use: the value is not known to be valid
+        except Exception:  # noqa: BLE001 -- a schema jsonschema cannot use: not known valid
             return False
 
     # -- references and intersections --------------------------------------------------------------
@@ -254,8 +254,8 @@ class _Builder:
             self.problem(where, f"only local references (#/...) are supported, got {ref!r}")
             return None
         target: Any = self.root
-        for part in [p for p in ref[1:].split("/") if p]:
-            part = unquote(part).replace("~1", "/").replace("~0", "~")
+        for raw in [p for p in ref[1:].split("/") if p]:
+            part = unquote(raw).replace("~1", "/").replace("~0", "~")
             if isinstance(target, list) and part.isdigit() and int(part) < len(target):
                 target = target[int(part)]
             elif isinstance(target, dict) and part in target:
@@ -311,7 +311,7 @@ class _Builder:
         )
 
     def memo_rule(self, key: tuple, build: Any) -> Node:
-        """One named rule per key: a schema reached again (recursion, fan-out) costs nothing more."""
+        """One named rule per key: a schema reached again (recursion, fan-out) costs nothing."""
         name = self._refs.get(key)
         if name is None:
             self._n += 1
@@ -435,7 +435,7 @@ class _Builder:
         return alt(*nodes)
 
     def _drop_branch(self, n_before: int) -> bool:
-        """An unsatisfiable or unsupported branch of a union is left out (the others still serve)."""
+        """An unsatisfiable or unsupported branch of a union is left out (others still serve)."""
         del self.problems[n_before:]
         self.n_problems = n_before
         return True
@@ -496,7 +496,7 @@ class _Builder:
 
     # -- scalars -----------------------------------------------------------------------------------
     def _count(self, schema: dict, lo_key: str, hi_key: str, cap: int, path: str):
-        """(lo, hi) of a length/count, hi capped at max(lo, cap); None (a problem) when malformed."""
+        """(lo, hi) of a length/count, hi capped at max(lo, cap); None (a problem) if malformed."""
         lo, hi = schema.get(lo_key, 0), schema.get(hi_key)
         if isinstance(lo, float) and lo.is_integer():
             lo = int(lo)
@@ -714,7 +714,7 @@ class _Builder:
         return isinstance(meta, str) and ("2020-12" in meta or "2019-09" in meta)
 
     def _unique_enum_array(self, items: Any, lo: int, hi: int, path: str) -> Node | None:
-        """Arrays of distinct enum values: a subsequence of the enum in its order (always unique)."""
+        """Arrays of distinct enum values: a subsequence of the enum, in order (always unique)."""
         if items is True or not isinstance(items, dict):
             return None
         try:
@@ -749,7 +749,7 @@ class _Builder:
         return seq(open_, self.ws, body if lo > 0 else opt(body), self.ws, close)
 
     def _members(self, schema: dict, path: str) -> list[tuple[str, Any, bool]] | None:
-        """(name, schema, required) of the properties generated, in schema order; None: a problem."""
+        """(name, schema, required) of the generated properties, in order; None: a problem."""
         props = schema.get("properties", {})
         required = schema.get("required", [])
         if not isinstance(props, dict) or not isinstance(required, list):
@@ -787,10 +787,12 @@ class _Builder:
         if isinstance(min_p, int) and min_p > n_req:
             promote = min_p - n_req  # the first optional properties become required
             out = []
-            for name, sub, r in members:
-                if not r and promote > 0:
-                    r, promote = True, promote - 1
-                out.append((name, sub, r))
+            for name, sub, req in members:
+                if not req and promote > 0:
+                    promote -= 1
+                    out.append((name, sub, True))
+                else:
+                    out.append((name, sub, req))
             if promote > 0 and members:
                 self.note(path, "minProperties")
             members = out

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any
 
-# Keywords of one instance type (they imply the type when "type" is absent; number: integer is enough).
+# Keywords of one instance type: they imply it when "type" is absent (number: integer will do).
 BY_TYPE = {
     "string": {"minLength", "maxLength", "pattern", "format"},
     "integer": {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"},
@@ -57,7 +57,7 @@ class Unsatisfiable(Exception):
 
 
 def canonical(value: Any) -> str:
-    """A key telling JSON values apart the way JSON Schema does (1 and true differ, 1 and 1.0 not)."""
+    """A key telling JSON values apart as JSON Schema does (1 and true differ, 1 and 1.0 not)."""
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, (int, float)):
@@ -124,7 +124,7 @@ def both(a: Any, b: Any) -> Any:
 
 
 def pattern_matches(pattern: Any, name: str) -> bool | None:
-    """``re.search`` as JSON Schema's ECMA regexes mostly behave; None when Python cannot read it."""
+    """``re.search``, as jsonschema itself matches patterns; None when Python cannot read it."""
     try:
         return re.search(str(pattern), name) is not None
     except (re.error, RecursionError, OverflowError):
@@ -153,7 +153,7 @@ def member_schema(schema: dict, name: str) -> Any:
 
 
 def normalize_bounds(s: dict) -> dict:
-    """Draft-4 boolean ``exclusiveMinimum``/``exclusiveMaximum`` in the numeric form of later drafts."""
+    """Draft-4 boolean ``exclusiveMinimum``/``exclusiveMaximum`` in the numeric form (draft 6+)."""
     for flag, bound in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if isinstance(s.get(flag), bool):
             s = dict(s)
@@ -181,7 +181,7 @@ def _tighter(key: str, x: Any, y: Any) -> Any:
 
 
 def intersect(a: dict, b: dict) -> dict:
-    """One flat schema meaning ``allOf [a, b]`` (both already free of top-level ``$ref``/``allOf``)."""
+    """One flat schema meaning ``allOf [a, b]`` (both free of top-level ``$ref``/``allOf``)."""
     out = dict(a)
     rest: list[Any] = list(a.get("allOf", []))
     for key, vb in b.items():
