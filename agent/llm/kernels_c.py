@@ -232,10 +232,7 @@ def _field_ptrs(
     return (
         G,
         nb,
-        [
-            _ptr(fn, what, a, dtype, (G, nb, *tail))
-            for a, (what, dtype, tail) in zip(fields, spec, strict=False)
-        ],
+        [_ptr(fn, what, a, dtype, (G, nb, *tail)) for a, (what, dtype, tail) in zip(fields, spec, strict=False)],
     )
 
 

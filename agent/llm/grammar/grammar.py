@@ -24,7 +24,9 @@ class Grammar:
     ):
         self.name = name
         self.automaton = Automaton(Program(root, rules))
-        self._caches: weakref.WeakKeyDictionary[TokenTable, MaskCache] = weakref.WeakKeyDictionary()
+        self._caches: weakref.WeakKeyDictionary[TokenTable, MaskCache] = (
+            weakref.WeakKeyDictionary()
+        )
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
