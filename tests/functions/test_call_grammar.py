@@ -88,8 +88,17 @@ def test_known_good_calls_are_in_the_language(registry, fmt):
 
 def test_unsupported_parameter_keywords_are_reported(registry):
     r = FunctionRegistry()
-    r.add("f", "", {"type": "object", "properties": {"u": {"type": "string", "format": "uri"}}})
-    with pytest.raises(SchemaUnsupportedError, match="format 'uri'"):
+    r.add(
+        "f",
+        "",
+        {
+            "type": "object",
+            "properties": {"u": {"type": "string"}},
+            "required": ["u", "v"],
+            "additionalProperties": False,
+        },
+    )
+    with pytest.raises(SchemaUnsupportedError, match="required property 'v' is not allowed"):
         function_call_grammar(r, "json")
     with pytest.raises(ValueError, match="json' or 'yaml"):
         function_call_grammar(registry, "toml")

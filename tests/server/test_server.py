@@ -283,7 +283,7 @@ def test_bad_api_key_is_401(server):
                     "messages": [{"role": "user", "content": "x"}],
                     "response_format": {
                         "type": "json_schema",
-                        "json_schema": {"schema": {"type": "string", "format": "uri"}},
+                        "json_schema": {"schema": {"type": "string", "minLength": 10**9}},
                     },
                 }
             ).encode(),
@@ -298,7 +298,11 @@ def test_bad_api_key_is_401(server):
                             "type": "function",
                             "function": {
                                 "name": "f",
-                                "parameters": {"type": "object", "properties": {"a": {"not": {}}}},
+                                "parameters": {
+                                    "type": "object",
+                                    "required": ["a"],
+                                    "additionalProperties": False,
+                                },
                             },
                         }
                     ],

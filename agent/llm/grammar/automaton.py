@@ -35,9 +35,15 @@ class Program:
         self._named: dict[str, int] = {}
         self._defs = dict(rules or {})
         self._memo: dict[Node, int] = {}
+        self._pending: list[tuple[int, str]] = []
         self.root = self._rule_for(root)
         for name in self._defs:  # compile named rules that are referenced only indirectly
             self._named_rule(name)
+        while self._pending:  # named rules are compiled from a work list: nesting costs no stack
+            rid, name = self._pending.pop()
+            node = self._defs[name]
+            for a in node.items if isinstance(node, Alt) else (node,):
+                self._add_alternative(rid, a)
 
     # -- compilation -----------------------------------------------------------------------------
     def _new_rule(self) -> int:
@@ -53,10 +59,7 @@ class Program:
                 f"defined rules: {sorted(self._defs)}"
             )
         rid = self._named[name] = self._new_rule()
-        node = self._defs[name]
-        alts = node.items if isinstance(node, Alt) else (node,)
-        for a in alts:
-            self._add_alternative(rid, a)
+        self._pending.append((rid, name))
         return rid
 
     def _rule_for(self, node: Node) -> int:
