@@ -31,8 +31,9 @@ ENGINE_CLI = "agent.llm.cli"
 # Besides the packages' own ``cli`` modules, what opens a model from command-line options in
 # another process: batch workers and Ray actors, Ray Serve replicas.
 ENGINE_CLI_USERS = {"agent.batch.runner", "agent.server.ray_serve"}
-# Known exception, owned by the JSON-Schema grammar work: it reuses the builder's internals.
-ENGINE_EXCEPTIONS = {("agent.functions.grammar", "agent.llm.grammar.json_schema")}
+ENGINE_EXCEPTIONS: set[tuple[str, str]] = (
+    set()
+)  # (importer, engine module) pairs allowed beyond these
 
 # What each top-level part may import from the other parts (besides agent.errors and itself).
 ALLOWED = {

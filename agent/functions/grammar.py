@@ -21,16 +21,19 @@ from typing import Any
 
 from agent.llm.grammar import (
     Grammar,
+    JsonOptions,
+    SchemaBuilder,
     alt,
     byte_set,
+    finish_grammar,
     lit,
     opt,
     printable_utf8_char,
     rep,
     seq,
     text_char,
+    yaml_key,
 )
-from agent.llm.grammar.json_schema import JsonOptions, _Builder, _finish, yaml_key
 
 FORMATS = ("json", "yaml")
 
@@ -86,7 +89,7 @@ def _build(
     registry: Any, names: list[str], fmt: str, options: JsonOptions, allow_text: bool
 ) -> Grammar:
     if fmt == "json":
-        b = _Builder({}, options, yaml=False)
+        b = SchemaBuilder({}, options, yaml=False)
         calls = []
         for n in names:
             schema = _params_schema(registry, n)
@@ -113,8 +116,8 @@ def _build(
                 printable_utf8_char(),
             )
             root = alt(root, seq(first, rep(alt(text_char(), byte_set("\n\t")))))
-        return _finish(b, root, "function call (json)" + (" or text" if allow_text else ""))
-    b = _Builder({}, options, yaml=True)
+        return finish_grammar(b, root, "function call (json)" + (" or text" if allow_text else ""))
+    b = SchemaBuilder({}, options, yaml=True)
     calls = []
     for n in names:
         schema = _params_schema(registry, n)
@@ -124,7 +127,8 @@ def _build(
                 "function: ", lit(yaml_key(n)), "\nparams:", b.block_value(schema, f"{n}/params", 2)
             )
         )
-    # at column 0: nothing before "function:", or a line break (after the space the answer may start with)
-    return _finish(
+    # at column 0: nothing before "function:", or a line break (after the space the answer may
+    # start with)
+    return finish_grammar(
         b, seq(opt(seq(opt(" "), "\n")), alt(*calls)), "function call (yaml)", lead=False
     )

@@ -146,7 +146,7 @@ def _partial_call(text: str, prep: Prepared) -> dict[str, Any]:
     """A tool call cut by max_tokens, as OpenAI returns it: the name and the arguments so far."""
     m = _CALL_HEAD.match(text)
     name = json.loads(f'"{m.group(1)}"') if m else None
-    if name not in prep.registry.names():
+    if m is None or name not in prep.registry.names():
         raise APIError(
             422,
             f"max_tokens ({prep.max_tokens}) ran out before the tool call named its function; "

@@ -1,4 +1,5 @@
-"""JSON Schema -> grammar: every sample validates, invalid texts are rejected, unsupported keywords reported."""
+"""JSON Schema -> grammar: every sample validates, invalid texts are rejected, unsupported keywords
+reported."""
 
 from __future__ import annotations
 

@@ -208,9 +208,9 @@ def test_numbers_and_fanout_do_not_drive_compile_cost(schema, vocab):
 
 def test_compile_work_grows_linearly_with_fanout_depth():
     def work(depth: int) -> int:
-        from agent.llm.grammar.json_schema import _Builder
+        from agent.llm.grammar.json_schema import SchemaBuilder
 
-        b = _Builder(fanout(depth), JsonOptions(), False)
+        b = SchemaBuilder(fanout(depth), JsonOptions(), False)
         b.value(b.root, "")
         return b.work
 

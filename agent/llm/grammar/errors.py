@@ -8,11 +8,13 @@ SHOWN_PROBLEMS = 5  # an error message lists at most this many problems (``probl
 
 
 class GrammarError(AgentError):
-    """A grammar is malformed, or generation reached a point no token of the vocabulary can continue."""
+    """A grammar is malformed, or generation reached a point no token of the vocabulary can
+    continue."""
 
 
 class SchemaUnsupportedError(GrammarError):
-    """A JSON Schema uses keywords the grammar cannot enforce; ``problems`` lists each one with its path."""
+    """A JSON Schema uses keywords the grammar cannot enforce; ``problems`` lists each one with
+    its path."""
 
     def __init__(self, problems: list[str], total: int | None = None):
         self.problems = list(problems)

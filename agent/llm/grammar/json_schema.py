@@ -188,7 +188,7 @@ def _json_char_for(cs: CharSet) -> Node:
     return alt(*alts)
 
 
-class _Builder:
+class SchemaBuilder:
     def __init__(self, root_schema: Any, options: JsonOptions, yaml: bool):
         self.o = options
         self.yaml = yaml
@@ -534,7 +534,7 @@ class _Builder:
         if pattern is not None or fmt is not None:
             if pattern is not None and fmt is not None:
                 self.note(path, f"format {fmt!r} next to a pattern")
-            regex = pattern if pattern is not None else FORMATS[fmt]
+            regex = pattern if pattern is not None else FORMATS[fmt or ""]
             if not isinstance(regex, str):
                 return self.problem(path, "pattern must be a string")
             self.spend(len(regex), path)
@@ -600,6 +600,7 @@ class _Builder:
             ilo = min(-big, ihi - big)
         elif ihi is None:
             ihi = max(big, ilo + big)
+        assert ilo is not None and ihi is not None  # each branch above set both
         if ilo < -big and ihi > big:
             ilo, ihi = -big, big
         elif ihi - ilo > 2 * big:
@@ -759,7 +760,7 @@ class _Builder:
             self.problem(f"{path}/required", "must list property names (strings)")
             return None
         self.spend(len(props) + len(required), path)
-        req = set(required)
+        required_names = set(required)
         members: list[tuple[str, Any, bool]] = []
         for name in list(props) + [r for r in dict.fromkeys(required) if r not in props]:
             sub = member_schema(schema, name)
@@ -767,11 +768,11 @@ class _Builder:
                 self.note(f"{path}/patternProperties", "a pattern Python's re cannot read")
                 sub = props.get(name, True)
             if sub is False:
-                if name in req:
+                if name in required_names:
                     self.problem(path, f"required property {name!r} is not allowed by the schema")
                     return None
                 continue
-            members.append((name, sub, name in req))
+            members.append((name, sub, name in required_names))
         names = schema.get("propertyNames")
         if names is not None and names is not True:
             kept = []
@@ -786,16 +787,16 @@ class _Builder:
         min_p, max_p = schema.get("minProperties", 0), schema.get("maxProperties")
         if isinstance(min_p, int) and min_p > n_req:
             promote = min_p - n_req  # the first optional properties become required
-            out = []
+            promoted = []
             for name, sub, req in members:
                 if not req and promote > 0:
                     promote -= 1
-                    out.append((name, sub, True))
+                    promoted.append((name, sub, True))
                 else:
-                    out.append((name, sub, req))
+                    promoted.append((name, sub, req))
             if promote > 0 and members:
                 self.note(path, "minProperties")
-            members = out
+            members = promoted
         if isinstance(max_p, int) and not isinstance(max_p, bool) and len(members) > max_p:
             n_req = sum(1 for m in members if m[2])
             if n_req > max_p:
@@ -868,7 +869,8 @@ class _Builder:
         return seq("{", self.ws, "}")
 
     def _sequence(self, members: list[tuple[Node, bool]], sep: Node, allow_empty: bool) -> Node:
-        """Members in order, required ones always, optional ones maybe, ``sep`` between present ones.
+        """Members in order, required ones always, optional ones maybe, ``sep`` between present
+        ones.
 
         rest(i, first) = what may follow after members[:i] (``first``: none present yet); named
         rules keep the grammar linear in the number of members.
@@ -917,7 +919,8 @@ class _Builder:
 
     # -- YAML block style --------------------------------------------------------------------------
     def block_value(self, schema: Any, path: str, indent: int, depth: int = 0) -> Node:
-        """What follows ``key:`` in a YAML block mapping: `` scalar`` / `` [flow]`` or a nested block."""
+        """What follows ``key:`` in a YAML block mapping: `` scalar`` / `` [flow]`` or a nested
+        block."""
         self.spend(1, path)
         if (
             not isinstance(schema, dict)
@@ -1004,7 +1007,7 @@ def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _exclusive(a: dict, b: dict, builder: _Builder) -> bool:
+def _exclusive(a: dict, b: dict, builder: SchemaBuilder) -> bool:
     """True when ``a`` and ``b`` (flat schemas) share no value: by type, or by a tag property."""
     ta, tb = a.get("type"), b.get("type")
     if ta is not None and tb is not None:
@@ -1080,7 +1083,7 @@ def int_range(lo: int, hi: int) -> Node:
     return alt(*alts)
 
 
-def _finish(b: _Builder, root: Node, name: str, lead: bool = True) -> Grammar:
+def finish_grammar(b: SchemaBuilder, root: Node, name: str, lead: bool = True) -> Grammar:
     """The grammar, or every problem found; ``lead``: allow the space a chat answer starts with."""
     if b.problems:
         raise SchemaUnsupportedError(b.problems, total=b.n_problems)
@@ -1093,17 +1096,18 @@ def json_schema_grammar(
     schema: Any, options: JsonOptions | None = None, *, yaml: bool = False
 ) -> Grammar:
     """A grammar for JSON text (or a YAML flow value) valid against ``schema``."""
-    b = _Builder(schema, options or JsonOptions(), yaml)
+    b = SchemaBuilder(schema, options or JsonOptions(), yaml)
     try:
         root = b.value(schema, "")
     except RecursionError:  # guarded by max_nesting; kept as a last line of defence
         raise SchemaTooLargeError("#", b.o.max_work, b.o.max_seconds) from None
-    return _finish(b, root, "json-schema")
+    return finish_grammar(b, root, "json-schema")
 
 
 def json_value_grammar(options: JsonOptions | None = None, *, object_only: bool = True) -> Grammar:
-    """Any JSON (an object by default, as OpenAI's json_object mode), nesting bounded by max_depth."""
-    b = _Builder({}, options or JsonOptions(), False)
+    """Any JSON (an object by default, as OpenAI's json_object mode), nesting bounded by
+    max_depth."""
+    b = SchemaBuilder({}, options or JsonOptions(), False)
     depth = b.o.max_depth
     if object_only:
         inner = b.any_value(depth - 1)
@@ -1111,8 +1115,8 @@ def json_value_grammar(options: JsonOptions | None = None, *, object_only: bool 
         root = b.bracketed("{", "}", pair, 0, b.o.max_items)
     else:
         root = b.any_value(depth)
-    return _finish(b, root, "json")
+    return finish_grammar(b, root, "json")
 
 
-def json_schema_node(builder: _Builder, schema: Any) -> Node:
+def json_schema_node(builder: SchemaBuilder, schema: Any) -> Node:
     return builder.value(schema, "")

@@ -1,4 +1,5 @@
-"""Token masks: which vocabulary tokens keep the text inside the grammar, memoized per automaton state.
+"""Token masks: which vocabulary tokens keep the text inside the grammar, memoized per automaton
+state.
 
 A mask is computed by walking every token's bytes through the transition table one byte column at
 a time (numpy gathers over the whole vocabulary), expanding automaton states on demand. Masks are
@@ -88,8 +89,9 @@ class GrammarMatcher:
         mask = self._cache.mask(self.state)
         if not mask.any():
             raise GrammarError(
-                f"no token of the vocabulary can continue the constrained text after {bytes(self.text)[-60:]!r}; "
-                "the vocabulary lacks the bytes the grammar needs (it should have <0xXX> byte tokens)"
+                "no token of the vocabulary can continue the constrained text after "
+                f"{bytes(self.text)[-60:]!r}; the vocabulary lacks the bytes the grammar needs (it "
+                "should have <0xXX> byte tokens)"
             )
         return mask
 
@@ -105,7 +107,8 @@ class GrammarMatcher:
         self.text += piece
 
     def accept_bytes(self, data: bytes) -> bool:
-        """Advance over raw text (e.g. a forced prefix); False (state unchanged) if it does not fit."""
+        """Advance over raw text (e.g. a forced prefix); False (state unchanged) if it does not
+        fit."""
         nxt = self._auto.run(self.state, data)
         if nxt == DEAD:
             return False

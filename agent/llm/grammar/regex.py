@@ -32,7 +32,8 @@ class RegexError(GrammarError):
 
 @dataclass(frozen=True)
 class CharSet:
-    """ASCII characters as a 128-bit mask, plus non-ASCII: every one (``any_non_ascii``) or ``extra``."""
+    """ASCII characters as a 128-bit mask, plus non-ASCII: every one (``any_non_ascii``) or
+    ``extra``."""
 
     ascii: int = 0
     any_non_ascii: bool = False
@@ -302,5 +303,6 @@ def _range_set(a: str, b: str, parser: _Parser, at: int) -> CharSet:
 
 
 def regex_node(pattern: str, emit: Callable[[CharSet], Node], *, max_repeat: int = 32) -> Node:
-    """Grammar node for strings matching ``pattern`` (searched, as JSON Schema does, unless anchored)."""
+    """Grammar node for strings matching ``pattern`` (searched, as JSON Schema does, unless
+    anchored)."""
     return _Parser(pattern, emit, max_repeat).parse()
