@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "agent.functions.cli",  # call
     "agent.llm.cli",  # generate, chat, info, convert
     "agent.server.cli",  # serve
+    "agent.batch.cli",  # batch
 )
 
 

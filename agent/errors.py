@@ -18,12 +18,14 @@ class ModelFormatError(AgentError):
 class PlanError(AgentError):
     """A reWOO plan could not be parsed or validated.
 
-    ``problems`` lists every problem found (see ``agent.planner``), not just the first.
+    ``problems`` lists every problem found (see ``agent.planner``), not just the first; ``steps``
+    holds the steps that did parse, so a tool can show what was understood.
     """
 
-    def __init__(self, message: str, problems: list | None = None):
+    def __init__(self, message: str, problems: list | None = None, steps: list | None = None):
         super().__init__(message)
         self.problems = list(problems or [])
+        self.steps = list(steps or [])
 
 
 class ToolError(AgentError):

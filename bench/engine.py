@@ -4,14 +4,15 @@
     .venv/bin/python bench/engine.py --quick              # 1b q4_0 only, fewer repetitions
     .venv/bin/python bench/engine.py --shapes 1b --types q4_0,q4_k --json out.json
     .venv/bin/python bench/engine.py --vs-llama-cpp       # also llama-cpp-python, when installed
-    .venv/bin/python bench/engine.py --quick --decode-at 2000  # also decode after a 2000-token prompt
+    .venv/bin/python bench/engine.py --quick --decode-at 2000  # + decode after a 2000-token prompt
 
 Random-block models of real shapes are made once with the project's own writer
-(``agent.llm.formats.fixtures``) and cached in bench/.cache/. Every model is measured in a fresh process
-(load time, peak resident memory and warm start are per process): a first child warms the kernel
-caches (the compiled C library, or numba's), a second one measures. The same run measures the machine's limits -- memory read
-bandwidth (numpy sums over 1 GB, on ``threads`` threads) and numpy's float32 sgemm rate -- and
-reports decode as a fraction of bandwidth / weight bytes, prefill as a fraction of the sgemm rate.
+(``agent.llm.formats.fixtures``) and cached in bench/.cache/. Every model is measured in a fresh
+process (load time, peak resident memory and warm start are per process): a first child warms the
+kernel caches (the compiled C library, or numba's), a second one measures. The same run measures the
+machine's limits -- memory read bandwidth (numpy sums over 1 GB, on ``threads`` threads) and numpy's
+float32 sgemm rate -- and reports decode as a fraction of bandwidth / weight bytes, prefill as a
+fraction of the sgemm rate.
 """
 
 from __future__ import annotations
@@ -362,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     flops = sgemm_rate(args.threads)
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"{args.threads} threads; read bandwidth {bw / 1e9:.1f} GB/s; numpy sgemm {flops / 1e9:.0f} GFLOP/s"
+        f"{args.threads} threads; read bandwidth {bw / 1e9:.1f} GB/s; numpy sgemm "
+        f"{flops / 1e9:.0f} GFLOP/s"
     )
     rows: list[dict[str, Any]] = []
     for shape in shapes:
@@ -375,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
                 r["cold_first_token_s"] = cold_compile_seconds(path, args)
             rows.append(r)
             print(
-                f"{r['model']}: decode {r['decode_tok_s']:.1f} tok/s ({r['decode_frac_bw']:.2f} of the limit), "
+                f"{r['model']}: decode {r['decode_tok_s']:.1f} tok/s ({r['decode_frac_bw']:.2f} of "
+                "the limit), "
                 + ", ".join(
                     f"prefill{n} {r[f'prefill{n}_tok_s']:.1f} tok/s" for n in args.prefills
                 ),
@@ -408,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows:
             if "cold_first_token_s" in r:
                 print(
-                    f"{r['model']}: first token with an empty numba cache {r['cold_first_token_s']:.1f} s"
+                    f"{r['model']}: first token with an empty numba cache "
+                    f"{r['cold_first_token_s']:.1f} s"
                 )
     if args.json:
         Path(args.json).write_text(

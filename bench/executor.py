@@ -1,4 +1,5 @@
-"""Executor latency: scheduling overhead per step, and wall time of parallel plans against the ideal.
+"""Executor latency: scheduling overhead per step, and wall time of parallel plans against the
+ideal.
 
 Not a test: run by hand (`.venv/bin/python bench/executor.py`). Tools are local sleeps, so the
 figures are the executor's own cost, not the network's or the model's.

@@ -1,8 +1,9 @@
-"""Constrained-decoding overhead per token, against decode time (issue 7). Not a test: run it by hand.
+"""Constrained-decoding overhead per token, against decode time (issue 7). Not a test: run it by
+hand.
 
-    .venv/bin/python bench/grammar.py                         # masks over the real 32000-token vocab
+    .venv/bin/python bench/grammar.py            # masks over the real 32000-token vocab
     .venv/bin/python bench/grammar.py --model bench/.cache/1b-q4_0.gguf --tokens 32
-                                                              # + decode time of a 1.1B-shape model
+                                                 # + decode time of a 1.1B-shape model
 
 Part 1 walks each grammar (plan, function call JSON/YAML, a JSON Schema) with uniformly random
 allowed tokens -- a worst case for the number of distinct grammar states, since a real model

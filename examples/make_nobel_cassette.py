@@ -28,8 +28,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from agent.llm.scripted import ScriptedModel  # noqa: E402
 from agent.planner import RecordingModel, ask, make_cassette, replay, save_cassette  # noqa: E402
-from agent.planner.card import CARD_PLAN
-from agent.planner.card import CARD_QUESTION as QUESTION
+from agent.planner.card import CARD_PLAN  # noqa: E402
+from agent.planner.card import CARD_QUESTION as QUESTION  # noqa: E402
 from agent.tools.defaults import default_tools  # noqa: E402
 from agent.tools.search import SearchResult  # noqa: E402
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from agent.functions.registry import FunctionRegistry
+from agent.functions.errors import CallError
+
+
+class Dispatcher(Protocol):
+    """What runs a call (``FunctionRegistry`` is one)."""
+
+    def dispatch(self, call: FunctionCall) -> Any: ...
 
 
 @dataclass
@@ -25,13 +30,11 @@ class FunctionCall:
     raw: str = ""
     repairs: tuple[str, ...] = ()
     attempts: int = field(default=1, compare=False)
-    registry: FunctionRegistry | None = field(default=None, repr=False, compare=False)
+    registry: Dispatcher | None = field(default=None, repr=False, compare=False)
 
     def invoke(self) -> Any:
         """Run the registered handler (see ``FunctionRegistry.dispatch``)."""
         if self.registry is None:
-            from agent.functions.errors import CallError
-
             raise CallError(
                 "handler_error",
                 f"the call of {self.name!r} is not bound to a registry; use "

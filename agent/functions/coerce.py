@@ -50,8 +50,8 @@ class _Coercer:
             if not ref.startswith("#"):
                 return {}
             target: Any = self.root
-            for part in [p for p in ref[1:].split("/") if p]:
-                part = part.replace("~1", "/").replace("~0", "~")
+            for raw in [p for p in ref[1:].split("/") if p]:
+                part = raw.replace("~1", "/").replace("~0", "~")
                 if isinstance(target, dict) and part in target:
                     target = target[part]
                 else:
@@ -64,7 +64,7 @@ class _Coercer:
     def valid(self, value: Any, schema: Any) -> bool:
         try:
             return self._validator.evolve(schema=schema).is_valid(value)
-        except Exception:  # a broken sub-schema cannot be chosen, not a crash
+        except Exception:  # noqa: BLE001 -- a broken sub-schema cannot be chosen, not a crash
             return False
 
     def run(self, value: Any, schema: Any, depth: int) -> Any:
@@ -99,11 +99,9 @@ class _Coercer:
         return value
 
     def mapping(self, value: dict, schema: dict, depth: int) -> dict:
-        props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-        patterns = (
-            schema.get("patternProperties")
-            if isinstance(schema.get("patternProperties"), dict)
-            else {}
+        props: dict = schema["properties"] if isinstance(schema.get("properties"), dict) else {}
+        patterns: dict = (
+            schema["patternProperties"] if isinstance(schema.get("patternProperties"), dict) else {}
         )
         extra = schema.get("additionalProperties", {})
         out = {}
@@ -113,15 +111,16 @@ class _Coercer:
                 continue
             matched = [s for p, s in patterns.items() if _search(p, key)]
             if matched:
+                typed = item
                 for sub in matched:
-                    item = self.run(item, sub, depth + 1)
-                out[key] = item
+                    typed = self.run(typed, sub, depth + 1)
+                out[key] = typed
             else:
                 out[key] = self.run(item, extra, depth + 1)
         return out
 
     def sequence(self, value: list, schema: dict, depth: int) -> list:
-        prefix = schema.get("prefixItems") if isinstance(schema.get("prefixItems"), list) else []
+        prefix: list = schema["prefixItems"] if isinstance(schema.get("prefixItems"), list) else []
         items = schema.get("items", {})
         return [
             self.run(v, prefix[i] if i < len(prefix) else items, depth + 1)

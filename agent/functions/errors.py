@@ -64,3 +64,15 @@ class FunctionDefinitionError(AgentError):
 
 class ConstrainedDecodingUnavailable(AgentError):
     """``constrained=True`` was asked for but the grammar builder is not installed."""
+
+
+def invalid_params(name: str, errors: list[tuple[str, str]], raw: str | None = None) -> CallError:
+    listing = "; ".join(f"{path}: {msg}" for path, msg in errors)
+    return CallError(
+        "invalid_params",
+        f"the params for {name!r} do not match its schema ({len(errors)} problem"
+        f"{'s' if len(errors) != 1 else ''}): {listing}",
+        errors=errors,
+        function=name,
+        raw=raw,
+    )

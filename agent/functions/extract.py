@@ -55,7 +55,7 @@ def find_snippets(text: str) -> list[Snippet]:
 
 def _fences(text: str) -> list[tuple[str, int, str]]:
     """(body, offset, language) of each fenced block; an unclosed last fence runs to the end."""
-    out = []
+    out: list[tuple[str, int, str]] = []
     pos = 0
     while True:
         m = _FENCE.search(text, pos)
@@ -194,7 +194,7 @@ def _yaml_blocks(text: str) -> list[tuple[str, int]]:
         # from the function line on; and, when keys precede it, with those too (either may be
         # the call: "params:" written first, or prose that happens to look like a key)
         for start in [first, i] if first < i else [i]:
-            block = "".join(_dedent(l, indent) for l in lines[start : last + 1])
+            block = "".join(_dedent(line, indent) for line in lines[start : last + 1])
             out.append((block, offsets[start]))
     return out
 

@@ -8,7 +8,8 @@ JSON::                                  YAML::
     }                                         limit: 5
 
 ``function`` is one of the registry's names and ``params`` follows that function's JSON Schema
-(``agent.llm.grammar.json_schema``: unsupported keywords raise ``SchemaUnsupportedError``). The YAML
+(``agent.llm.grammar.json_schema``, its ``$ref``s resolved against that schema; what cannot be
+generated raises ``SchemaUnsupportedError``). The YAML
 form uses block mappings for objects and flow style for arrays and scalars, with every string
 double-quoted, so ``yaml.safe_load`` gives back exactly the values the schema allows.
 """
@@ -20,16 +21,19 @@ from typing import Any
 
 from agent.llm.grammar import (
     Grammar,
+    JsonOptions,
+    SchemaBuilder,
     alt,
     byte_set,
+    finish_grammar,
     lit,
     opt,
     printable_utf8_char,
     rep,
     seq,
     text_char,
+    yaml_key,
 )
-from agent.llm.grammar.json_schema import JsonOptions, _Builder, _finish, yaml_key
 
 FORMATS = ("json", "yaml")
 
@@ -85,36 +89,46 @@ def _build(
     registry: Any, names: list[str], fmt: str, options: JsonOptions, allow_text: bool
 ) -> Grammar:
     if fmt == "json":
-        schema = {
-            "anyOf": [
-                {
-                    "type": "object",
-                    "properties": {"function": {"const": n}, "params": _params_schema(registry, n)},
-                    "required": ["function", "params"],
-                }
-                for n in names
-            ]
-        }
-        b = _Builder(schema, options, yaml=False)
-        root = b.value(schema, "")
+        b = SchemaBuilder({}, options, yaml=False)
+        calls = []
+        for n in names:
+            schema = _params_schema(registry, n)
+            b.set_root(schema)  # each tool's $defs/$ref resolve against its own schema
+            calls.append(
+                seq(
+                    "{",
+                    b.ws,
+                    '"function"',
+                    b.colon,
+                    lit(json.dumps(n)),
+                    b.sep,
+                    '"params"',
+                    b.colon,
+                    b.value(schema, f"{n}/params"),
+                    b.ws,
+                    "}",
+                )
+            )
+        root = alt(*calls)
         if allow_text:
             first = alt(
                 byte_set("{ " + "".join(map(chr, range(32))) + "\x7f", negate=True),
                 printable_utf8_char(),
             )
             root = alt(root, seq(first, rep(alt(text_char(), byte_set("\n\t")))))
-        return _finish(b, root, "function call (json)" + (" or text" if allow_text else ""))
-    b = _Builder({}, options, yaml=True)
+        return finish_grammar(b, root, "function call (json)" + (" or text" if allow_text else ""))
+    b = SchemaBuilder({}, options, yaml=True)
     calls = []
     for n in names:
         schema = _params_schema(registry, n)
-        b.root = schema  # local $refs resolve against the function's own schema
+        b.set_root(schema)  # local $refs resolve against the function's own schema
         calls.append(
             seq(
                 "function: ", lit(yaml_key(n)), "\nparams:", b.block_value(schema, f"{n}/params", 2)
             )
         )
-    # at column 0: nothing before "function:", or a line break (after the space the answer may start with)
-    return _finish(
+    # at column 0: nothing before "function:", or a line break (after the space the answer may
+    # start with)
+    return finish_grammar(
         b, seq(opt(seq(opt(" "), "\n")), alt(*calls)), "function call (yaml)", lead=False
     )

@@ -19,10 +19,10 @@ import yaml
 
 from agent.functions.call import FunctionCall
 from agent.functions.coerce import coerce
-from agent.functions.errors import CallError
+from agent.functions.errors import CallError, invalid_params
 from agent.functions.extract import Snippet, find_snippets
-from agent.functions.registry import FunctionRegistry, invalid_params
 from agent.functions.repair import loads_json, quote_hash_values, repair_json, repair_yaml
+from agent.functions.spec import FunctionLookup
 from agent.functions.validate import param_errors
 from agent.functions.yamlio import PlainStr, is_core_null, load_plain, plain_to_str
 
@@ -54,7 +54,7 @@ class _Failure(Exception):
 
 
 def parse_function_call(
-    text: str, registry: FunctionRegistry, *, format: str | None = None
+    text: str, registry: FunctionLookup, *, format: str | None = None
 ) -> FunctionCall:
     """The call in ``text`` (plain, fenced or amid prose; JSON or YAML), validated against
     ``registry``, or ``FunctionCallError`` (``CallError``) with kind no_call, invalid_syntax,
@@ -83,7 +83,7 @@ def parse_function_call(
             if best is None or failure.rank > best.rank:
                 best = failure
         except RecursionError:
-            failure = _Failure(
+            deep = _Failure(
                 BAD_SYNTAX,
                 CallError(
                     "invalid_syntax",
@@ -91,8 +91,8 @@ def parse_function_call(
                     raw=text,
                 ),
             )
-            if best is None or failure.rank > best.rank:
-                best = failure
+            if best is None or deep.rank > best.rank:
+                best = deep
     if best is None or best.rank == NO_CALL:
         raise CallError(
             "no_call",
@@ -104,7 +104,7 @@ def parse_function_call(
     raise best.error
 
 
-def _parse_snippet(snippet: Snippet, text: str, registry: FunctionRegistry) -> FunctionCall:
+def _parse_snippet(snippet: Snippet, text: str, registry: FunctionLookup) -> FunctionCall:
     """The call in one snippet; when it has several readings the first valid one wins."""
     best: _Failure | None = None
     readings = _decodings(snippet, text)
@@ -130,7 +130,7 @@ def _further(best: _Failure | None, failure: _Failure) -> _Failure:
 
 
 def _call_from(
-    decoded: _Decoded, snippet: Snippet, text: str, registry: FunctionRegistry
+    decoded: _Decoded, snippet: Snippet, text: str, registry: FunctionLookup
 ) -> FunctionCall:
     name, params = _split(decoded.data, snippet, text)
     spec = registry.get(name)
@@ -353,7 +353,7 @@ def _wrapped_call(data: dict) -> dict | None:
         if isinstance(inner, list) and inner and isinstance(inner[0], dict):
             inner = inner[0]
         if isinstance(inner, dict):
-            nested = inner.get("function") if isinstance(inner.get("function"), dict) else inner
+            nested: dict = inner["function"] if isinstance(inner.get("function"), dict) else inner
             if _name_key(nested) is not None:
                 return nested
     return None

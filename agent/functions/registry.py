@@ -6,32 +6,23 @@ import copy
 import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, overload
 
 from agent.functions.call import FunctionCall
 from agent.functions.definitions import iter_definitions, read_definitions_file
-from agent.functions.errors import CallError, FunctionDefinitionError
+from agent.functions.errors import CallError, FunctionDefinitionError, invalid_params
+from agent.functions.parse import parse_function_call
 from agent.functions.prompt import describe_function, function_prompt, function_prompt_body
 from agent.functions.schema import function_schema, to_python
+from agent.functions.spec import FunctionSpec
 from agent.functions.validate import check_parameters_schema, param_errors
 from agent.llm.prompts import SYSTEM_PROMPT
 
+__all__ = ["FunctionRegistry", "FunctionSpec", "invalid_params"]  # the last two live below
+
 # OpenAI's rule for function names (a-z, A-Z, 0-9, _ and -, at most 64), plus dots.
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-@dataclass
-class FunctionSpec:
-    """One registered function. ``hints`` (from ``@function``) convert validated JSON params to
-    the handler's Python types (Enum members, dataclasses, ...)."""
-
-    name: str
-    description: str
-    parameters: dict[str, Any]
-    handler: Callable[..., Any] | None = None
-    hints: dict[str, Any] | None = None
 
 
 class FunctionRegistry:
@@ -126,7 +117,10 @@ class FunctionRegistry:
         for name, description, parameters in iter_definitions(data, where):
             if name in reg._specs:
                 raise FunctionDefinitionError(f"{where}: function {name!r} is defined twice")
-            reg.add(name, description, parameters, handlers.pop(name, None))
+            try:
+                reg.add(name, description, parameters, handlers.pop(name, None))
+            except FunctionDefinitionError as exc:  # say which file (or list) it came from
+                raise FunctionDefinitionError(f"{where}: {exc}") from None
         if handlers:
             raise FunctionDefinitionError(
                 f"handlers given for undefined functions: {', '.join(sorted(handlers))}"
@@ -257,8 +251,6 @@ class FunctionRegistry:
 
     def parse(self, text: str, format: str | None = None) -> FunctionCall:
         """``parse_function_call(text, self)``."""
-        from agent.functions.parse import parse_function_call
-
         return parse_function_call(text, self, format=format)
 
     def validate(self, name: str, params: Any) -> None:
@@ -294,15 +286,3 @@ class FunctionRegistry:
                 f"function {spec.name!r} failed: {type(exc).__name__}: {exc}",
                 function=spec.name,
             ) from exc
-
-
-def invalid_params(name: str, errors: list[tuple[str, str]], raw: str | None = None) -> CallError:
-    listing = "; ".join(f"{path}: {msg}" for path, msg in errors)
-    return CallError(
-        "invalid_params",
-        f"the params for {name!r} do not match its schema ({len(errors)} problem"
-        f"{'s' if len(errors) != 1 else ''}): {listing}",
-        errors=errors,
-        function=name,
-        raw=raw,
-    )

@@ -3,7 +3,8 @@
 JSON: trailing commas, single-quoted and typographic (“…”) strings, Python ``True``/``False``/
 ``None``, ``//`` and ``/* */`` comments. One pass over the text that knows where strings are, so
 nothing inside a string is ever touched. YAML: values containing ``": "`` (a scanner error) or
-``" #"`` (silently cut as a comment) are quoted. Each repair reports what it changed, so a call can say it was fixed.
+``" #"`` (silently cut as a comment) are quoted. Each repair reports what it changed, so a call
+can say it was fixed.
 """
 
 from __future__ import annotations
@@ -153,10 +154,11 @@ def repair_yaml(text: str) -> tuple[str, list[str]]:
     leading tabs (not allowed in YAML indentation) into spaces."""
     repairs: set[str] = set()
     lines = text.split("\n")
-    for idx, line in enumerate(lines):
-        if line.startswith("\t"):
-            stripped = line.lstrip("\t")
-            line = "    " * (len(line) - len(stripped)) + stripped
+    for idx, raw in enumerate(lines):
+        line = raw
+        if raw.startswith("\t"):
+            stripped = raw.lstrip("\t")
+            line = "    " * (len(raw) - len(stripped)) + stripped
             repairs.add("tab indentation")
         lines[idx] = _quote_value(line, (": ", " #"), repairs)
     return "\n".join(lines), sorted(repairs)

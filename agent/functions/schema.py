@@ -238,7 +238,7 @@ def _record_schema(
         if cls.__doc__ and not cls.__doc__.startswith(cls.__name__ + "(")
         else None
     )  # skip the dataclass-generated signature docstring
-    metadata = (
+    metadata: dict[str, Mapping[str, Any]] = (
         {f.name: f.metadata for f in dataclasses.fields(cls)}
         if dataclasses.is_dataclass(cls)
         else {}

@@ -7,18 +7,19 @@ from typing import Any
 
 from agent.errors import AgentError, FunctionCallError
 from agent.functions.call import FunctionCall
-from agent.functions.errors import CallError, ConstrainedDecodingUnavailable
+from agent.functions.errors import CallError
+from agent.functions.grammar import function_call_grammar
 from agent.functions.parse import parse_function_call
 from agent.functions.prompt import check_format, correction_prompt
 from agent.functions.registry import FunctionRegistry
 from agent.llm.prompts import SYSTEM_PROMPT
-from agent.llm.protocol import count_tokens
+from agent.llm.protocol import SAMPLING_DEFAULTS, TextGenerator, count_tokens
 
 DEFAULT_STOP = ("USER:",)  # the model starting the next chat turn is the end of its answer
 
 
 def select_function(
-    model: Any,
+    model: TextGenerator,
     user_input: str,
     registry: FunctionRegistry,
     format: str = "json",
@@ -28,9 +29,9 @@ def select_function(
     constrained: bool = False,
     *,
     max_tokens: int = 512,
-    top_k: int = 40,
-    top_p: float = 0.95,
-    repeat_penalty: float = 1.1,
+    top_k: int = SAMPLING_DEFAULTS.top_k,
+    top_p: float = SAMPLING_DEFAULTS.top_p,
+    repeat_penalty: float = SAMPLING_DEFAULTS.repeat_penalty,
     stop: Sequence[str] = DEFAULT_STOP,
     system: str = SYSTEM_PROMPT,
     on_attempt: Callable[[int, str, FunctionCallError | None], None] | None = None,
@@ -45,7 +46,7 @@ def select_function(
     fmt = check_format(format)
     if retries < 0:
         raise ValueError("retries must be >= 0")
-    grammar = _grammar(registry, fmt) if constrained else None
+    grammar = function_call_grammar(registry, fmt) if constrained else None
     body = registry.prompt_body(user_input, fmt)
     first_prompt = registry.prompt(user_input, fmt, system=system)
     prompt = first_prompt
@@ -100,25 +101,7 @@ def _gave_up(attempts: list[tuple[str, FunctionCallError]]) -> CallError:
     return error
 
 
-def _grammar(registry: FunctionRegistry, fmt: str) -> Any:
-    """The constrained-decoding grammar, from a module another issue provides."""
-    try:
-        from agent.functions.grammar import function_call_grammar  # type: ignore[import-not-found]
-    except ImportError as exc:
-        if isinstance(exc, ModuleNotFoundError) and exc.name not in (
-            "agent.functions.grammar",
-            None,
-        ):
-            raise  # the grammar module exists but lacks a dependency: show the real problem
-        raise ConstrainedDecodingUnavailable(
-            "constrained decoding is not available: agent.functions.grammar."
-            "function_call_grammar is not installed in this version; call without "
-            "constrained=True (answers are still parsed, validated and retried)"
-        ) from exc
-    return function_call_grammar(registry, fmt)
-
-
-def _token_budget(model: Any, prompt: str, max_tokens: int) -> int | None:
+def _token_budget(model: TextGenerator, prompt: str, max_tokens: int) -> int | None:
     """Tokens left for the answer, or None if the prompt leaves no room in the context."""
     n_ctx = getattr(model, "n_ctx", None)
     if not isinstance(n_ctx, int) or n_ctx <= 0:
@@ -129,9 +112,9 @@ def _token_budget(model: Any, prompt: str, max_tokens: int) -> int | None:
     return min(max_tokens, room)
 
 
-def _too_long(model: Any, prompt: str) -> str:
+def _too_long(model: TextGenerator, prompt: str) -> str:
     return (
         f"the function prompt is {count_tokens(model, prompt)} tokens but the model's context "
-        f"holds {model.n_ctx}; register fewer functions, shorten their descriptions, or raise "
-        "the context size (-c)"
+        f"holds {getattr(model, 'n_ctx', None)}; register fewer functions, shorten their "
+        "descriptions, or raise the context size (-c)"
     )

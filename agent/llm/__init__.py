@@ -8,9 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.llm.protocol import TextGenerator, count_tokens, estimate_tokens
+from agent.llm.protocol import (
+    SAMPLING_DEFAULTS,
+    SamplingDefaults,
+    TextGenerator,
+    count_tokens,
+    estimate_tokens,
+)
 
-__all__ = ["load_model", "TextGenerator", "count_tokens", "estimate_tokens"]
+__all__ = [
+    "load_model",
+    "TextGenerator",
+    "count_tokens",
+    "estimate_tokens",
+    "SAMPLING_DEFAULTS",
+    "SamplingDefaults",
+]
 
 
 def __getattr__(name: str) -> Any:

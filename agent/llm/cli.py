@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
+from agent.llm import llama2
+from agent.llm.protocol import SAMPLING_DEFAULTS as S
 
 
 def add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -32,8 +34,8 @@ def add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None
         "--ctx-size",
         dest="n_ctx",
         type=int,
-        default=4096,
-        help="context window in tokens (default 4096)",
+        default=llama2.CONTEXT_LENGTH,
+        help=f"context window in tokens (default {llama2.CONTEXT_LENGTH})",
     )
     g.add_argument(
         "-t",
@@ -42,12 +44,17 @@ def add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None
         default=None,
         help="threads for the engine (default: number of cores)",
     )
-    g.add_argument("--rope-freq-base", type=float, default=None, help="RoPE base (default 10000)")
+    g.add_argument(
+        "--rope-freq-base",
+        type=float,
+        default=None,
+        help=f"RoPE base (default {llama2.ROPE_FREQ_BASE:g})",
+    )
     g.add_argument(
         "--rope-freq-scale",
         type=float,
         default=None,
-        help="RoPE scale, e.g. 0.5 for doubled context (default 1.0)",
+        help=f"RoPE scale, e.g. 0.5 for doubled context (default {llama2.ROPE_FREQ_SCALE})",
     )
     g.add_argument(
         "-gqa",
@@ -63,7 +70,7 @@ def add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None
         dest="rms_norm_eps",
         type=float,
         default=None,
-        help="RMSNorm epsilon override (GGML files; default 1e-5 for Llama-2)",
+        help=f"RMSNorm epsilon override (GGML files; default {llama2.RMS_NORM_EPS:g} for Llama-2)",
     )
 
 
@@ -117,15 +124,15 @@ def open_model(args: argparse.Namespace, *, quiet: bool = False) -> Any:
     return model
 
 
-def add_sampling_args(p: argparse.ArgumentParser, *, temperature: float = 0.7) -> None:
+def add_sampling_args(p: argparse.ArgumentParser, *, temperature: float = S.temperature) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument(
         "-n",
         "--n-predict",
         dest="max_tokens",
         type=int,
-        default=256,
-        help="maximum tokens to generate (default 256)",
+        default=S.max_tokens,
+        help=f"maximum tokens to generate (default {S.max_tokens})",
     )
     g.add_argument(
         "--temp",
@@ -134,13 +141,16 @@ def add_sampling_args(p: argparse.ArgumentParser, *, temperature: float = 0.7) -
         default=temperature,
         help=f"temperature; 0 = greedy (default {temperature})",
     )
-    g.add_argument("--top-k", type=int, default=40, help="top-k; 0 = off (default 40)")
-    g.add_argument("--top-p", type=float, default=0.95, help="nucleus top-p (default 0.95)")
+    g.add_argument("--top-k", type=int, default=S.top_k, help=f"top-k; 0 = off (default {S.top_k})")
+    g.add_argument(
+        "--top-p", type=float, default=S.top_p, help=f"nucleus top-p (default {S.top_p})"
+    )
     g.add_argument(
         "--repeat-penalty",
         type=float,
-        default=1.1,
-        help="penalty on the last 64 tokens, 1.0 = off (default 1.1)",
+        default=S.repeat_penalty,
+        help=f"penalty on the last {S.repeat_last_n} tokens, 1.0 = off "
+        f"(default {S.repeat_penalty})",
     )
     g.add_argument("--seed", type=int, default=None, help="random seed, for reproducible output")
 
@@ -257,8 +267,8 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "generate",
         help="generate text from a prompt (llama.cpp-style flags)",
-        description="Stream a continuation of PROMPT, then print load time and prompt/generation speed "
-        "on stderr. With --chat the prompt is wrapped in the Airoboros chat template.",
+        description="Stream a continuation of PROMPT, then print load time and prompt/generation "
+        "speed on stderr. With --chat the prompt is wrapped in the Airoboros chat template.",
     )
     add_model_args(p)
     p.add_argument("-p", "--prompt", help="the prompt text")
@@ -274,8 +284,9 @@ def register(sub: Any) -> None:
     p = sub.add_parser(
         "chat",
         help="interactive chat in the Airoboros template",
-        description="Chat with the model. The conversation is kept as history (oldest turns are dropped when "
-        "the context fills). Commands: /reset, /quit. Ctrl-C stops the current answer, not the chat.",
+        description="Chat with the model. The conversation is kept as history (oldest turns are "
+        "dropped when the context fills). Commands: /reset, /quit. Ctrl-C stops the current "
+        "answer, not the chat.",
     )
     add_model_args(p)
     add_sampling_args(p)

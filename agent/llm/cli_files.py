@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import AgentError
+from agent.llm import llama2
 
 
 def register_file_commands(sub: Any) -> None:
     p = sub.add_parser(
         "info",
         help="show what a model file holds",
-        description="Show a GGML/GGUF model file's format, hyperparameters, file type, tensor types, "
-        "vocab size and size, without loading the weights.",
+        description="Show a GGML/GGUF model file's format, hyperparameters, file type, tensor "
+        "types, vocab size and size, without loading the weights.",
     )
     p.add_argument("model", metavar="MODEL", help="GGUF or GGML (ggml/ggmf/ggjt) file")
     p.add_argument("--json", action="store_true", help="print one JSON object (for scripts)")
@@ -28,18 +29,24 @@ def register_file_commands(sub: Any) -> None:
     p = sub.add_parser(
         "convert",
         help="convert a GGML v3 .bin model to GGUF",
-        description="Convert a GGML-era model (ggjt v3, or older containers with f32/f16 tensors) to "
-        "GGUF v3. Tensors are copied byte for byte; what GGML files do not store is set from the "
-        "options below (Llama-2 defaults).",
+        description="Convert a GGML-era model (ggjt v3, or older containers with f32/f16 tensors) "
+        "to GGUF v3. Tensors are copied byte for byte; what GGML files do not store is set from "
+        "the options below (Llama-2 defaults).",
     )
     p.add_argument("src", metavar="OLD", help="input GGML file, e.g. model.ggmlv3.q4_K_M.bin")
     p.add_argument("dst", metavar="NEW", help="output GGUF file")
     p.add_argument("--name", help="general.name (default: the input file's name)")
     p.add_argument(
-        "--context-length", type=int, default=4096, help="training context length (default 4096)"
+        "--context-length",
+        type=int,
+        default=llama2.CONTEXT_LENGTH,
+        help=f"training context length (default {llama2.CONTEXT_LENGTH})",
     )
     p.add_argument(
-        "--eps", type=float, default=1e-5, help="RMSNorm epsilon (default 1e-5, Llama-2)"
+        "--eps",
+        type=float,
+        default=llama2.RMS_NORM_EPS,
+        help=f"RMSNorm epsilon (default {llama2.RMS_NORM_EPS:g}, Llama-2)",
     )
     p.add_argument(
         "--n-gqa",
@@ -50,10 +57,16 @@ def register_file_commands(sub: Any) -> None:
         help="grouped-query factor (default: inferred from attention.wk's shape; 8 for 70B)",
     )
     p.add_argument(
-        "--rope-freq-base", type=float, default=10000.0, help="RoPE base (default 10000)"
+        "--rope-freq-base",
+        type=float,
+        default=llama2.ROPE_FREQ_BASE,
+        help=f"RoPE base (default {llama2.ROPE_FREQ_BASE:g})",
     )
     p.add_argument(
-        "--rope-freq-scale", type=float, default=1.0, help="RoPE linear scale (default 1.0)"
+        "--rope-freq-scale",
+        type=float,
+        default=llama2.ROPE_FREQ_SCALE,
+        help=f"RoPE linear scale (default {llama2.ROPE_FREQ_SCALE})",
     )
     p.add_argument("--force", action="store_true", help="overwrite NEW if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -78,6 +91,7 @@ def file_summary(path: str | Path) -> dict[str, Any]:
     from collections import Counter
 
     from agent.llm.formats.files import open_model_file
+    from agent.llm.formats.hparam_checks import hparam_warnings
     from agent.llm.hparams import model_info
 
     mf = open_model_file(path)
@@ -93,6 +107,7 @@ def file_summary(path: str | Path) -> dict[str, Any]:
         "vocab_size": len(mf.vocab),
         "special_tokens": {"bos": mf.vocab.bos_id, "eos": mf.vocab.eos_id, "unk": mf.vocab.unk_id},
     }
+    summary["warnings"] = hparam_warnings(mf.metadata, ggml=summary["container"] != "gguf")
     try:
         info = model_info(mf)
     except (
@@ -101,6 +116,8 @@ def file_summary(path: str | Path) -> dict[str, Any]:
         TypeError,
     ) as exc:  # e.g. a vocab-only file without llama.* keys
         summary["hparams_error"] = str(exc)
+        # what load_model says too: it runs the same reader and model_info
+        summary["load_error"] = str(exc)
     else:
         d = info.as_dict()
         for k in ("format", "tensor_types", "path", "file_size"):
@@ -139,24 +156,30 @@ def format_summary(s: dict[str, Any]) -> str:
             f"n_ctx_train   {hp['n_ctx_train']}",
             f"n_embd        {hp['n_embd']}",
             f"n_layer       {hp['n_layer']}",
-            f"n_head        {hp['n_head']} (kv {hp['n_head_kv']}, head dim {hp['n_embd'] // hp['n_head']})",
+            f"n_head        {hp['n_head']} (kv {hp['n_head_kv']}, head dim "
+            f"{hp['n_embd'] // hp['n_head']})",
             f"n_ff          {hp['n_ff']}",
             f"rms_norm_eps  {hp['rms_norm_eps']:g}",
             f"rope          base {hp['rope_freq_base']:g}, scale {hp['rope_freq_scale']:g}",
         ]
         if s["container"] != "gguf":
             lines.append(
-                "              (GGML files store no n_head_kv, n_ff, eps, context or RoPE settings: "
-                "n_head_kv and n_ff come from tensor shapes, the rest are Llama-2 defaults)"
+                "              (GGML files store no n_head_kv, n_ff, eps, context or RoPE "
+                "settings: n_head_kv and n_ff come from tensor shapes, the rest are Llama-2 "
+                "defaults)"
             )
     else:
         lines.append(f"hparams       unavailable: {s.get('hparams_error', '?')}")
     sp = s["special_tokens"]
     lines.append(
-        f"vocab         {s['vocab_size']} tokens (bos {sp['bos']}, eos {sp['eos']}, unk {sp['unk']})"
+        f"vocab         {s['vocab_size']} tokens (bos {sp['bos']}, eos {sp['eos']}, unk "
+        f"{sp['unk']})"
     )
     types = ", ".join(f"{k} {v}" for k, v in s["tensor_types"].items()) or "none (vocab only)"
     lines.append(f"tensors       {s['n_tensors']}: {types}; {_size(s['tensor_bytes'])} of data")
+    lines += [f"warning       {w}" for w in s.get("warnings", [])]
+    if s.get("load_error"):
+        lines.append(f"will not load: {s['load_error']}")
     return "\n".join(lines)
 
 
@@ -166,7 +189,8 @@ def run_info(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2, default=str))
     else:
         print(format_summary(summary))
-    return 0
+    # A model file load_model refuses is an error; a vocabulary-only file is only described.
+    return 1 if summary.get("load_error") and summary["n_tensors"] else 0
 
 
 def run_convert(args: argparse.Namespace) -> int:

@@ -17,9 +17,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from agent.errors import ContextLengthError
+from agent.errors import ContextLengthError, ModelFormatError
 from agent.llm.formats.files import open_model_file
 from agent.llm.hparams import ModelInfo, model_info
+from agent.llm.llama2 import CONTEXT_LENGTH
+from agent.llm.protocol import SAMPLING_DEFAULTS
 from agent.llm.sampling import Sampler, SamplingParams
 
 
@@ -161,7 +163,7 @@ class LlamaModel:
         self,
         path: str | Path,
         *,
-        n_ctx: int = 4096,
+        n_ctx: int = CONTEXT_LENGTH,
         threads: int | None = None,
         n_gqa: int | None = None,
         rms_norm_eps: float | None = None,
@@ -180,6 +182,7 @@ class LlamaModel:
             rms_norm_eps=rms_norm_eps,
             rope_freq_base=rope_freq_base,
             rope_freq_scale=rope_freq_scale,
+            weights=not vocab_only,
         )
         self.n_ctx = n_ctx
         self.threads = threads or os.cpu_count() or 1
@@ -216,8 +219,8 @@ class LlamaModel:
         self._stats.value = self._shared_stats = stats
 
     def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Ready every matrix for the fast kernels now instead of on first use (a CLI loads with this,
-        so its load time is honest and its first prompt's speed is the real one)."""
+        """Ready every matrix for the fast kernels now instead of on first use (a CLI loads with
+        this, so its load time is honest and its first prompt's speed is the real one)."""
         mats = self._require_weights().linears()
         for i, lin in enumerate(mats, 1):
             prep = getattr(lin, "prepare", None)
@@ -267,6 +270,14 @@ class LlamaModel:
                 "shorten the prompt or load the model with a larger n_ctx"
             )
         logits = tr.forward(np.asarray(ids, dtype=np.int64), n_past, last_only=last_only)
+        finite = np.isfinite(logits).all(axis=-1)
+        if not finite.all():  # never sample from NaN: a broken file must not give an empty answer
+            pos = n_past + len(ids) - len(logits) + int(np.argmin(finite))
+            raise ModelFormatError(
+                f"{self.file.path}: the logits at position {pos} are not finite (NaN or inf); "
+                "the model file is probably broken (its weights, or hyperparameters such as the "
+                "RMS eps or the RoPE base): check it with 'agent info' or get a good copy"
+            )
         self.tokens.extend(ids)
         return logits
 
@@ -288,11 +299,11 @@ class LlamaModel:
     def generate(
         self,
         prompt: str,
-        max_tokens: int = 256,
-        temperature: float = 0.7,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        repeat_penalty: float = 1.1,
+        max_tokens: int = SAMPLING_DEFAULTS.max_tokens,
+        temperature: float = SAMPLING_DEFAULTS.temperature,
+        top_k: int = SAMPLING_DEFAULTS.top_k,
+        top_p: float = SAMPLING_DEFAULTS.top_p,
+        repeat_penalty: float = SAMPLING_DEFAULTS.repeat_penalty,
         seed: int | None = None,
         stop: Sequence[str] = (),
         grammar: Any = None,
@@ -388,7 +399,7 @@ class LlamaModel:
 
 def load_model(
     path: str | Path,
-    n_ctx: int = 4096,
+    n_ctx: int = CONTEXT_LENGTH,
     threads: int | None = None,
     n_gqa: int | None = None,
     rms_norm_eps: float | None = None,

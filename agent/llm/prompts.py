@@ -1,9 +1,9 @@
 """Airoboros L2 m2.0 prompt templates, byte for byte as the model card gives them.
 
 Chat: ``{SYSTEM} USER: {prompt} ASSISTANT:`` — the prompt ends at the colon; the model's text then
-begins with its own space. Earlier turns are kept as `` USER: ... ASSISTANT: ...`` pairs.
-Closed context: BEGININPUT / BEGINCONTEXT / key: value lines / ENDCONTEXT / text / ENDINPUT blocks,
-then BEGININSTRUCTION / instruction / ENDINSTRUCTION, as the card's "context obedient" section shows.
+begins with its own space. Earlier turns are kept as `` USER: ... ASSISTANT: ...`` pairs. Closed
+context: BEGININPUT / BEGINCONTEXT / key: value lines / ENDCONTEXT / text / ENDINPUT blocks, then
+BEGININSTRUCTION / instruction / ENDINSTRUCTION, as the card's "context obedient" section shows.
 """
 
 from __future__ import annotations
@@ -57,9 +57,11 @@ def closed_context_prompt(
     single-line: newlines in them would break the format, so they are folded into spaces.
     """
     lines: list[str] = []
-    for block in blocks:
-        if not isinstance(block, ContextBlock):
-            metadata, text = block
+    for item in blocks:
+        if isinstance(item, ContextBlock):
+            block = item
+        else:
+            metadata, text = item
             block = ContextBlock(text=text, metadata=metadata)
         lines += ["BEGININPUT", "BEGINCONTEXT"]
         for key, value in block.metadata.items():

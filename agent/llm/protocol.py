@@ -9,7 +9,28 @@ callers fall back to ``estimate_tokens`` when a generator lacks them.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """The sampling defaults of every ``generate`` (llama.cpp's, but temperature 0.7).
+
+    Callers with reasons of their own (greedy plans, cooler function calls) pass other values;
+    everything that means "the default" takes it from ``SAMPLING_DEFAULTS``.
+    """
+
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_k: int = 40
+    top_p: float = 0.95
+    repeat_penalty: float = 1.1
+    repeat_last_n: int = 64
+
+
+SAMPLING_DEFAULTS = SamplingDefaults()
+_S = SAMPLING_DEFAULTS
 
 
 @runtime_checkable
@@ -18,11 +39,11 @@ class TextGenerator(Protocol):
         self,
         prompt: str,
         *,
-        max_tokens: int = 256,
-        temperature: float = 0.7,
-        top_k: int = 40,
-        top_p: float = 0.95,
-        repeat_penalty: float = 1.1,
+        max_tokens: int = _S.max_tokens,
+        temperature: float = _S.temperature,
+        top_k: int = _S.top_k,
+        top_p: float = _S.top_p,
+        repeat_penalty: float = _S.repeat_penalty,
         seed: int | None = None,
         stop: Sequence[str] = (),
         grammar: Any = None,

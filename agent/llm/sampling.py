@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from agent.llm.protocol import SAMPLING_DEFAULTS
+
 
 @dataclass
 class SamplingParams:
-    temperature: float = 0.7
-    top_k: int = 40
-    top_p: float = 0.95
-    repeat_penalty: float = 1.1
-    repeat_last_n: int = 64
+    temperature: float = SAMPLING_DEFAULTS.temperature
+    top_k: int = SAMPLING_DEFAULTS.top_k
+    top_p: float = SAMPLING_DEFAULTS.top_p
+    repeat_penalty: float = SAMPLING_DEFAULTS.repeat_penalty
+    repeat_last_n: int = SAMPLING_DEFAULTS.repeat_last_n
     seed: int | None = None
 
     def __post_init__(self) -> None:

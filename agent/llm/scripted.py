@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from agent.errors import AgentError
+from agent.llm.llama2 import CONTEXT_LENGTH
+from agent.llm.protocol import SAMPLING_DEFAULTS
 
 
 class ScriptExhaustedError(AgentError):
@@ -30,7 +32,7 @@ class ScriptedModel:
         *,
         chunk_size: int = 4,
         delay: float = 0.0,
-        n_ctx: int = 4096,
+        n_ctx: int = CONTEXT_LENGTH,
         name: str = "scripted",
     ):
         self._responder = outputs if callable(outputs) else None
@@ -57,7 +59,12 @@ class ScriptedModel:
         return self._outputs.pop(0)
 
     def generate(
-        self, prompt: str, *, stop: Sequence[str] = (), max_tokens: int = 256, **kwargs: Any
+        self,
+        prompt: str,
+        *,
+        stop: Sequence[str] = (),
+        max_tokens: int = SAMPLING_DEFAULTS.max_tokens,
+        **kwargs: Any,
     ) -> Iterator[str]:
         self.prompts.append(prompt)
         self.calls.append({"stop": tuple(stop), "max_tokens": max_tokens, **kwargs})

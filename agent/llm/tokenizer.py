@@ -53,9 +53,10 @@ def _merge_tables(vocab: Vocab) -> _MergeTables:
             m = _BYTE_PIECE.fullmatch(text)
             if m:
                 byte_ids[int(m.group(1), 16)] = i
-        # llama.cpp looks merges up among all pieces, so "<s>" typed by a user could in principle merge
-        # into the control token (with Llama's vocab no merge path reaches one). Such text must stay
-        # plain text, as in SentencePiece itself: control, unknown and byte pieces are never merged into.
+        # llama.cpp looks merges up among all pieces, so "<s>" typed by a user could in principle
+        # merge into the control token (with Llama's vocab no merge path reaches one). Such text
+        # must stay plain text, as in SentencePiece itself: control, unknown and byte pieces are
+        # never merged into.
         if kind in (TOKEN_CONTROL, TOKEN_UNKNOWN, TOKEN_BYTE):
             continue
         pieces[text] = (i, float(score))  # a later duplicate wins, as in llama.cpp's token_to_id
@@ -66,7 +67,8 @@ def _merge_tables(vocab: Vocab) -> _MergeTables:
 
 
 def _merge(text: str, tables: _MergeTables) -> list[tuple[int, int]]:
-    """llama.cpp's SPM merge loop on ``text`` (already escaped); returns the final (start, length) symbols."""
+    """llama.cpp's SPM merge loop on ``text`` (already escaped); returns the final (start, length)
+    symbols."""
     n = len(text)
     if n == 0:
         return []
@@ -115,7 +117,8 @@ def _merge(text: str, tables: _MergeTables) -> list[tuple[int, int]]:
 def _emit(
     text: str, symbols: Iterable[tuple[int, int]], tables: _MergeTables, unk_id: int, out: list[int]
 ) -> None:
-    """Append each symbol's piece id; a character with no piece falls back to byte tokens (or unk)."""
+    """Append each symbol's piece id; a character with no piece falls back to byte tokens (or
+    unk)."""
     pieces, byte_ids = tables.pieces, tables.byte_ids
     for start, length in symbols:
         piece = text[start : start + length]
@@ -167,8 +170,8 @@ class Tokenizer:
         n = len(v)
         if n == 0 or len(v.scores) != n or len(v.types) != n:
             raise ModelFormatError(
-                f"the vocabulary is inconsistent: {n} tokens, {len(v.scores)} scores, {len(v.types)} types; "
-                "the model file is corrupt or was converted wrongly"
+                f"the vocabulary is inconsistent: {n} tokens, {len(v.scores)} scores, "
+                f"{len(v.types)} types; the model file is corrupt or was converted wrongly"
             )
         for name in ("bos_id", "eos_id", "unk_id"):
             tid = getattr(v, name)
@@ -189,12 +192,13 @@ class Tokenizer:
 
     @classmethod
     def from_model_file(cls, path: str | Path) -> Tokenizer:
-        """The tokenizer of a GGUF or GGML model file (the file is memory-mapped; no weights are read)."""
+        """The tokenizer of a GGUF or GGML model file (the file is memory-mapped; no weights are
+        read)."""
         from agent.llm.formats.files import open_model_file
 
         return cls(open_model_file(path).vocab)
 
-    # -- ids and pieces -------------------------------------------------------------------------------
+    # -- ids and pieces ----------------------------------------------------------------------------
     @property
     def n_vocab(self) -> int:
         return len(self.vocab)
@@ -239,10 +243,11 @@ class Tokenizer:
         """The bytes this token adds to the text (may be part of one UTF-8 character)."""
         return self._bytes[self._check(token_id)]
 
-    # -- encode ---------------------------------------------------------------------------------------
+    # -- encode ------------------------------------------------------------------------------------
     def encode(self, text: str, bos: bool = True) -> list[int]:
-        """Token ids of ``text``: BOS if ``bos``, then the SentencePiece ids (dummy-prefix space added
-        when the vocabulary asks for it). Control-token text such as ``</s>`` stays plain text."""
+        """Token ids of ``text``: BOS if ``bos``, then the SentencePiece ids (dummy-prefix space
+        added when the vocabulary asks for it). Control-token text such as ``</s>`` stays plain
+        text."""
         if not isinstance(text, str):
             raise TypeError(
                 f"encode() takes text (str), not {type(text).__name__}; decode bytes first"
@@ -272,7 +277,7 @@ class Tokenizer:
         """``encode`` by the unsplit reference algorithm (for tests and cross-checks)."""
         return spm_reference(self.vocab, text, bos, _tables=self._tables)
 
-    # -- decode ---------------------------------------------------------------------------------------
+    # -- decode ------------------------------------------------------------------------------------
     def decode(self, ids: Sequence[int]) -> str:
         """Text of ``ids`` read from the start of a sequence: a leading BOS is skipped and the space
         the dummy prefix put before the first token is removed. Control tokens give no text; invalid
@@ -303,7 +308,8 @@ class StreamDecoder:
         return self._utf8.decode(self._tok.piece_bytes(token_id))
 
     def flush(self) -> str:
-        """Whatever is held back, at the end of generation (an incomplete character becomes U+FFFD)."""
+        """Whatever is held back, at the end of generation (an incomplete character becomes
+        U+FFFD)."""
         return self._utf8.decode(b"", final=True)
 
     @property

@@ -20,8 +20,8 @@ from agent.llm.kernels.linear import Embedding, Linear, vector
 # stay a few MB whatever the prompt's length, at no cost in speed (prefill at 128 and at 512
 # tokens ran at the same rate here, bench/engine.py).
 N_BATCH = 128
-# Attention scores are computed for this many floats at most (query rows x heads x positions):
-# 1M floats, 4 MB, instead of [n, n_head, T], 67 MB for a 128-token batch at position 4096 on 32 heads.
+# Attention scores are computed for this many floats at most (query rows x heads x positions): 1M
+# floats, 4 MB, instead of [n, n_head, T], 67 MB for a 128-token batch at position 4096 on 32 heads.
 MAX_SCORES = 1 << 20
 # Up to this many query rows, attention goes to the kernel module's f16 kernel when it has one
 # (measured at 2000 positions: 5.6x faster for one row, 1.2x for 32, slower than sgemm at 128).
@@ -101,7 +101,8 @@ class Transformer:
         return x * (1.0 / np.sqrt(ms + self.info.rms_norm_eps)).astype(np.float32) * w
 
     def rope_table(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """cos and sin [N, 1, hd/2] of pos * scale * base^(-2i/head_dim): once per batch, every layer."""
+        """cos and sin [N, 1, hd/2] of pos * scale * base^(-2i/head_dim): once per batch, every
+        layer."""
         angle = (pos[:, None] * self.info.rope_freq_scale) * self.inv_freq[None, :]
         return np.cos(angle).astype(np.float32)[:, None, :], np.sin(angle).astype(np.float32)[
             :, None, :

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from agent.llm.protocol import TextGenerator
 from agent.planner.evidence import DEFAULT_MAX_EVIDENCE_CHARS
 from agent.planner.executor import EventHandler, RunResult, execute_stream
 from agent.planner.prompt import generate_plan_text
@@ -55,7 +56,7 @@ def _after(released: threading.Event, tool: Callable[[str], str]) -> Callable[[s
 
 
 def ask(
-    model: Any,
+    model: TextGenerator,
     question: str,
     tools: Any,
     *,

@@ -1,9 +1,10 @@
 """Record a run to a JSON cassette and replay it with no model and no network.
 
-A cassette holds the question, the model's identity, the tool list (names and descriptions, so
-the plan prompt can be rebuilt), every model call (prompt, parameters, raw output), every tool call
-(substituted input, output, error, status, timing) and the result. Replay rebuilds the plan prompt,
-answers it with the recorded plan, and answers each tool call from the recorded calls: the
+A cassette (format: ``agent.planner.cassette_file``) holds every model call (prompt, parameters,
+raw output) and every tool call (substituted input, output, error, status, timing) as
+interactions, the model's identity, and a ``run`` section: the question, the tool list (names
+and descriptions, so the plan prompt can be rebuilt) and the result. Replay rebuilds the plan
+prompt, answers it with the recorded plan, and answers each tool call from the recorded calls: the
 parser, scheduler and substitution run for real, so a change in any of them shows up as a
 divergence, reported with the step it happened at.
 """
@@ -17,29 +18,27 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import AgentError, ToolError
+from agent.errors import ToolError
+from agent.llm import llama2
+from agent.llm.protocol import TextGenerator
+from agent.planner import cassette_file
 from agent.planner.ask import ask
+from agent.planner.cassette_file import (
+    CASSETTE_FORMAT,
+    CASSETTE_VERSION,
+    CassetteDivergenceError,
+    CassetteError,
+)
 from agent.planner.evidence import DEFAULT_MAX_EVIDENCE_CHARS
 from agent.planner.executor import EventHandler, RunResult, StepTimeoutError
 from agent.planner.prompt import build_plan_prompt
 from agent.tools.registry import FunctionTool, ToolRegistry
 
-CASSETTE_FORMAT = "agent.cassette"
-CASSETTE_VERSION = 1
-
-
-class CassetteError(AgentError):
-    """A cassette file is unreadable or malformed."""
-
-
-class CassetteDivergenceError(AgentError):
-    """A replay asked for something the cassette does not hold (or produced a different answer)."""
-
 
 class RecordingModel:
     """Wraps a text generator and logs every call's prompt, parameters and raw output."""
 
-    def __init__(self, model: Any):
+    def __init__(self, model: TextGenerator):
         self.model = model
         self.generations: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -96,103 +95,68 @@ def make_cassette(
         raise CassetteError("only runs made by ask() (with a question and a plan) can be recorded")
     registry = tools if isinstance(tools, ToolRegistry) else ToolRegistry(tools)
     plan_prompt = build_plan_prompt(result.question, registry)
-    generations = []
+    interactions: list[dict[str, Any]] = []
     for g in model.generations:
-        generations.append({"purpose": "plan" if g["prompt"] == plan_prompt else "tool", **g})
-    cassette: dict[str, Any] = {
+        interactions.append(
+            {
+                "kind": "generate",
+                "model": "default",
+                "purpose": "plan" if g["prompt"] == plan_prompt else "tool",
+                "request": {"prompt": g["prompt"], "params": g["params"]},
+                "response": {"output": g["output"]},
+            }
+        )
+    for r in result.steps:
+        if r.status not in ("ok", "failed", "timeout"):
+            continue  # skipped steps never reached their tool
+        interactions.append(
+            {
+                "kind": "tool",
+                "step": r.id,
+                "timing": {
+                    "started": round(r.started or 0.0, 6),
+                    "finished": round(r.finished or 0.0, 6),
+                },
+                "request": {"tool": r.tool, "input": r.input},
+                "response": {"output": r.output, "error": r.error, "status": r.status},
+            }
+        )
+    info = dict(model_meta) if model_meta is not None else model_info(model.model)
+    return {
         "format": CASSETTE_FORMAT,
         "version": CASSETTE_VERSION,
         "note": note or "",
-        "question": result.question,
-        "model": dict(model_meta) if model_meta is not None else model_info(model.model),
-        "tools": [{"name": t.name, "description": t.description} for t in registry],
-        "settings": {"max_evidence_chars": DEFAULT_MAX_EVIDENCE_CHARS, **(settings or {})},
-        "generations": generations,
-        "plan": result.plan.text,
-        "tool_calls": [
-            {
-                "step": r.id,
-                "tool": r.tool,
-                "input": r.input,
-                "output": r.output,
-                "error": r.error,
-                "status": r.status,
-                "started": round(r.started or 0.0, 6),
-                "finished": round(r.finished or 0.0, 6),
-            }
-            for r in sorted(result.steps, key=lambda r: r.started or 0.0)
-            if r.status in ("ok", "failed", "timeout")
-        ],
-        "result": {
-            "ok": result.ok,
-            "answer": result.answer,
-            "error": result.error,
-            "sources": result.sources,
-            "elapsed": round(result.elapsed, 6),
+        "models": {"default": {"info": info}},
+        "interactions": interactions,
+        "run": {
+            "question": result.question,
+            "tools": [{"name": t.name, "description": t.description} for t in registry],
+            "settings": {"max_evidence_chars": DEFAULT_MAX_EVIDENCE_CHARS, **(settings or {})},
+            "plan": result.plan.text,
+            "result": {
+                "ok": result.ok,
+                "answer": result.answer,
+                "error": result.error,
+                "sources": result.sources,
+                "elapsed": round(result.elapsed, 6),
+            },
         },
     }
-    return cassette
 
 
 def save_cassette(cassette: Mapping[str, Any], path: str | Path) -> None:
-    Path(path).write_text(
-        json.dumps(cassette, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    """Write a cassette: sorted keys, one interaction per request, sorted by request."""
+    cassette_file.save(cassette, path)
 
 
 def load_cassette(path: str | Path) -> dict[str, Any]:
-    """Read and check a cassette file."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise CassetteError(f"cannot read cassette {path}: {exc.strerror or exc}") from exc
-    except ValueError as exc:
-        raise CassetteError(f"cassette {path} is not valid JSON: {exc}") from exc
-    check_cassette(data, str(path))
-    return data
+    """Read and check a cassette file; a version 1 file comes back migrated to version 2."""
+    return cassette_file.load(path)
 
 
-def check_cassette(data: Any, where: str = "cassette") -> None:
-    if not isinstance(data, dict) or data.get("format") != CASSETTE_FORMAT:
-        raise CassetteError(
-            f'{where} is not an agent cassette (expected "format": '
-            f'"{CASSETTE_FORMAT}" in a JSON object)'
-        )
-    if data.get("version") != CASSETTE_VERSION:
-        raise CassetteError(
-            f"{where} has cassette version {data.get('version')!r}; this agent "
-            f"reads version {CASSETTE_VERSION}; record it again"
-        )
-    expected = {
-        "question": str,
-        "tools": list,
-        "generations": list,
-        "tool_calls": list,
-        "result": dict,
-    }
-    for key, typ in expected.items():
-        if not isinstance(data.get(key), typ):
-            raise CassetteError(f"{where}: field {key!r} must be a JSON {typ.__name__}")
-    for i, call in enumerate(data["tool_calls"]):
-        if (
-            not isinstance(call, dict)
-            or not isinstance(call.get("tool"), str)
-            or not isinstance(call.get("input"), str)
-        ):
-            raise CassetteError(f"{where}: tool_calls[{i}] needs string fields 'tool' and 'input'")
-    for i, g in enumerate(data["generations"]):
-        if (
-            not isinstance(g, dict)
-            or not isinstance(g.get("prompt"), str)
-            or not isinstance(g.get("output"), str)
-        ):
-            raise CassetteError(
-                f"{where}: generations[{i}] needs string fields 'prompt' and 'output'"
-            )
-    for i, t in enumerate(data["tools"]):
-        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
-            raise CassetteError(f"{where}: tools[{i}] needs a string field 'name'")
+def check_cassette(data: Any, where: str = "cassette") -> dict[str, Any]:
+    """``data`` checked (and migrated to the current version); raises ``CassetteError``."""
+    return cassette_file.upgrade(data, where)
 
 
 class ReplayModel:
@@ -203,7 +167,7 @@ class ReplayModel:
         for g in generations:
             self._by_prompt[g["prompt"]].append(g["output"])
         self.info = {**info, "replay": True}
-        self.n_ctx = int(info.get("n_ctx", 4096) or 4096)
+        self.n_ctx = int(info.get("n_ctx") or llama2.CONTEXT_LENGTH)
 
     def generate(self, prompt: str, **kwargs: Any) -> Iterator[str]:
         outputs = self._by_prompt.get(prompt)
@@ -282,20 +246,36 @@ def replay(
     check_answer: bool = True,
 ) -> RunResult:
     """Replay a cassette (a path or its loaded dict); raise ``CassetteDivergenceError`` on drift."""
-    data = load_cassette(cassette) if isinstance(cassette, (str, Path)) else dict(cassette)
-    if not isinstance(cassette, (str, Path)):
-        check_cassette(data)
-    calls = _ReplayTools(data["tool_calls"])
+    data = (
+        load_cassette(cassette)
+        if isinstance(cassette, (str, Path))
+        else check_cassette(json.loads(json.dumps(cassette)))  # a copy: migration rebuilds it
+    )
+    run = data.get("run")
+    if run is None:
+        raise CassetteError(
+            "this cassette holds no recorded 'agent ask' run (it was written by the pytest "
+            "plugin): replay it in a test through the agent_cassette fixture"
+        )
+    calls = _ReplayTools(
+        [{**i["request"], **i["response"]} for i in data["interactions"] if i["kind"] == "tool"]
+    )
+    generations = [
+        {"prompt": i["request"]["prompt"], "output": i["response"]["output"]}
+        for i in data["interactions"]
+        if i["kind"] == "generate"
+    ]
     registry = ToolRegistry()
-    for t in data["tools"]:
+    for t in run["tools"]:
         registry.add(
             FunctionTool(t["name"], str(t.get("description") or ""), calls.tool(t["name"]))
         )
-    model = ReplayModel(data["generations"], data.get("model") or {})
-    settings = data.get("settings") or {}
+    info = ((data.get("models") or {}).get("default") or {}).get("info") or {}
+    model = ReplayModel(generations, info if isinstance(info, dict) else {})
+    settings = run.get("settings") or {}
     result = ask(
         model,
-        data["question"],
+        run["question"],
         registry,
         on_event=on_event,
         max_evidence_chars=settings.get("max_evidence_chars", DEFAULT_MAX_EVIDENCE_CHARS),
@@ -318,7 +298,7 @@ def replay(
                     f"which the cassette does not hold{hint}"
                 )
         raise CassetteDivergenceError("replay diverged from the cassette:\n  " + "\n  ".join(lines))
-    recorded = data["result"].get("answer")
+    recorded = run["result"].get("answer")
     if check_answer and result.answer != recorded:
         raise CassetteDivergenceError(
             f"replay produced a different answer than recorded: {str(result.answer)[:200]!r} "

@@ -195,7 +195,7 @@ def _print_result(result: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-# -- tools ------------------------------------------------------------------------------------------
+# -- tools -----------------------------------------------------------------------------------------
 
 
 def build_tools(args: argparse.Namespace, model: Any) -> Any:
@@ -218,9 +218,7 @@ def build_tools(args: argparse.Namespace, model: Any) -> Any:
 
 
 def _constrained(args: argparse.Namespace) -> bool:
-    from agent.planner.prompt import constrained_available
-
-    return not args.no_constrain and constrained_available()
+    return not args.no_constrain
 
 
 def _print_plan_error(exc: PlanError, text: str) -> None:
@@ -241,7 +239,7 @@ def _batch(model: Any, args: argparse.Namespace) -> None:
         model.enable_batching(args.parallel)
 
 
-# -- commands ---------------------------------------------------------------------------------------
+# -- commands --------------------------------------------------------------------------------------
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -339,21 +337,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from agent.planner.executor import execute
     from agent.planner.parser import parse_plan
 
-    try:
-        text = (
-            sys.stdin.read()
-            if args.planfile == "-"
-            else Path(args.planfile).read_text(encoding="utf-8")
-        )
-    except OSError as exc:
-        raise AgentError(f"cannot read plan file {args.planfile}: {exc.strerror or exc}") from exc
+    text = read_plan_file(args.planfile)
     model = open_model(args, quiet=args.quiet or args.json) if (args.model or args.script) else None
     _batch(model, args)
     tools = build_tools(args, model)
     try:
         plan = parse_plan(text, tools)
-    except PlanError as exc:
-        _print_plan_error(exc, "")
+    except PlanError as exc:  # a hand-written plan: say whose it is, and what PlanError says
+        print(f"{_plan_source(args.planfile)} could not be used: {exc}", file=sys.stderr)
         return 1
     quiet = args.quiet or args.json
     result = execute(
@@ -367,13 +358,45 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _print_result(result, args)
 
 
+def _plan_source(name: str) -> str:
+    return "the plan on stdin" if name == "-" else f"the plan in {name}"
+
+
+def read_plan_file(name: str) -> str:
+    """A plan file's text ('-': stdin). Unreadable, binary or non-UTF-8 input is a one-line
+    AgentError naming the file and the offset, not a traceback."""
+    try:
+        if name == "-":
+            stream = getattr(sys.stdin, "buffer", None)  # a text-only stdin has no bytes to check
+            data = stream.read() if stream is not None else sys.stdin.read().encode("utf-8")
+        else:
+            data = Path(name).read_bytes()
+    except OSError as exc:
+        raise AgentError(f"cannot read plan file {name}: {exc.strerror or exc}") from exc
+    except UnicodeError as exc:  # a text stdin that could not decode its own bytes
+        raise AgentError(f"{_plan_source(name)} is not UTF-8 text: {exc}") from exc
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise AgentError(
+            f"{_plan_source(name)} is binary (a NUL byte at offset {nul}); a plan is a text file"
+        )
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise AgentError(
+            f"{_plan_source(name)} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); save it as UTF-8"
+        ) from None
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from agent.planner.cassette import load_cassette, replay
 
     data = load_cassette(args.cassette)
     quiet = args.quiet or args.json
     if not quiet:
-        print(f"replaying {args.cassette}: {data.get('question')}", file=sys.stderr)
+        question = (data.get("run") or {}).get("question")
+        print(f"replaying {args.cassette}: {question}", file=sys.stderr)
         if data.get("note"):
             print(f"note: {data['note']}", file=sys.stderr)
     result = replay(data, on_event=None if quiet else Progress(sys.stderr))

@@ -28,7 +28,8 @@ def cap_evidence(text: str, max_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS) 
 def substitute(
     text: str, values: Mapping[RefKey, str], max_chars: int | None = DEFAULT_MAX_EVIDENCE_CHARS
 ) -> str:
-    """Replace each reference in ``text`` by its (capped) value; unknown references stay as written."""
+    """Replace each reference in ``text`` by its (capped) value; unknown references stay as
+    written."""
 
     def paste(m: re.Match[str]) -> str:
         value = values.get(ref_key(m))

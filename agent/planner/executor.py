@@ -101,6 +101,9 @@ class StepEvent:
 EventHandler = Callable[[StepEvent], None]
 
 
+_Job = tuple[RefKey, Callable[[str], Any], str]  # a step a worker thread runs: key, tool, input
+
+
 class StepTimeoutError(ToolError):
     """Raised by a tool that gave up on its own deadline; the step is recorded as ``timeout``."""
 
@@ -149,9 +152,15 @@ class Scheduler:
         self._results: dict[RefKey, StepResult] = {}
         self._order: list[RefKey] = []
         self._evidence: dict[RefKey, str] = {}
-        self._waiting: list[RefKey] = []
+        # Dependency counts instead of rescans, so a step's cost does not grow with the plan:
+        # _unmet[k] counts the references of waiting step k not yet finished ok, _dependents[d]
+        # lists the waiting steps that reference d (d may not be submitted yet, when streaming).
+        self._waiting: dict[RefKey, None] = {}  # insertion-ordered set
+        self._unmet: dict[RefKey, int] = {}
+        self._dependents: dict[RefKey, list[RefKey]] = {}
         self._ready: deque[RefKey] = deque()
         self._running = 0
+        self._unfinished = 0
         self._sealed = False
         self.event_error: Exception | None = None
         self._timers: dict[RefKey, threading.Timer] = {}
@@ -166,7 +175,7 @@ class Scheduler:
         with self._cond:
             try:
                 self._on_event(StepEvent(kind, step, result, self.now()))
-            except Exception as exc:  # a broken progress printer must not wedge the run
+            except Exception as exc:  # noqa: BLE001 - a broken progress printer must not wedge the run
                 self._on_event = None
                 self.event_error = exc
 
@@ -179,7 +188,9 @@ class Scheduler:
             self._steps[key] = step
             self._order.append(key)
             self._results[key] = StepResult(step.id, step.tool, step.input)
-            self._waiting.append(key)
+            self._unfinished += 1
+            self._enqueue(key)
+            self._finished(key)  # steps that waited for this id (streamed ahead of it)
             self._advance()
 
     def seal(self) -> None:
@@ -191,7 +202,7 @@ class Scheduler:
     def join(self) -> None:
         """Wait until every submitted step has finished, failed, timed out or been skipped."""
         with self._cond:
-            while any(r.status not in _TERMINAL for r in self._results.values()):
+            while self._unfinished:
                 self._cond.wait()
 
     def result(self, plan: Plan) -> RunResult:
@@ -244,63 +255,87 @@ class Scheduler:
             return self._evidence[key], None
         return substitute(plan.answer, self._evidence, None), None
 
-    def _advance(self) -> None:
-        """Move waiting steps to ready or skipped, then launch as many ready steps as allowed."""
-        changed = True
-        while changed:
-            changed = False
-            for key in list(self._waiting):
-                state, blocker = self._dependency_state(self._steps[key])
-                if state == "wait":
-                    continue
-                self._waiting.remove(key)
-                changed = True
-                if state == "ready":
-                    self._ready.append(key)
+    def _enqueue(self, key: RefKey) -> None:
+        """Count the unmet references of a newly submitted step: ready, skipped, or waiting."""
+        unmet = 0
+        for ref in self._steps[key].refs:
+            dep = key_of(ref)
+            r = self._results.get(dep) if dep else None
+            if r is not None and r.status in ("failed", "timeout", "skipped"):
+                self._skip(key, f"{ref} {'was skipped' if r.status == 'skipped' else r.status}")
+                return
+            if r is None or r.status != "ok":  # not submitted yet (streaming), or not done
+                unmet += 1
+                if dep is not None:
+                    self._dependents.setdefault(dep, []).append(key)
+        if unmet:
+            self._waiting[key] = None
+            self._unmet[key] = unmet
+        else:
+            self._ready.append(key)
+
+    def _finished(self, done: RefKey) -> None:
+        """Tell the steps waiting on ``done`` (which just finished, or was just submitted) about it.
+        A worklist, not recursion: skipping a 10,000-step chain must not exhaust the stack."""
+        work = [done]
+        while work:
+            key = work.pop()
+            r = self._results[key]
+            if r.status not in _TERMINAL:
+                continue  # just submitted: its dependents keep waiting for its result
+            ref = self._steps[key].id
+            for waiter in self._dependents.pop(key, ()):
+                if waiter not in self._waiting:
+                    continue  # already skipped through another reference
+                if r.status == "ok":
+                    self._unmet[waiter] -= 1
+                    if self._unmet[waiter] == 0:
+                        del self._waiting[waiter], self._unmet[waiter]
+                        self._ready.append(waiter)
                 else:
-                    r = self._results[key]
-                    r.status, r.error = "skipped", f"skipped because {blocker}"
-                    r.started = r.finished = self.now()
-                    self.emit("finish", self._steps[key], r)
+                    # name the reference as the waiting step spells it (#E1 or :evidence1:)
+                    spelled = next((s for s in self._steps[waiter].refs if key_of(s) == key), ref)
+                    what = "was skipped" if r.status == "skipped" else r.status
+                    self._skip(waiter, f"{spelled} {what}")
+                    work.append(waiter)
+
+    def _skip(self, key: RefKey, reason: str) -> None:
+        """Mark a step skipped (a terminal state) and report it."""
+        self._waiting.pop(key, None)
+        self._unmet.pop(key, None)
+        r = self._results[key]
+        r.status, r.error = "skipped", f"skipped because {reason}"
+        r.started = r.finished = self.now()
+        self._unfinished -= 1
+        self.emit("finish", self._steps[key], r)
+
+    def _advance(self) -> None:
+        """Launch as many ready steps as allowed; strand what can never run once sealed."""
         while self._ready and self._running < self._max_workers:
-            self._launch(self._ready.popleft())
+            job = self._start(self._ready.popleft())
+            if job is not None:
+                name = f"step {self._steps[job[0]].id}"
+                threading.Thread(target=self._work, args=job, daemon=True, name=name).start()
         if self._sealed and not self._running and not self._ready and self._waiting:
             self._strand()
-        self._cond.notify_all()
+        if not self._unfinished:  # only join() waits, and only for the end of the run
+            self._cond.notify_all()
 
     def _strand(self) -> None:
         """Skip steps whose references will never be satisfied (a hand-built plan with a cycle
         or an id no step defines), instead of waiting for them forever."""
-        for key in self._waiting:
-            step, r = self._steps[key], self._results[key]
+        for key in list(self._waiting):
+            step = self._steps[key]
             missing = [
                 ref
                 for ref in step.refs
-                if self._results.get(key_of(ref)) is None
-                or self._results[key_of(ref)].status not in _TERMINAL
-            ]  # type: ignore
-            r.status = "skipped"
-            r.error = (
-                f"skipped because {', '.join(missing)} can never finish (no such step, or a cycle)"
-            )
-            r.started = r.finished = self.now()
-            self.emit("finish", step, r)
-        self._waiting = []
+                if self._results.get(key_of(ref)) is None  # type: ignore[arg-type]
+                or self._results[key_of(ref)].status not in _TERMINAL  # type: ignore[index]
+            ]
+            self._skip(key, f"{', '.join(missing)} can never finish (no such step, or a cycle)")
 
-    def _dependency_state(self, step: Step) -> tuple[str, str]:
-        waiting = False
-        for ref in step.refs:
-            key = key_of(ref)
-            r = self._results.get(key) if key else None
-            if r is None:
-                waiting = True  # not submitted yet (streaming)
-            elif r.status in ("failed", "timeout", "skipped"):
-                return "skip", f"{ref} {'was skipped' if r.status == 'skipped' else r.status}"
-            elif r.status != "ok":
-                waiting = True
-        return ("wait", "") if waiting else ("ready", "")
-
-    def _launch(self, key: RefKey) -> None:
+    def _start(self, key: RefKey) -> _Job | None:
+        """Mark a ready step running; its job for a worker thread, or None if it failed at once."""
         step, r = self._steps[key], self._results[key]
         r.input = substitute(step.input, self._evidence, self._max_chars)
         r.status, r.started = "running", self.now()
@@ -308,11 +343,8 @@ class Scheduler:
         self.emit("start", step, r)
         tool = self._tools.get(step.tool)
         if tool is None:
-            self._complete(key, None, f"unknown tool '{step.tool}'", "failed")
-            return
-        threading.Thread(
-            target=self._work, args=(key, tool, r.input), daemon=True, name=f"step {step.id}"
-        ).start()
+            self._finish(key, None, f"unknown tool '{step.tool}'", "failed")
+            return None
         if self._timeout is not None:
             timer = threading.Timer(
                 self._timeout,
@@ -322,33 +354,59 @@ class Scheduler:
             timer.daemon = True
             self._timers[key] = timer
             timer.start()
+        return key, tool, r.input
 
     def _work(self, key: RefKey, tool: Callable[[str], Any], text: str) -> None:
-        try:
-            out = tool(text)
-            output = out if isinstance(out, str) else ("" if out is None else str(out))
-            self._complete(key, output, None, "ok")
-        except StepTimeoutError as exc:
-            self._complete(key, None, str(exc), "timeout")
-        except ToolError as exc:
-            self._complete(key, None, str(exc), "failed")
-        except Exception as exc:  # a tool's bug must not take the run down
-            self._complete(key, None, f"{type(exc).__name__}: {exc}", "failed")
+        """A worker thread: runs its step, then ready steps while there are any (a thread per
+        step would make a long chain pay a thread start per step)."""
+        job: _Job | None = (key, tool, text)
+        while job is not None:
+            key, tool, text = job
+            try:
+                out = tool(text)
+                output = out if isinstance(out, str) else ("" if out is None else str(out))
+                job = self._complete(key, output, None, "ok", take_next=True)
+            except StepTimeoutError as exc:
+                job = self._complete(key, None, str(exc), "timeout", take_next=True)
+            except ToolError as exc:
+                job = self._complete(key, None, str(exc), "failed", take_next=True)
+            except Exception as exc:  # noqa: BLE001 - a tool's bug must not take the run down
+                job = self._complete(key, None, f"{type(exc).__name__}: {exc}", "failed", True)
 
-    def _complete(self, key: RefKey, output: str | None, error: str | None, status: str) -> None:
+    def _complete(
+        self,
+        key: RefKey,
+        output: str | None,
+        error: str | None,
+        status: str,
+        take_next: bool = False,
+    ) -> _Job | None:
+        """Record a step's outcome and start what it unblocks; with ``take_next`` (a worker that
+        is free now), the next ready step's job is returned for the caller to run."""
         with self._cond:
-            r = self._results[key]
-            if r.status != "running":
-                return  # already timed out (or finished): a late result is dropped
-            timer = self._timers.pop(key, None)
-            if timer is not None:
-                timer.cancel()
-            r.output, r.error, r.status, r.finished = output, error, status, self.now()
-            if status == "ok" and output is not None:
-                self._evidence[key] = output
-            self._running -= 1
-            self.emit("finish", self._steps[key], r)
+            if not self._finish(key, output, error, status):
+                return None  # a late result of a timed-out step: its thread just ends
+            job = None
+            while take_next and job is None and self._ready and self._running < self._max_workers:
+                job = self._start(self._ready.popleft())
             self._advance()
+            return job
+
+    def _finish(self, key: RefKey, output: str | None, error: str | None, status: str) -> bool:
+        r = self._results[key]
+        if r.status != "running":
+            return False  # already timed out (or finished): a late result is dropped
+        timer = self._timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        r.output, r.error, r.status, r.finished = output, error, status, self.now()
+        if status == "ok" and output is not None:
+            self._evidence[key] = output
+        self._running -= 1
+        self._unfinished -= 1
+        self.emit("finish", self._steps[key], r)
+        self._finished(key)
+        return True
 
 
 def execute(

@@ -14,12 +14,16 @@ from typing import Any
 
 from agent.errors import PlanError
 from agent.planner.plan import (
+    PLACEHOLDER_RE,
     REF_RE,
     Plan,
     Problem,
     RefKey,
     Step,
     canonical_id,
+    describe_problems,
+    dialect_of,
+    find_placeholders,
     find_refs,
     key_of,
     ref_key,
@@ -28,7 +32,10 @@ from agent.planner.plan import (
 _MD = r"(?:\*\*|__)?"
 # Markdown emphasis, bullets and indentation in front of a keyword ("**Plan:**", "- #E1 = ...").
 _LEAD_RE = re.compile(r"[\s*_\->]*(?:\d{1,3}[.)][ \t]+)?[\s*_]*")  # also "1. " / "2) " numbering
-_PLAN_RE = re.compile(rf"plan(?:[ \t]*\d+)?[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE)
+# "Plan:", "Plan 2:", Gentopia's "#Plan1:" and "Step 3:" labels all introduce a step's reasoning.
+_PLAN_RE = re.compile(
+    rf"(?:#?plan(?:[ \t]*\d+)?|step[ \t]*\d+)[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE
+)
 _ANSWER_RE = re.compile(
     rf"(?:final[ \t]+answer|answer)[ \t]*{_MD}[ \t]*:[ \t]*{_MD}", re.IGNORECASE
 )
@@ -36,6 +43,14 @@ _STEP_ID_RE = re.compile(
     rf"(?::evidence(?:\d+|\[\d+\]):?|#E\d+)(?!\d){_MD}[ \t]*(?P<sep>[=:])?[ \t]*", re.IGNORECASE
 )
 _TOOL_RE = re.compile(r"(?P<tool>[A-Za-z_][A-Za-z0-9_]*)[ \t]*\[")
+# A step written after its reasoning on the same line ("Plan: ... #E1 = Google[...]", LangGraph's
+# form): an id, '=' (or ':'), and a tool with its bracket, not inside a word.
+_INLINE_STEP_RE = re.compile(
+    rf"(?<![\w:#])(?::evidence(?:\d+|\[\d+\]):?|#E\d+)(?!\d){_MD}[ \t]*[=:][ \t]*\[?[ \t]*"
+    r"[A-Za-z_][A-Za-z0-9_]*[ \t]*\[",
+    re.IGNORECASE,
+)
+_PLACEHOLDER_STEP_RE = re.compile(rf"(?:{PLACEHOLDER_RE.pattern}){_MD}[ \t]*[=:]", re.IGNORECASE)
 _TRAILING_NOISE = " \t*_.,;"
 
 
@@ -92,7 +107,7 @@ class _Pending:
     def __init__(self, id: str, tool: str, line: int, plan: str, first: str, wrapped: bool):
         self.id, self.tool, self.line, self.plan, self.wrapped = id, tool, line, plan, wrapped
         self.parts = [first]
-        self.depth = _depth_after(first, 1)
+        self.depth = 1  # set by the caller once the first line is known not to close it
 
 
 class PlanStream:
@@ -115,6 +130,8 @@ class PlanStream:
         self._pending: _Pending | None = None
         self._plan_parts: list[str] = []
         self._in_plan_text = False
+        self._rest: str | None = None  # the rest of the current line, after a step on it
+        self._text_dialect: str | None = None  # of the first id-like token fed, for hints
         self._seen_step = False
         self._answer: str | None = None
         self._answer_line = 0
@@ -142,6 +159,8 @@ class PlanStream:
         if self._closed is not None:
             raise PlanError("PlanStream.feed() called after close(); start a new PlanStream")
         self._chunks.append(chunk)
+        if self._text_dialect is None and (REF_RE.search(chunk) or PLACEHOLDER_RE.search(chunk)):
+            self._text_dialect = dialect_of(chunk)  # chunks are scanned until an id shows up
         if "\n" not in chunk:  # keep streaming of a long line linear: no rescans of the buffer
             self._buf += chunk
             return []
@@ -165,10 +184,7 @@ class PlanStream:
             self._reference_problem(step.id, step.line, key)
         answer_refs: list[str] = []
         if self._answer is None:
-            hint = (
-                "end the plan with 'Answer: :evidenceN:' naming the evidence that holds "
-                "the final answer"
-            )
+            hint = self._answer_hint()
             msg = (
                 ("'Answer:' has no text; " + hint)
                 if self._answer_pending
@@ -176,28 +192,17 @@ class PlanStream:
             )
             self._problem("missing_answer", self._answer_line or self._line_no, msg)
         else:
-            for key, spelling in find_refs(self._answer):
-                if key in self._defined:
-                    answer_refs.append(self._defined[key].id)
-                else:
-                    answer_refs.append(canonical_id(key))
-                    self._problem(
-                        "undefined_reference",
-                        self._answer_line,
-                        f"the answer references {spelling}, which no step defines"
-                        f"{self._other_dialect_hint(key)}",
-                    )
+            answer_refs = self._check_answer(self._answer)
         if not self.steps:
             self._problem(
                 "empty_plan",
                 0,
                 "the plan has no steps; write 'Plan: ...' lines each followed by "
-                "':evidenceN: = Tool[input]'",
+                f"'{self._example_id()} = Tool[input]'",
             )
         if self._problems:
             problems = sorted(self._problems, key=lambda p: p.line)
-            listing = "\n".join(f"  {p}" for p in problems)
-            raise PlanError(f"the plan has {len(problems)} problem(s):\n{listing}", problems)
+            raise PlanError(describe_problems(problems), problems, steps=list(self.steps))
         self._closed = Plan(
             steps=list(self.steps),
             answer=self._answer or "",
@@ -206,6 +211,54 @@ class PlanStream:
             text=self.text,
         )
         return self._closed
+
+    def _check_answer(self, answer: str) -> list[str]:
+        """The answer's references (canonical ids); problems for placeholders and dangling ones."""
+        refs: list[str] = []
+        no = self._answer_line
+        for spelling in find_placeholders(answer):
+            self._problem(
+                "undefined_reference",
+                no,
+                f"the answer is the prompt's placeholder {spelling!r}, not a step's evidence; "
+                + self._answer_hint(),
+            )
+        for key, spelling in find_refs(answer):
+            if key in self._defined:
+                refs.append(self._defined[key].id)
+            else:
+                refs.append(canonical_id(key))
+                self._problem(
+                    "undefined_reference",
+                    no,
+                    f"the answer references {spelling}, which no step defines"
+                    f"{self._other_dialect_hint(key)}",
+                )
+        if not refs and not find_placeholders(answer) and self.steps:
+            self._problem(
+                "missing_answer",
+                no,
+                f"the answer {_short(answer)!r} names no evidence, so no step can supply it; "
+                + self._answer_hint(),
+            )
+        return refs
+
+    # -- dialect-aware hints ----------------------------------------------------------------------
+    def _dialect(self) -> str:
+        if self.steps:
+            return self.steps[0].key[0]
+        return self._text_dialect or "evidence"
+
+    def _example_id(self, n: int | None = None) -> str:
+        e = self._dialect() == "E"
+        if n is None:
+            return "#EN" if e else ":evidenceN:"
+        return f"#E{n}" if e else f":evidence{n}:"
+
+    def _answer_hint(self) -> str:
+        last = self.steps[-1].id if self.steps else self._example_id()
+        word = "Final answer" if self._dialect() == "E" else "Answer"
+        return f"end the plan with '{word}: {last}' naming the evidence that holds the final answer"
 
     # -- line handling -------------------------------------------------------------------------
     def _line(self, raw: str) -> list[Step]:
@@ -220,16 +273,34 @@ class PlanStream:
             return []
         if self._pending is not None:
             if self._kind(head) is None:
-                return self._continue_pending(raw)
+                return self._drain(self._continue_pending(raw), no)
             self._unclosed(self._pending)  # a new keyword line: the bracket was never closed
+        return self._drain(self._segment(head, no), no)
+
+    def _drain(self, ready: list[Step], no: int) -> list[Step]:
+        """Parse what a line still holds after its steps (a loop, not recursion: a line may
+        hold any number of same-line steps)."""
+        while self._rest is not None:
+            rest, self._rest = self._rest, None
+            ready.extend(self._segment(rest, no))
+        return ready
+
+    def _segment(self, text: str, no: int) -> list[Step]:
+        """One line, or the rest of one after a step closed on it: dispatch on its keyword."""
+        head = _strip_lead(text).rstrip()
+        if self._done:
+            return []
         if not head:
             self._in_plan_text = False
             return []
         m = _PLAN_RE.match(head)
         if m:
-            self._plan_parts.append(head[m.end() :].strip(" \t*_"))
             self._in_plan_text = True
-            return []
+            text = head[m.end() :].lstrip(" \t")
+            label = _PLAN_RE.match(text)
+            if label:  # "Step 1: Plan: ..." -- two labels, one reasoning
+                text = text[label.end() :]
+            return self._plan_text(text, no)
         m = _ANSWER_RE.match(head)
         if m:
             rest = head[m.end() :].strip()
@@ -241,15 +312,35 @@ class PlanStream:
         m = _STEP_ID_RE.match(head)
         if m and (m.group("sep") or _TOOL_RE.match(head, m.end())):
             return self._step_line(head, m, no)
+        m = _PLACEHOLDER_STEP_RE.match(head)
+        if m:
+            self._take_plan()
+            self._problem(
+                "syntax",
+                no,
+                f"the step id {m.group(0).rstrip('=: ')!r} is the prompt's placeholder; number "
+                f"the steps ({self._example_id(0 if self._dialect() == 'evidence' else 1)}, ...)",
+            )
+            return []
         if self._in_plan_text:
-            self._plan_parts.append(head.strip())
-        elif self._seen_step and _TOOL_RE.match(head) and "]" in head:
+            return self._plan_text(head, no)
+        if self._seen_step and _TOOL_RE.match(head) and "]" in head:
             self._problem(
                 "syntax",
                 no,
                 f"tool call without an evidence id: {_short(head)!r}; "
-                "write it as ':evidenceN: = Tool[input]'",
+                f"write it as '{self._example_id()} = Tool[input]'",
             )
+        return []
+
+    def _plan_text(self, text: str, no: int) -> list[Step]:
+        """Reasoning text; a step written after it on the same line is split off and parsed."""
+        m = _INLINE_STEP_RE.search(text)
+        if m is None:
+            self._plan_parts.append(text.strip(" \t*_"))
+            return []
+        self._plan_parts.append(text[: m.start()].strip(" \t*_"))
+        self._rest = text[m.start() :]
         return []
 
     def _kind(self, head: str) -> str | None:
@@ -271,9 +362,9 @@ class PlanStream:
     def _step_line(self, head: str, m: re.Match[str], no: int) -> list[Step]:
         self._in_plan_text = False
         self._seen_step = True
-        id_ = head[: m.end()].strip().rstrip("=:").strip().strip("*_")
-        if m.group("sep") == ":" and id_.lower().startswith(":evidence") and not id_.endswith(":"):
-            id_ += ":"  # ":evidence0: Tool[...]" -- the colon belonged to the id
+        ref = REF_RE.search(head, 0, m.end())
+        assert ref is not None  # _STEP_ID_RE starts with an id
+        id_ = canonical_id(ref_key(ref))  # one spelling whatever the spacing and case
         pos = m.end()
         wrapped = False
         if head.startswith("[", pos) and _TOOL_RE.match(head, pos + 1 + _ws(head, pos + 1)):
@@ -289,14 +380,15 @@ class PlanStream:
                 f"{_short(head[pos:]) or 'nothing'!r}; write it as '{id_} = Tool[input]'",
             )
             return []
-        first = head[tm.end() :]
-        pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), first, wrapped)
-        close = _close_index(first, 0, 1)
+        start = tm.end()
+        close = _close_index(head, start, 1)  # offsets, not slices: a line may hold many steps
         if close < 0:
-            self._pending = pending
+            first = head[start:]
+            self._pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), first, wrapped)
+            self._pending.depth = _depth_after(first, 1)
             return []
-        pending.parts = [first[:close]]
-        return self._finish(pending, first[close + 1 :])
+        pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), head[start:close], wrapped)
+        return self._finish(pending, head[close + 1 :])
 
     def _continue_pending(self, raw: str) -> list[Step]:
         p = self._pending
@@ -328,6 +420,13 @@ class PlanStream:
         if p.wrapped:
             t = trailing.lstrip()
             trailing = t[1:] if t.startswith("]") else trailing
+        rest = _strip_lead(trailing.lstrip(_TRAILING_NOISE))
+        if self._kind(rest) is not None:  # "... #E1 = A[x] Plan: next ... #E2 = B[y]"
+            self._rest = rest
+            return self._finish_step(p, "")
+        return self._finish_step(p, trailing)
+
+    def _finish_step(self, p: _Pending, trailing: str) -> list[Step]:
         noise = trailing.strip(_TRAILING_NOISE)
         if "[" in noise or "]" in noise or REF_RE.search(noise):
             self._problem(
@@ -357,6 +456,15 @@ class PlanStream:
             else:
                 refs.append(canonical_id(rkey))
                 bad = True
+        for spelling in find_placeholders(text):
+            bad = True
+            self._problem(
+                "undefined_reference",
+                p.line,
+                f"{p.id} uses {spelling!r}, the prompt's placeholder, not a step's evidence; "
+                f"write the id of the step it needs (e.g. "
+                f"{self.steps[-1].id if self.steps else self._example_id()})",
+            )
         step = Step(id=p.id, tool=tool, input=text, refs=refs, plan=p.plan, line=p.line)
         for rkey, _ in find_refs(text):
             if rkey not in self._defined or rkey == key:

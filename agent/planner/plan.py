@@ -16,6 +16,18 @@ from dataclasses import dataclass, field
 # `:evidence[1]:` is the prompt's own `:evidence[n]:` notation filled in, so it is accepted too.
 REF_RE = re.compile(r":evidence(?:(\d+)(?!\d)|\[(\d+)\]):?|#E(\d+)(?!\d)", re.IGNORECASE)
 
+# The prompts' own placeholders copied as if they were ids: ``:evidence[n]:``, ``:evidenceN:``,
+# ``#E[n]``, ``#E[index]``, ``#En``. A letter or a bracketed word where the number should be; a
+# word that merely starts with "#E" (``#Energy``) is not one.
+PLACEHOLDER_RE = re.compile(
+    r":evidence(?:\[(?!\d+\])[^\]\n]{0,20}\]|[a-z](?![a-z0-9])):?"
+    r"|#E(?:\[(?!\d+\])[^\]\n]{0,20}\]|[a-z](?![a-z0-9]))",
+    re.IGNORECASE,
+)
+
+# A PlanError message lists this many problems; the rest are counted (all are in ``.problems``).
+MAX_LISTED_PROBLEMS = 20
+
 PROBLEM_KINDS = (
     "syntax",
     "unknown_tool",
@@ -45,6 +57,19 @@ def key_of(ref: str) -> RefKey | None:
 def canonical_id(key: RefKey) -> str:
     dialect, n = key
     return f":evidence{n}:" if dialect == "evidence" else f"#E{n}"
+
+
+def find_placeholders(text: str) -> list[str]:
+    """Placeholder spellings in ``text`` (``:evidence[n]:``, ``#E[n]``...), each once, in order."""
+    return list(dict.fromkeys(m.group(0) for m in PLACEHOLDER_RE.finditer(text)))
+
+
+def dialect_of(text: str) -> str:
+    """``"E"`` when the first id-like token of ``text`` is ``#E...``, else ``"evidence"``."""
+    first = min(
+        (m.start() for m in (REF_RE.search(text), PLACEHOLDER_RE.search(text)) if m), default=-1
+    )
+    return "E" if first >= 0 and text[first] == "#" else "evidence"
 
 
 def find_refs(text: str) -> list[tuple[RefKey, str]]:
@@ -84,6 +109,16 @@ class Problem:
     def __str__(self) -> str:
         where = f"line {self.line}" if self.line else "plan"
         return f"{where}: {self.kind}: {self.message}"
+
+
+def describe_problems(problems: list[Problem], limit: int = MAX_LISTED_PROBLEMS) -> str:
+    """The text of a ``PlanError``: the first ``limit`` problems by line, and how many more."""
+    ordered = sorted(problems, key=lambda p: p.line)
+    lines = [f"the plan has {len(ordered)} problem(s):"]
+    lines += [f"  {p}" for p in ordered[:limit]]
+    if len(ordered) > limit:
+        lines.append(f"  ... and {len(ordered) - limit} more (all are in PlanError.problems)")
+    return "\n".join(lines)
 
 
 @dataclass
@@ -144,7 +179,8 @@ class Plan:
         """Steps grouped so that each group only depends on earlier groups (run together)."""
         depth: dict[RefKey, int] = {}
         for s in self.steps:  # refs always point backwards in a valid plan
-            depth[s.key] = 1 + max((depth.get(key_of(r), -1) for r in s.refs), default=-1)
+            deps = (key_of(r) for r in s.refs)
+            depth[s.key] = 1 + max((depth.get(k, -1) for k in deps if k is not None), default=-1)
         out: list[list[Step]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
         for s in self.steps:
             out[depth[s.key]].append(s)

@@ -9,14 +9,12 @@ template, so the model writes its plan after ``ASSISTANT:``.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from collections.abc import Iterator
 from typing import Any
 
-from agent.errors import AgentError
 from agent.llm.prompts import chat_prompt
-from agent.llm.protocol import count_tokens
+from agent.llm.protocol import SAMPLING_DEFAULTS, TextGenerator, count_tokens
+from agent.planner.grammar import plan_grammar
 from agent.planner.parser import tool_names
 
 PLAN_INTRO = (
@@ -80,31 +78,8 @@ def build_plan_prompt(question: str, tools: Any) -> str:
     return chat_prompt(plan_user_message(question, tools))
 
 
-def constrained_available() -> bool:
-    """True when the grammar module for constrained plan decoding is installed."""
-    try:
-        return importlib.util.find_spec("agent.planner.grammar") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def plan_grammar_for(tools: Any) -> Any:
-    """The decoding grammar that only admits plans over ``tools`` (from agent.planner.grammar)."""
-    try:
-        grammar = importlib.import_module("agent.planner.grammar")
-    except ModuleNotFoundError as exc:
-        if exc.name != "agent.planner.grammar":
-            raise
-        raise AgentError(
-            "constrained plan decoding is unavailable: agent.planner.grammar is not "
-            "part of this installation yet; generate unconstrained (constrained=False"
-            ", or --no-constrain on the command line)"
-        ) from None
-    return grammar.plan_grammar(tool_names(tools) or [])
-
-
 def generate_plan_text(
-    model: Any,
+    model: TextGenerator,
     question: str,
     tools: Any,
     *,
@@ -113,8 +88,8 @@ def generate_plan_text(
     constrained: bool = False,
     stream: bool = False,
     max_tokens: int = 768,
-    top_k: int = 40,
-    top_p: float = 0.95,
+    top_k: int = SAMPLING_DEFAULTS.top_k,
+    top_p: float = SAMPLING_DEFAULTS.top_p,
     repeat_penalty: float = 1.0,
 ) -> str | Iterator[str]:
     """Ask ``model`` for a plan answering ``question`` with ``tools`` (registry or names).
@@ -122,10 +97,16 @@ def generate_plan_text(
     Returns the plan text, or with ``stream=True`` an iterator of text pieces as they are written.
     ``constrained=True`` passes the plan grammar of ``agent.planner.grammar`` to the model. The
     grammar bounds the plan and decides where it ends, so a constrained plan is neither cut by stop
-    strings nor by ``max_tokens`` (a cut plan would not parse): it may use the rest of the context.
+    strings nor by ``max_tokens`` (a cut plan would not parse): it may use the rest of the context,
+    and the grammar knows that budget, closing the plan (``Answer:``) before the context is full.
     """
-    grammar = plan_grammar_for(tools) if constrained else None
     prompt = build_plan_prompt(question, tools)
+    grammar = None
+    if constrained:
+        n_ctx = getattr(model, "n_ctx", None)
+        # The tokens really left after the prompt and its BOS; unknown for remote generators.
+        budget = n_ctx - count_tokens(model, prompt) - 1 if isinstance(n_ctx, int) else None
+        grammar = plan_grammar(tool_names(tools) or [], max_tokens=budget)
     kwargs: dict[str, Any] = dict(
         max_tokens=max_tokens,
         temperature=temperature,
@@ -138,8 +119,8 @@ def generate_plan_text(
     if grammar is not None:
         kwargs["grammar"] = grammar
         kwargs["stop"] = []
-        n_ctx = getattr(model, "n_ctx", None)
-        if isinstance(n_ctx, int):
-            kwargs["max_tokens"] = max(max_tokens, n_ctx - count_tokens(model, prompt) - 1)
+        budget = getattr(grammar, "max_tokens", None)
+        if isinstance(budget, int):
+            kwargs["max_tokens"] = budget
     pieces = model.generate(prompt, **kwargs)
     return pieces if stream else "".join(pieces)

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP API: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST /v1/completions``.
+"""The OpenAI-compatible HTTP API: ``GET /v1/models``, ``POST /v1/chat/completions``, ``POST
+/v1/completions``.
 
 Requests are validated and their prompts measured on arrival (400s come back at once), then queued
 for the single engine thread (503 when the queue is full). Streaming responses are server-sent
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import re
 import threading
 import time
 import uuid
@@ -26,7 +28,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agent.errors import ContextLengthError
 from agent.llm.protocol import count_tokens
 from agent.server.errors import APIError
-from agent.server.requests import Prepared, parse_json_body, prepare_chat, prepare_completion
+from agent.server.requests import (
+    MAX_BODY_BYTES,
+    Prepared,
+    parse_json_body,
+    prepare_chat,
+    prepare_completion,
+)
 from agent.server.toolstream import ToolCallStreamer
 from agent.server.worker import EngineWorker, Job, QueueFullError
 
@@ -63,6 +71,41 @@ def _generate(
     return {"text": text, "stop_reason": stop_reason, "completion_tokens": completion_tokens}
 
 
+RETRIES = 2  # extra generations when the output fails the schema's post-generation check
+
+
+def _generate_checked(
+    model: Any, prep: Prepared, emit: Any, cancelled: threading.Event, index: int = 0
+) -> dict[str, Any]:
+    """``_generate``, then the schema check of keywords the grammar could not enforce: a failed
+    output is generated again with another seed (not when streaming: its pieces are out), and
+    is never returned as valid."""
+    attempts = 1 if prep.stream or prep.check is None else 1 + RETRIES
+    for attempt in range(attempts):
+        result = _generate(
+            model, prep, emit if attempt == 0 or not prep.stream else _quiet, cancelled, index
+        )
+        if prep.check is None or result["stop_reason"] == "length" or cancelled.is_set():
+            return result
+        problem = prep.check(result["text"])
+        if problem is None:
+            return result
+        seed = prep.sampling.get("seed")
+        prep.sampling["seed"] = (seed if seed is not None else attempt) + 1
+    raise APIError(
+        422,
+        f"the model's output failed the schema after {attempts} attempt(s): {problem}. The "
+        "grammar could not enforce "
+        + "; ".join(getattr(prep.grammar, "unenforced", ())[:3])
+        + "; simplify those keywords or retry",
+        code="invalid_output",
+    )
+
+
+def _quiet(kind: str, value: Any) -> None:
+    pass
+
+
 def _error_of(exc: BaseException) -> APIError:
     if isinstance(exc, APIError):
         return exc
@@ -88,7 +131,9 @@ def chat_message(prep: Prepared, result: dict[str, Any]) -> tuple[dict[str, Any]
         try:
             data = json.loads(text)
         except ValueError:
-            data = None  # cut off by max_tokens: returned as text, finish_reason "length"
+            data = None
+        if data is None and finish == "length":
+            return _partial_call(text, prep), finish
         if isinstance(data, dict) and data.get("function") in prep.registry.names():
             call = {
                 "id": f"call_{uuid.uuid4().hex[:24]}",
@@ -102,6 +147,31 @@ def chat_message(prep: Prepared, result: dict[str, Any]) -> tuple[dict[str, Any]
     return {"role": "assistant", "content": text.lstrip()}, finish
 
 
+_CALL_HEAD = re.compile(r'\s*\{\s*"function"\s*:\s*"((?:[^"\\]|\\.)*)"\s*(?:,\s*"params"\s*:\s*)?')
+
+
+def _partial_call(text: str, prep: Prepared) -> dict[str, Any]:
+    """A tool call cut by max_tokens, as OpenAI returns it: the name and the arguments so far."""
+    m = _CALL_HEAD.match(text)
+    name = json.loads(f'"{m.group(1)}"') if m else None
+    if m is None or name not in prep.registry.names():
+        raise APIError(
+            422,
+            f"max_tokens ({prep.max_tokens}) ran out before the tool call named its function; "
+            "raise max_tokens",
+            code="tool_call_truncated",
+        )
+    call = {
+        "id": f"call_{uuid.uuid4().hex[:24]}",
+        "type": "function",
+        "function": {
+            "name": name,
+            "arguments": text[m.end() :] if m.group(0).rstrip().endswith(":") else "",
+        },
+    }
+    return {"role": "assistant", "content": None, "tool_calls": [call]}
+
+
 def create_app(
     model: Any,
     *,
@@ -109,6 +179,7 @@ def create_app(
     api_key: str | None = None,
     queue_size: int = 16,
     parallel: int = 1,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> FastAPI:
     """The API over ``model`` (a loaded engine or any ``TextGenerator``).
 
@@ -147,6 +218,46 @@ def create_app(
         )
         return JSONResponse(err.body(), status_code=exc.status_code)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:  # never plain text
+        err = APIError(500, f"{type(exc).__name__}: {exc}"[:500], type="server_error")
+        return JSONResponse(err.body(), status_code=500)
+
+    async def read_body(request: Request) -> bytes:
+        """The body, refused (413) as soon as it is known to pass the limit."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_body_bytes:
+            raise APIError(
+                413,
+                f"the request body is {declared} bytes; this server accepts at most "
+                f"{max_body_bytes}",
+                code="request_too_large",
+            )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise APIError(
+                    413,
+                    f"the request body is over {max_body_bytes} bytes, the most this server "
+                    "accepts",
+                    code="request_too_large",
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def prepare(fn: Any, request: Request) -> Prepared:
+        """Parse and prepare off the event loop; whatever goes wrong is the request's 4xx."""
+        body = parse_json_body(await read_body(request), max_body_bytes)
+        try:
+            return await run_in_threadpool(fn, body, model)
+        except APIError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- a request must never crash the server
+            raise APIError(
+                400, f"the request could not be prepared: {type(exc).__name__}: {exc}"[:1000]
+            ) from None
+
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse(APIError(400, str(exc)).body(), status_code=400)
@@ -173,7 +284,7 @@ def create_app(
             def emit(kind: str, value: Any) -> None:
                 loop.call_soon_threadsafe(events.put_nowait, (i, kind, value))
 
-            return Job(run=lambda e, c: _generate(model, prep, e, c, i), emit=emit)
+            return Job(run=lambda e, c: _generate_checked(model, prep, e, c, i), emit=emit)
 
         try:
             for i in range(prep.n):
@@ -234,8 +345,7 @@ def create_app(
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         check_key(request)
-        body = parse_json_body(await request.body())
-        prep = await run_in_threadpool(prepare_chat, body, model)
+        prep = await prepare(prepare_chat, request)
         jobs, events = submit(prep)
         cid, now = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
         if not prep.stream:
@@ -292,7 +402,11 @@ def create_app(
                         break
                     elif kind == "done":
                         results[i] = value
-                        message, finish = chat_message(prep, value)
+                        try:
+                            message, finish = chat_message(prep, value)
+                        except APIError as exc:
+                            yield sse(exc.body())
+                            break
                         for delta in streamers[i].finish(message):
                             yield chunk(i, delta)
                         if streamers[i].mode == "call" and finish != "length":
@@ -319,8 +433,7 @@ def create_app(
     @app.post("/v1/completions")
     async def completions(request: Request) -> Any:
         check_key(request)
-        body = parse_json_body(await request.body())
-        prep = await run_in_threadpool(prepare_completion, body, model)
+        prep = await prepare(prepare_completion, request)
         jobs, events = submit(prep)
         cid, now = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 

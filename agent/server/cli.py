@@ -53,6 +53,19 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--model-name", default=None, help="model id reported by /v1/models (default: file name)"
     )
+    ray = p.add_argument_group("Ray Serve")
+    ray.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ADDRESS",
+        help="serve as a Ray Serve deployment, on the cluster at ADDRESS or a new local one",
+    )
+    ray.add_argument("--replicas", type=int, default=1, help="engines behind Ray Serve (default 1)")
+    ray.add_argument(
+        "--cpus-per-replica", type=float, default=1.0, help="CPUs per replica (default 1)"
+    )
     p.set_defaults(handler=_serve)
 
 
@@ -67,6 +80,10 @@ def _serve(args: argparse.Namespace) -> int:
         raise AgentError(f"--port must be 0-65535, got {args.port}")
     if args.queue_size < 1:
         raise AgentError("--queue-size must be at least 1")
+    if getattr(args, "ray", None) is not None:
+        from agent.server.ray_serve import serve_command
+
+        return serve_command(args)
     if args.parallel < 1:
         raise AgentError(f"--parallel must be at least 1, got {args.parallel}")
     if args.slot_ctx is not None and args.slot_ctx < 16:
@@ -90,7 +107,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.api_key:
         print(
-            f"warning: serving on {args.host} without --api-key: anyone who can reach it can use it",
+            f"warning: serving on {args.host} without --api-key: anyone who can reach it can use "
+            "it",
             file=sys.stderr,
         )
     print(f"serving {name} on http://{args.host}:{args.port}/v1", file=sys.stderr, flush=True)

@@ -1,4 +1,5 @@
-"""OpenAI-style API errors: ``{"error": {"message", "type", "param", "code"}}`` with an HTTP status."""
+"""OpenAI-style API errors: ``{"error": {"message", "type", "param", "code"}}`` with an HTTP
+status."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ card's function-calling prompt and the answer is constrained by the function-cal
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +30,7 @@ _UNSUPPORTED_IF_SET = {
 }
 _ZERO_ONLY = ("presence_penalty", "frequency_penalty")
 MAX_N = 8  # choices per request (n): each is a sequence decoding in parallel
+MAX_BODY_BYTES = 8 * 1024 * 1024  # a larger body is a 413 before it is parsed
 
 
 @dataclass
@@ -44,13 +46,25 @@ class Prepared:
     tool_mode: str = "none"
     extra: dict[str, Any] = field(default_factory=dict)
     n: int = 1  # choices: parallel sequences sharing the prompt's KV
+    # set when the grammar leaves keywords unenforced: text -> None (valid) or what is wrong
+    check: Callable[[str], str | None] | None = None
 
 
-def parse_json_body(raw: bytes) -> dict[str, Any]:
+def parse_json_body(raw: bytes, max_bytes: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    if len(raw) > max_bytes:
+        raise APIError(
+            413,
+            f"the request body is {len(raw)} bytes; this server accepts at most {max_bytes}",
+            code="request_too_large",
+        )
     try:
         body = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise bad_request(
+            "the request body nests arrays/objects too deeply to be read; flatten it"
+        ) from None
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
     return body
@@ -211,6 +225,10 @@ def _tools(body: dict) -> tuple[Any, str, str | None]:
         )
         fc = body.get("function_call")
         choice = {"type": "function", "function": fc} if isinstance(fc, dict) else fc
+    if tools is not None and not isinstance(tools, list):
+        raise bad_request(
+            '\'tools\' must be a list of {"type": "function", "function": {...}}', "tools"
+        )
     if tools is None or tools == []:
         if choice not in (None, "none"):
             raise bad_request("'tool_choice' needs 'tools'", "tool_choice")
@@ -263,6 +281,10 @@ def _response_format(body: dict) -> Any:
             return _cached(key, lambda: json_schema_grammar(spec["schema"]))
         except GrammarError as exc:
             raise bad_request(f"response_format: {exc}", "response_format") from None
+        except RecursionError:
+            raise bad_request(
+                "response_format: the schema nests too deeply to be read", "response_format"
+            ) from None
     raise bad_request(
         "response_format.type must be 'text', 'json_object' or 'json_schema'", "response_format"
     )
@@ -283,10 +305,31 @@ def _cached(key: str, build: Any) -> Any:
     return grammar
 
 
+def _longest_piece(model: Any) -> int | None:
+    """Bytes of the vocabulary's longest token (None for a model without a vocabulary)."""
+    try:
+        from agent.llm.grammar import token_table
+
+        table = token_table(model)
+    except (TypeError, AttributeError):
+        return None
+    return int(table.data.shape[1]) if len(table.order) else None
+
+
 def _fit(model: Any, prompt: str, body: dict, default_max: int | None) -> tuple[int, int]:
     """(prompt tokens, max new tokens), or a 400 when they do not fit the context window."""
     batcher = getattr(model, "batcher", None)  # with parallel slots, a slot's context
     n_ctx = getattr(batcher, "n_ctx", None) or getattr(model, "n_ctx", None) or 4096
+    longest = _longest_piece(model)
+    if longest and len(prompt.encode("utf-8")) > n_ctx * longest:  # more tokens than n_ctx, surely
+        raise APIError(
+            400,
+            f"This model's maximum context length is {n_ctx} tokens, and your prompt of "
+            f"{len(prompt.encode('utf-8'))} bytes needs more than that (a token covers at most "
+            f"{longest} bytes). Shorten the messages.",
+            param="messages",
+            code="context_length_exceeded",
+        )
     n_prompt = count_tokens(model, prompt)
     key = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
     max_tokens = _number(body, key, None, 1, 10**9, integer=True)
@@ -343,6 +386,7 @@ def prepare_chat(body: dict, model: Any) -> Prepared:
     stream, usage = _stream_flags(body)
     prep = Prepared(prompt, n_prompt, max_tokens, sampling, grammar, stream, usage, registry, mode)
     prep.n = body.get("n") or 1
+    prep.check = _output_check(body, grammar, registry)
     return prep
 
 
@@ -358,4 +402,48 @@ def prepare_completion(body: dict, model: Any) -> Prepared:
     stream, usage = _stream_flags(body)
     prep = Prepared(prompt, n_prompt, max_tokens, sampling, grammar, stream, usage)
     prep.n = body.get("n") or 1
+    prep.check = _output_check(body, grammar, None)
     return prep
+
+
+def _validator(schema: Any) -> Any:
+    import jsonschema
+
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _first_error(validator: Any, value: Any) -> str | None:
+    err = next(iter(validator.iter_errors(value)), None)
+    if err is None:
+        return None
+    where = "/".join(str(p) for p in err.absolute_path) or "#"
+    return f"{where}: {err.message[:200]}"
+
+
+def _output_check(body: dict, grammar: Any, registry: Any) -> Callable[[str], str | None] | None:
+    """A validator of the finished output, when the grammar could not enforce every keyword."""
+    if grammar is None or not getattr(grammar, "unenforced", ()):
+        return None
+    if registry is None:
+        v = _validator(body["response_format"]["json_schema"]["schema"])
+
+        def check_value(text: str) -> str | None:
+            try:
+                return _first_error(v, json.loads(text))
+            except ValueError as exc:
+                return f"the output is not JSON ({exc})"
+
+        return check_value
+    validators = {n: _validator(registry.schema(n) or {}) for n in registry.names()}
+
+    def check_call(text: str) -> str | None:
+        if not text.lstrip().startswith("{"):
+            return None  # a plain-text answer (tool_choice auto)
+        try:
+            call = json.loads(text)
+            return _first_error(validators[call["function"]], call.get("params"))
+        except (ValueError, KeyError, TypeError) as exc:
+            return f"the tool call is not a complete call ({exc})"
+
+    return check_call

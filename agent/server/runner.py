@@ -11,7 +11,8 @@ import uvicorn
 
 
 class ServerThread:
-    """``with ServerThread(app) as s: ... s.url ...``: serves on 127.0.0.1 at a free port, then stops."""
+    """``with ServerThread(app) as s: ... s.url ...``: serves on 127.0.0.1 at a free port, then
+    stops."""
 
     def __init__(
         self, app: Any, host: str = "127.0.0.1", port: int = 0, *, log_level: str = "warning"

@@ -99,7 +99,8 @@ class EngineWorker:
             try:
                 result = job.run(job.emit, job.cancelled)
                 job.emit("done", result)
-            except BaseException as exc:  # reported to the waiting request, never kills the worker
+            # reported to the waiting request (KeyboardInterrupt too), never kills the worker
+            except BaseException as exc:  # noqa: BLE001
                 job.emit("error", exc)
             finally:
                 with self._count_lock:

@@ -31,12 +31,14 @@ def tokenize(text: str) -> list[str]:
 
 
 def split_passages(text: str, max_chars: int = 800) -> list[str]:
-    """``text`` as passages of at most ``max_chars``: paragraphs, merged when short, split when long.
+    """``text`` as passages of at most ``max_chars``: paragraphs, merged when short, split when
+    long.
 
     Joining the passages of a text with "\\n" gives back its words in order (no text is lost).
     """
     pieces: list[str] = []
-    for para in (p.strip() for p in re.split(r"\n\s*\n|\n", text)):
+    for raw in re.split(r"\n\s*\n|\n", text):
+        para = raw.strip()
         if not para:
             continue
         while len(para) > max_chars:

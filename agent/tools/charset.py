@@ -66,9 +66,9 @@ def decode_body(body: bytes, content_type: str | None = None) -> tuple[str, str]
     for bom, name in _BOMS:
         if body.startswith(bom):
             return body[len(bom) :].decode(name, errors="replace"), name
-    for name in (charset_from_content_type(content_type), declared_charset(body)):
-        if name:
-            return body.decode(name, errors="replace"), name
+    for declared in (charset_from_content_type(content_type), declared_charset(body)):
+        if declared:
+            return body.decode(declared, errors="replace"), declared
     try:
         return body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:

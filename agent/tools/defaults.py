@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
+from agent.llm.protocol import TextGenerator
 from agent.tools.fetch import default_user_agent
 from agent.tools.knowledge import KnowledgeModel
 from agent.tools.links import HyperlinkExtractor
@@ -14,7 +14,7 @@ from agent.tools.search import DuckDuckGo, SearchBackend
 
 
 def default_tools(
-    model: Any = None,
+    model: TextGenerator | None = None,
     *,
     allow_private: bool = False,
     search_backend: SearchBackend | None = None,

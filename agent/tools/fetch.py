@@ -90,18 +90,17 @@ class PinnedAdapter(HTTPAdapter):
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
+    ) -> tuple[Any, Any]:  # the stubs' private TypedDicts, as requests returns them
+        stock_params, stock_kwargs = super().build_connection_pool_key_attributes(
             request, verify, cert
         )
         host = (urlsplit(request.url or "").hostname or "").rstrip(".")
         if host != self.target.host:  # only the hop this adapter was made for
             raise FetchError(f"internal: pinned adapter for {self.target.host} asked for {host}")
-        host_params = dict(host_params, host=self.address)
+        host_params = dict(stock_params, host=self.address)
+        pool_kwargs = dict(stock_kwargs)
         if host_params.get("scheme") == "https":
-            pool_kwargs = dict(
-                pool_kwargs, server_hostname=self.target.host, assert_hostname=self.target.host
-            )
+            pool_kwargs.update(server_hostname=self.target.host, assert_hostname=self.target.host)
         return host_params, pool_kwargs
 
 

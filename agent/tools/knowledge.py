@@ -18,11 +18,11 @@ import contextlib
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from agent.errors import ToolError
+from agent.llm import llama2
 from agent.llm.prompts import ContextBlock, chat_prompt, closed_context_prompt
-from agent.llm.protocol import count_tokens
+from agent.llm.protocol import SAMPLING_DEFAULTS, TextGenerator, count_tokens
 from agent.tools.bm25 import BM25, split_passages
 from agent.tools.documents import Document, split_evidence
 
@@ -32,7 +32,7 @@ DESCRIPTION = (
     "variable, e.g. What color is the cat, given :evidence1:?"
 )
 PLACEHOLDER = "the text above"
-DEFAULT_N_CTX = 4096
+DEFAULT_N_CTX = llama2.CONTEXT_LENGTH  # for generators that do not say
 _GIVEN = re.compile(r",?\s+given\s+(?:(?:the\s+)?context\s*:?\s*)?", re.IGNORECASE)
 _SOURCES_TRAILER = re.compile(
     r"^\s*(?:sources?|references?|citations?)\s*:", re.IGNORECASE | re.MULTILINE
@@ -83,13 +83,13 @@ class KnowledgeModel:
 
     def __init__(
         self,
-        model: Any,
+        model: TextGenerator,
         *,
         max_tokens: int = 512,
         temperature: float = 0.2,
-        top_k: int = 40,
+        top_k: int = SAMPLING_DEFAULTS.top_k,
         top_p: float = 0.9,
-        repeat_penalty: float = 1.1,
+        repeat_penalty: float = SAMPLING_DEFAULTS.repeat_penalty,
         seed: int | None = None,
         n_ctx: int | None = None,
         passage_chars: int = 800,

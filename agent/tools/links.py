@@ -19,7 +19,10 @@ DESCRIPTION = (
 _URL = re.compile(r"https?://[^\s<>\"'`\\^{}|]+", re.IGNORECASE)
 _TRAILING = ".,;:!?*_~'\""
 _CLOSERS = {")": "(", "]": "[", "}": "{"}
-_HTML_HINT = re.compile(r"<(a|area|base)\s[^>]*>|<html|<body", re.IGNORECASE)
+# HTML when a link tag opens (and some '>' follows it) or the page says so. Found in two linear
+# searches: the former `<(a|area|base)\s[^>]*>` rescanned to the end at every `<a ` that lacked '>'.
+_LINK_TAG = re.compile(r"<(?:a|area|base)\s", re.IGNORECASE)
+_PAGE_TAG = re.compile(r"<html|<body", re.IGNORECASE)
 # Links to page assets, not pages a plan would read.
 _ASSET_SUFFIXES = (
     ".css",
@@ -44,16 +47,29 @@ _HOST = re.compile(
 
 
 def clean_url_tail(url: str) -> str:
-    """Drop trailing punctuation and closing brackets that have no opening partner in the URL."""
-    while url:
-        last = url[-1]
+    """Drop trailing punctuation and closing brackets that have no opening partner in the URL.
+
+    Bracket counts are kept as the tail shrinks (not recounted per character): linear time even
+    for a URL that ends in a million ')'."""
+    counts = {c: url.count(c) for pair in _CLOSERS.items() for c in pair}
+    end = len(url)
+    while end:
+        last = url[end - 1]
         if last in _TRAILING:
-            url = url[:-1]
-        elif last in _CLOSERS and url.count(_CLOSERS[last]) < url.count(last):
-            url = url[:-1]
+            end -= 1
+        elif last in _CLOSERS and counts[_CLOSERS[last]] < counts[last]:
+            counts[last] -= 1
+            end -= 1
         else:
             break
-    return url
+    return url[:end]
+
+
+def looks_like_html(text: str) -> bool:
+    """A link tag with a '>' somewhere after it, or an <html>/<body> tag."""
+    m = _LINK_TAG.search(text)
+    # only the first link tag needs checking: a '>' after a later one is also after the first
+    return (m is not None and text.find(">", m.end()) >= 0) or _PAGE_TAG.search(text) is not None
 
 
 def _valid(url: str) -> bool:
@@ -64,6 +80,8 @@ def _valid(url: str) -> bool:
         return False
     host = parts.netloc.rsplit("@", 1)[-1]
     host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if len(host) > 253:  # DNS's limit; also keeps the host pattern's work small
+        return False
     host = host.encode("idna").decode("ascii") if not host.isascii() else host  # noqa: PLW2901
     if parts.scheme.lower() not in ("http", "https") or not _HOST.match(host):
         return False
@@ -109,15 +127,19 @@ def html_links(html: str) -> list[str]:
 
 def extract_links(text: str, max_links: int = 10) -> list[str]:
     """Links of ``text`` (HTML or plain), fragments dropped, deduplicated in order, capped."""
-    candidates = html_links(text) if _HTML_HINT.search(text) else text_links(text)
+    candidates = html_links(text) if looks_like_html(text) else text_links(text)
     seen: dict[str, None] = {}
-    for url in candidates:
-        url = urldefrag(url)[0]
-        if url and _safe_valid(url):
-            key = url
-            seen.setdefault(key, None)
-            if len(seen) >= max_links:
-                break
+    rejected: set[str] = set()  # a page repeating one bad URL pays for its check once
+    for candidate in candidates:
+        url = urldefrag(candidate)[0]
+        if not url or url in seen or url in rejected:
+            continue
+        if not _safe_valid(url):
+            rejected.add(url)
+            continue
+        seen[url] = None
+        if len(seen) >= max_links:
+            break
     return list(seen)
 
 

@@ -21,14 +21,16 @@ from agent.tools.netguard import Resolver
 
 DESCRIPTION = (
     "Load one or more websites from the input string containing newline delimited links, where "
-    "input is one or more links, and produces plain text output containing the content of the links."
+    "input is one or more links, and produces plain text output containing the content of the "
+    "links."
 )
 # Any scheme://..., so file:// and friends are refused out loud instead of silently ignored.
 _URL_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s<>\"'`]+")
 
 
 def parse_url_list(text: str) -> list[str]:
-    """URL-like tokens of ``text`` in order, brackets and trailing punctuation stripped, deduplicated."""
+    """URL-like tokens of ``text`` in order, brackets and trailing punctuation stripped,
+    deduplicated."""
     urls: dict[str, str] = {}
     for m in _URL_TOKEN.finditer(text):
         url = clean_url_tail(m.group(0))
@@ -128,7 +130,9 @@ class TextScraper:
         budget = self.max_total_chars
         if sum(sizes.values()) <= budget:
             return
-        for i in sorted(sizes, key=sizes.get):  # smallest first: what they leave goes to the rest
+        for i in sorted(
+            sizes, key=sizes.__getitem__
+        ):  # smallest first: what they leave goes to the rest
             share = budget // len(sizes)
             size = sizes.pop(i)
             if size > share:

@@ -63,7 +63,10 @@ def _calls(registry):
 def test_known_good_calls_are_in_the_language(registry, fmt):
     g = function_call_grammar(registry, fmt)
     if fmt == "json":
-        text = '{\n  "function": "get_weather",\n  "params": {\n    "city": "Oslo",\n    "unit": "celsius"\n  }\n}'
+        text = (
+            '{\n  "function": "get_weather",\n  "params": {\n    "city": "Oslo",\n'
+            '    "unit": "celsius"\n  }\n}'
+        )
         bad = [
             '{"function": "get_wether", "params": {"city": "Oslo", "unit": "celsius"}}',
             '{"function": "get_weather", "params": {"city": "Oslo"}}',
@@ -71,10 +74,15 @@ def test_known_good_calls_are_in_the_language(registry, fmt):
             '{"function": "get_weather", "params": {"city": "Oslo", "unit": "celsius", "days": 8}}',
         ]
     else:
-        text = 'function: search\nparams:\n  query: "cats"\n  filters:\n    lang: "no"\n  sites: ["a.org"]'
+        text = (
+            'function: search\nparams:\n  query: "cats"\n  filters:\n    lang: "no"\n'
+            '  sites: ["a.org"]'
+        )
         bad = [
-            'function: search\nparams:\n  query: cats\n  filters:\n    lang: "no"',  # unquoted string
-            'function: search\nparams:\n  query: "cats"\n  filters:\n    lang: no',  # the Norway problem
+            # an unquoted string
+            'function: search\nparams:\n  query: cats\n  filters:\n    lang: "no"',
+            # the Norway problem
+            'function: search\nparams:\n  query: "cats"\n  filters:\n    lang: no',
             'function: search\nparams:\n  query: "cats"',  # filters is required
             'function: "on"\nparams: {}',
         ]  # the name is written as the card does, plain... and quoted
@@ -88,8 +96,17 @@ def test_known_good_calls_are_in_the_language(registry, fmt):
 
 def test_unsupported_parameter_keywords_are_reported(registry):
     r = FunctionRegistry()
-    r.add("f", "", {"type": "object", "properties": {"u": {"type": "string", "format": "uri"}}})
-    with pytest.raises(SchemaUnsupportedError, match="format 'uri'"):
+    r.add(
+        "f",
+        "",
+        {
+            "type": "object",
+            "properties": {"u": {"type": "string"}},
+            "required": ["u", "v"],
+            "additionalProperties": False,
+        },
+    )
+    with pytest.raises(SchemaUnsupportedError, match="required property 'v' is not allowed"):
         function_call_grammar(r, "json")
     with pytest.raises(ValueError, match="json' or 'yaml"):
         function_call_grammar(registry, "toml")

@@ -1,4 +1,5 @@
-"""`agent call` end to end: definitions file, scripted or real model, printed call or clear error."""
+"""`agent call` end to end: definitions file, scripted or real model, printed call or clear
+error."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from tests.golden import REPO, model_paths
 
 EXAMPLE = str(REPO / "examples" / "functions.yaml")
 INPUT = "How many times is 'Python' in my notes?"
-GOOD = ' {"function": "file_analytics", "params": {"action": "count_occurrences", "filters": {"keyword": "Python"},}}'
+GOOD = (
+    ' {"function": "file_analytics", '
+    '"params": {"action": "count_occurrences", "filters": {"keyword": "Python"},}}'
+)
 
 
 def script(tmp_path, *outputs: str) -> str:

@@ -137,8 +137,8 @@ VALID = [
     ),
 )
 def test_mutated_calls(text, edits):
-    for pos, insert in edits:  # delete one character at pos, insert another
-        pos %= len(text) + 1
+    for offset, insert in edits:  # delete one character at pos, insert another
+        pos = offset % (len(text) + 1)
         text = text[:pos] + insert + text[pos + 1 :]
     check(text)
 

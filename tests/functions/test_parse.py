@@ -94,7 +94,10 @@ def test_yaml_call_found_in_fences_and_prose(card_registry, wrap):
 
 
 def test_yaml_with_params_before_function(card_registry):
-    text = "params:\n  action: count_occurrences\n  filters:\n    keyword: Python\nfunction: file_analytics"
+    text = (
+        "params:\n  action: count_occurrences\n  filters:\n    keyword: Python\n"
+        "function: file_analytics"
+    )
     assert parse_function_call(text, card_registry).params == CARD_PARAMS
 
 
@@ -117,7 +120,8 @@ def test_first_valid_candidate_wins_over_earlier_invalid_ones(card_registry):
     text = (
         'Example: {"function": "file_analytics"} is incomplete, so:\n'
         '{"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "b"}}}\n'
-        '{"function": "file_analytics", "params": {"action": "second", "filters": {"keyword": "c"}}}'
+        '{"function": "file_analytics", '
+        '"params": {"action": "second", "filters": {"keyword": "c"}}}'
     )
     assert parse_function_call(text, card_registry).params["action"] == "a"
 
@@ -143,7 +147,10 @@ def test_openai_shapes_and_alias_keys(card_registry):
         "filters": {"keyword": "y"},
     }
     for key in ("parameters", "arguments", "args"):
-        text = f'{{"function": "file_analytics", "{key}": {{"action": "x", "filters": {{"keyword": "y"}}}}}}'
+        text = (
+            f'{{"function": "file_analytics", "{key}": '
+            '{"action": "x", "filters": {"keyword": "y"}}}'
+        )
         assert parse_function_call(text, card_registry).params["action"] == "x"
 
 
@@ -193,15 +200,18 @@ def test_missing_params_means_no_params(registry):
     "text, repair",
     [
         (
-            '{"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "k",},},}',
+            '{"function": "file_analytics", '
+            '"params": {"action": "a", "filters": {"keyword": "k",},},}',
             "trailing commas",
         ),
         (
-            '{"function": "file_analytics", "params": {"action": "a", "filters": {"keyword": "k"}, }\n}',
+            '{"function": "file_analytics", '
+            '"params": {"action": "a", "filters": {"keyword": "k"}, }\n}',
             "trailing commas",
         ),
         (
-            "{'function': 'file_analytics', 'params': {'action': 'a', 'filters': {'keyword': 'k'}}}",
+            "{'function': 'file_analytics', "
+            "'params': {'action': 'a', 'filters': {'keyword': 'k'}}}",
             "single quotes",
         ),
         (
@@ -214,7 +224,8 @@ def test_missing_params_means_no_params(registry):
             "unquoted keys or values",
         ),
         (
-            '{"function": "file_analytics", "params": {"action": "a\nb", "filters": {"keyword": "k"}}}',
+            '{"function": "file_analytics", '
+            '"params": {"action": "a\nb", "filters": {"keyword": "k"}}}',
             "control characters in strings",
         ),
     ],

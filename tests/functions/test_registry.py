@@ -17,6 +17,7 @@ from agent.functions import (
     FunctionRegistry,
     parse_function_call,
 )
+from agent.functions.definitions import shorthand_leaf
 
 OPENAI_TOOLS = [
     {
@@ -172,17 +173,14 @@ functions:
     assert reg.schema("get_weather")["properties"]["flag"]["enum"] == ["yes", "no", "on"]
     assert reg.schema("get_weather")["properties"]["days"]["enum"] == [1, 2, 3]
     assert reg.schema("schema_in_params")["properties"]["n"]["maximum"] == 1000.0
+    # the shorthand: optional leaves taking any scalar (see test_definitions_shorthand.py)
+    leaf = shorthand_leaf
     assert reg.schema("card_style") == {
         "type": "object",
         "properties": {
-            "action": {"type": "string", "description": "What to do."},
-            "filters": {
-                "type": "object",
-                "properties": {"keyword": {"type": "string", "description": "The word."}},
-                "required": ["keyword"],
-            },
+            "action": leaf("What to do."),
+            "filters": {"type": "object", "properties": {"keyword": leaf("The word.")}},
         },
-        "required": ["action", "filters"],
     }
     assert reg.schema("bare") == {"type": "object", "properties": {}}
 
@@ -190,7 +188,8 @@ functions:
 def test_from_file_mapping_form_and_json(tmp_path):
     y = tmp_path / "f.yml"
     y.write_text("file_analytics:\n  description: Ops.\n  params:\n    action: What.\n")
-    assert FunctionRegistry.from_file(y).schema("file_analytics")["required"] == ["action"]
+    schema = FunctionRegistry.from_file(y).schema("file_analytics")
+    assert list(schema["properties"]) == ["action"] and "required" not in schema
     j = tmp_path / "f.json"
     j.write_text(json.dumps({"tools": OPENAI_TOOLS}))
     assert FunctionRegistry.from_file(j).names() == ["get_weather", "ping"]

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import pytest
 
 from agent.errors import AgentError
-from agent.functions import (
-    ConstrainedDecodingUnavailable,
-    FunctionCallError,
-    select_function,
-)
+from agent.functions import FunctionCallError, select_function, selection
 from agent.llm.prompts import SYSTEM_PROMPT
 from agent.llm.scripted import ScriptedModel
 
 INPUT = "I want to know how many times 'Python' is mentioned in my text file."
-GOOD = ' {"function": "file_analytics", "params": {"action": "count_occurrences", "filters": {"keyword": "Python"}}}'
-GOOD_YAML = " function: file_analytics\nparams:\n  action: count_occurrences\n  filters:\n    keyword: Python"
+GOOD = (
+    ' {"function": "file_analytics", '
+    '"params": {"action": "count_occurrences", "filters": {"keyword": "Python"}}}'
+)
+GOOD_YAML = (
+    " function: file_analytics\nparams:\n  action: count_occurrences\n  filters:\n"
+    "    keyword: Python"
+)
 
 
 def test_right_first_time(card_registry):
@@ -92,24 +91,14 @@ def test_no_retries(card_registry):
         select_function(model, INPUT, card_registry, retries=-1)
 
 
-def test_constrained_without_grammar_module_is_a_clear_error(card_registry, monkeypatch):
-    monkeypatch.setitem(sys.modules, "agent.functions.grammar", None)
-    model = ScriptedModel([GOOD])
-    with pytest.raises(ConstrainedDecodingUnavailable, match="constrained=True") as info:
-        select_function(model, INPUT, card_registry, constrained=True)
-    assert isinstance(info.value, AgentError) and model.prompts == []
-
-
 def test_constrained_passes_the_grammar_to_generate(card_registry, monkeypatch):
     built = []
-    fake = types.ModuleType("agent.functions.grammar")
 
     def function_call_grammar(registry, fmt):
         built.append((registry, fmt))
         return f"GRAMMAR<{fmt}:{','.join(registry.names())}>"
 
-    fake.function_call_grammar = function_call_grammar  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "agent.functions.grammar", fake)
+    monkeypatch.setattr(selection, "function_call_grammar", function_call_grammar)
     model = ScriptedModel(["bad", GOOD_YAML])
     select_function(model, INPUT, card_registry, format="yaml", constrained=True)
     assert built == [(card_registry, "yaml")]  # built once, used for every attempt

@@ -1,4 +1,5 @@
-"""The engine's public API and CLI on a golden tiny model (random weights: nonsense text, real mechanics)."""
+"""The engine's public API and CLI on a golden tiny model (random weights: nonsense text, real
+mechanics)."""
 
 from __future__ import annotations
 

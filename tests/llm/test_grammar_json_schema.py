@@ -1,4 +1,5 @@
-"""JSON Schema -> grammar: every sample validates, invalid texts are rejected, unsupported keywords reported."""
+"""JSON Schema -> grammar: every sample validates, invalid texts are rejected, unsupported keywords
+reported."""
 
 from __future__ import annotations
 
@@ -186,54 +187,63 @@ def test_properties_keep_schema_order_and_optional_ones_may_be_skipped():
     assert not g.accepts('{"c": null, "a": null}') and not g.accepts('{"a": null}')
 
 
-def test_unsupported_keywords_are_all_reported_with_paths():
+def test_keywords_a_grammar_cannot_express_are_listed_for_validation_after():
     schema = {
         "type": "object",
-        "minProperties": 1,
         "properties": {
-            "u": {"type": "string", "format": "uri"},
             "n": {"not": {"type": "null"}},
-            "t": {"type": "array", "items": [{"type": "string"}]},
-            "r": {"$ref": "https://x/schema"},
             "m": {"type": "integer", "multipleOf": 3},
             "s": {"type": "array", "uniqueItems": True},
+            "p": {"type": "string", "pattern": "^a+$", "minLength": 2},
+            "q": {"type": "string", "pattern": "^a+$", "maxLength": 3},  # exact: repeats capped
+            "i": {"if": {"type": "string"}, "then": {"maxLength": 2}},
         },
     }
-    with pytest.raises(SchemaUnsupportedError) as exc:
-        json_schema_grammar(schema)
-    problems = "\n".join(exc.value.problems)
+    g = json_schema_grammar(schema)
+    listed = "\n".join(g.unenforced)
     for needle in (
-        "#: keyword 'minProperties'",
-        "/properties/u: format 'uri'",
-        "/properties/n: keyword 'not'",
-        "/properties/t/items",
-        "/properties/r/$ref",
-        "/properties/m: keyword 'multipleOf'",
+        "/properties/n: not",
+        "/properties/m: multipleOf",
         "/properties/s: uniqueItems",
+        "/properties/p: minLength/maxLength next to a pattern",
+        "/properties/i: if",
     ):
-        assert needle in problems, (needle, problems)
+        assert needle in listed, (needle, listed)
+    assert "/properties/q" not in listed
+    assert json_schema_grammar(SCHEMAS["object"]).unenforced == ()
+
+
+def test_annotations_and_unknown_keywords_are_ignored_as_validators_do():
+    schema = {
+        "type": "object",
+        "id": "draft4-id",
+        "x-vendor": {"anything": [1]},
+        "_format": "uri",
+        "example": {"a": 1},
+        "properties": {"a": {"type": "integer", "javaType": "int", "maximum": 3, "minimum": 0}},
+        "required": ["a"],
+    }
+    g = json_schema_grammar(schema)
+    assert g.unenforced == ()
+    assert g.accepts('{"a": 3}') and not g.accepts('{"a": 4}')
 
 
 @pytest.mark.parametrize(
     "schema,what",
     [
-        (
-            {
-                "$defs": {"n": {"type": "object", "properties": {"next": {"$ref": "#/$defs/n"}}}},
-                "$ref": "#/$defs/n",
-            },
-            "recursive",
-        ),
         ({"type": "integer", "minimum": 5, "maximum": 4}, "no integer"),
-        ({"type": "string", "minLength": 5, "maxLength": 2}, "bad minLength"),
+        ({"type": "string", "minLength": 5, "maxLength": 2}, "no value fits"),
         ({"type": "strng"}, "unknown type"),
         ({"enum": []}, "non-empty"),
         ({"anyOf": "x"}, "non-empty list"),
         ({"type": "string", "pattern": "(unclosed"}, "missing ')'"),
-        ({"type": "string", "pattern": "^a$", "maxLength": 3}, "together with"),
-        ({"type": "number", "minimum": 0.1, "maximum": 0.2}, "without an integer"),
         (False, "allows no value"),
         ({"$ref": "#/nope"}, "does not point"),
+        ({"type": "number", "exclusiveMinimum": 0.1, "exclusiveMaximum": 0.1}, "no number"),
+        ({"type": "object", "required": ["a"], "additionalProperties": False}, "not allowed"),
+        ({"type": "string", "enum": ["a", None], "maxLength": 0}, "no value of enum"),
+        ({"type": "string", "minLength": 10**9}, "larger than"),
+        ({"allOf": [{"type": "string"}, {"type": "integer"}]}, "nothing in common"),
     ],
 )
 def test_impossible_or_malformed_schemas_raise(schema, what):

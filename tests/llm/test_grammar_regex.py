@@ -1,4 +1,5 @@
-"""The regex subset behind JSON Schema ``pattern``: agreement with ``re``, malformed patterns, fuzzing."""
+"""The regex subset behind JSON Schema ``pattern``: agreement with ``re``, malformed patterns,
+fuzzing."""
 
 from __future__ import annotations
 

@@ -23,16 +23,17 @@ def test_closed_context_matches_the_card_example():
         [
             (
                 {"date": "2021-01-01", "url": "https://web.site/123"},
-                "In a shocking turn of events, blueberries are now green, but will be sticking with the same name.",
+                "In a shocking turn of events, blueberries are now green, but will be sticking "
+                "with the same name.",
             )
         ],
         "What color are bluberries? Source?",
         dont_make_up=False,
     )
     assert body == (
-        "BEGININPUT\nBEGINCONTEXT\ndate: 2021-01-01\nurl: https://web.site/123\nENDCONTEXT\n"
-        "In a shocking turn of events, blueberries are now green, but will be sticking with the same name.\n"
-        "ENDINPUT\nBEGININSTRUCTION\nWhat color are bluberries? Source?\nENDINSTRUCTION"
+        "BEGININPUT\nBEGINCONTEXT\ndate: 2021-01-01\nurl: https://web.site/123\nENDCONTEXT\nIn a "
+        "shocking turn of events, blueberries are now green, but will be sticking with the same "
+        "name.\nENDINPUT\nBEGININSTRUCTION\nWhat color are bluberries? Source?\nENDINSTRUCTION"
     )
 
 

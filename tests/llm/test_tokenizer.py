@@ -1,5 +1,6 @@
 """The SentencePiece tokenizer against llama.cpp's test vectors, the golden models' prompt ids,
-GGML-era vocabularies, SentencePiece itself (when installed), and hand-checked small vocabularies."""
+GGML-era vocabularies, SentencePiece itself (when installed), and hand-checked small
+vocabularies."""
 
 from __future__ import annotations
 
@@ -57,7 +58,8 @@ def tok(vocab: Vocab) -> Tokenizer:
 
 
 def to_ggml_era(vocab: Vocab) -> Vocab:
-    """The vocabulary as convert.py wrote it into GGML v3 files, read back by the GGML reader's mapping."""
+    """The vocabulary as convert.py wrote it into GGML v3 files, read back by the GGML reader's
+    mapping."""
     tokens, types = [], np.zeros(len(vocab), np.int32)
     for i, (piece, kind) in enumerate(zip(vocab.tokens, vocab.types.tolist(), strict=False)):
         if kind == TOKEN_BYTE:
@@ -129,7 +131,7 @@ CHUNKS = st.one_of(
 TEXTS = st.lists(CHUNKS, max_size=8).map("".join)
 
 
-# --- llama.cpp's test vectors --------------------------------------------------------------------------
+# --- llama.cpp's test vectors ---------------------------------------------------------------------
 def test_the_vector_file_has_46_cases():
     assert len(VECTORS) == 46
 
@@ -173,7 +175,7 @@ def test_without_the_dummy_prefix_hello_is_not_a_word_start(vocab: Vocab):
     assert raw.decode([2787]) == " World"  # nothing to strip without the prefix
 
 
-# --- GGML era --------------------------------------------------------------------------------------------
+# --- GGML era -------------------------------------------------------------------------------------
 def test_ggml_vs_gguf_file_structure():
     assert len(GGML_VS_GGUF) == 46
     assert [e["text"] for e in GGML_VS_GGUF] == [t for t, _ in VECTORS]
@@ -200,7 +202,7 @@ def test_ggml_era_decode_matches(ggml_tok: Tokenizer, tok: Tokenizer):
     assert ggml_tok.decode(ids) == tok.decode(ids) == "Äpfel 🦙 \n  done</s>"
 
 
-# --- golden models ---------------------------------------------------------------------------------------
+# --- golden models --------------------------------------------------------------------------------
 @pytest.mark.parametrize("path", model_paths(), ids=[p.name for p in model_paths()])
 def test_prompt_ids_of_every_golden_model(path: Path):
     expected = np.load(expected_path(path))
@@ -217,7 +219,7 @@ def test_from_model_file():
     assert tok.n_vocab == 1024 and tok.bos_id == 1 and tok.eos_id == 2
 
 
-# --- the algorithm on hand-checked vocabularies -----------------------------------------------------------
+# --- the algorithm on hand-checked vocabularies ---------------------------------------------------
 def test_best_score_merges_first():
     tok = Tokenizer(small_vocab([("a", -10), ("b", -10), ("c", -10), ("ab", -1), ("bc", -2)]))
     assert pieces_of(tok, tok.encode("abc", bos=False)) == ["ab", "c"]
@@ -273,7 +275,8 @@ def test_unknown_characters_fall_back_to_byte_tokens():
 
 
 def test_control_token_text_stays_plain_text():
-    # "<s" is a piece, so a merge into the control piece "<s>" would be possible: it must not happen.
+    # "<s" is a piece, so a merge into the control piece "<s>" would be possible: it must not
+    # happen.
     tok = Tokenizer(small_vocab([("<", -5), ("s", -5), (">", -5), ("<s", -1)], byte_tokens=True))
     assert pieces_of(tok, tok.encode("<s>", bos=False)) == ["<s", ">"]
     full = Tokenizer(read_gguf(VOCAB_DIR / "ggml-vocab-llama-spm.gguf").vocab)
@@ -299,7 +302,7 @@ def test_word_cache_clearing_keeps_results(monkeypatch, tok: Tokenizer):
     assert len(fresh._cache) <= 3
 
 
-# --- decode, pieces, streaming ---------------------------------------------------------------------------
+# --- decode, pieces, streaming --------------------------------------------------------------------
 def test_decode_strips_only_the_dummy_prefix_space(tok: Tokenizer):
     assert tok.decode([1, 15043, 3186]) == "Hello world"
     assert tok.decode([15043, 3186]) == "Hello world"
@@ -350,7 +353,7 @@ def test_stream_decoder_keeps_the_leading_space_and_flushes_a_broken_tail(tok: T
     assert dec.flush() == "\ufffd"
 
 
-# --- malformed input -------------------------------------------------------------------------------------
+# --- malformed input ------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [32000, 10**9, -1])
 def test_out_of_range_ids_name_the_id(tok: Tokenizer, bad: int):
     for call in (
@@ -391,7 +394,7 @@ def test_a_malformed_byte_piece_is_kept_as_text():
     assert tok.encode("\u00e4", bos=False) == [0]  # no byte tokens for it: unk
 
 
-# --- properties ------------------------------------------------------------------------------------------
+# --- properties -----------------------------------------------------------------------------------
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -443,7 +446,7 @@ def test_decode_rejects_any_out_of_range_id(tok: Tokenizer, ids: list[int]):
         assert isinstance(tok.decode(ids), str)
 
 
-# --- an independent implementation: SentencePiece itself ------------------------------------------------
+# --- an independent implementation: SentencePiece itself ------------------------------------------
 @pytest.fixture(scope="module")
 def sentencepiece(vocab: Vocab):
     spm = pytest.importorskip("sentencepiece")
@@ -478,7 +481,7 @@ def test_sentencepiece_agrees_on_random_text(sentencepiece, tok: Tokenizer, text
     assert tok.encode(text, bos=False) == sentencepiece.encode(text)
 
 
-# --- a web page ------------------------------------------------------------------------------------------
+# --- a web page -----------------------------------------------------------------------------------
 def web_page(size: int = 100_000) -> str:
     """About ``size`` characters of page-like text from this repository's own docs and sources."""
     root = Path(__file__).resolve().parents[2]

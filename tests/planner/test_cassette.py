@@ -53,17 +53,18 @@ def _record(tmp_path: Path) -> tuple[Path, object]:
 def test_recorded_cassette_holds_prompts_outputs_and_tool_calls(tmp_path):
     path, result = _record(tmp_path)
     data = json.loads(path.read_text())
-    assert data["format"] == "agent.cassette" and data["version"] == 1
-    assert data["question"] == "What is the meaning of life?"
-    assert data["model"]["format"] == "scripted"
-    (gen,) = data["generations"]
-    assert gen["purpose"] == "plan" and gen["output"] == PLAN.rstrip("\n") + "\n"
-    assert gen["prompt"].endswith("Question: What is the meaning of life? ASSISTANT:")
-    calls = {c["step"]: c for c in data["tool_calls"]}
-    assert calls[":evidence1:"]["input"] == cli_tools.Search("meaning of life")
-    assert calls[":evidence2:"]["status"] == "failed"
-    assert calls[":evidence2:"]["error"] == "the service is down"
-    assert data["result"]["answer"] == result.answer and result.ok
+    assert data["format"] == "agent.cassette" and data["version"] == 2
+    run = data["run"]
+    assert run["question"] == "What is the meaning of life?"
+    assert data["models"]["default"]["info"]["format"] == "scripted"
+    (gen,) = [i for i in data["interactions"] if i["kind"] == "generate"]
+    assert gen["purpose"] == "plan" and gen["response"]["output"] == PLAN.rstrip("\n") + "\n"
+    assert gen["request"]["prompt"].endswith("Question: What is the meaning of life? ASSISTANT:")
+    calls = {i["step"]: i for i in data["interactions"] if i["kind"] == "tool"}
+    assert calls[":evidence1:"]["request"]["input"] == cli_tools.Search("meaning of life")
+    assert calls[":evidence2:"]["response"]["status"] == "failed"
+    assert calls[":evidence2:"]["response"]["error"] == "the service is down"
+    assert run["result"]["answer"] == result.answer and result.ok
 
 
 def test_replay_reproduces_the_run_deterministically(tmp_path, monkeypatch):
@@ -84,9 +85,9 @@ def test_replay_reproduces_the_run_deterministically(tmp_path, monkeypatch):
 def test_divergent_tool_input_is_named_by_step(tmp_path):
     path, _ = _record(tmp_path)
     data = json.loads(path.read_text())
-    for call in data["tool_calls"]:
-        if call["step"] == ":evidence1:":
-            call["input"] = "something else"
+    for item in data["interactions"]:
+        if item.get("step") == ":evidence1:":
+            item["request"]["input"] = "something else"
     with pytest.raises(CassetteDivergenceError, match=r"step :evidence1: \(Reader\)"):
         replay(data)
 
@@ -94,7 +95,7 @@ def test_divergent_tool_input_is_named_by_step(tmp_path):
 def test_changed_prompt_is_a_divergence(tmp_path):
     path, _ = _record(tmp_path)
     data = json.loads(path.read_text())
-    data["tools"][0]["description"] = "A different description."
+    data["run"]["tools"][0]["description"] = "A different description."
     with pytest.raises(CassetteDivergenceError, match="first differs .* at character"):
         replay(data)
 
@@ -102,7 +103,7 @@ def test_changed_prompt_is_a_divergence(tmp_path):
 def test_different_answer_is_a_divergence(tmp_path):
     path, _ = _record(tmp_path)
     data = json.loads(path.read_text())
-    data["result"]["answer"] = "43"
+    data["run"]["result"]["answer"] = "43"
     with pytest.raises(CassetteDivergenceError, match="different answer"):
         replay(data)
     assert replay(data, check_answer=False).answer != "43"

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.cli import main
 
@@ -114,7 +116,8 @@ def test_replay_divergence_is_an_error_naming_the_step(tmp_path, capsys):
         ]
     )
     data = json.loads(cassette.read_text())
-    data["tool_calls"][0]["input"] = "meaning of death"
+    (first,) = [i for i in data["interactions"] if i.get("step") == ":evidence0:"]
+    first["request"]["input"] = "meaning of death"
     cassette.write_text(json.dumps(data))
     capsys.readouterr()
     assert main(["replay", "-q", str(cassette)]) == 1
@@ -172,3 +175,75 @@ def test_help_says_plans_are_constrained_by_default(capsys):
         main(["ask", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "--no-constrain" in help_text and "By default decoding is constrained" in help_text
+
+
+# -- agent run on strange input (issue 19) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data, pattern",
+    [
+        (b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR", "is binary (a NUL byte at offset 8)"),
+        (
+            b"#E1 = Search[caf\xe9]\nFinal answer: #E1\n",
+            "is not UTF-8 text (byte 0xe9 at offset 16)",
+        ),
+        (b"\xff\xfe#\0E\x001\0", "is binary"),  # UTF-16
+        (bytes(range(256)) * 64, "is binary (a NUL byte at offset 0)"),
+    ],
+)
+def test_run_refuses_binary_and_non_utf8_files_in_one_line(tmp_path, capsys, data, pattern):
+    plan = tmp_path / "plan.bin"
+    plan.write_bytes(data)
+    assert main(["run", str(plan), *TOOLS, "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"agent run: error: the plan in {plan} {pattern}")
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_run_reads_binary_stdin_as_bytes(tmp_path, capsys, monkeypatch):
+    class Stdin:
+        buffer = io.BytesIO(b"#E1 = Search[\xc3\x28]\n")
+
+    monkeypatch.setattr(sys, "stdin", Stdin())
+    assert main(["run", "-", *TOOLS, "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "the plan on stdin is not UTF-8 text (byte 0xc3 at offset 13)" in err
+
+
+def test_run_accepts_a_utf8_bom_and_a_directory_is_unreadable(tmp_path, capsys):
+    plan = tmp_path / "plan.txt"
+    plan.write_bytes(b"\xef\xbb\xbf#E1 = Search[cats]\nFinal answer: #E1\n")
+    assert main(["run", str(plan), *TOOLS, "-q"]) == 0
+    assert "Result about cats" in capsys.readouterr().out
+    assert main(["run", str(tmp_path), *TOOLS, "-q"]) == 1
+    assert f"cannot read plan file {tmp_path}" in capsys.readouterr().err
+
+
+def test_run_speaks_of_the_plan_in_the_file_not_of_the_model(tmp_path, capsys):
+    plan = tmp_path / "mine.txt"
+    plan.write_text("#E1 = Nope[x]\nFinal answer: #E1\n")
+    assert main(["run", str(plan), *TOOLS]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"the plan in {plan} could not be used: ")
+    assert "model" not in err and "line 1: unknown_tool" in err
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.one_of(st.binary(max_size=300), st.text(max_size=200).map(str.encode)))
+def test_fuzz_plan_file_bytes_give_text_or_a_one_line_error(data):
+    import tempfile
+
+    from agent.errors import AgentError
+    from agent.planner.cli import read_plan_file
+
+    with tempfile.NamedTemporaryFile(suffix=".txt") as f:
+        f.write(data)
+        f.flush()
+        try:
+            text = read_plan_file(f.name)
+        except AgentError as exc:
+            assert "\n" not in str(exc) and f.name in str(exc)
+            assert b"\0" in data or "UTF-8" in str(exc)
+        else:
+            assert "\0" not in text and text.encode() == data.removeprefix(b"\xef\xbb\xbf")

@@ -35,18 +35,18 @@ def test_example_replays_offline_to_the_recorded_answer(monkeypatch):
 
 def test_example_is_labelled_as_a_scripted_offline_recording():
     data = json.loads(CASSETTE.read_text(encoding="utf-8"))
-    assert data["model"]["format"] == "scripted"
+    assert data["models"]["default"]["info"]["format"] == "scripted"
     assert data["note"].startswith("Scripted, offline recording")
-    assert data["question"] == (
+    assert data["run"]["question"] == (
         "Who won the Nobel Prize in Literature in 2020 and what is their most famous work?"
     )
 
 
 def _strip_timings(data: dict) -> dict:
     data = json.loads(json.dumps(data))
-    data["result"].pop("elapsed")
-    for call in data["tool_calls"]:
-        call.pop("started"), call.pop("finished")
+    data["run"]["result"].pop("elapsed")
+    for item in data["interactions"]:
+        item.pop("timing", None)
     return data
 
 

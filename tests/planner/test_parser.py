@@ -361,9 +361,11 @@ def test_bracketed_evidence_number_of_the_prompt_notation():
     plan = parse_plan(
         ":evidence[0]: = A[x]\n:evidence1: = B[given :evidence[0]:]\nAnswer: :evidence[1]:"
     )
-    assert plan.steps[1].refs == [":evidence[0]:"]
+    # ids come back in one canonical spelling, whatever notation the step was written in
+    assert plan.ids == [":evidence0:", ":evidence1:"]
+    assert plan.steps[1].refs == [":evidence0:"]
     assert plan.answer_refs == [":evidence1:"]
-    assert plan.dependencies(":evidence1:") == [":evidence[0]:"]
+    assert plan.dependencies(":evidence1:") == [":evidence0:"]
 
 
 def test_stream_returns_each_step_once_when_its_line_is_complete():

@@ -1,4 +1,5 @@
-"""The plan grammar: the card's plan fits, broken plans do not, and constrained plans always parse."""
+"""The plan grammar: the card's plan fits, broken plans do not, and constrained plans always
+parse."""
 
 from __future__ import annotations
 
@@ -88,7 +89,8 @@ SMALL = dict(max_steps=4, max_input_chars=24, max_plan_chars=24)
 
 
 def test_random_model_plans_always_parse_when_constrained(tiny):
-    """Golden tiny model (random weights), temperature 1: every constrained plan parses with its tools."""
+    """Golden tiny model (random weights), temperature 1: every constrained plan parses with its
+    tools."""
     g = plan_grammar(TOOLS, **SMALL)
     for seed in range(8):
         text = tiny.complete(

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible server, driven over real HTTP by the official ``openai`` client and ``httpx``."""
+"""The OpenAI-compatible server, driven over real HTTP by the official ``openai`` client and
+``httpx``."""
 
 from __future__ import annotations
 
@@ -286,7 +287,7 @@ def test_bad_api_key_is_401(server):
                     "messages": [{"role": "user", "content": "x"}],
                     "response_format": {
                         "type": "json_schema",
-                        "json_schema": {"schema": {"type": "string", "format": "uri"}},
+                        "json_schema": {"schema": {"type": "string", "minLength": 10**9}},
                     },
                 }
             ).encode(),
@@ -301,7 +302,11 @@ def test_bad_api_key_is_401(server):
                             "type": "function",
                             "function": {
                                 "name": "f",
-                                "parameters": {"type": "object", "properties": {"a": {"not": {}}}},
+                                "parameters": {
+                                    "type": "object",
+                                    "required": ["a"],
+                                    "additionalProperties": False,
+                                },
                             },
                         }
                     ],
@@ -446,7 +451,8 @@ def test_messages_render_in_the_airoboros_template():
 
 
 def test_agent_serve_command_with_a_script(tmp_path):
-    """`agent serve --script` end to end: a subprocess on a free port, answering the openai client."""
+    """`agent serve --script` end to end: a subprocess on a free port, answering the openai
+    client."""
     import socket
     import subprocess
     import sys

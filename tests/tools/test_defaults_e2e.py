@@ -95,15 +95,11 @@ def test_scrape_extract_scrape_answer_through_the_executor(loopback) -> None:
     model = ScriptedModel(["The Wild Iris.\nSource:\nurl: " + loopback.url("/poets/gluck.html")])
     tools = default_tools(model, allow_private=True, search_backend=LocalSearch([]))
     plan = parse_plan(
-        "Plan: Read the reading list.\n"
-        f":evidence0: = TextScraper[{loopback.url('/index.html')}]\n"
-        "Plan: Find its links.\n"
-        ":evidence1: = HyperlinkExtractor[:evidence0:]\n"
-        "Plan: Read the linked pages.\n"
-        ":evidence2: = TextScraper[:evidence1:]\n"
-        "Plan: Answer from them.\n"
-        ":evidence3: = KnowledgeModel[What is Louise Glück's most famous work, given :evidence2:?]\n"
-        "Answer: :evidence3:",
+        "Plan: Read the reading list.\n:evidence0: = "
+        f"TextScraper[{loopback.url('/index.html')}]\nPlan: Find its links.\n:evidence1: = "
+        "HyperlinkExtractor[:evidence0:]\nPlan: Read the linked pages.\n:evidence2: = "
+        "TextScraper[:evidence1:]\nPlan: Answer from them.\n:evidence3: = KnowledgeModel[What is "
+        "Louise Glück's most famous work, given :evidence2:?]\nAnswer: :evidence3:",
         tools,
     )
     result = execute(plan, tools)

@@ -114,3 +114,48 @@ def test_fuzz_every_link_is_clean_http(text: str) -> None:
 def test_fuzz_known_links_survive_in_order(urls: list[str], sep: str) -> None:
     got = extract_links(sep.join(urls), max_links=100)
     assert got == list(dict.fromkeys(urls))
+
+
+# -- hostile input: linear time (issue 19) --------------------------------------------------------
+
+
+def _seconds(fn, *args) -> float:
+    import time
+
+    t0 = time.perf_counter()
+    try:
+        fn(*args)
+    except ToolError:
+        pass
+    return time.perf_counter() - t0
+
+
+def test_a_megabyte_of_unclosed_link_tags_is_linear() -> None:
+    text = "<a " * (1_000_000 // 3)
+    with pytest.raises(ToolError, match="no http"):
+        HyperlinkExtractor()(text)
+    assert _seconds(HyperlinkExtractor(), text) <= 0.2  # was ~50 s (backtracking per '<a ')
+    small = _seconds(HyperlinkExtractor(), text[:100_000])
+    big = _seconds(HyperlinkExtractor(), text)
+    assert big < max(small, 0.002) * 40  # 10x the input: ~10x when linear, 100x when quadratic
+
+
+def test_unclosed_link_tags_are_read_as_text_and_closed_ones_as_html() -> None:
+    assert extract_links("<a https://x.test/a <a https://y.test/b") == [
+        "https://x.test/a",
+        "https://y.test/b",
+    ]
+    assert extract_links('<a <a <a href="https://x.test/p">p</a>') == ["https://x.test/p"]
+    assert extract_links("<A\thref='https://x.test/q'>q</A>") == ["https://x.test/q"]
+
+
+def test_a_url_ending_in_many_closing_brackets_is_linear() -> None:
+    url = "https://a.test/x(y)" + ")" * 200_000 + "]" * 100_000
+    assert clean_url_tail(url) == "https://a.test/x(y)"
+    assert extract_links("see " + url) == ["https://a.test/x(y)"]
+    assert _seconds(clean_url_tail, url) < 2.0
+
+
+def test_an_overlong_host_is_not_a_link() -> None:
+    assert extract_links("http://" + "a." * 200 + "test/") == []
+    assert extract_links("http://" + "a" * 63 + ".test/") == ["http://" + "a" * 63 + ".test/"]

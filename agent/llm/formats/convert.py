@@ -7,76 +7,65 @@ Tensor data is streamed from the memory-mapped input, so converting a 13B file n
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.gguf_writer import GGUFValueType as T
 from agent.llm.formats.gguf_writer import GGUFWriter
 from agent.llm.formats.modelfile import ModelFile, TensorInfo, Vocab
+from agent.llm.llama2 import (
+    CONTEXT_LENGTH,
+    RMS_NORM_EPS,
+    ROPE_FREQ_BASE,
+    ROPE_FREQ_SCALE,
+    LlamaHParams,
+)
 
-LLAMA2_CONTEXT = 4096
-LLAMA2_RMS_EPS = 1e-5
-ROPE_FREQ_BASE = 10000.0
 GGML_QUANT_VERSION = 2  # general.quantization_version for the block layouts of ggjt v3
 COPY_CHUNK = 16 << 20  # bytes per write when streaming tensor data
-
-
-@dataclass
-class LlamaHParams:
-    """Everything the ``llama.*`` GGUF keys hold."""
-
-    n_vocab: int
-    n_embd: int
-    n_layer: int
-    n_head: int
-    n_head_kv: int
-    n_ff: int
-    n_ctx: int = LLAMA2_CONTEXT
-    rms_norm_eps: float = LLAMA2_RMS_EPS
-    rope_freq_base: float = ROPE_FREQ_BASE
-    rope_freq_scale: float = 1.0
 
 
 def add_llama_keys(
     w: GGUFWriter, hp: LlamaHParams, *, name: str, file_type: int, description: str | None = None
 ) -> None:
     """The general.* and llama.* keys llama.cpp reads, with the types gguf-py writes."""
-    w.add("general.architecture", "llama")
-    w.add("general.name", name)
+    w.add(K.GENERAL_ARCHITECTURE, "llama")
+    w.add(K.GENERAL_NAME, name)
     if description:
-        w.add("general.description", description)
-    w.add("general.file_type", file_type, T.UINT32)
-    w.add("general.quantization_version", GGML_QUANT_VERSION, T.UINT32)
-    w.add("llama.context_length", hp.n_ctx, T.UINT32)
-    w.add("llama.embedding_length", hp.n_embd, T.UINT32)
-    w.add("llama.block_count", hp.n_layer, T.UINT32)
-    w.add("llama.feed_forward_length", hp.n_ff, T.UINT32)
-    w.add("llama.rope.dimension_count", hp.n_embd // hp.n_head, T.UINT32)
-    w.add("llama.attention.head_count", hp.n_head, T.UINT32)
-    w.add("llama.attention.head_count_kv", hp.n_head_kv, T.UINT32)
-    w.add("llama.attention.layer_norm_rms_epsilon", hp.rms_norm_eps, T.FLOAT32)
-    w.add("llama.rope.freq_base", hp.rope_freq_base, T.FLOAT32)
+        w.add(K.GENERAL_DESCRIPTION, description)
+    w.add(K.GENERAL_FILE_TYPE, file_type, T.UINT32)
+    w.add(K.GENERAL_QUANTIZATION_VERSION, GGML_QUANT_VERSION, T.UINT32)
+    w.add(K.LLAMA_CONTEXT_LENGTH, hp.n_ctx, T.UINT32)
+    w.add(K.LLAMA_EMBEDDING_LENGTH, hp.n_embd, T.UINT32)
+    w.add(K.LLAMA_BLOCK_COUNT, hp.n_layer, T.UINT32)
+    w.add(K.LLAMA_FEED_FORWARD_LENGTH, hp.n_ff, T.UINT32)
+    w.add(K.LLAMA_ROPE_DIMENSION_COUNT, hp.n_embd // hp.n_head, T.UINT32)
+    w.add(K.LLAMA_ATTENTION_HEAD_COUNT, hp.n_head, T.UINT32)
+    w.add(K.LLAMA_ATTENTION_HEAD_COUNT_KV, hp.n_head_kv, T.UINT32)
+    w.add(K.LLAMA_ATTENTION_LAYER_NORM_RMS_EPSILON, hp.rms_norm_eps, T.FLOAT32)
+    w.add(K.LLAMA_ROPE_FREQ_BASE, hp.rope_freq_base, T.FLOAT32)
     if hp.rope_freq_scale != 1.0:  # linear scaling: llama.cpp reads freq_scale = 1 / factor
-        w.add("llama.rope.scaling.type", "linear")
-        w.add("llama.rope.scaling.factor", 1.0 / hp.rope_freq_scale, T.FLOAT32)
+        w.add(K.LLAMA_ROPE_SCALING_TYPE, "linear")
+        w.add(K.LLAMA_ROPE_SCALING_FACTOR, 1.0 / hp.rope_freq_scale, T.FLOAT32)
 
 
 def add_vocab_keys(w: GGUFWriter, vocab: Vocab) -> None:
     """A SentencePiece vocab as tokenizer.ggml.* keys."""
-    w.add("tokenizer.ggml.model", "llama")
-    w.add("tokenizer.ggml.tokens", list(vocab.tokens), elem_type=T.STRING)
-    w.add("tokenizer.ggml.scores", np.asarray(vocab.scores, dtype=np.float32))
-    w.add("tokenizer.ggml.token_type", np.asarray(vocab.types, dtype=np.int32))
-    w.add("tokenizer.ggml.bos_token_id", vocab.bos_id, T.UINT32)
-    w.add("tokenizer.ggml.eos_token_id", vocab.eos_id, T.UINT32)
-    w.add("tokenizer.ggml.unknown_token_id", vocab.unk_id, T.UINT32)
-    w.add("tokenizer.ggml.add_bos_token", bool(vocab.add_bos), T.BOOL)
+    w.add(K.TOKENIZER_GGML_MODEL, "llama")
+    w.add(K.TOKENIZER_GGML_TOKENS, list(vocab.tokens), elem_type=T.STRING)
+    w.add(K.TOKENIZER_GGML_SCORES, np.asarray(vocab.scores, dtype=np.float32))
+    w.add(K.TOKENIZER_GGML_TOKEN_TYPE, np.asarray(vocab.types, dtype=np.int32))
+    w.add(K.TOKENIZER_GGML_BOS_TOKEN_ID, vocab.bos_id, T.UINT32)
+    w.add(K.TOKENIZER_GGML_EOS_TOKEN_ID, vocab.eos_id, T.UINT32)
+    w.add(K.TOKENIZER_GGML_UNKNOWN_TOKEN_ID, vocab.unk_id, T.UINT32)
+    w.add(K.TOKENIZER_GGML_ADD_BOS_TOKEN, bool(vocab.add_bos), T.BOOL)
 
 
 def tensor_chunks(t: TensorInfo, chunk: int = COPY_CHUNK) -> Callable[[], Iterator[np.ndarray]]:
@@ -102,7 +91,8 @@ def stderr_progress(label: str, min_bytes: int = 64 << 20) -> Callable[[int, int
         state["last"] = now
         end = "\n" if done >= total else ""
         print(
-            f"\r{label}: {done / 2**20:,.0f} / {total / 2**20:,.0f} MiB ({100 * done / total:.0f}%)",
+            f"\r{label}: {done / 2**20:,.0f} / {total / 2**20:,.0f} MiB "
+            f"({100 * done / total:.0f}%)",
             end=end,
             file=sys.stderr,
             flush=True,
@@ -115,15 +105,15 @@ def ggml_hparams(
     mf: ModelFile,
     *,
     n_gqa: int | None = None,
-    n_ctx: int = LLAMA2_CONTEXT,
-    rms_norm_eps: float = LLAMA2_RMS_EPS,
+    n_ctx: int = CONTEXT_LENGTH,
+    rms_norm_eps: float = RMS_NORM_EPS,
     rope_freq_base: float = ROPE_FREQ_BASE,
-    rope_freq_scale: float = 1.0,
+    rope_freq_scale: float = ROPE_FREQ_SCALE,
 ) -> LlamaHParams:
     """Hyperparameters of a GGML file: stored, inferred from shapes, or the Llama-2 defaults."""
     md = mf.metadata
-    n_embd, n_head = int(md["llama.embedding_length"]), int(md["llama.attention.head_count"])
-    inferred_kv = md.get("llama.attention.head_count_kv")
+    n_embd, n_head = int(md[K.LLAMA_EMBEDDING_LENGTH]), int(md[K.LLAMA_ATTENTION_HEAD_COUNT])
+    inferred_kv = md.get(K.LLAMA_ATTENTION_HEAD_COUNT_KV)
     if n_gqa is not None:
         if n_gqa <= 0 or n_head % n_gqa:
             raise ModelFormatError(
@@ -137,7 +127,7 @@ def ggml_hparams(
             )
     else:
         n_head_kv = int(inferred_kv) if inferred_kv is not None else n_head
-    if "llama.feed_forward_length" not in md:
+    if K.LLAMA_FEED_FORWARD_LENGTH not in md:
         raise ModelFormatError(
             f"{mf.path}: no layers.0.feed_forward.w1.weight tensor to take n_ff from; "
             "is this a Llama model?"
@@ -145,15 +135,30 @@ def ggml_hparams(
     return LlamaHParams(
         n_vocab=len(mf.vocab),
         n_embd=n_embd,
-        n_layer=int(md["llama.block_count"]),
+        n_layer=int(md[K.LLAMA_BLOCK_COUNT]),
         n_head=n_head,
         n_head_kv=n_head_kv,
-        n_ff=int(md["llama.feed_forward_length"]),
+        n_ff=int(md[K.LLAMA_FEED_FORWARD_LENGTH]),
         n_ctx=n_ctx,
         rms_norm_eps=rms_norm_eps,
         rope_freq_base=rope_freq_base,
         rope_freq_scale=rope_freq_scale,
     )
+
+
+def check_options(src: Path, hp: LlamaHParams) -> None:
+    """What the caller sets (GGML files lack it) must be usable: never write a broken GGUF."""
+    for option, value in (
+        ("n_ctx (--context-length)", hp.n_ctx),
+        ("rms_norm_eps (--eps)", hp.rms_norm_eps),
+        ("rope_freq_base (--rope-freq-base)", hp.rope_freq_base),
+        ("rope_freq_scale (--rope-freq-scale)", hp.rope_freq_scale),
+    ):
+        if not (math.isfinite(value) and value > 0):
+            raise ModelFormatError(
+                f"{src}: {option} is {value!r}, but it must be a finite number greater than 0; "
+                "nothing was written"
+            )
 
 
 def convert_ggml_to_gguf(
@@ -162,10 +167,10 @@ def convert_ggml_to_gguf(
     *,
     name: str | None = None,
     n_gqa: int | None = None,
-    n_ctx: int = LLAMA2_CONTEXT,
-    rms_norm_eps: float = LLAMA2_RMS_EPS,
+    n_ctx: int = CONTEXT_LENGTH,
+    rms_norm_eps: float = RMS_NORM_EPS,
     rope_freq_base: float = ROPE_FREQ_BASE,
-    rope_freq_scale: float = 1.0,
+    rope_freq_scale: float = ROPE_FREQ_SCALE,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write ``dst`` (GGUF v3) from the GGML-era file ``src``; returns ``dst``."""
@@ -185,12 +190,13 @@ def convert_ggml_to_gguf(
         rope_freq_base=rope_freq_base,
         rope_freq_scale=rope_freq_scale,
     )
+    check_options(src, hp)
     w = GGUFWriter(dst, progress=progress)
     add_llama_keys(
         w,
         hp,
-        name=name or str(mf.metadata.get("general.name", src.stem)),
-        file_type=int(mf.metadata["general.file_type"]),
+        name=name or str(mf.metadata.get(K.GENERAL_NAME, src.stem)),
+        file_type=int(mf.metadata[K.GENERAL_FILE_TYPE]),
         description=f"converted from {mf.format} file {src.name}",
     )
     add_vocab_keys(w, mf.vocab)

@@ -24,5 +24,6 @@ def open_model_file(path: str | Path) -> ModelFile:
 
         return read_ggml(path)
     raise ModelFormatError(
-        f"{path}: unknown file type (magic {magic!r}); expected a GGUF file or a GGML v3 (ggjt) .bin"
+        f"{path}: unknown file type (magic {magic!r}); expected a GGUF file or a GGML v3 (ggjt) "
+        ".bin"
     )

@@ -5,7 +5,8 @@
 
 Blocks hold random codes with small, explicitly written f16 scales, so every block is valid (no
 NaN/inf) and dequantized weights come out roughly N(0, 0.02), which keeps activations sane. The
-vocab is borrowed from a model file or synthesized. Files are streamed: a 1B model never sits in RAM.
+vocab is borrowed from a model file or synthesized. Files are streamed: a 1B model never sits in
+RAM.
 
 Type names: a bare type (``q4_0``, ``q4_k``...) gives every matrix that type (one kernel per file);
 llama.cpp's file types with a suffix (``q4_k_m``, ``q3_k_l``, ``q2_k_mix``, ``q4_0_mix``...) mix
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.errors import AgentError
-from agent.llm.formats.convert import LlamaHParams, add_llama_keys, add_vocab_keys, stderr_progress
+from agent.llm.formats.convert import add_llama_keys, add_vocab_keys, stderr_progress
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType
 from agent.llm.formats.ggml_writer import GGMLHParams, GGMLWriter, find_n_mult
 from agent.llm.formats.gguf_writer import GGUFWriter
@@ -34,6 +35,7 @@ from agent.llm.formats.modelfile import (
     TOKEN_UNKNOWN,
     Vocab,
 )
+from agent.llm.llama2 import LlamaHParams
 
 QK_K = 256
 WEIGHT_STD = 0.02
@@ -44,36 +46,8 @@ class FixtureError(AgentError):
     """A fixture could not be made as asked (unknown shape or type, dims that do not fit blocks)."""
 
 
-@dataclass(frozen=True)
-class ModelShape:
-    n_vocab: int
-    n_embd: int
-    n_layer: int
-    n_head: int
-    n_head_kv: int
-    n_ff: int
-    n_ctx: int = 4096
-
-    def __post_init__(self) -> None:
-        if (
-            min(self.n_vocab, self.n_embd, self.n_layer, self.n_head, self.n_head_kv, self.n_ff)
-            <= 0
-        ):
-            raise FixtureError(f"{self}: every dimension must be positive")
-        if (
-            self.n_embd % self.n_head
-            or self.n_head % self.n_head_kv
-            or (self.n_embd // self.n_head) % 2
-        ):
-            raise FixtureError(
-                f"{self}: n_embd must split into n_head even-sized heads, "
-                "and n_head into n_head_kv groups"
-            )
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
-
+# A fixture's shape is its hyperparameters (context length included): one record for both.
+ModelShape = LlamaHParams
 
 SHAPES: dict[str, ModelShape] = {
     # The golden files' shape (tests/golden.py).
@@ -166,7 +140,8 @@ def tensor_type(
         ):
             new = _G.Q5_K
     # llama.cpp wants both dims of a K-quant tensor to divide by 256, else output -> F16 and
-    # token_embd -> Q4_0. Other tensors only need whole blocks per row here, so tiny GQA shapes work.
+    # token_embd -> Q4_0. Other tensors only need whole blocks per row here, so tiny GQA shapes
+    # work.
     if (
         new in K_TYPES
         and spec.mix is not None
@@ -226,7 +201,8 @@ def _f16_bytes(x: np.ndarray) -> np.ndarray:
 
 
 def _pack_k4_scales(sc: np.ndarray, mn: np.ndarray) -> np.ndarray:
-    """8 six-bit scales and 8 mins per block -> the 12 bytes of Q4_K/Q5_K (inverse of k4_scales_mins)."""
+    """8 six-bit scales and 8 mins per block -> the 12 bytes of Q4_K/Q5_K (inverse of
+    k4_scales_mins)."""
     out = np.empty((sc.shape[0], 12), np.uint8)
     out[:, 0:4] = (sc[:, 0:4] & 63) | ((sc[:, 4:8] >> 4) << 6)
     out[:, 4:8] = (mn[:, 0:4] & 63) | ((mn[:, 4:8] >> 4) << 6)
@@ -237,7 +213,8 @@ def _pack_k4_scales(sc: np.ndarray, mn: np.ndarray) -> np.ndarray:
 def random_blocks(
     rng: np.random.Generator, qtype: GGMLType, n_blocks: int, std: float = WEIGHT_STD
 ) -> np.ndarray:
-    """``n_blocks`` valid random blocks of ``qtype`` (uint8 [n_blocks, type_size]), zero-mean-ish."""
+    """``n_blocks`` valid random blocks of ``qtype`` (uint8 [n_blocks, type_size]),
+    zero-mean-ish."""
     size = LAYOUTS[qtype].type_size
     b = rng.integers(0, 256, (n_blocks, size), dtype=np.uint8)
     d = (std / _RMS_PER_D[qtype]) * rng.uniform(0.75, 1.25, n_blocks).astype(np.float32)
@@ -316,7 +293,8 @@ def synthetic_vocab(n_vocab: int) -> Vocab:
 
 
 def borrowed_vocab(path: str | Path, n_vocab: int) -> Vocab:
-    """The first ``n_vocab`` pieces of a model file's vocab, padded with fillers if it is shorter."""
+    """The first ``n_vocab`` pieces of a model file's vocab, padded with fillers if it is
+    shorter."""
     from agent.llm.formats.files import open_model_file
 
     v = open_model_file(path).vocab
@@ -374,14 +352,12 @@ def make_model(
     name = f"random {shape if isinstance(shape, str) else 'custom'} {qtype}"
     path = Path(path)
     if format == "gguf":
-        w: GGUFWriter | GGMLWriter = GGUFWriter(path, version=gguf_version, progress=progress)
-        hp = LlamaHParams(
-            s.n_vocab, s.n_embd, s.n_layer, s.n_head, s.n_head_kv, s.n_ff, n_ctx=s.n_ctx
-        )
+        gw = GGUFWriter(path, version=gguf_version, progress=progress)
         add_llama_keys(
-            w, hp, name=name, file_type=spec.ftype, description=f"random weights, seed {seed}"
+            gw, s, name=name, file_type=spec.ftype, description=f"random weights, seed {seed}"
         )
-        add_vocab_keys(w, v)
+        add_vocab_keys(gw, v)
+        w: GGUFWriter | GGMLWriter = gw
     elif format == "ggml":
         hpg = GGMLHParams(
             s.n_vocab,

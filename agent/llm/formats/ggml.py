@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.ggml_types import GGMLType, type_name
+from agent.llm.formats.hparam_checks import check_llama_hparams
 from agent.llm.formats.modelfile import (
     TOKEN_BYTE,
     TOKEN_CONTROL,
@@ -60,7 +62,8 @@ def gguf_tensor_name(name: str) -> str:
 
 
 def ggml_piece_to_spm(text: bytes, token_id: int) -> tuple[str, int]:
-    """Map a GGML-era vocab entry back to its SentencePiece piece and type (inverse of convert.py)."""
+    """Map a GGML-era vocab entry back to its SentencePiece piece and type (inverse of
+    convert.py)."""
     if token_id == 0 and text in (UNK_TEXT, b"<unk>"):
         return "<unk>", TOKEN_UNKNOWN
     if text == b"":
@@ -99,6 +102,13 @@ def read_ggml(path: str | Path) -> ModelFile:
             "the file is corrupt or not a Llama model",
         )
     ftype %= 1000  # some writers packed the quantization version as ftype // 1000
+    header = {
+        K.LLAMA_EMBEDDING_LENGTH: n_embd,
+        K.LLAMA_ATTENTION_HEAD_COUNT: n_head,
+        K.LLAMA_BLOCK_COUNT: n_layer,
+        K.LLAMA_ROPE_DIMENSION_COUNT: n_rot,
+    }
+    check_llama_hparams(path, header, ggml=True)  # before the vocab and tensors are read
 
     tokens, scores, types = [], np.zeros(n_vocab, np.float32), np.zeros(n_vocab, np.int32)
     for i in range(n_vocab):
@@ -124,7 +134,8 @@ def read_ggml(path: str | Path) -> ModelFile:
         name = r.raw(name_len, "tensor name").decode("utf-8", errors="replace")
         if kind == "ggjt":
             r.align(32)
-        # ggjt v2 changed the bit order of every quantized block, v3 the Q4_0/Q4_1/Q8_0 scales to f16.
+        # ggjt v2 changed the bit order of every quantized block, v3 the Q4_0/Q4_1/Q8_0 scales to
+        # f16.
         if kind == "ggjt" and version == 3:
             old_layout = False
         elif kind == "ggjt" and version == 2:
@@ -133,9 +144,9 @@ def read_ggml(path: str | Path) -> ModelFile:
             old_layout = ttype not in (GGMLType.F32, GGMLType.F16)
         if old_layout:
             raise ModelFormatError(
-                f"{path}: tensor {name!r} uses the old {type_name(ttype)} block layout of {fmt} files, which "
-                "this engine does not decode; re-quantize the model with llama.cpp of June-August 2023 "
-                "(ggjt v3) or convert it to GGUF"
+                f"{path}: tensor {name!r} uses the old {type_name(ttype)} block layout of {fmt} "
+                "files, which this engine does not decode; re-quantize the model with llama.cpp "
+                "of June-August 2023 (ggjt v3) or convert it to GGUF"
             )
         info = tensor_view(r, gguf_tensor_name(name), ttype, tuple(reversed(ne)), r.pos)
         if info.name in tensors:
@@ -161,14 +172,14 @@ def derived_metadata(
 ) -> dict[str, Any]:
     """GGUF-style llama.* keys for a GGML file: stored values, plus what the shapes imply."""
     md: dict[str, Any] = {
-        "general.architecture": "llama",
-        "general.name": path.stem,
-        "general.file_type": ftype,
-        "llama.vocab_size": n_vocab,
-        "llama.embedding_length": n_embd,
-        "llama.block_count": n_layer,
-        "llama.attention.head_count": n_head,
-        "llama.rope.dimension_count": n_rot,
+        K.GENERAL_ARCHITECTURE: "llama",
+        K.GENERAL_NAME: path.stem,
+        K.GENERAL_FILE_TYPE: ftype,
+        K.LLAMA_VOCAB_SIZE: n_vocab,
+        K.LLAMA_EMBEDDING_LENGTH: n_embd,
+        K.LLAMA_BLOCK_COUNT: n_layer,
+        K.LLAMA_ATTENTION_HEAD_COUNT: n_head,
+        K.LLAMA_ROPE_DIMENSION_COUNT: n_rot,
     }
     head_dim = n_embd // n_head
     wk = tensors.get("blk.0.attn_k.weight")
@@ -179,8 +190,8 @@ def derived_metadata(
                 f"{path}: attention.wk has {n_embd_kv} rows, which does not fit "
                 f"{n_head} heads of size {head_dim}"
             )
-        md["llama.attention.head_count_kv"] = n_embd_kv // head_dim
+        md[K.LLAMA_ATTENTION_HEAD_COUNT_KV] = n_embd_kv // head_dim
     w1 = tensors.get("blk.0.ffn_gate.weight")
     if w1 is not None:
-        md["llama.feed_forward_length"] = w1.shape[0]
+        md[K.LLAMA_FEED_FORWARD_LENGTH] = w1.shape[0]
     return md

@@ -7,7 +7,6 @@ translated to what llama.cpp's ``convert.py`` wrote. Data streams to disk as in 
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.llm.formats.atomic import atomic_write
 from agent.llm.formats.ggml import GLOBAL_NAMES, LAYER_NAMES, UNK_TEXT
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
 from agent.llm.formats.gguf_writer import (
@@ -151,23 +151,15 @@ class GGMLWriter:
             if self.kind != "ggml":  # unversioned files carry no scores
                 vocab.append(struct.pack("<f", score))
         total = sum(t.nbytes for t in self._tensors.values())
-        tmp = self.path.with_name(self.path.name + ".part")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(head + b"".join(vocab))
-                done = 0
-                for t in self._tensors.values():
-                    ne = t.shape[::-1]
-                    name = t.name.encode("utf-8")
-                    f.write(struct.pack(f"<3I{len(ne)}I", len(ne), len(name), t.type, *ne) + name)
-                    if (
-                        self.kind == "ggjt"
-                    ):  # data starts at a multiple of 32 of the absolute offset
-                        f.write(b"\0" * (-f.tell() % 32))
-                    done = write_tensor_data(f, t, done, total, self.progress)
-                size = f.tell()
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_write(self.path) as f:
+            f.write(head + b"".join(vocab))
+            done = 0
+            for t in self._tensors.values():
+                ne = t.shape[::-1]
+                name = t.name.encode("utf-8")
+                f.write(struct.pack(f"<3I{len(ne)}I", len(ne), len(name), t.type, *ne) + name)
+                if self.kind == "ggjt":  # data starts at a multiple of 32 of the absolute offset
+                    f.write(b"\0" * (-f.tell() % 32))
+                done = write_tensor_data(f, t, done, total, self.progress)
+            size = f.tell()
         return size

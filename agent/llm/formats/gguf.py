@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
+from agent.llm.formats.hparam_checks import check_llama_hparams
 from agent.llm.formats.modelfile import (
     TOKEN_NORMAL,
     ByteReader,
@@ -17,6 +19,7 @@ from agent.llm.formats.modelfile import (
     check_llama_shapes,
     check_metadata_types,
     map_file,
+    tensor_nbytes,
     tensor_view,
 )
 
@@ -112,6 +115,10 @@ def read_gguf(path: str | Path) -> ModelFile:
         vtype = r.u32(f"value type of {key!r}")
         metadata[key] = r.value(vtype, f"metadata {key!r}")
     check_metadata_types(path, metadata)
+    if metadata.get(K.GENERAL_ARCHITECTURE, "llama") == "llama":  # before any per-tensor work
+        tokens = metadata.get(K.TOKENIZER_GGML_TOKENS)
+        n_vocab = len(tokens) if isinstance(tokens, list) else None
+        check_llama_hparams(path, metadata, n_tensors=n_tensors, n_vocab=n_vocab)
 
     infos = []
     seen: set[str] = set()
@@ -130,19 +137,22 @@ def read_gguf(path: str | Path) -> ModelFile:
         seen.add(name)
         infos.append((name, ttype, tuple(reversed(ne)), offset))
 
-    alignment = int(metadata.get("general.alignment", 32))
-    if alignment <= 0 or alignment % 8:
+    alignment = int(metadata.get(K.GENERAL_ALIGNMENT, 32))
+    if alignment <= 0 or alignment & (alignment - 1):
         raise ModelFormatError(
-            f"{path}: general.alignment is {alignment}; it must be a positive multiple of 8"
+            f"{path}: general.alignment is {alignment}, but it must be a power of two "
+            "(as llama.cpp requires); the file is corrupt"
         )
     r.align(alignment)
     data_start = r.pos
-    tensors: dict[str, TensorInfo] = {}
-    for name, ttype, shape, offset in infos:
+    for name, _, _, offset in infos:
         if offset % alignment:
             raise ModelFormatError(
                 f"{path}: tensor {name!r} data offset {offset} is not aligned to {alignment}"
             )
+    check_data_size(path, infos, data_start, r.size)
+    tensors: dict[str, TensorInfo] = {}
+    for name, ttype, shape, offset in infos:
         tensors[name] = tensor_view(r, name, ttype, shape, data_start + offset)
     check_no_overlap(path, tensors)
     mf = ModelFile(
@@ -152,8 +162,30 @@ def read_gguf(path: str | Path) -> ModelFile:
     return mf
 
 
+def check_data_size(
+    path: Path, infos: list[tuple[str, int, tuple[int, ...], int]], data_start: int, size: int
+) -> None:
+    """A file shorter than its tensor table says is reported as truncated, with both sizes."""
+    end, cut = data_start, None
+    for name, ttype, shape, offset in infos:
+        nbytes = tensor_nbytes(ttype, shape)  # None: tensor_view names what is wrong
+        if nbytes is None:
+            continue
+        start = data_start + offset
+        end = max(end, start + nbytes)
+        if start + nbytes > size and (cut is None or start < cut[1]):
+            cut = (name, start)
+    if cut is not None:
+        raise ModelFormatError(
+            f"{path}: the file is truncated: it is {size} bytes, but its tensor data runs to "
+            f"offset {end} ({end - size} bytes missing); the first cut tensor is {cut[0]!r} at "
+            f"offset {cut[1]} (or a tensor's shape or offset is corrupt); download it again"
+        )
+
+
 def check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:
-    """Tensor data regions must not overlap (a wrong shape or offset makes two tensors share bytes)."""
+    """Tensor data regions must not overlap (a wrong shape or offset makes two tensors share
+    bytes)."""
     spans = sorted((t.offset, t.offset + t.nbytes, t.name) for t in tensors.values())
     for (_, end, a), (start, _, b) in zip(spans, spans[1:], strict=False):
         if start < end:
@@ -164,7 +196,7 @@ def check_no_overlap(path: Path, tensors: dict[str, TensorInfo]) -> None:
 
 
 def gguf_vocab(path: Path, md: dict[str, Any]) -> Vocab:
-    tokens = md.get("tokenizer.ggml.tokens")
+    tokens = md.get(K.TOKENIZER_GGML_TOKENS)
     if not isinstance(tokens, list) or not tokens:
         raise ModelFormatError(
             f"{path}: no tokenizer.ggml.tokens array; the file has no vocabulary"
@@ -173,36 +205,40 @@ def gguf_vocab(path: Path, md: dict[str, Any]) -> Vocab:
         raise ModelFormatError(
             f"{path}: tokenizer.ggml.tokens must be an array of strings; the file is corrupt"
         )
-    for key, kinds in (("tokenizer.ggml.scores", "fiu"), ("tokenizer.ggml.token_type", "iu")):
+    for key, kinds in ((K.TOKENIZER_GGML_SCORES, "fiu"), (K.TOKENIZER_GGML_TOKEN_TYPE, "iu")):
         if key in md and not (isinstance(md[key], np.ndarray) and md[key].dtype.kind in kinds):
             raise ModelFormatError(f"{path}: {key} must be a numeric array; the file is corrupt")
-    model = md.get("tokenizer.ggml.model", "llama")
+    model = md.get(K.TOKENIZER_GGML_MODEL, "llama")
     if model != "llama":
         raise ModelFormatError(
-            f"{path}: tokenizer model {model!r} is not supported; this engine runs Llama (SentencePiece) models"
+            f"{path}: tokenizer model {model!r} is not supported; this engine runs Llama "
+            "(SentencePiece) models"
         )
     n = len(tokens)
-    scores = np.asarray(md.get("tokenizer.ggml.scores", np.zeros(n)), dtype=np.float32)
+    scores = np.asarray(md.get(K.TOKENIZER_GGML_SCORES, np.zeros(n)), dtype=np.float32)
     types = np.asarray(
-        md.get("tokenizer.ggml.token_type", np.full(n, TOKEN_NORMAL)), dtype=np.int32
+        md.get(K.TOKENIZER_GGML_TOKEN_TYPE, np.full(n, TOKEN_NORMAL)), dtype=np.int32
     )
     if len(scores) != n or len(types) != n:
         raise ModelFormatError(
-            f"{path}: vocabulary arrays disagree: {n} tokens, {len(scores)} scores, {len(types)} types"
+            f"{path}: vocabulary arrays disagree: {n} tokens, {len(scores)} scores, {len(types)} "
+            "types"
         )
-    for kind in ("bos", "eos", "unknown"):
-        tid = md.get(f"tokenizer.ggml.{kind}_token_id")
+    for key in (
+        K.TOKENIZER_GGML_BOS_TOKEN_ID,
+        K.TOKENIZER_GGML_EOS_TOKEN_ID,
+        K.TOKENIZER_GGML_UNKNOWN_TOKEN_ID,
+    ):
+        tid = md.get(key)
         if tid is not None and not 0 <= int(tid) < n:
-            raise ModelFormatError(
-                f"{path}: tokenizer.ggml.{kind}_token_id {tid} is outside the vocab of {n} tokens"
-            )
+            raise ModelFormatError(f"{path}: {key} {tid} is outside the vocab of {n} tokens")
     return Vocab(
         tokens=list(tokens),
         scores=scores,
         types=types,
-        bos_id=int(md.get("tokenizer.ggml.bos_token_id", 1)),
-        eos_id=int(md.get("tokenizer.ggml.eos_token_id", 2)),
-        unk_id=int(md.get("tokenizer.ggml.unknown_token_id", 0)),
-        add_bos=bool(md.get("tokenizer.ggml.add_bos_token", True)),
-        add_space_prefix=bool(md.get("tokenizer.ggml.add_space_prefix", True)),
+        bos_id=int(md.get(K.TOKENIZER_GGML_BOS_TOKEN_ID, 1)),
+        eos_id=int(md.get(K.TOKENIZER_GGML_EOS_TOKEN_ID, 2)),
+        unk_id=int(md.get(K.TOKENIZER_GGML_UNKNOWN_TOKEN_ID, 0)),
+        add_bos=bool(md.get(K.TOKENIZER_GGML_ADD_BOS_TOKEN, True)),
+        add_space_prefix=bool(md.get(K.TOKENIZER_GGML_ADD_SPACE_PREFIX, True)),
     )

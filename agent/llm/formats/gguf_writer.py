@@ -15,17 +15,18 @@ a callable returning one, so a 7B model is never held in RAM.
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from agent.errors import AgentError
+from agent.llm.formats import gguf_keys as K
+from agent.llm.formats.atomic import atomic_write
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, tensor_nbytes, type_name
 
 GGUF_MAGIC = b"GGUF"
@@ -82,8 +83,8 @@ _NUMPY_TYPES: dict[str, GGUFValueType] = {
 
 # Tensor bytes: raw bytes, an array (uint8 raw blocks, or floats for F32/F16 tensors), an iterable
 # of such chunks, or a callable returning that iterable (called only when the data is written).
-Chunk = Union[bytes, bytearray, memoryview, np.ndarray]
-TensorSource = Union[Chunk, Iterable[Chunk], Callable[[], Iterable[Chunk]]]
+Chunk = bytes | bytearray | memoryview | np.ndarray
+TensorSource = Chunk | Iterable[Chunk] | Callable[[], Iterable[Chunk]]
 
 
 @dataclass
@@ -116,7 +117,8 @@ def infer_type(value: Any) -> GGUFValueType:
     if isinstance(value, (list, tuple, np.ndarray)):
         return GGUFValueType.ARRAY
     raise WriterError(
-        f"cannot store a {type(value).__name__} in GGUF metadata; use int, float, bool, str or a list"
+        f"cannot store a {type(value).__name__} in GGUF metadata; use int, float, bool, str or a "
+        "list"
     )
 
 
@@ -245,27 +247,21 @@ class GGUFWriter:
             t.offset = offset
             offset += _pad(t.nbytes, self.alignment)
         total = sum(t.nbytes for t in self._tensors.values())
-        tmp = self.path.with_name(self.path.name + ".part")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(self._header())
-                f.write(b"\0" * (-f.tell() % self.alignment))
-                done = 0
-                for t in self._tensors.values():
-                    done = write_tensor_data(f, t, done, total, self.progress)
-                    f.write(b"\0" * (-t.nbytes % self.alignment))
-                size = f.tell()
-            os.replace(tmp, self.path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        with atomic_write(self.path) as f:
+            f.write(self._header())
+            f.write(b"\0" * (-f.tell() % self.alignment))
+            done = 0
+            for t in self._tensors.values():
+                done = write_tensor_data(f, t, done, total, self.progress)
+                f.write(b"\0" * (-t.nbytes % self.alignment))
+            size = f.tell()
         return size
 
     def _header(self) -> bytes:
         count = "I" if self.version == 1 else "Q"  # v1 used 32-bit counts and lengths
         kv = dict(self._kv)
-        if self.alignment != DEFAULT_ALIGNMENT and "general.alignment" not in kv:
-            kv["general.alignment"] = (GGUFValueType.UINT32, self.alignment, None)
+        if self.alignment != DEFAULT_ALIGNMENT and K.GENERAL_ALIGNMENT not in kv:
+            kv[K.GENERAL_ALIGNMENT] = (GGUFValueType.UINT32, self.alignment, None)
         out = [
             GGUF_MAGIC,
             struct.pack(f"<I{count}{count}", self.version, len(self._tensors), len(kv)),
@@ -362,9 +358,9 @@ def iter_chunks(source: TensorSource) -> Iterable[Chunk]:
     return source
 
 
-def chunk_bytes(t: PendingTensor, chunk: Chunk) -> bytes | memoryview:
+def chunk_bytes(t: PendingTensor, chunk: Chunk) -> bytes | bytearray | memoryview:
     if isinstance(chunk, np.ndarray):
         if chunk.dtype != np.uint8:
             return float_tensor_bytes(t.name, chunk, t.type)
-        return memoryview(np.ascontiguousarray(chunk)).cast("B")
+        return np.ascontiguousarray(chunk).data.cast("B")
     return chunk

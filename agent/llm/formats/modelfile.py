@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from agent.errors import ModelFormatError
+from agent.llm.formats import gguf_keys as K
 from agent.llm.formats.ggml_types import LAYOUTS, GGMLType, type_name
+from agent.llm.formats.hparam_checks import GLOBAL_TENSORS, LAYER_TENSORS, check_llama_hparams
 
 # SentencePiece piece types, as GGUF's tokenizer.ggml.token_type stores them.
 TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = (
@@ -101,7 +104,7 @@ class ByteReader:
     def __init__(self, path: Path, buf: np.ndarray, pos: int = 0):
         self.path = path
         self.buf = buf
-        self.mv = memoryview(buf)
+        self.mv = buf.data  # memoryview(buf), which numpy's stubs only allow from Python 3.12
         self.pos = pos
         self.size = len(buf)
 
@@ -147,9 +150,9 @@ def tensor_view(
         layout = LAYOUTS[GGMLType(type_id)]
     except (ValueError, KeyError):
         raise ModelFormatError(
-            f"{reader.path}: tensor {name!r} has tensor type {type_id} ({type_name(type_id)}), which this "
-            "engine does not support (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K); "
-            "re-quantize the model to one of those types"
+            f"{reader.path}: tensor {name!r} has tensor type {type_id} ({type_name(type_id)}), "
+            "which this engine does not support (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, "
+            "Q8_0, Q2_K..Q6_K); re-quantize the model to one of those types"
         ) from None
     n = 1
     for d in shape:
@@ -160,44 +163,59 @@ def tensor_view(
         n *= d
     if shape[-1] % layout.block_size:
         raise ModelFormatError(
-            f"{reader.path}: tensor {name!r} of type {type_name(type_id)} has rows of {shape[-1]} values, "
-            f"not a multiple of its block size {layout.block_size}"
+            f"{reader.path}: tensor {name!r} of type {type_name(type_id)} has rows of {shape[-1]} "
+            f"values, not a multiple of its block size {layout.block_size}"
         )
     nbytes = n // layout.block_size * layout.type_size
     if offset < 0 or offset + nbytes > reader.size:
         raise ModelFormatError(
-            f"{reader.path}: tensor {name!r} ({type_name(type_id)}, shape {shape}) needs {nbytes} bytes at "
-            f"offset {offset}, but the file has only {reader.size} bytes; the file is truncated or corrupt"
+            f"{reader.path}: tensor {name!r} ({type_name(type_id)}, shape {shape}) needs {nbytes} "
+            f"bytes at offset {offset}, but the file has only {reader.size} bytes; the file is "
+            "truncated or corrupt"
         )
     return TensorInfo(name, type_id, shape, offset, reader.buf[offset : offset + nbytes])
+
+
+def tensor_nbytes(type_id: int, shape: tuple[int, ...]) -> int | None:
+    """Bytes of a tensor's data; None for an unknown type or a shape that does not fit blocks."""
+    try:
+        layout = LAYOUTS[GGMLType(type_id)]
+    except (ValueError, KeyError):
+        return None
+    n = 1
+    for d in shape:
+        n *= d
+    if n <= 0 or shape[-1] % layout.block_size:
+        return None
+    return n // layout.block_size * layout.type_size
 
 
 # Keys whose value type the engine relies on (model_info, tokenizer): checked once, at read time,
 # so a corrupt file fails here with a clear message instead of deep inside the engine.
 INT_KEYS = (
-    "general.alignment",
-    "general.file_type",
-    "general.quantization_version",
-    "llama.context_length",
-    "llama.embedding_length",
-    "llama.block_count",
-    "llama.feed_forward_length",
-    "llama.attention.head_count",
-    "llama.attention.head_count_kv",
-    "llama.rope.dimension_count",
-    "llama.vocab_size",
-    "tokenizer.ggml.bos_token_id",
-    "tokenizer.ggml.eos_token_id",
-    "tokenizer.ggml.unknown_token_id",
+    K.GENERAL_ALIGNMENT,
+    K.GENERAL_FILE_TYPE,
+    K.GENERAL_QUANTIZATION_VERSION,
+    K.LLAMA_CONTEXT_LENGTH,
+    K.LLAMA_EMBEDDING_LENGTH,
+    K.LLAMA_BLOCK_COUNT,
+    K.LLAMA_FEED_FORWARD_LENGTH,
+    K.LLAMA_ATTENTION_HEAD_COUNT,
+    K.LLAMA_ATTENTION_HEAD_COUNT_KV,
+    K.LLAMA_ROPE_DIMENSION_COUNT,
+    K.LLAMA_VOCAB_SIZE,
+    K.TOKENIZER_GGML_BOS_TOKEN_ID,
+    K.TOKENIZER_GGML_EOS_TOKEN_ID,
+    K.TOKENIZER_GGML_UNKNOWN_TOKEN_ID,
 )
 FLOAT_KEYS = (
-    "llama.attention.layer_norm_rms_epsilon",
-    "llama.rope.freq_base",
-    "llama.rope.scale_linear",
-    "llama.rope.scaling.factor",
+    K.LLAMA_ATTENTION_LAYER_NORM_RMS_EPSILON,
+    K.LLAMA_ROPE_FREQ_BASE,
+    K.LLAMA_ROPE_SCALE_LINEAR,
+    K.LLAMA_ROPE_SCALING_FACTOR,
 )
-STR_KEYS = ("general.architecture", "general.name", "tokenizer.ggml.model")
-BOOL_KEYS = ("tokenizer.ggml.add_bos_token", "tokenizer.ggml.add_space_prefix")
+STR_KEYS = (K.GENERAL_ARCHITECTURE, K.GENERAL_NAME, K.TOKENIZER_GGML_MODEL)
+BOOL_KEYS = (K.TOKENIZER_GGML_ADD_BOS_TOKEN, K.TOKENIZER_GGML_ADD_SPACE_PREFIX)
 
 
 def check_metadata_types(path: Path, md: dict[str, Any]) -> None:
@@ -234,21 +252,23 @@ def check_metadata_types(path: Path, md: dict[str, Any]) -> None:
 
 def check_llama_shapes(mf: ModelFile) -> None:
     """Each Llama tensor present must have the shape the hyperparameters imply, so that a damaged or
-    mislabelled file fails at load time naming the tensor, not later as a numpy broadcasting error."""
+    mislabelled file fails at load time naming the tensor, not later as a numpy broadcasting
+    error."""
     md = mf.metadata
-    if not mf.tensors or md.get("general.architecture", "llama") != "llama":
+    if md.get(K.GENERAL_ARCHITECTURE, "llama") != "llama":
         return
+    ggml = not mf.format.startswith("gguf")
+    check_llama_hparams(mf.path, md, n_vocab=len(mf.vocab) or None, ggml=ggml)
+    if not mf.tensors or K.LLAMA_BLOCK_COUNT not in md:
+        return  # a vocabulary-only file; or model_info reports the missing key
+    n_layer = int(md[K.LLAMA_BLOCK_COUNT])
+    check_complete(mf, n_layer, ggml)
     try:
-        n_embd, n_head = int(md["llama.embedding_length"]), int(md["llama.attention.head_count"])
-        n_layer, n_ff = int(md["llama.block_count"]), int(md["llama.feed_forward_length"])
+        n_embd, n_head = int(md[K.LLAMA_EMBEDDING_LENGTH]), int(md[K.LLAMA_ATTENTION_HEAD_COUNT])
+        n_ff = int(md[K.LLAMA_FEED_FORWARD_LENGTH])
     except KeyError:
         return  # model_info reports the missing key
-    n_head_kv = int(md.get("llama.attention.head_count_kv", n_head))
-    if n_head <= 0 or n_head_kv <= 0 or n_embd % n_head or n_head % n_head_kv:
-        raise ModelFormatError(
-            f"{mf.path}: inconsistent heads (n_embd {n_embd}, n_head {n_head}, "
-            f"n_head_kv {n_head_kv}); the file is corrupt"
-        )
+    n_head_kv = int(md.get(K.LLAMA_ATTENTION_HEAD_COUNT_KV, n_head))
     n_vocab, kv = len(mf.vocab), n_embd // n_head * n_head_kv
     expected = {
         "token_embd.weight": (n_vocab, n_embd),
@@ -266,14 +286,6 @@ def check_llama_shapes(mf: ModelFile) -> None:
         "ffn_up.weight": (n_ff, n_embd),
         "ffn_down.weight": (n_embd, n_ff),
     }
-    # GGML files have no tensor count: a file cut between two tensor records reads as a smaller model.
-    required = list(expected) + [f"blk.{i}.{rest}" for i in range(n_layer) for rest in per_layer]
-    missing = [name for name in required if name not in mf.tensors]
-    if missing:
-        raise ModelFormatError(
-            f"{mf.path}: {len(missing)} of the model's {len(required)} tensors are missing (first: {missing[0]!r}); "
-            "the file is truncated or not a complete Llama model"
-        )
     for name, t in mf.tensors.items():
         want = expected.get(name)
         if want is None and name.startswith("blk."):
@@ -285,7 +297,52 @@ def check_llama_shapes(mf: ModelFile) -> None:
                 )
         if want is not None and tuple(t.shape) != want:
             raise ModelFormatError(
-                f"{mf.path}: tensor {name!r} has shape {tuple(t.shape)} but the hyperparameters (n_vocab {n_vocab}, "
-                f"n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv}, n_ff {n_ff}) need {want}; "
-                "the file is corrupt or its metadata does not match its weights"
+                f"{mf.path}: tensor {name!r} has shape {tuple(t.shape)} but the hyperparameters "
+                f"(n_vocab {n_vocab}, n_embd {n_embd}, n_head {n_head}, n_head_kv {n_head_kv}, "
+                f"n_ff {n_ff}) need {want}; the file is corrupt or its metadata does not match its "
+                "weights"
             )
+
+
+def llama_tensor_names(n_layer: int) -> Iterator[str]:
+    yield from ("token_embd.weight", "output_norm.weight", "output.weight")
+    for i in range(n_layer):
+        for rest in LAYER_TENSOR_NAMES:
+            yield f"blk.{i}.{rest}"
+
+
+LAYER_TENSOR_NAMES = (
+    "attn_norm.weight",
+    "attn_q.weight",
+    "attn_k.weight",
+    "attn_v.weight",
+    "attn_output.weight",
+    "ffn_norm.weight",
+    "ffn_gate.weight",
+    "ffn_up.weight",
+    "ffn_down.weight",
+)
+
+
+def check_complete(mf: ModelFile, n_layer: int, ggml: bool) -> None:
+    """Every tensor of an ``n_layer`` Llama model must be present. The work is bounded by the
+    tensors the file holds, whatever the layer count claims (names stop at the first missing)."""
+    n_required = GLOBAL_TENSORS + LAYER_TENSORS * n_layer
+    if len(mf.tensors) >= n_required:
+        missing = [name for name in llama_tensor_names(n_layer) if name not in mf.tensors]
+    else:
+        first = next(name for name in llama_tensor_names(n_layer) if name not in mf.tensors)
+        missing = [first]
+    if not missing:
+        return
+    if ggml:  # GGML files have no tensor count: a file cut between two records reads as shorter
+        raise ModelFormatError(
+            f"{mf.path}: the file is truncated: it ends at offset {mf.file_size} after "
+            f"{len(mf.tensors)} tensors, but a Llama model with n_layer {n_layer} has {n_required} "
+            f"(first missing: {missing[0]!r}); download the file again"
+        )
+    raise ModelFormatError(
+        f"{mf.path}: tensors are missing: the file holds {len(mf.tensors)} tensors, the model's "
+        f"{n_layer} layers need {n_required} (first missing: {missing[0]!r}); "
+        "the file is not a complete Llama model"
+    )

@@ -53,7 +53,8 @@ def deq_q8_0(b: np.ndarray) -> np.ndarray:
 
 
 def _two_bit_planes(qs: np.ndarray) -> np.ndarray:
-    """Q2_K/Q3_K low bits: [n, 64] bytes -> [n, 256]; value k = 128*h + 32*s + l takes bits 2s of qs[32h+l]."""
+    """Q2_K/Q3_K low bits: [n, 64] bytes -> [n, 256]; value k = 128*h + 32*s + l takes bits 2s of
+    qs[32h+l]."""
     q = qs.reshape(-1, 2, 1, 32) >> (2 * np.arange(4, dtype=np.uint8)).reshape(1, 1, 4, 1)
     return (q & 3).reshape(-1, 256).astype(np.int8)
 
@@ -93,7 +94,8 @@ def k4_scales_mins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _k4_nibbles(qs: np.ndarray) -> np.ndarray:
-    """[n, 128] bytes -> [n, 256]: chunk c holds low nibbles of qs[32c:32c+32] then their high nibbles."""
+    """[n, 128] bytes -> [n, 256]: chunk c holds low nibbles of qs[32c:32c+32] then their high
+    nibbles."""
     q = qs.reshape(-1, 4, 1, 32) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 2, 1)
     return (q & 0xF).reshape(-1, 256).astype(np.int8)
 
@@ -121,7 +123,8 @@ def deq_q6_k(b: np.ndarray) -> np.ndarray:
     ql, qh, scales, d = b[:, 0:128], b[:, 128:192], b[:, 192:208].view(np.int8), _f16(b[:, 208:210])
     ql = ql.reshape(-1, 2, 2, 32)  # [n, half, lo/hi 32-byte run, l]
     qh = qh.reshape(-1, 2, 1, 32)
-    # Within a half: quarter r=0..3 is (ql[l] lo, ql[l+32] lo, ql[l] hi, ql[l+32] hi) with qh bits 2r.
+    # Within a half: quarter r=0..3 is (ql[l] lo, ql[l+32] lo, ql[l] hi, ql[l+32] hi) with qh bits
+    # 2r.
     low = np.stack(
         [ql[:, :, 0] & 0xF, ql[:, :, 1] & 0xF, ql[:, :, 0] >> 4, ql[:, :, 1] >> 4], axis=2
     )
@@ -166,7 +169,7 @@ def dequantize(raw: np.ndarray, type_id: int, shape: tuple[int, ...]) -> np.ndar
 
 
 def dequantize_rows(
-    raw: np.ndarray, type_id: int, shape: tuple[int, int], rows: slice | np.ndarray
+    raw: np.ndarray, type_id: int, shape: tuple[int, ...], rows: slice | np.ndarray
 ) -> np.ndarray:
     """Only some rows of a 2-D tensor (token embeddings are looked up a row at a time)."""
     n_rows, n_cols = shape

@@ -5,6 +5,7 @@ builds one from a JSON Schema. Plan and function-call grammars live with their p
 (``agent.planner.grammar``, ``agent.functions.grammar``).
 """
 
+from agent.llm.grammar.budget import BudgetGrammar, within_budget
 from agent.llm.grammar.errors import GrammarError, SchemaUnsupportedError
 from agent.llm.grammar.grammar import Grammar
 from agent.llm.grammar.matcher import GrammarMatcher
@@ -31,6 +32,9 @@ from agent.llm.grammar.nodes import (
 from agent.llm.grammar.tokens import TokenTable, token_table
 
 __all__ = [
+    "printable_utf8_char",
+    "BudgetGrammar",
+    "within_budget",
     "EMPTY",
     "Alt",
     "Bytes",
@@ -56,11 +60,27 @@ __all__ = [
     "utf8_char",
     "json_schema_grammar",
     "json_value_grammar",
+    "JsonOptions",
+    "SchemaBuilder",
+    "finish_grammar",
+    "yaml_key",
 ]
+
+# The JSON Schema compiler's names, imported on first use; SchemaBuilder and finish_grammar let
+# other grammars (function calls) reuse its value rules.
+_JSON_SCHEMA_NAMES = (
+    "json_schema_grammar",
+    "json_value_grammar",
+    "JsonOptions",
+    "json_schema_node",
+    "SchemaBuilder",
+    "finish_grammar",
+    "yaml_key",
+)
 
 
 def __getattr__(name: str):  # the JSON Schema builder is imported on first use
-    if name in ("json_schema_grammar", "json_value_grammar", "JsonOptions", "json_schema_node"):
+    if name in _JSON_SCHEMA_NAMES:
         from agent.llm.grammar import json_schema
 
         return getattr(json_schema, name)

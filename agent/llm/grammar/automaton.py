@@ -1,4 +1,5 @@
-"""Grammar nodes -> flat rules -> a byte automaton built lazily, one state per distinct parse situation.
+"""Grammar nodes -> flat rules -> a byte automaton built lazily, one state per distinct parse
+situation.
 
 The parser is a pushdown recognizer in the style of llama.cpp's GBNF sampler: a *stack* is a tuple
 of element positions still to match (top last); a *state* is the set of stacks the bytes so far
@@ -21,12 +22,13 @@ from agent.llm.grammar.nodes import Alt, Bytes, Lit, Node, Ref, Rep, Seq
 
 END, TERM, REF = 0, 1, 2
 DEAD = 0
-_MAX_CLOSURE = 200_000
-_MAX_DEPTH = 2_000  # parse stack depth: deeper means unbounded (left) recursion  # stacks visited while closing one state: guards against left recursion
+_MAX_CLOSURE = 200_000  # stacks visited while closing one state: guards against left recursion
+_MAX_DEPTH = 2_000  # parse stack depth: deeper means unbounded (left) recursion
 
 
 class Program:
-    """Rules flattened into one element array: each alternative is a run of elements ended by END."""
+    """Rules flattened into one element array: each alternative is a run of elements ended by
+    END."""
 
     def __init__(self, root: Node, rules: Mapping[str, Node] | None = None):
         self.kind: list[int] = []
@@ -35,9 +37,15 @@ class Program:
         self._named: dict[str, int] = {}
         self._defs = dict(rules or {})
         self._memo: dict[Node, int] = {}
+        self._pending: list[tuple[int, str]] = []
         self.root = self._rule_for(root)
         for name in self._defs:  # compile named rules that are referenced only indirectly
             self._named_rule(name)
+        while self._pending:  # named rules are compiled from a work list: nesting costs no stack
+            rid, name = self._pending.pop()
+            node = self._defs[name]
+            for a in node.items if isinstance(node, Alt) else (node,):
+                self._add_alternative(rid, a)
 
     # -- compilation -----------------------------------------------------------------------------
     def _new_rule(self) -> int:
@@ -53,10 +61,7 @@ class Program:
                 f"defined rules: {sorted(self._defs)}"
             )
         rid = self._named[name] = self._new_rule()
-        node = self._defs[name]
-        alts = node.items if isinstance(node, Alt) else (node,)
-        for a in alts:
-            self._add_alternative(rid, a)
+        self._pending.append((rid, name))
         return rid
 
     def _rule_for(self, node: Node) -> int:
@@ -160,7 +165,8 @@ class Automaton:
 
     # -- stacks ----------------------------------------------------------------------------------
     def _close(self, stack: tuple[int, ...]) -> frozenset[tuple[int, ...]]:
-        """Every stack reachable from ``stack`` without reading a byte, with a terminal (or nothing) on top."""
+        """Every stack reachable from ``stack`` without reading a byte, with a terminal (or
+        nothing) on top."""
         memo = self._closure_memo.get(stack)
         if memo is not None:
             return memo

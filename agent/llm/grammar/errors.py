@@ -4,18 +4,40 @@ from __future__ import annotations
 
 from agent.errors import AgentError
 
+SHOWN_PROBLEMS = 5  # an error message lists at most this many problems (``problems`` has more)
+
 
 class GrammarError(AgentError):
-    """A grammar is malformed, or generation reached a point no token of the vocabulary can continue."""
+    """A grammar is malformed, or generation reached a point no token of the vocabulary can
+    continue."""
 
 
 class SchemaUnsupportedError(GrammarError):
-    """A JSON Schema uses keywords the grammar cannot enforce; ``problems`` lists each one with its path."""
+    """A JSON Schema uses keywords the grammar cannot enforce; ``problems`` lists each one with
+    its path."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], total: int | None = None):
         self.problems = list(problems)
+        total = max(len(self.problems), total or 0)
+        shown = "; ".join(self.problems[:SHOWN_PROBLEMS])
+        more = total - min(len(self.problems), SHOWN_PROBLEMS)
         super().__init__(
             "the JSON Schema cannot be turned into a grammar: "
-            + "; ".join(self.problems)
+            + shown
+            + (f"; and {more} more problem(s)" if more > 0 else "")
             + ". Remove or simplify these keywords (or validate them after generation instead)"
         )
+
+
+class SchemaTooLargeError(SchemaUnsupportedError):
+    """Compiling the schema went past the per-schema work or time budget."""
+
+    def __init__(self, path: str, max_work: int, max_seconds: float):
+        self.path = path
+        GrammarError.__init__(
+            self,
+            f"the JSON Schema is too large to compile: the budget of {max_work} grammar nodes or "
+            f"{max_seconds:g} s ran out while building {path}; shrink that part of the schema "
+            "(fewer alternatives, smaller bounds, fewer nested references)",
+        )
+        self.problems = [f"{path}: too large to compile"]

@@ -19,6 +19,9 @@ from agent.llm.grammar.tokens import TokenTable, token_table
 
 
 class Grammar:
+    # Schema keywords the grammar could not express; the caller validates the output for them.
+    unenforced: tuple[str, ...] = ()
+
     def __init__(
         self, root: Node, rules: Mapping[str, Node] | None = None, *, name: str = "grammar"
     ):
@@ -57,7 +60,8 @@ class Grammar:
         return self._run(text) != DEAD
 
     def sample(self, model: Any, seed: int | None = None, max_tokens: int = 100_000) -> str:
-        """A random sentence: uniformly chosen allowed tokens until the grammar completes (tests, bench).
+        """A random sentence: uniformly chosen allowed tokens until the grammar completes (tests,
+        bench).
 
         EOS is taken only when nothing else is allowed, so samples explore the whole grammar.
         """

@@ -1,4 +1,5 @@
-"""Token masks: which vocabulary tokens keep the text inside the grammar, memoized per automaton state.
+"""Token masks: which vocabulary tokens keep the text inside the grammar, memoized per automaton
+state.
 
 A mask is computed by walking every token's bytes through the transition table one byte column at
 a time (numpy gathers over the whole vocabulary), expanding automaton states on demand. Masks are
@@ -46,26 +47,33 @@ class MaskCache:
         return mask
 
     def _compute(self, sid: int) -> np.ndarray:
-        auto, t = self.auto, self.table
-        cur = np.full(len(t.order), sid, dtype=np.int32)
-        for j in range(len(t.count)):
-            c = int(t.count[j])
-            if c == 0:
-                break
-            sub = cur[:c]
-            todo = ~auto.expanded[sub]
-            if todo.any():
-                for s in np.unique(sub[todo]):
-                    auto.expand(int(s))
-            nxt = auto.table[sub, t.data[:c, j]]
-            cur[:c] = nxt
-            if not nxt.any():  # every longer token is dead already
-                break
+        t = self.table
+        cur = token_destinations(self.auto, t, sid)
         mask = np.zeros(t.n_vocab, dtype=bool)
         mask[t.order] = cur != DEAD
         if 0 <= t.eos_id < t.n_vocab:
-            mask[t.eos_id] = auto.accepting[sid]
+            mask[t.eos_id] = self.auto.accepting[sid]
         return mask
+
+
+def token_destinations(auto: Automaton, t: TokenTable, sid: int) -> np.ndarray:
+    """int32 [len(t.order)]: the state each non-empty token leads to from ``sid`` (DEAD if none),
+    in ``t.order``; walked one byte column at a time over the whole vocabulary."""
+    cur = np.full(len(t.order), sid, dtype=np.int32)
+    for j in range(len(t.count)):
+        c = int(t.count[j])
+        if c == 0:
+            break
+        sub = cur[:c]
+        todo = ~auto.expanded[sub]
+        if todo.any():
+            for s in np.unique(sub[todo]):
+                auto.expand(int(s))
+        nxt = auto.table[sub, t.data[:c, j]]
+        cur[:c] = nxt
+        if not nxt.any():  # every longer token is dead already
+            break
+    return cur
 
 
 class GrammarMatcher:
@@ -81,8 +89,9 @@ class GrammarMatcher:
         mask = self._cache.mask(self.state)
         if not mask.any():
             raise GrammarError(
-                f"no token of the vocabulary can continue the constrained text after {bytes(self.text)[-60:]!r}; "
-                "the vocabulary lacks the bytes the grammar needs (it should have <0xXX> byte tokens)"
+                "no token of the vocabulary can continue the constrained text after "
+                f"{bytes(self.text)[-60:]!r}; the vocabulary lacks the bytes the grammar needs (it "
+                "should have <0xXX> byte tokens)"
             )
         return mask
 
@@ -98,7 +107,8 @@ class GrammarMatcher:
         self.text += piece
 
     def accept_bytes(self, data: bytes) -> bool:
-        """Advance over raw text (e.g. a forced prefix); False (state unchanged) if it does not fit."""
+        """Advance over raw text (e.g. a forced prefix); False (state unchanged) if it does not
+        fit."""
         nxt = self._auto.run(self.state, data)
         if nxt == DEAD:
             return False

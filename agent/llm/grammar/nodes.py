@@ -1,4 +1,5 @@
-"""Grammar building blocks over bytes: literals, byte sets, sequences, alternatives, bounded repeats.
+"""Grammar building blocks over bytes: literals, byte sets, sequences, alternatives, bounded
+repeats.
 
 Grammars are built in Python (no grammar text language): the plan, JSON Schema and function-call
 grammars compose these nodes. Characters are matched as UTF-8 bytes, so one node type (a byte set)
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Ref:
     name: str
 
 
-Node = Union[Bytes, Lit, Seq, Alt, Rep, Ref]
+Node = Bytes | Lit | Seq | Alt | Rep | Ref
 EMPTY = Seq(())
 
 
@@ -88,7 +88,8 @@ def rep(item: Node | str, lo: int = 0, hi: int | None = None) -> Node:
 def byte_set(
     spec: str | Iterable[int] = "", *, ranges: Iterable[tuple[int, int]] = (), negate: bool = False
 ) -> Bytes:
-    """Bytes of ``spec`` (ASCII characters or byte values) and ``ranges`` (inclusive), or all others.
+    """Bytes of ``spec`` (ASCII characters or byte values) and ``ranges`` (inclusive), or all
+    others.
 
     A negated set stays within ASCII (0x00-0x7F): non-ASCII text is added with ``utf8_char()`` so
     that only whole, valid UTF-8 characters can be produced.
@@ -128,8 +129,8 @@ def utf8_char() -> Node:
 
 
 def printable_utf8_char() -> Node:
-    """A non-ASCII character that YAML and terminals print as itself: no C1 controls (U+0080-U+009F),
-    no line/paragraph separators (U+2028/9), no U+FFFE/FFFF, no surrogates."""
+    """A non-ASCII character that YAML and terminals print as itself: no C1 controls
+    (U+0080-U+009F), no line/paragraph separators (U+2028/9), no U+FFFE/FFFF, no surrogates."""
     return alt(
         seq(Lit(b"\xc2"), _range(0xA0, 0xBF)),
         seq(_range(0xC3, 0xDF), _CONT),
@@ -153,7 +154,8 @@ def printable_utf8_char() -> Node:
 
 
 def text_char(exclude: str = "") -> Node:
-    """One printable character (see ``printable_utf8_char``; no ASCII controls) not in ``exclude``."""
+    """One printable character (see ``printable_utf8_char``; no ASCII controls) not in
+    ``exclude``."""
     return alt(
         byte_set(exclude + "".join(map(chr, range(32))) + "\x7f", negate=True),
         printable_utf8_char(),

@@ -32,7 +32,8 @@ class RegexError(GrammarError):
 
 @dataclass(frozen=True)
 class CharSet:
-    """ASCII characters as a 128-bit mask, plus non-ASCII: every one (``any_non_ascii``) or ``extra``."""
+    """ASCII characters as a 128-bit mask, plus non-ASCII: every one (``any_non_ascii``) or
+    ``extra``."""
 
     ascii: int = 0
     any_non_ascii: bool = False
@@ -74,6 +75,7 @@ def _single(c: str) -> CharSet:
 class _Parser:
     def __init__(self, pattern: str, emit: Callable[[CharSet], Node], max_repeat: int):
         self.p, self.i, self.emit, self.max_repeat = pattern, 0, emit, max_repeat
+        self.depth = 0  # group nesting: anchors only end top-level alternatives
 
     def fail(self, what: str, at: int | None = None) -> RegexError:
         return RegexError(self.p, self.i if at is None else at, what)
@@ -82,20 +84,32 @@ class _Parser:
         return self.p[self.i] if self.i < len(self.p) else ""
 
     def parse(self) -> Node:
-        anchored_start = self.p.startswith("^")
+        branches = [self.top_branch()]
+        while self.peek() == "|":  # each top-level alternative may carry its own anchors
+            self.i += 1
+            branches.append(self.top_branch())
+        if self.i != len(self.p):
+            raise self.fail(f"unexpected {self.peek()!r}")
+        return alt(*branches)
+
+    def top_branch(self) -> Node:
+        anchored_start = self.peek() == "^"
         if anchored_start:
-            self.i = 1
-        body = self.alternation()
+            self.i += 1
+        body = self.sequence()
         anchored_end = False
         if self.peek() == "$":
             anchored_end = True
             self.i += 1
-        if self.i != len(self.p):
-            raise self.fail(f"unexpected {self.peek()!r}")
         anything = Rep(self.emit(CharSet(ASCII, True)), 0, self.max_repeat)
         return seq(
             *([] if anchored_start else [anything]), body, *([] if anchored_end else [anything])
         )
+
+    def _at_branch_end(self) -> bool:
+        """A ``$`` that ends a top-level alternative (not one inside a group)."""
+        nxt = self.p[self.i + 1 : self.i + 2]
+        return self.depth == 0 and nxt in ("", "|")
 
     def alternation(self) -> Node:
         branches = [self.sequence()]
@@ -107,7 +121,7 @@ class _Parser:
     def sequence(self) -> Node:
         items: list[Node] = []
         while self.peek() not in ("", "|", ")") and not (
-            self.peek() == "$" and self.i == len(self.p) - 1
+            self.peek() == "$" and self._at_branch_end()
         ):
             items.append(self.quantified())
         return seq(*items) if items else EMPTY
@@ -129,10 +143,10 @@ class _Parser:
             self.peek() == "{" and not self._looks_like_count()
         ):
             raise self.fail("a quantifier cannot follow a quantifier", self.i)
-        if hi is None:
+        if lo > 4096:
+            raise self.fail(f"repeat count {lo} is too large", start)
+        if hi is None or hi > max(lo, self.max_repeat):  # fewer repeats: still matches the pattern
             hi = max(lo, self.max_repeat)
-        if hi > 10_000:
-            raise self.fail(f"repeat count {hi} is too large", start)
         return Rep(atom, lo, hi)
 
     def _looks_like_count(self) -> bool:
@@ -166,7 +180,9 @@ class _Parser:
                 self.i += 2
             elif self.peek() == "?":
                 raise self.fail("lookaround and named/flagged groups are not supported")
+            self.depth += 1
             inner = self.alternation()
+            self.depth -= 1
             if self.peek() != ")":
                 raise self.fail("missing ')'", at)
             self.i += 1
@@ -287,5 +303,6 @@ def _range_set(a: str, b: str, parser: _Parser, at: int) -> CharSet:
 
 
 def regex_node(pattern: str, emit: Callable[[CharSet], Node], *, max_repeat: int = 32) -> Node:
-    """Grammar node for strings matching ``pattern`` (searched, as JSON Schema does, unless anchored)."""
+    """Grammar node for strings matching ``pattern`` (searched, as JSON Schema does, unless
+    anchored)."""
     return _Parser(pattern, emit, max_repeat).parse()

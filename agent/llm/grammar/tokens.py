@@ -48,8 +48,8 @@ class TokenTable:
     def from_vocab(cls, vocab: Any) -> TokenTable:
         """From ``agent.llm.formats.modelfile.Vocab`` (pieces in SentencePiece form)."""
         pieces = []
-        for text, kind in zip(vocab.tokens, vocab.types, strict=False):
-            kind = int(kind)
+        for text, stored_kind in zip(vocab.tokens, vocab.types, strict=False):
+            kind = int(stored_kind)
             if kind == _TOKEN_NORMAL:
                 pieces.append(text.replace(_SPACE, " ").encode("utf-8", "surrogatepass"))
             elif kind == _TOKEN_BYTE:

@@ -1,12 +1,12 @@
 """The kernels of ``agent.llm.kernels.numba_backend`` in C (``kernels.c``), loaded with ctypes.
 
-Same functions, arguments and results as the numba module, at a few MB of resident memory
-instead of the ~130 MB that numba and llvmlite take. The C source is compiled on first import
-with the system compiler (``$CC``, else ``cc`` or ``gcc``) for this CPU and cached as a shared
-library in ``$AGENT_CACHE_DIR`` (else ``$XDG_CACHE_HOME/agent``, else ``~/.cache/agent``), named by a
-hash of the source, flags, compiler and CPU, so a home directory shared with another machine or
-compiler gets its own build. Without a working compiler the import raises ImportError (the
-caller then falls back to numba).
+Same functions, arguments and results as the numba module, at a few MB of resident memory instead of
+the ~130 MB that numba and llvmlite take. The C source is compiled on first import with the system
+compiler (``$CC``, else ``cc`` or ``gcc``) for this CPU and cached as a shared library in
+``$AGENT_CACHE_DIR`` (else ``$XDG_CACHE_HOME/agent``, else ``~/.cache/agent``), named by a hash of
+the source, flags, compiler and CPU, so a home directory shared with another machine or compiler
+gets its own build. Without a working compiler the import raises ImportError (the caller then falls
+back to numba).
 
 Calls release the GIL (ctypes does) and run on OpenMP threads: ``set_num_threads`` sets the count
 for the calling thread's later calls, and several Python threads may call kernels at once. The
@@ -105,7 +105,8 @@ def build(directory: Path | None = None) -> Path:
         raise ImportError(
             f"C kernels: cannot run {cmd[0]} or read {SOURCE.name} ({exc}); {_ADVICE}"
         ) from None
-    # zlib's checksums, not hashlib: that loads OpenSSL, 3.6 MB resident the engine has no other use for
+    # zlib's checksums, not hashlib: that loads OpenSSL, 3.6 MB resident the engine has no other use
+    # for
     blob = b"\0".join([source, *(part.encode() for part in (*FLAGS, *cmd, version, _cpu_id()))])
     name = f"kernels_c-{zlib.crc32(blob):08x}{zlib.adler32(blob):08x}.so"
     directory = Path(directory) if directory is not None else cache_dir()
@@ -190,7 +191,7 @@ def _address(a: np.ndarray) -> int:
     # a.ctypes.data costs ~0.8 us, a sixth of a small kernel call: this route is 3x faster, but
     # wants a writable, contiguous, non-empty buffer (else TypeError / ValueError).
     try:
-        return _addressof(_from_buffer(a))
+        return _addressof(_from_buffer(a))  # type: ignore[arg-type]  # (numpy stubs: 3.12+ only)
     except (TypeError, ValueError):
         return a.ctypes.data
 
@@ -304,8 +305,14 @@ def _kernels(
         )
 
     mv.__name__, dq.__name__ = mv_name, dq_name
-    mv.__doc__ = f"out[t] = W @ x[t] for a {t} matrix repacked by agent.llm.kernels.repack (as kernels_numba.{mv_name})."
-    dq.__doc__ = f"Dequantize row groups g0..g1 of a repacked {t} matrix into wt [n_in, rows] (as kernels_numba.{dq_name})."
+    mv.__doc__ = (
+        f"out[t] = W @ x[t] for a {t} matrix repacked by agent.llm.kernels.repack "
+        f"(as kernels_numba.{mv_name})."
+    )
+    dq.__doc__ = (
+        f"Dequantize row groups g0..g1 of a repacked {t} matrix into wt [n_in, rows] "
+        f"(as kernels_numba.{dq_name})."
+    )
     return mv, dq
 
 
@@ -367,7 +374,8 @@ _lib.interleave.restype = _lib.interleave_u16.restype = None
 def _blocks(
     fn: str, blocks: Any, start: int, width: int, nb: int
 ) -> tuple[int, int, int, int, int]:
-    """Address, row count and byte strides of a (possibly read-only or strided) uint8 [rows, blocks, bytes]."""
+    """Address, row count and byte strides of a (possibly read-only or strided) uint8 [rows, blocks,
+    bytes]."""
     if not isinstance(blocks, np.ndarray) or blocks.dtype != _U8 or blocks.ndim != 3:
         raise ValueError(
             f"{fn}: blocks must be a uint8 array [rows, blocks, bytes], got "

@@ -2,9 +2,10 @@
 
 Two kernels per block type, both reading the packed codes directly:
 
-* ``mv_<type>(*fields, tab, x, xs, out)``: ``out[t] = W @ x[t]`` for a few tokens (decode). SIMD lanes
-  run across the ``LANES`` rows of a group; each activation is broadcast to every lane, so a
-  block's partial sums sit lane-wise in ``s`` and its scale is applied with one vector multiply.
+* ``mv_<type>(*fields, tab, x, xs, out)``: ``out[t] = W @ x[t]`` for a few tokens (decode).
+  SIMD lanes run across the ``LANES`` rows of a group; each activation is broadcast to every
+  lane, so a block's partial sums sit lane-wise in ``s`` and its scale is applied with one vector
+  multiply.
   Offsets and minimums are folded in through ``xs``, the sums of ``x`` over each scale's
   sub-block (as ggml's ``bsums``), so the inner loop is only unpack, convert and FMA.
 * ``dq_<type>(*fields, tab, g0, g1, wt)``: dequantize row groups g0..g1 into ``wt`` [n_in, rows]
@@ -16,12 +17,15 @@ uint8 before converting to float32 so the conversions are 32-bit, not 64-bit, ve
 Block scales stay f16 (as uint16 bits, so a repacked matrix is no bigger than the file's) and are
 widened through ``tab = F16_TABLE``, once per block and lane.
 
-With them, the backend interface that ``agent.llm.kernels`` expects of a kernel module (this one
-and ``agent.llm.kernels.c_backend``): ``interleave``/``interleave_u16`` for ``agent.llm.kernels.repack``, and
-``set_num_threads``/``threadsafe`` for the thread count of the calling thread.
+With them, the backend interface that ``agent.llm.kernels`` expects of a kernel module (this one and
+``agent.llm.kernels.c_backend``): ``interleave``/``interleave_u16`` for
+``agent.llm.kernels.repack``, and ``set_num_threads``/``threadsafe`` for the thread count of the
+calling thread.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numba
 import numpy as np
@@ -30,7 +34,7 @@ from numba import njit, prange
 # Up to this many tokens the fused matvec kernel (re-reading each row group from cache per token)
 # beats dequantized tiles + sgemm (measured on 1.1B Q4_0, 2 threads: they cross near 40).
 MV_MAX_TOKENS = 32
-_JIT = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+_JIT: dict[str, Any] = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 # float32 value of every f16 bit pattern: numba has no f16 arithmetic.
 F16_TABLE = (
     np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
@@ -46,7 +50,8 @@ def _f(v):  # a small non-negative integer as float32 via uint8 (keeps the vecto
 def set_num_threads(n: int) -> None:
     """Threads for this calling thread's kernels (numba keeps the count per thread), dealt out one
     work item at a time so a thread the OS preempts holds up little."""
-    want = max(1, min(int(n), numba.config.NUMBA_NUM_THREADS))
+    limit = numba.config.NUMBA_NUM_THREADS  # type: ignore[attr-defined]  # set at run time
+    want = max(1, min(int(n), limit))
     if numba.get_num_threads() != want:
         numba.set_num_threads(want)
     numba.set_parallel_chunksize(1)
@@ -311,8 +316,8 @@ def dq_q8_0(qs, d, tab, g0, g1, wt):
 
 @njit(**_JIT)
 def mv_q2_k(qs, sc, d, dm, tab, x, xs, out):
-    # value 128h + 32s + l (l < 32) = d * (sc & 15) * ((qs[32h + l] >> 2s) & 3) - dmin * (sc >> 4),
-    # with the scale byte of its 16-value sub-block 8h + 2s + l // 16.
+    # value 128h + 32s + j (j < 32) = d * (sc & 15) * ((qs[32h + j] >> 2s) & 3) - dmin * (sc >> 4),
+    # with the scale byte of its 16-value sub-block 8h + 2s + j // 16.
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
@@ -355,20 +360,20 @@ def dq_q2_k(qs, sc, d, dm, tab, g0, g1, wt):
         g, c0 = g0 + gi, gi * R
         for h in range(2):
             for sh in range(4):
-                for l in range(32):
-                    sub = 8 * h + 2 * sh + l // 16
+                for j in range(32):
+                    sub = 8 * h + 2 * sh + j // 16
                     for r in range(R):
                         c = sc[g, b, sub, r]
-                        q = _f((qs[g, b, 32 * h + l, r] >> (2 * sh)) & 3)
-                        wt[256 * b + 128 * h + 32 * sh + l, c0 + r] = tab[d[g, b, r]] * _f(
+                        q = _f((qs[g, b, 32 * h + j, r] >> (2 * sh)) & 3)
+                        wt[256 * b + 128 * h + 32 * sh + j, c0 + r] = tab[d[g, b, r]] * _f(
                             c & 15
                         ) * q - tab[dm[g, b, r]] * _f(c >> 4)
 
 
 @njit(**_JIT)
 def mv_q3_k(qs, hm, sc, d, tab, x, xs, out):
-    # value 128h + 32s + l = d * sc[8h + 2s + l // 16] * (((qs[32h + l] >> 2s) & 3) - 4 * (1 - hbit)),
-    # hbit being bit 4h + s of hm[l].
+    # value 128h + 32s + j = d * sc[8h + 2s + j // 16] * (((qs[32h + j] >> 2s) & 3) - 4 * (1 -
+    # hbit)), hbit being bit 4h + s of hm[j].
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
@@ -387,10 +392,10 @@ def mv_q3_k(qs, hm, sc, d, tab, x, xs, out):
                             o = 256 * b + 128 * h + 32 * sh + 16 * lh
                             for i in range(16):
                                 xv = x[t, o + i]
-                                l = 16 * lh + i
+                                j = 16 * lh + i
                                 for r in range(R):
-                                    q = ((qs[g, b, 32 * h + l, r] >> (2 * sh)) & 3) | (
-                                        ((hm[g, b, l, r] >> (4 * h + sh)) & 1) << 2
+                                    q = ((qs[g, b, 32 * h + j, r] >> (2 * sh)) & 3) | (
+                                        ((hm[g, b, j, r] >> (4 * h + sh)) & 1) << 2
                                     )
                                     v[r] += (_f(q) - F4) * xv
                             sub = 8 * h + 2 * sh + lh
@@ -407,20 +412,20 @@ def dq_q3_k(qs, hm, sc, d, tab, g0, g1, wt):
         g, c0 = g0 + gi, gi * R
         for h in range(2):
             for sh in range(4):
-                for l in range(32):
-                    sub = 8 * h + 2 * sh + l // 16
+                for j in range(32):
+                    sub = 8 * h + 2 * sh + j // 16
                     for r in range(R):
-                        q = ((qs[g, b, 32 * h + l, r] >> (2 * sh)) & 3) | (
-                            ((hm[g, b, l, r] >> (4 * h + sh)) & 1) << 2
+                        q = ((qs[g, b, 32 * h + j, r] >> (2 * sh)) & 3) | (
+                            ((hm[g, b, j, r] >> (4 * h + sh)) & 1) << 2
                         )
-                        wt[256 * b + 128 * h + 32 * sh + l, c0 + r] = (
+                        wt[256 * b + 128 * h + 32 * sh + j, c0 + r] = (
                             tab[d[g, b, r]] * np.float32(sc[g, b, sub, r]) * (_f(q) - F4)
                         )
 
 
 @njit(**_JIT)
 def mv_q4_k(qs, sc, mn, d, dm, tab, x, xs, out):
-    # Chunk c (64 values): low nibbles of qs[32c + l] are sub-block 2c, high nibbles 2c + 1.
+    # Chunk c (64 values): low nibbles of qs[32c + j] are sub-block 2c, high nibbles 2c + 1.
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
@@ -439,10 +444,10 @@ def mv_q4_k(qs, sc, mn, d, dm, tab, x, xs, out):
                     sl[:] = F0
                     sh[:] = F0
                     o = 256 * b + 64 * c
-                    for l in range(32):
-                        xl, xh = x[t, o + l], x[t, o + 32 + l]
+                    for j in range(32):
+                        xl, xh = x[t, o + j], x[t, o + 32 + j]
                         for r in range(R):
-                            q = qs[g, b, 32 * c + l, r]
+                            q = qs[g, b, 32 * c + j, r]
                             sl[r] += _f(q & 15) * xl
                             sh[r] += _f(q >> 4) * xh
                     xl_sum, xh_sum = xs[t, 8 * b + 2 * c], xs[t, 8 * b + 2 * c + 1]
@@ -466,21 +471,21 @@ def dq_q4_k(qs, sc, mn, d, dm, tab, g0, g1, wt):
         gi, b = k // nb, k % nb
         g, c0 = g0 + gi, gi * R
         for c in range(4):
-            for l in range(32):
+            for j in range(32):
                 for r in range(R):
-                    q = qs[g, b, 32 * c + l, r]
+                    q = qs[g, b, 32 * c + j, r]
                     dd, mm = tab[d[g, b, r]], tab[dm[g, b, r]]
-                    wt[256 * b + 64 * c + l, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(
+                    wt[256 * b + 64 * c + j, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(
                         q & 15
                     ) - mm * _f(mn[g, b, 2 * c, r])
-                    wt[256 * b + 64 * c + 32 + l, c0 + r] = dd * _f(sc[g, b, 2 * c + 1, r]) * _f(
+                    wt[256 * b + 64 * c + 32 + j, c0 + r] = dd * _f(sc[g, b, 2 * c + 1, r]) * _f(
                         q >> 4
                     ) - mm * _f(mn[g, b, 2 * c + 1, r])
 
 
 @njit(**_JIT)
 def mv_q5_k(qs, qh, sc, mn, d, dm, tab, x, xs, out):
-    # As Q4_K, plus a fifth bit: sub-block j takes bit j of qh[l].
+    # As Q4_K, plus a fifth bit: sub-block k takes bit k of qh[j].
     G, nb, _, R = qs.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
@@ -499,10 +504,10 @@ def mv_q5_k(qs, qh, sc, mn, d, dm, tab, x, xs, out):
                     sl[:] = F0
                     sh[:] = F0
                     o = 256 * b + 64 * c
-                    for l in range(32):
-                        xl, xh = x[t, o + l], x[t, o + 32 + l]
+                    for j in range(32):
+                        xl, xh = x[t, o + j], x[t, o + 32 + j]
                         for r in range(R):
-                            q, hbits = qs[g, b, 32 * c + l, r], qh[g, b, l, r]
+                            q, hbits = qs[g, b, 32 * c + j, r], qh[g, b, j, r]
                             sl[r] += _f((q & 15) | (((hbits >> (2 * c)) & 1) << 4)) * xl
                             sh[r] += _f((q >> 4) | (((hbits >> (2 * c + 1)) & 1) << 4)) * xh
                     xl_sum, xh_sum = xs[t, 8 * b + 2 * c], xs[t, 8 * b + 2 * c + 1]
@@ -526,25 +531,25 @@ def dq_q5_k(qs, qh, sc, mn, d, dm, tab, g0, g1, wt):
         gi, b = k // nb, k % nb
         g, c0 = g0 + gi, gi * R
         for c in range(4):
-            for l in range(32):
+            for j in range(32):
                 for r in range(R):
-                    q, hbits = qs[g, b, 32 * c + l, r], qh[g, b, l, r]
+                    q, hbits = qs[g, b, 32 * c + j, r], qh[g, b, j, r]
                     dd, mm = tab[d[g, b, r]], tab[dm[g, b, r]]
                     lo = (q & 15) | (((hbits >> (2 * c)) & 1) << 4)
                     hi = (q >> 4) | (((hbits >> (2 * c + 1)) & 1) << 4)
-                    wt[256 * b + 64 * c + l, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(
+                    wt[256 * b + 64 * c + j, c0 + r] = dd * _f(sc[g, b, 2 * c, r]) * _f(
                         lo
                     ) - mm * _f(mn[g, b, 2 * c, r])
-                    wt[256 * b + 64 * c + 32 + l, c0 + r] = dd * _f(sc[g, b, 2 * c + 1, r]) * _f(
+                    wt[256 * b + 64 * c + 32 + j, c0 + r] = dd * _f(sc[g, b, 2 * c + 1, r]) * _f(
                         hi
                     ) - mm * _f(mn[g, b, 2 * c + 1, r])
 
 
 @njit(**_JIT)
 def mv_q6_k(ql, qh, sc, d, tab, x, xs, out):
-    # Half h, quarter q (32 values each): low 4 bits from ql[64h + l] (q = 0, 2: low/high nibble)
-    # or ql[64h + 32 + l] (q = 1, 3), high 2 bits from qh[32h + l] >> 2q; minus 32.
-    # 16-value sub-block 8h + 2q + l // 16 has its own int8 scale.
+    # Half h, quarter q (32 values each): low 4 bits from ql[64h + j] (q = 0, 2: low/high nibble) or
+    # ql[64h + 32 + j] (q = 1, 3), high 2 bits from qh[32h + j] >> 2q; minus 32. 16-value sub-block
+    # 8h + 2q + j // 16 has its own int8 scale.
     G, nb, _, R = ql.shape
     for g in prange(G):
         acc = np.empty(R, np.float32)
@@ -567,7 +572,7 @@ def mv_q6_k(ql, qh, sc, d, tab, x, xs, out):
                         s3[:] = F0
                         o = 256 * b + 128 * h + 16 * lh
                         for i in range(16):
-                            l = 16 * lh + i
+                            j = 16 * lh + i
                             x0, x1, x2, x3 = (
                                 x[t, o + i],
                                 x[t, o + 32 + i],
@@ -576,9 +581,9 @@ def mv_q6_k(ql, qh, sc, d, tab, x, xs, out):
                             )
                             for r in range(R):
                                 a, c, hb = (
-                                    ql[g, b, 64 * h + l, r],
-                                    ql[g, b, 64 * h + 32 + l, r],
-                                    qh[g, b, 32 * h + l, r],
+                                    ql[g, b, 64 * h + j, r],
+                                    ql[g, b, 64 * h + 32 + j, r],
+                                    qh[g, b, 32 * h + j, r],
                                 )
                                 s0[r] += _f((a & 15) | ((hb & 3) << 4)) * x0
                                 s1[r] += _f((c & 15) | (((hb >> 2) & 3) << 4)) * x1
@@ -605,14 +610,14 @@ def dq_q6_k(ql, qh, sc, d, tab, g0, g1, wt):
         gi, b = k // nb, k % nb
         g, c0 = g0 + gi, gi * R
         for h in range(2):
-            for l in range(32):
-                o = 256 * b + 128 * h + l
-                sub = 8 * h + l // 16
+            for j in range(32):
+                o = 256 * b + 128 * h + j
+                sub = 8 * h + j // 16
                 for r in range(R):
                     a, c, hb = (
-                        ql[g, b, 64 * h + l, r],
-                        ql[g, b, 64 * h + 32 + l, r],
-                        qh[g, b, 32 * h + l, r],
+                        ql[g, b, 64 * h + j, r],
+                        ql[g, b, 64 * h + 32 + j, r],
+                        qh[g, b, 32 * h + j, r],
                     )
                     dd = tab[d[g, b, r]]
                     wt[o, c0 + r] = (

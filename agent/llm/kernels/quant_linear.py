@@ -141,7 +141,8 @@ class QuantLinear:
         return out[:, : self.n_out]
 
     def _plain(self, x: np.ndarray) -> np.ndarray:
-        """F32 straight from the mapping; F16 (and anything without a kernel) a row tile at a time."""
+        """F32 straight from the mapping; F16 (and anything without a kernel) a row tile at a
+        time."""
         t = self.tensor
         if self.type == GGMLType.F32:
             return x @ t.data.view("<f4").reshape(self.n_out, self.n_in).T

@@ -83,7 +83,8 @@ def _derived(
 
 
 def _k4_scales_mins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Q4_K/Q5_K: 12 interleaved scale bytes [g, b, 12, lane] -> six-bit scales and mins [g, b, 8, lane]."""
+    """Q4_K/Q5_K: 12 interleaved scale bytes [g, b, 12, lane] -> six-bit scales and mins [g, b, 8,
+    lane]."""
     sc = np.concatenate(
         [s[:, :, 0:4] & 63, (s[:, :, 8:12] & 0xF) | ((s[:, :, 0:4] >> 6) << 4)], axis=2
     )
@@ -94,7 +95,8 @@ def _k4_scales_mins(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _q3_k_scales(s: np.ndarray) -> np.ndarray:
-    """Q3_K: 12 interleaved bytes [g, b, 12, lane] -> int8 [g, b, 16, lane] signed six-bit scales."""
+    """Q3_K: 12 interleaved bytes [g, b, 12, lane] -> int8 [g, b, 16, lane] signed six-bit
+    scales."""
     low = np.concatenate([s[:, :, 0:8] & 0xF, s[:, :, 0:8] >> 4], axis=2)
     high = np.stack([(s[:, :, 8 + i % 4] >> (2 * (i // 4))) & 3 for i in range(16)], axis=2)
     return ((low | (high << 4)).astype(np.int16) - 32).astype(np.int8)
@@ -126,7 +128,7 @@ REPACKED_TYPES = frozenset(FIELDS)
 
 
 def repack(
-    raw: np.ndarray, type_id: int, shape: tuple[int, int], release: bool = True, kernels: Any = None
+    raw: np.ndarray, type_id: int, shape: tuple[int, ...], release: bool = True, kernels: Any = None
 ) -> PackedMatrix:
     """Lane-interleave the blocks of a [n_out, n_in] matrix stored as ``raw`` uint8 bytes.
 

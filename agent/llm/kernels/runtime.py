@@ -47,9 +47,8 @@ def backend() -> Any:
             continue
         try:
             return importlib.import_module(name)
-        except (
-            Exception
-        ) as exc:  # ImportError, a failed compile, or a numba/llvmlite that won't start
+        # ImportError, a failed compile, or a numba/llvmlite that won't start: try the next one
+        except Exception as exc:  # noqa: BLE001
             lines = str(exc).strip().splitlines()
             _failed[name] = lines[0] if lines else type(exc).__name__
     if not _warned:
@@ -85,7 +84,8 @@ def get_threads() -> int:
 
 
 def backend_name() -> str:
-    """``c``, ``numba`` or ``reference``: the key of ``BACKENDS`` in use (as ``AGENT_KERNELS`` names it)."""
+    """``c``, ``numba`` or ``reference``: the key of ``BACKENDS`` in use (as ``AGENT_KERNELS`` names
+    it)."""
     K = backend()
     return next(
         (key for key, name in BACKENDS.items() if K is not None and K.__name__ == name), "reference"

@@ -54,7 +54,8 @@ def test_golden_ggml_converts_losslessly(tmp_path: Path, src: Path) -> None:
 
 
 def test_converted_file_matches_llama_cpp_gguf_metadata(tmp_path: Path) -> None:
-    """The golden GGUF (written by llama.cpp) and our conversion of the GGML file agree key by key."""
+    """The golden GGUF (written by llama.cpp) and our conversion of the GGML file agree key by
+    key."""
     names = {p.name: p for p in model_paths()}
     if "tiny.ggmlv3.q4_0.bin" not in names or "tiny-q4_0.gguf" not in names:
         pytest.skip("golden files not present")

@@ -1,5 +1,6 @@
-"""Dequantization: llama.cpp's own blocks vs the f32 source weights, reference quantizers for the types
-the golden files lack (Q4_1, Q5_0), hand-built blocks, and a scalar transcription of every formula."""
+"""Dequantization: llama.cpp's own blocks vs the f32 source weights, reference quantizers for the
+types the golden files lack (Q4_1, Q5_0), hand-built blocks, and a scalar transcription of every
+formula."""
 
 from __future__ import annotations
 
@@ -89,7 +90,7 @@ def test_rows_of_a_golden_tensor(golden_errors: dict) -> None:
     )
 
 
-# -- reference quantizers (ggml.c quantize_row_*_reference) for types the golden files lack ----------
+# -- reference quantizers (ggml.c quantize_row_*_reference) for types the golden files lack --------
 
 
 def f16(x: np.ndarray | float) -> np.ndarray:
@@ -97,7 +98,8 @@ def f16(x: np.ndarray | float) -> np.ndarray:
 
 
 def quantize_q4_1(x: np.ndarray) -> np.ndarray:
-    """x [n, 32] -> Q4_1 blocks: d = (max - min) / 15, m = min, q = min(15, int((x - min) / d + 0.5))."""
+    """x [n, 32] -> Q4_1 blocks: d = (max - min) / 15, m = min, q = min(15, int((x - min) / d +
+    0.5))."""
     lo, hi = x.min(axis=1), x.max(axis=1)
     d = (hi - lo) / 15
     inv = np.divide(1.0, d, out=np.zeros_like(d), where=d != 0)
@@ -207,8 +209,8 @@ def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
                 for half in (0, 16):
                     s = int(sc[i])
                     i += 1
-                    for l in range(16):
-                        y[k] = d * (s & 0xF) * ((int(q[n + half + l]) >> shift) & 3) - dmin * (
+                    for j in range(16):
+                        y[k] = d * (s & 0xF) * ((int(q[n + half + j]) >> shift) & 3) - dmin * (
                             s >> 4
                         )
                         k += 1
@@ -223,9 +225,9 @@ def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
         for n in (0, 32):
             for shift in (0, 2, 4, 6):
                 for half in (0, 16):
-                    for l in range(16):
-                        v = (int(q[n + half + l]) >> shift) & 3
-                        y[k] = d * scales[isc] * (v - (0 if int(hm[half + l]) & m else 4))
+                    for j in range(16):
+                        v = (int(q[n + half + j]) >> shift) & 3
+                        y[k] = d * scales[isc] * (v - (0 if int(hm[half + j]) & m else 4))
                         k += 1
                     isc += 1
                 m <<= 1
@@ -240,27 +242,27 @@ def scalar_block(t: GGMLType, b: np.ndarray) -> list[float]:
         qh, ql = (b[16:48], b[48:176]) if t == G.Q5_K else (None, b[16:144])
         for c in range(4):
             (s1, m1), (s2, m2) = sm(2 * c), sm(2 * c + 1)
-            for l in range(32):
-                lo, hi = int(ql[32 * c + l]) & 0xF, int(ql[32 * c + l]) >> 4
+            for j in range(32):
+                lo, hi = int(ql[32 * c + j]) & 0xF, int(ql[32 * c + j]) >> 4
                 if qh is not None:
-                    lo += 16 if int(qh[l]) & (1 << 2 * c) else 0
-                    hi += 16 if int(qh[l]) & (2 << 2 * c) else 0
-                y[64 * c + l] = d * s1 * lo - dmin * m1
-                y[64 * c + 32 + l] = d * s2 * hi - dmin * m2
+                    lo += 16 if int(qh[j]) & (1 << 2 * c) else 0
+                    hi += 16 if int(qh[j]) & (2 << 2 * c) else 0
+                y[64 * c + j] = d * s1 * lo - dmin * m1
+                y[64 * c + 32 + j] = d * s2 * hi - dmin * m2
     elif t == G.Q6_K:
         d = _h(b, 208)
         for n in (0, 1):
             ql, qh, sc = b[64 * n :], b[128 + 32 * n :], b[192 + 8 * n : 200 + 8 * n].view(np.int8)
-            for l in range(32):
-                i = l // 16
-                q1 = ((int(ql[l]) & 0xF) | (((int(qh[l]) >> 0) & 3) << 4)) - 32
-                q2 = ((int(ql[l + 32]) & 0xF) | (((int(qh[l]) >> 2) & 3) << 4)) - 32
-                q3 = ((int(ql[l]) >> 4) | (((int(qh[l]) >> 4) & 3) << 4)) - 32
-                q4 = ((int(ql[l + 32]) >> 4) | (((int(qh[l]) >> 6) & 3) << 4)) - 32
-                y[128 * n + l] = d * int(sc[i]) * q1
-                y[128 * n + l + 32] = d * int(sc[i + 2]) * q2
-                y[128 * n + l + 64] = d * int(sc[i + 4]) * q3
-                y[128 * n + l + 96] = d * int(sc[i + 6]) * q4
+            for j in range(32):
+                i = j // 16
+                q1 = ((int(ql[j]) & 0xF) | (((int(qh[j]) >> 0) & 3) << 4)) - 32
+                q2 = ((int(ql[j + 32]) & 0xF) | (((int(qh[j]) >> 2) & 3) << 4)) - 32
+                q3 = ((int(ql[j]) >> 4) | (((int(qh[j]) >> 4) & 3) << 4)) - 32
+                q4 = ((int(ql[j + 32]) >> 4) | (((int(qh[j]) >> 6) & 3) << 4)) - 32
+                y[128 * n + j] = d * int(sc[i]) * q1
+                y[128 * n + j + 32] = d * int(sc[i + 2]) * q2
+                y[128 * n + j + 64] = d * int(sc[i + 4]) * q3
+                y[128 * n + j + 96] = d * int(sc[i + 6]) * q4
     return y
 
 

@@ -1,4 +1,5 @@
-"""Random-weight fixtures: real shapes, llama.cpp's type mixes, valid blocks, sane weights, vocabs."""
+"""Random-weight fixtures: real shapes, llama.cpp's type mixes, valid blocks, sane weights,
+vocabs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from agent.errors import ModelFormatError
 from agent.llm.formats.files import open_model_file
 from agent.llm.formats.fixtures import (
     QTYPES,
@@ -71,7 +73,8 @@ def test_every_type_writes_a_readable_model(tmp_path: Path, qtype: str, fmt: str
     ],
 )
 def test_mixes_match_llama_cpp_quantizer_output(tmp_path: Path, golden: str, qtype: str) -> None:
-    """The golden GGML files were written by llama.cpp's quantize tool: same shape, same per-tensor types."""
+    """The golden GGML files were written by llama.cpp's quantize tool: same shape, same per-tensor
+    types."""
     if golden not in GOLDEN:
         pytest.skip(f"{golden} not present")
     ours = make_model(tmp_path / "m.bin", "tiny", qtype, format="ggml")
@@ -222,10 +225,12 @@ def test_bad_requests(tmp_path: Path) -> None:
         make_model(tmp_path / "m", "tiny", "q9_9")
     with pytest.raises(FixtureError, match="unknown format"):
         make_model(tmp_path / "m", "tiny", "q4_0", format="onnx")
-    with pytest.raises(FixtureError, match="n_head_kv"):
+    with pytest.raises(ModelFormatError, match="n_head_kv"):  # hyperparameters no model has
         ModelShape(300, 64, 1, 4, 3, 96)
-    with pytest.raises(FixtureError, match="positive"):
+    with pytest.raises(ModelFormatError, match="positive"):
         ModelShape(300, 64, 0, 4, 4, 96)
+    with pytest.raises(ModelFormatError, match="even-sized heads"):
+        ModelShape(300, 60, 1, 4, 4, 96)  # head_dim 15: RoPE rotates pairs
     assert list(tmp_path.iterdir()) == []
 
 

@@ -1,5 +1,5 @@
-"""Reader hardening: malformed, truncated, old and unsupported files give ModelFormatError naming the
-file and the place (offset / tensor), never IndexError, struct.error or a numpy crash."""
+"""Reader hardening: malformed, truncated, old and unsupported files give ModelFormatError naming
+the file and the place (offset / tensor), never IndexError, struct.error or a numpy crash."""
 
 from __future__ import annotations
 
@@ -292,7 +292,14 @@ def test_duplicate_tensor_names(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "value, pattern",
-    [(12, "multiple of 8"), (0, "multiple of 8"), ("x", "integer"), (32.0, "integer")],
+    [
+        (12, "power of two"),
+        (0, "power of two"),
+        (24, "power of two"),
+        (96, "power of two"),
+        ("x", "integer"),
+        (32.0, "integer"),
+    ],
 )
 def test_bad_alignment_values(tmp_path: Path, value: object, pattern: str) -> None:
     p = small_gguf(tmp_path, [("a", (64,), 0)], extra={"general.alignment": value})
@@ -392,8 +399,8 @@ def test_mutated_files_give_a_model_file_or_a_format_error(
 ) -> None:
     data = bytearray(small_files[kind])
     head = 4000 if focus else len(data)  # most edits hit the header, where the parsing happens
-    for pos, b in edits:
-        pos %= head
+    for offset, b in edits:
+        pos = offset % head
         data[pos : pos + len(b)] = b
     if cut is not None:
         data = data[: cut % (len(data) + 1)]

@@ -1,4 +1,5 @@
-"""GGUFWriter / GGMLWriter: byte layout, every value type, versions, alignment, streaming, errors."""
+"""GGUFWriter / GGMLWriter: byte layout, every value type, versions, alignment, streaming,
+errors."""
 
 from __future__ import annotations
 
@@ -266,8 +267,8 @@ def test_rewriting_golden_gguf_files_reproduces_llama_cpp_bytes(tmp_path: Path, 
     np.testing.assert_array_equal(dst.vocab.scores, src.vocab.scores)
     np.testing.assert_array_equal(dst.vocab.types, src.vocab.types)
     assert dst.metadata.keys() == src.metadata.keys()
-    # With the inferred types (uint32 ints, float32 floats, int32/float32 arrays) the file is the one
-    # llama.cpp's gguf-py wrote, byte for byte.
+    # With the inferred types (uint32 ints, float32 floats, int32/float32 arrays) the file is the
+    # one llama.cpp's gguf-py wrote, byte for byte.
     assert (tmp_path / "copy.gguf").read_bytes() == need(name).read_bytes()
 
 

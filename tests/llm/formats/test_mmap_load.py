@@ -1,4 +1,5 @@
-"""Loading maps the file: resident memory does not grow by the file's size until weights are used."""
+"""Loading maps the file: resident memory does not grow by the file's size until weights are
+used."""
 
 from __future__ import annotations
 

@@ -321,7 +321,9 @@ def test_prefill_on_numbas_workqueue_layer_runs_tiles_serially() -> None:
         "import numba; assert numba.threading_layer() == 'workqueue'\n"
     )
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", AGENT_KERNELS="numba")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    root = os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    )
     p = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300
     )

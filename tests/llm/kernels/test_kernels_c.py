@@ -1,4 +1,5 @@
-"""The C kernels (agent.llm.kernels.c_backend) against the numpy dequantizers and the numba kernels."""
+"""The C kernels (agent.llm.kernels.c_backend) against the numpy dequantizers and the numba
+kernels."""
 
 from __future__ import annotations
 
