@@ -2,8 +2,8 @@
 
 Two engines:
 - ``--engine tiny`` (default): a real engine on a random-weight model of the ``tiny`` shape
-  (``agent.llm.formats.fixtures``, written to bench/.cache/), plans generated under the plan grammar,
-  with the two small deterministic tools of ``tests/planner/cli_tools.py``;
+  (``agent.llm.formats.fixtures``, written to bench/.cache/), plans generated under the plan
+  grammar, with the two small deterministic tools of ``tests/planner/cli_tools.py``;
   ``--model PATH`` runs the same on a model of yours.
 - ``--engine scripted``: the test suite's scripted model over the fixture web of ``examples/``
   on 127.0.0.1 (no engine compute: what is measured is the batch machinery itself).
