@@ -2,8 +2,8 @@
 
 Two engines:
 - ``--engine tiny`` (default): a real engine on a random-weight model of the ``tiny`` shape
-  (``agent.llm.fixtures``, written to bench/.cache/), plans generated under the plan grammar,
-  with the two small deterministic tools of ``tests/planner/cli_tools.py``;
+  (``agent.llm.formats.fixtures``, written to bench/.cache/), plans generated under the plan
+  grammar, with the two small deterministic tools of ``tests/planner/cli_tools.py``;
   ``--model PATH`` runs the same on a model of yours.
 - ``--engine scripted``: the test suite's scripted model over the fixture web of ``examples/``
   on 127.0.0.1 (no engine compute: what is measured is the batch machinery itself).
@@ -20,7 +20,6 @@ difference of the 2-actor and 2-process run times over the number of questions.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -45,9 +44,7 @@ def tiny_model() -> Path:
     path = CACHE / "batch-tiny-q4_0.gguf"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        module = "agent.llm.formats.fixtures"  # agent.llm.fixtures before the llm split
-        if importlib.util.find_spec("agent.llm.formats") is None:
-            module = "agent.llm.fixtures"
+        module = "agent.llm.formats.fixtures"
         cmd = [sys.executable, "-m", module, "--shape", "tiny", "--quiet", str(path)]
         subprocess.run(cmd, check=True)
     return path

@@ -18,8 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.llm.gguf import read_gguf  # noqa: E402
-
+from agent.llm.formats.gguf import read_gguf  # noqa: E402
 from agent.llm.grammar.budget import within_budget  # noqa: E402
 from agent.llm.grammar.tokens import TokenTable  # noqa: E402
 from agent.planner.card import CARD_PLAN, CARD_TOOLS  # noqa: E402

@@ -262,8 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     files = sorted(Path(args.dir).glob("*.json"))[: args.limit or None]
     if args.model == str(TINY32K) and not TINY32K.exists():
-        from agent.llm.files import open_model_file
-        from agent.llm.fixtures import make_model
+        from agent.llm.formats.files import open_model_file
+        from agent.llm.formats.fixtures import make_model
 
         TINY32K.parent.mkdir(parents=True, exist_ok=True)
         make_model(TINY32K, "tiny", "q4_0", vocab=open_model_file(VOCAB).vocab)

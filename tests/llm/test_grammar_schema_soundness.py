@@ -30,7 +30,7 @@ SMALL = JsonOptions(max_string_length=12, max_items=4, max_digits=6)
 
 @pytest.fixture(scope="module")
 def vocab() -> TokenTable:
-    from agent.llm.files import open_model_file
+    from agent.llm.formats.files import open_model_file
 
     return token_table(open_model_file(golden.model_path("tiny-q4_0.gguf")).vocab)
 
