@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from agent.errors import AgentError
-from agent.llm.model import Continuation, GenerationStats
+from agent.llm.decoding import Continuation, GenerationStats
 from agent.llm.sampling import SamplingParams
 from agent.llm.transformer import Span
 
