@@ -10,6 +10,7 @@ Without one (or with ``AGENT_KERNELS=reference``) ``linear_class()`` is the refe
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,7 @@ class QuantLinear:
         table = _kernel_table(K) if K is not None else {}
         self._packed: Any = None
         self._mv: Any = None
+        self._mm: Any = None  # the bound integer prefill kernel, made on first use
         self._pack_lock = threading.Lock()
         self.packable = self.type in table
         if self.packable:
@@ -95,7 +97,19 @@ class QuantLinear:
         if x.shape[0] <= self.kernels.MV_MAX_TOKENS:  # the fused kernel, else tiles + sgemm
             sync_threads(self.kernels, get_threads())
             return self._matvec(x)
+        if self._mm is not None or self._int8():
+            sync_threads(self.kernels, get_threads())
+            return self._mm(x)[:, : self.n_out]
         return self._tiled(x)
+
+    def _int8(self) -> bool:
+        """Bind the integer prefill kernel, where the kernel module has one and it is not turned
+        off (``AGENT_PREFILL=float`` keeps dequantized tiles + sgemm, to compare)."""
+        make = getattr(self.kernels, "MM", {}).get(self.type.name.lower())
+        if make is None or os.environ.get("AGENT_PREFILL", "").lower() == "float":
+            return False
+        self._mm = make(*self.packed.arrays, tab=self.tab)
+        return True
 
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         pm = self.packed

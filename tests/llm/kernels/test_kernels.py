@@ -56,6 +56,7 @@ def kernel_module(request: pytest.FixtureRequest):
     """Every test here runs once per kernel module (C and numba) that loads on this machine."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AGENT_KERNELS", request.param)
+        mp.setenv("AGENT_PREFILL", "float")  # the float tiles here; int8 prefill: test_int8.py
         K = kernels.backend()
         if K is None or K.__name__ != kernels.BACKENDS[request.param]:
             pytest.skip(f"the {request.param} kernels do not load here")
@@ -321,7 +322,9 @@ def test_prefill_on_numbas_workqueue_layer_runs_tiles_serially() -> None:
         "import numba; assert numba.threading_layer() == 'workqueue'\n"
     )
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", AGENT_KERNELS="numba")
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    root = os.path.dirname(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    )
     p = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300
     )
