@@ -263,6 +263,7 @@ def test_reference_fallback_when_asked_or_when_no_kernels_load(
         assert kernels.linear_class() is Linear
     warned = [str(w.message) for w in caught if "fast kernels unavailable" in str(w.message)]
     assert len(warned) == 1 and "numba" in warned[0]
+    assert "\n" not in warned[0] and "agent[numba]" in warned[0]  # one line that says what to do
     ti = tensor(GGMLType.Q5_1, 16, 64)  # QuantLinear still works, through the reference tiles
     x = np.ones((2, 64), np.float32)
     assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
