@@ -39,6 +39,9 @@ F16_TABLE = (
 # Up to this many tokens the fused matvec kernel beats dequantized tiles + sgemm (measured on a
 # 5632x2048 matrix, 2 threads, at 48 tokens: Q4_0, Q4_K, Q8_0, Q2_K 1.1-1.4x faster, Q6_K 0.9x).
 MV_MAX_TOKENS = 48
+# From this many tokens on, the integer kernels (mm_*) beat the matvec (measured on 5632x2048,
+# one thread, CPU time: 0.4-0.8x its time at 4 tokens, 0.2x at 32, 1.3-1.6x at one token).
+MM_MIN_TOKENS = 4
 SOURCE = Path(__file__).with_name("kernels.c")
 # No -ffast-math: the kernels do not need it (no reductions to reorder), and with -shared gcc 12
 # links crtfastmath.o, which would turn on flush-to-zero for the whole process.
@@ -483,6 +486,21 @@ def quantize_q8(x: np.ndarray, qb: int, ss: int) -> tuple[np.ndarray, np.ndarray
     qsum = np.empty((nt, n // ss), np.int32)
     _lib.quantize_q8(xp, nt, n, qb, ss, q.ctypes.data, d.ctypes.data, qsum.ctypes.data)
     return q, d, qsum
+
+
+_lib.round_q8.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+_lib.round_q8.restype = None
+
+
+def round_q8(x: np.ndarray, qb: int) -> np.ndarray:
+    """x float32 [nt, n] rounded to its int8 quantization (q * d, one scale per ``qb`` values)."""
+    nt, n = _dims(x, 2)
+    xp = _ptr("round_q8", "x", x, _F32, (nt, n))
+    if qb <= 0 or n % qb:
+        raise ValueError(f"round_q8: rows of {n} values do not split into blocks of {qb}")
+    y = np.empty((nt, n), np.float32)
+    _lib.round_q8(xp, nt, n, qb, y.ctypes.data)
+    return y
 
 
 def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:

@@ -1092,3 +1092,19 @@ MATMUL(q3_k, 256, 16, 4, 0)
 MATMUL(q4_k, 256, 32, 0, 1)
 MATMUL(q5_k, 256, 32, 0, 1)
 MATMUL(q6_k, 256, 16, 32, 0)
+
+/* y = x rounded to what quantize_q8 keeps (q * d per qb values): the matvec kernels multiply these,
+ * so that decoding a token and prefilling it give the same products (up to float rounding). */
+void round_q8(const float *x, int64_t nt, int64_t n, int64_t qb, float *y)
+{
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t c = 0; c < n / qb; c++) {
+            const float *xc = x + t * n + c * qb;
+            float *yc = y + t * n + c * qb, amax = 0;
+            for (int64_t k = 0; k < qb; k++)
+                amax = fabsf(xc[k]) > amax ? fabsf(xc[k]) : amax;
+            const float d = amax / 127, id = amax > 0 ? 127 / amax : 0;
+            for (int64_t k = 0; k < qb; k++)
+                yc[k] = (float)(int8_t)nearbyintf(xc[k] * id) * d;
+        }
+}
