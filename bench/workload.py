@@ -11,7 +11,7 @@ output tokens are fed one at a time (forced decoding: the same work as sampling 
 ids are computed once, with this project's tokenizer, and both engines evaluate exactly those.
 
 Warm (default): one process per engine, the model loaded and ready, the question's token work
-timed (after one untimed pass, so page cache and kernels are warm). ``--cold``: a fresh process
+timed (after an untimed 64-token prompt: page cache and kernels warm). ``--cold``: a fresh process
 per question, as CLI users run it; the persistent prompt cache (``agent.llm.prompt_cache``) then
 carries KV state from one process to the next (``--no-prompt-cache`` to compare without it).
 
@@ -92,8 +92,8 @@ def child_agent(args: argparse.Namespace, work: list[dict[str, list[int]]]) -> d
     def decode(tok: int) -> None:
         m.eval([tok])
 
-    if not args.cold:
-        replay(prefill, decode, work)  # warm-up pass
+    if not args.cold:  # warm-up: page cache and kernels, then an empty KV cache
+        m.eval(work[0]["prompt"][:64])
         m.reset()
     res = replay(prefill, decode, work)
     res["load_s"] = load_s
@@ -125,7 +125,7 @@ def child_llama_cpp(args: argparse.Namespace, work: list[dict[str, list[int]]]) 
         llm.eval([tok])
 
     if not args.cold:
-        replay(prefill, decode, work)
+        llm.eval(work[0]["prompt"][:64])
         llm.reset()
     res = replay(prefill, decode, work)
     res["load_s"] = load_s
