@@ -36,7 +36,9 @@ REPO = HERE.parent
 DEFAULT_CASSETTE = REPO / "examples" / "nobel-prize.cassette.json"
 
 
-def token_work(model_path: str, cassette: Path) -> list[dict[str, list[int]]]:
+def token_work(
+    model_path: str, cassette: Path, max_output: int | None = None
+) -> list[dict[str, list[int]]]:
     """Per generation: the prompt's ids (with BOS) and the ids of the recorded output."""
     from agent.llm import load_model
 
@@ -50,7 +52,7 @@ def token_work(model_path: str, cassette: Path) -> list[dict[str, list[int]]]:
         out = (
             full[len(prompt) :] if full[: len(prompt)] == prompt else m.tokenize(g["output"], False)
         )
-        work.append({"prompt": prompt, "output": out})
+        work.append({"prompt": prompt, "output": out[:max_output]})
     if not work:
         raise SystemExit(f"{cassette}: no generations to replay")
     return work
@@ -182,6 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("AGENT_LLAMA_CPP_PYTHON", sys.executable),
         help="a Python that can import llama_cpp (default: $AGENT_LLAMA_CPP_PYTHON, else this one)",
     )
+    p.add_argument(
+        "--max-output",
+        type=int,
+        default=None,
+        metavar="N",
+        help="feed at most N output tokens per generation (a shorter run; default: all)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the results here")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--work", help=argparse.SUPPRESS)
@@ -192,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(fn(args, work)))
         return 0
 
-    work = token_work(args.model, args.cassette)
+    work = token_work(args.model, args.cassette, args.max_output)
     engines = ["agent"]
     if not args.no_llama_cpp:
         if llama_cpp_available(args.llama_cpp_python):
