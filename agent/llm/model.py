@@ -145,6 +145,8 @@ class LlamaModel:
         # One KV cache: calls from several threads (executor steps, server requests) take turns.
         self.lock = threading.RLock()
         self.last_stats = GenerationStats()
+        # A persistent prompt cache (agent.llm.prompt_cache.PromptCache), or None: set by the CLI.
+        self.prompt_cache: Any = None
 
     def prepare(self, progress: Callable[[int, int], None] | None = None) -> None:
         """Ready every matrix for the fast kernels now instead of on first use (a CLI loads with
@@ -220,8 +222,14 @@ class LlamaModel:
                 common += 1
             common = min(common, len(ids) - 1)  # always evaluate one token, to get its logits
             self.tokens = self.tokens[:common]
+            if self.prompt_cache is not None:  # a longer prefix from an earlier process?
+                common = self.prompt_cache.restore(self, ids[:-1], common)
+                self.tokens = ids[:common]
             self.last_stats.cached_tokens = common
-            return self._eval(ids[common:], last_only=True)[-1]
+            logits = self._eval(ids[common:], last_only=True)[-1]
+            if self.prompt_cache is not None and len(ids) - common >= self.prompt_cache.min_new:
+                self.prompt_cache.save(self, ids)
+            return logits
 
     # --- generation ---------------------------------------------------------------------------
     def generate(
