@@ -39,7 +39,10 @@ _HEADER = struct.Struct(
 
 
 def default_dir() -> Path:
-    """``$AGENT_CACHE_DIR/prompts``, else ``$XDG_CACHE_HOME/agent/prompts``, else under ~/.cache."""
+    """``$AGENT_PROMPT_CACHE_DIR``, else ``$AGENT_CACHE_DIR/prompts``, else
+    ``$XDG_CACHE_HOME/agent/prompts``, else under ~/.cache."""
+    if os.environ.get("AGENT_PROMPT_CACHE_DIR"):
+        return Path(os.environ["AGENT_PROMPT_CACHE_DIR"])
     if os.environ.get("AGENT_CACHE_DIR"):
         return Path(os.environ["AGENT_CACHE_DIR"]) / "prompts"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

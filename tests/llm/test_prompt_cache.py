@@ -139,6 +139,7 @@ def test_cli_uses_the_cache_by_default_and_can_move_or_skip_it(tmp_path: Path, m
     from agent.cli import main
 
     prompt = "USER: " + " ".join(f"word{i}" for i in range(60)) + " ASSISTANT:"
+    monkeypatch.delenv("AGENT_PROMPT_CACHE_DIR", raising=False)  # the default: under the cache dir
     monkeypatch.setenv("AGENT_CACHE_DIR", str(tmp_path / "home"))
     args = ["generate", "-m", str(MODEL), "-n", "2", "--temp", "0", "-q", "-p", prompt]
     assert main(args) == 0
