@@ -217,6 +217,8 @@ def run_child(
         "--decode-at",
         str(args.decode_at),
     ]
+    if engine == "llama.cpp":  # may live in another environment (it is no dependency of ours)
+        cmd[0] = args.llama_cpp_python
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"benchmark child failed on {path.name}:\n{p.stderr[-2000:]}")
@@ -341,6 +343,11 @@ def main(argv: list[str] | None = None) -> int:
         choices=["c", "numba", "reference"],
         help="kernel module for the agent engine (AGENT_KERNELS; default: C, else numba)",
     )
+    p.add_argument(
+        "--llama-cpp-python",
+        default=os.environ.get("AGENT_LLAMA_CPP_PYTHON", sys.executable),
+        help="a Python that can import llama_cpp (default: $AGENT_LLAMA_CPP_PYTHON, else this one)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the results here")
     p.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     p.add_argument("--engine", default="agent", help=argparse.SUPPRESS)
@@ -386,9 +393,8 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             if args.vs_llama_cpp:
-                try:
-                    import llama_cpp  # noqa: F401
-                except ImportError:
+                probe = [args.llama_cpp_python, "-c", "import llama_cpp"]
+                if subprocess.run(probe, capture_output=True).returncode != 0:
                     print(
                         "llama-cpp-python is not installed; skipping --vs-llama-cpp",
                         file=sys.stderr,

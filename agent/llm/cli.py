@@ -72,6 +72,18 @@ def add_model_args(p: argparse.ArgumentParser, *, required: bool = True) -> None
         default=None,
         help=f"RMSNorm epsilon override (GGML files; default {llama2.RMS_NORM_EPS:g} for Llama-2)",
     )
+    g.add_argument(
+        "--prompt-cache",
+        metavar="DIR",
+        default=None,
+        help="directory of the persistent prompt cache: KV state of earlier prompts, reused "
+        "across runs (default: ~/.cache/agent/prompts, or $AGENT_CACHE_DIR/prompts)",
+    )
+    g.add_argument(
+        "--no-prompt-cache",
+        action="store_true",
+        help="neither read nor write the persistent prompt cache",
+    )
 
 
 def open_model(args: argparse.Namespace, *, quiet: bool = False) -> Any:
@@ -113,6 +125,10 @@ def open_model(args: argparse.Namespace, *, quiet: bool = False) -> Any:
             )
 
     model.prepare(progress)
+    if not getattr(args, "no_prompt_cache", True):
+        from agent.llm.prompt_cache import PromptCache
+
+        model.prompt_cache = PromptCache(getattr(args, "prompt_cache", None))
     if not quiet:
         from agent.llm.kernels import describe
 

@@ -102,6 +102,8 @@ class LlamaModel:
         self._stats = threading.local()  # each thread's last generation (parallel callers)
         self._shared_stats = GenerationStats()
         self.batcher: Any = None  # a BatchScheduler once enable_batching() was called
+        # A persistent prompt cache (agent.llm.prompt_cache.PromptCache), or None: set by the CLI.
+        self.prompt_cache: Any = None
 
     @property
     def last_stats(self) -> GenerationStats:
@@ -186,8 +188,14 @@ class LlamaModel:
                 common += 1
             common = min(common, len(ids) - 1)  # always evaluate one token, to get its logits
             self.tokens = self.tokens[:common]
+            if self.prompt_cache is not None:  # a longer prefix from an earlier process?
+                common = self.prompt_cache.restore(self, ids[:-1], common)
+                self.tokens = ids[:common]
             self.last_stats.cached_tokens = common
-            return self._eval(ids[common:], last_only=True)[-1]
+            logits = self._eval(ids[common:], last_only=True)[-1]
+            if self.prompt_cache is not None and len(ids) - common >= self.prompt_cache.min_new:
+                self.prompt_cache.save(self, ids)
+            return logits
 
     # --- generation ---------------------------------------------------------------------------
     def generate(

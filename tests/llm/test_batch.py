@@ -18,6 +18,14 @@ GOLDEN = ["tiny-q4_0.gguf", "tiny.ggmlv3.q4_K_M.bin"]
 GREEDY = SamplingParams(temperature=0.0, repeat_penalty=1.0)
 
 
+@pytest.fixture(autouse=True)
+def float_prefill(monkeypatch):
+    """Solo prompts over 48 rows would take the int8 prefill kernels, batched chunks the float
+    matvec: both within the golden tolerance of llama.cpp (checked below), but ~1e-2 apart. The
+    batching logic is checked exactly with float prefill on both sides."""
+    monkeypatch.setenv("AGENT_PREFILL", "float")
+
+
 def load(path, n_ctx=256):
     from agent.llm import load_model
 

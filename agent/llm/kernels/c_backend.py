@@ -39,10 +39,16 @@ F16_TABLE = (
 # Up to this many tokens the fused matvec kernel beats dequantized tiles + sgemm (measured on a
 # 5632x2048 matrix, 2 threads, at 48 tokens: Q4_0, Q4_K, Q8_0, Q2_K 1.1-1.4x faster, Q6_K 0.9x).
 MV_MAX_TOKENS = 48
+# From this many tokens on, the integer kernels (mm_*) beat the matvec (measured on 5632x2048,
+# one thread, CPU time: 0.4-0.8x its time at 4 tokens, 0.2x at 32, 1.3-1.6x at one token).
+MM_MIN_TOKENS = 4
 SOURCE = Path(__file__).with_name("kernels.c")
 # No -ffast-math: the kernels do not need it (no reductions to reorder), and with -shared gcc 12
 # links crtfastmath.o, which would turn on flush-to-zero for the whole process.
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
+# ``AGENT_KERNELS_MARCH`` builds for another instruction set than this CPU's best (e.g. ``x86-64``
+# for the portable integer kernels, ``x86-64-v3`` for AVX2): the tests use it to check every path.
+MARCH = os.environ.get("AGENT_KERNELS_MARCH", "native")
+FLAGS = ("-O3", f"-march={MARCH}", "-fopenmp", "-shared", "-fPIC", "-std=gnu11")
 BUILDS = 0  # compilations done by this process (the tests check that the cache is used)
 
 _F32, _F16, _U8, _I8, _U16 = (
@@ -462,3 +468,80 @@ def get_num_threads() -> int:
 def threadsafe() -> bool:
     """Kernels may run from several Python threads at once (each gets its own OpenMP team)."""
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Integer prefill: int8 activations times the weight codes (kernels.c, "Integer prefill")
+# ---------------------------------------------------------------------------------------------
+
+_lib.kernels_isa.restype = ctypes.c_char_p
+ISA = _lib.kernels_isa().decode()  # "avx512-vnni", "avx-vnni", "avx2" or "portable"
+_lib.quantize_q8.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 4 + [ctypes.c_void_p] * 3
+_lib.quantize_q8.restype = None
+
+
+def quantize_q8(x: np.ndarray, qb: int, ss: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x float32 [nt, n] -> int8 q [nt, n], one scale per ``qb`` values d [nt, n / qb] (q * d
+    approximates x), and the int32 sums of q over every ``ss`` values [nt, n / ss]."""
+    nt, n = _dims(x, 2)
+    xp = _ptr("quantize_q8", "x", x, _F32, (nt, n))
+    if qb <= 0 or ss <= 0 or n <= 0 or n % qb or n % ss:
+        raise ValueError(
+            f"quantize_q8: rows of {n} values do not split into blocks of {qb} and {ss}"
+        )
+    q = np.empty((nt, n), np.int8)
+    d = np.empty((nt, n // qb), np.float32)
+    qsum = np.empty((nt, n // ss), np.int32)
+    _lib.quantize_q8(xp, nt, n, qb, ss, q.ctypes.data, d.ctypes.data, qsum.ctypes.data)
+    return q, d, qsum
+
+
+_lib.round_q8.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
+_lib.round_q8.restype = None
+
+
+def round_q8(x: np.ndarray, qb: int) -> np.ndarray:
+    """x float32 [nt, n] rounded to its int8 quantization (q * d, one scale per ``qb`` values)."""
+    nt, n = _dims(x, 2)
+    xp = _ptr("round_q8", "x", x, _F32, (nt, n))
+    if qb <= 0 or n % qb:
+        raise ValueError(f"round_q8: rows of {n} values do not split into blocks of {qb}")
+    y = np.empty((nt, n), np.float32)
+    _lib.round_q8(xp, nt, n, qb, y.ctypes.data)
+    return y
+
+
+def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
+    spec = tuple((what, dtype, (rows, LANES) if rows else (LANES,)) for what, dtype, rows in fields)
+    pad = [None] * (6 - len(fields))
+    cmm, name = getattr(_lib, "mm_" + t), "mm_" + t
+    cmm.argtypes = [ctypes.c_void_p] * 11 + [ctypes.c_int64] * 5
+    cmm.restype = None
+
+    def bind_mm(*fields: Any, tab: Any = F16_TABLE) -> Callable[[np.ndarray], np.ndarray]:
+        """``x -> x @ W.T`` ([nt, G * LANES], padded rows included) for many tokens at once: x is
+        quantized to int8 (one scale per block of the type, as llama.cpp's Q8_0, or per 256
+        values for K-quants, as its Q8_K), then multiplied with integer dot products."""
+        G, nb, ptrs = _field_ptrs(name, fields, spec)
+        tab_ptr, n_in = _tab_ptr(name, tab), nb * block
+
+        def matmul(x: np.ndarray) -> np.ndarray:
+            nt = _dims(x, 2)[0]
+            _ptr(name, "x", x, _F32, (nt, n_in))
+            out = np.empty((nt, G * LANES), np.float32)
+            if nt == 0:
+                return out
+            q, d, qsum = quantize_q8(x, block, sum_size)
+            args = (q.ctypes.data, d.ctypes.data, qsum.ctypes.data, out.ctypes.data)
+            cmm(*ptrs, *pad, tab_ptr, *args, 0, G, nb, nt, block)
+            return out
+
+        matmul.keep = (fields, tab)  # type: ignore[attr-defined]
+        return matmul
+
+    bind_mm.__name__ = name
+    return bind_mm
+
+
+# Per type: the bound integer matmul maker (fields in repack.FIELDS order, as the matvec's).
+MM = {t: _int8_kernel(t, *spec) for t, spec in _TYPES.items()}

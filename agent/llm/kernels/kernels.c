@@ -716,3 +716,395 @@ void attention_f16(const uint16_t *k, const uint16_t *v, const float *q, float *
         free(s);
     }
 }
+
+/* ------------------------------------------------------------------------------------------- */
+/* Integer prefill (many tokens): activations quantized to int8, one scale per 32 values of a    */
+/* token (as llama.cpp's Q8_0), or per 256 for K-quants (as its Q8_K), multiplied with the weight  */
+/* codes by integer dot products, 4 bytes at a time: AVX-512 VNNI vpdpbusd where the CPU has it, */
+/* AVX-VNNI on 256-bit CPUs, exact 16-bit multiply-adds on plain AVX2, portable C elsewhere.      */
+/*                                                                                              */
+/* Every type is written as value = A * code + B per sub-block of SS values (code an unsigned    */
+/* byte; A, B floats per sub-block and row), or, for types with a fixed offset, B = -off * A: the */
+/* offset is then folded into the integer sum (it starts at -off * the sub-block's sum of int8   */
+/* activations), and only min-carrying types pay a float B term. A group's blocks are first     */
+/* unpacked, QB values at a time, into codes laid out [QB/4][LANES][4] (4 consecutive values of */
+/* a row in one 32-bit lane: what vpdpbusd multiplies) and A, B [QB/SS][LANES]; the unpacked     */
+/* chunk (32 KB) is then reused by every token of the batch.                                    */
+/* ------------------------------------------------------------------------------------------- */
+
+#if defined(__AVX512VNNI__) && V == 16
+#define ISA "avx512-vnni"
+#elif defined(__AVXVNNI__) && V == 8
+#define ISA "avx-vnni"
+#elif V == 8
+#define ISA "avx2"
+#else
+#define ISA "portable"
+#endif
+#if V == 16
+#define MR 6 /* tokens x row vectors per micro-tile: float and int sums stay in registers */
+#define NR 2
+#else
+#define MR 4
+#define NR 1
+#endif
+#define QMAX 256 /* largest QB */
+
+const char *kernels_isa(void) { return ISA; }
+
+/* acc + sum over the 4 bytes of each lane of w (unsigned) times the 4 bytes of b (signed). */
+INLINE vi dot4(vi acc, vi w, int32_t b)
+{
+#if defined(__AVX512VNNI__) && V == 16
+    return (vi)_mm512_dpbusd_epi32((__m512i)acc, (__m512i)w, _mm512_set1_epi32(b));
+#elif defined(__AVXVNNI__) && V == 8
+    return (vi)_mm256_dpbusd_avx_epi32((__m256i)acc, (__m256i)w, _mm256_set1_epi32(b));
+#elif V == 8
+    /* maddubs would saturate (255 * 127 * 2 > 32767): 16-bit halves, exact */
+    const __m256i bb = _mm256_set1_epi32(b), m = _mm256_set1_epi16(0xff);
+    const __m256i w0 = _mm256_and_si256((__m256i)w, m), w1 = _mm256_srli_epi16((__m256i)w, 8);
+    const __m256i b0 = _mm256_srai_epi16(_mm256_slli_epi16(bb, 8), 8), b1 = _mm256_srai_epi16(bb, 8);
+    return acc + (vi)_mm256_add_epi32(_mm256_madd_epi16(w0, b0), _mm256_madd_epi16(w1, b1));
+#else
+    for (int i = 0; i < 4; i++)
+        acc += (vi)(((vu)w >> (8 * i)) & 255) * (int32_t)(int8_t)(b >> (8 * i));
+    return acc;
+#endif
+}
+
+/* Quantize nt rows of x [nt, n] to int8, one scale per qb values: q [nt, n], d [nt, n / qb], and
+ * per sub-block of ss values the sum of q (qsum: the offset and min terms use these quantized
+ * sums, as llama.cpp does, so that the product is exactly that of the dequantized rows). */
+void quantize_q8(const float *x, int64_t nt, int64_t n, int64_t qb, int64_t ss, int8_t *q, float *d,
+                 int32_t *qsum)
+{
+    PARALLEL_FOR
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t c = 0; c < n / qb; c++) {
+            const float *xc = x + t * n + c * qb;
+            int8_t *qc = q + t * n + c * qb;
+            float amax = 0;
+            for (int64_t k = 0; k < qb; k++)
+                amax = fabsf(xc[k]) > amax ? fabsf(xc[k]) : amax;
+            const float id = amax > 0 ? 127 / amax : 0;
+            d[t * (n / qb) + c] = amax / 127;
+            for (int64_t k = 0; k < qb; k++)
+                qc[k] = (int8_t)nearbyintf(xc[k] * id);
+        }
+    PARALLEL_FOR
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t s = 0; s < n / ss; s++) {
+            int32_t sq = 0;
+            for (int64_t k = s * ss; k < (s + 1) * ss; k++)
+                sq += q[t * n + k];
+            qsum[t * (n / ss) + s] = sq;
+        }
+}
+
+/* Four codes (vu, one per lane) of consecutive values, as one 32-bit lane each, stored at quad kq. */
+INLINE void put4(uint8_t *codes, int64_t kq, int v, vu c0, vu c1, vu c2, vu c3)
+{
+    vu w = c0 | c1 << 8 | c2 << 16 | c3 << 24;
+    memcpy(codes + (kq * LANES + v * V) * 4, &w, sizeof w);
+}
+
+INLINE void put_ab(float *A, float *B, int64_t sub, int v, vf a, vf b)
+{
+    memcpy(A + sub * LANES + v * V, &a, sizeof a);
+    if (B)
+        memcpy(B + sub * LANES + v * V, &b, sizeof b);
+}
+
+/* Unpackers: block gb into codes at quad 0, A and B at sub-block 0 (the caller offsets them). */
+#define UNPACK(T) INLINE void up_##T(const void *const *f, const float *tab, int64_t gb, uint8_t *codes, float *A, float *B)
+
+/* 32-value types: codes of element j < 16 in the low nibble of qs[j], 16 + j in the high one. */
+INLINE void nibbles32(const uint8_t *qs, const uint8_t *qh, uint8_t *codes)
+{
+    vu h[NV];
+    if (qh)
+        qh32(qh, h);
+    for (int j4 = 0; j4 < 4; j4++)
+        for (int v = 0; v < NV; v++) {
+            vu lo[4], hi[4];
+            for (int i = 0; i < 4; i++) {
+                vu c = u8(qs + (4 * j4 + i) * LANES + v * V);
+                lo[i] = qh ? Q5_LO(c, h[v], 4 * j4 + i) : c & 15;
+                hi[i] = qh ? Q5_HI(c, h[v], 4 * j4 + i) : c >> 4;
+            }
+            put4(codes, j4, v, lo[0], lo[1], lo[2], lo[3]);
+            put4(codes, 4 + j4, v, hi[0], hi[1], hi[2], hi[3]);
+        }
+}
+
+UNPACK(q4_0)
+{
+    nibbles32(FIELD(uint8_t, 0, 16), NULL, codes);
+    for (int v = 0; v < NV; v++)
+        put_ab(A, B, 0, v, f16(FIELD(uint16_t, 1, 1) + v * V, tab), (vf){0});
+}
+
+UNPACK(q4_1)
+{
+    nibbles32(FIELD(uint8_t, 0, 16), NULL, codes);
+    for (int v = 0; v < NV; v++)
+        put_ab(A, B, 0, v, f16(FIELD(uint16_t, 1, 1) + v * V, tab), f16(FIELD(uint16_t, 2, 1) + v * V, tab));
+}
+
+UNPACK(q5_0)
+{
+    nibbles32(FIELD(uint8_t, 0, 16), FIELD(uint8_t, 1, 4), codes);
+    for (int v = 0; v < NV; v++)
+        put_ab(A, B, 0, v, f16(FIELD(uint16_t, 2, 1) + v * V, tab), (vf){0});
+}
+
+UNPACK(q5_1)
+{
+    nibbles32(FIELD(uint8_t, 0, 16), FIELD(uint8_t, 1, 4), codes);
+    for (int v = 0; v < NV; v++)
+        put_ab(A, B, 0, v, f16(FIELD(uint16_t, 2, 1) + v * V, tab), f16(FIELD(uint16_t, 3, 1) + v * V, tab));
+}
+
+UNPACK(q8_0)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 32); /* int8 codes + 128 (flip the sign bit): unsigned */
+    for (int kq = 0; kq < 8; kq++)
+        for (int v = 0; v < NV; v++) {
+            vu c[4];
+            for (int i = 0; i < 4; i++)
+                c[i] = u8(qs + (4 * kq + i) * LANES + v * V) ^ 0x80;
+            put4(codes, kq, v, c[0], c[1], c[2], c[3]);
+        }
+    for (int v = 0; v < NV; v++)
+        put_ab(A, B, 0, v, f16(FIELD(uint16_t, 1, 1) + v * V, tab), (vf){0});
+}
+
+/* Q2_K / Q3_K / Q6_K: value 128h + 32k + l comes from row 32h + l (Q6_K: 64h + l, 64h + 32 + l). */
+UNPACK(q2_k)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 64), *sc = FIELD(uint8_t, 1, 16);
+    for (int h = 0; h < 2; h++)
+        for (int l4 = 0; l4 < 8; l4++)
+            for (int v = 0; v < NV; v++) {
+                vu c[4];
+                for (int i = 0; i < 4; i++)
+                    c[i] = u8(qs + (32 * h + 4 * l4 + i) * LANES + v * V);
+                for (int k = 0; k < 4; k++)
+                    put4(codes, 32 * h + 8 * k + l4, v, (c[0] >> 2 * k) & 3, (c[1] >> 2 * k) & 3,
+                         (c[2] >> 2 * k) & 3, (c[3] >> 2 * k) & 3);
+            }
+    for (int v = 0; v < NV; v++) {
+        vf dv = f16(FIELD(uint16_t, 2, 1) + v * V, tab), mv = f16(FIELD(uint16_t, 3, 1) + v * V, tab);
+        for (int j = 0; j < 16; j++) {
+            vu s = u8(sc + j * LANES + v * V);
+            put_ab(A, B, j, v, dv * fu(s & 15), -mv * fu(s >> 4));
+        }
+    }
+}
+
+UNPACK(q3_k)
+{
+    const uint8_t *qs = FIELD(uint8_t, 0, 64), *hm = FIELD(uint8_t, 1, 32);
+    const int8_t *sc = FIELD(int8_t, 2, 16);
+    for (int h = 0; h < 2; h++)
+        for (int l4 = 0; l4 < 8; l4++)
+            for (int v = 0; v < NV; v++) {
+                vu c[4], hb[4];
+                for (int i = 0; i < 4; i++) {
+                    c[i] = u8(qs + (32 * h + 4 * l4 + i) * LANES + v * V);
+                    hb[i] = u8(hm + (4 * l4 + i) * LANES + v * V);
+                }
+                for (int k = 0; k < 4; k++)
+                    put4(codes, 32 * h + 8 * k + l4, v, q3(c[0], hb[0], h, k), q3(c[1], hb[1], h, k),
+                         q3(c[2], hb[2], h, k), q3(c[3], hb[3], h, k));
+            }
+    for (int v = 0; v < NV; v++) {
+        vf dv = f16(FIELD(uint16_t, 3, 1) + v * V, tab);
+        for (int j = 0; j < 16; j++)
+            put_ab(A, B, j, v, dv * fi(s8(sc + j * LANES + v * V)), (vf){0});
+    }
+}
+
+/* Q4_K / Q5_K: chunk c's low nibbles are sub-block 2c, its high nibbles 2c + 1 (k4_codes). */
+INLINE void up_k4(const uint8_t *qs, const uint8_t *qh, const uint8_t *sc, const uint8_t *mn,
+                  const uint16_t *d, const uint16_t *dm, const float *tab, uint8_t *codes, float *A, float *B)
+{
+    for (int c = 0; c < 4; c++)
+        for (int l4 = 0; l4 < 8; l4++)
+            for (int v = 0; v < NV; v++) {
+                vu lo[4], hi[4];
+                for (int i = 0; i < 4; i++)
+                    k4_codes(qs, qh, c, 4 * l4 + i, v, &lo[i], &hi[i]);
+                put4(codes, 16 * c + l4, v, lo[0], lo[1], lo[2], lo[3]);
+                put4(codes, 16 * c + 8 + l4, v, hi[0], hi[1], hi[2], hi[3]);
+            }
+    for (int v = 0; v < NV; v++) {
+        vf dv = f16(d + v * V, tab), mv = f16(dm + v * V, tab);
+        for (int j = 0; j < 8; j++)
+            put_ab(A, B, j, v, dv * fu(u8(sc + j * LANES + v * V)), -mv * fu(u8(mn + j * LANES + v * V)));
+    }
+}
+
+UNPACK(q4_k)
+{
+    up_k4(FIELD(uint8_t, 0, 128), NULL, FIELD(uint8_t, 1, 8), FIELD(uint8_t, 2, 8),
+          FIELD(uint16_t, 3, 1), FIELD(uint16_t, 4, 1), tab, codes, A, B);
+}
+
+UNPACK(q5_k)
+{
+    up_k4(FIELD(uint8_t, 0, 128), FIELD(uint8_t, 1, 32), FIELD(uint8_t, 2, 8), FIELD(uint8_t, 3, 8),
+          FIELD(uint16_t, 4, 1), FIELD(uint16_t, 5, 1), tab, codes, A, B);
+}
+
+UNPACK(q6_k)
+{
+    const uint8_t *ql = FIELD(uint8_t, 0, 128), *qh = FIELD(uint8_t, 1, 64);
+    const int8_t *sc = FIELD(int8_t, 2, 16);
+    for (int h = 0; h < 2; h++)
+        for (int l4 = 0; l4 < 8; l4++)
+            for (int v = 0; v < NV; v++) {
+                vu q0[4], q1[4], hb[4];
+                for (int i = 0; i < 4; i++) {
+                    const int l = 4 * l4 + i;
+                    q0[i] = u8(ql + (64 * h + l) * LANES + v * V);
+                    q1[i] = u8(ql + (64 * h + 32 + l) * LANES + v * V);
+                    hb[i] = u8(qh + (32 * h + l) * LANES + v * V);
+                }
+#define Q6Q(i, k) Q6(q0[i], q1[i], hb[i], k)
+                for (int k = 0; k < 4; k++)
+                    put4(codes, 32 * h + 8 * k + l4, v, Q6Q(0, k), Q6Q(1, k), Q6Q(2, k), Q6Q(3, k));
+#undef Q6Q
+            }
+    for (int v = 0; v < NV; v++) {
+        vf dv = f16(FIELD(uint16_t, 3, 1) + v * V, tab);
+        for (int j = 0; j < 16; j++)
+            put_ab(A, B, j, v, dv * fi(s8(sc + j * LANES + v * V)), (vf){0});
+    }
+}
+
+/* One chunk (QC values) of a micro-tile: tokens t0.. (mr of them), rows r0.. (NR vectors) of the
+ * group. q, qsum, d, out point at token t0's chunk; *_s are their token strides. Activation
+ * scales are per sub-block (per_sub: 32-value types, as llama.cpp's Q8_0) or per chunk (K-quants,
+ * as Q8_K: applied once at the end). */
+INLINE void micro(const uint8_t *codes, const float *A, const float *B, int ss, int off, int qc,
+                  int per_sub, const int8_t *q, int64_t q_s, const int32_t *qsum, int64_t sum_s,
+                  const float *d, int64_t d_s, float *out, int64_t out_s, int r0, const int mr)
+{
+    vf F[MR][NR];
+    for (int t = 0; t < mr; t++)
+        for (int r = 0; r < NR; r++)
+            F[t][r] = (vf){0};
+    for (int s = 0; s < qc / ss; s++) {
+        vi I[MR][NR];
+        for (int t = 0; t < mr; t++)
+            for (int r = 0; r < NR; r++)
+                I[t][r] = (vi){0} - off * qsum[t * sum_s + s];
+        for (int kq = s * ss / 4; kq < (s + 1) * ss / 4; kq++) {
+            vi w[NR];
+            for (int r = 0; r < NR; r++)
+                memcpy(&w[r], codes + (kq * LANES + r0 + r * V) * 4, sizeof w[r]);
+            for (int t = 0; t < mr; t++) {
+                int32_t b;
+                memcpy(&b, q + t * q_s + 4 * kq, 4);
+                for (int r = 0; r < NR; r++)
+                    I[t][r] = dot4(I[t][r], w[r], b);
+            }
+        }
+        for (int r = 0; r < NR; r++) {
+            vf a, b = {0};
+            memcpy(&a, A + s * LANES + r0 + r * V, sizeof a);
+            if (B)
+                memcpy(&b, B + s * LANES + r0 + r * V, sizeof b);
+            for (int t = 0; t < mr; t++) {
+                const float ds = per_sub ? d[t * d_s + s] : 1;
+                F[t][r] += fi(I[t][r]) * (per_sub ? a * ds : a);
+                if (B)
+                    F[t][r] += b * (qsum[t * sum_s + s] * ds);
+            }
+        }
+    }
+    for (int t = 0; t < mr; t++)
+        for (int r = 0; r < NR; r++) {
+            vf o;
+            memcpy(&o, out + t * out_s + r0 + r * V, sizeof o);
+            o += per_sub ? F[t][r] : F[t][r] * d[t * d_s];
+            memcpy(out + t * out_s + r0 + r * V, &o, sizeof o);
+        }
+}
+
+#define MICRO_CASE(m) \
+    case m: micro(codes, A, Bp, ss_, off_, qc, qb == ss_, qt, n, st_, n / ss_, dt, n / qb, ot, LANES, r0, m); break;
+#if MR == 6
+#define MICRO_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6)
+#else
+#define MICRO_CASES(X) X(1) X(2) X(3) X(4)
+#endif
+
+/* out[t, g * LANES + r] (t < nt, groups g0..g1 of the matrix) = W[row] . x[t], x given quantized
+ * by quantize_q8 with this qb and ss. Groups in parallel; per group, QB values at a time: unpack,
+ * then every token. */
+#define MATMUL(T, BS, SS, OFF, HAS_B)                                                               \
+    void mm_##T(FIELDS, const float *tab, const int8_t *q, const float *d, const int32_t *qsum,    \
+                float *out, int64_t g0, int64_t g1, int64_t nb, int64_t nt, int64_t qb)            \
+    {                                                                                               \
+        const void *f[6] = {f0, f1, f2, f3, f4, f5};                                                \
+        const int64_t n = nb * BS, qc = n % QMAX ? BS : QMAX, per = qc / BS, W = (g1 - g0) * LANES;  \
+        const int ss_ = SS, off_ = OFF;                                                             \
+        PARALLEL_FOR                                                                                \
+        for (int64_t g = g0; g < g1; g++) {                                                         \
+            uint8_t codes[QMAX * LANES] __attribute__((aligned(64)));                               \
+            float A[QMAX / SS * LANES] __attribute__((aligned(64)));                                \
+            float B[HAS_B ? QMAX / SS * LANES : 1] __attribute__((aligned(64)));                   \
+            /* the group's outputs, contiguous: out's rows are far apart (one page each) */         \
+            float *o = aligned_alloc(64, nt * LANES * sizeof(float));                               \
+            memset(o, 0, nt * LANES * sizeof(float));                                               \
+            for (int64_t c = 0; c < n / qc; c++) {                                                  \
+                for (int64_t i = 0; i < per; i++)                                                   \
+                    up_##T(f, tab, g * nb + c * per + i, codes + i * BS * LANES,                    \
+                           A + i * (BS / SS) * LANES, HAS_B ? B + i * (BS / SS) * LANES : NULL);     \
+                /* a slab of rows' codes (8 KB) stays in L1 while every token passes over it */    \
+                for (int r0 = 0; r0 < LANES; r0 += NR * V)                                          \
+                    for (int64_t t0 = 0; t0 < nt; t0 += MR) {                                       \
+                        const int64_t mr = nt - t0 < MR ? nt - t0 : MR;                             \
+                        const int8_t *qt = q + t0 * n + c * qc;                                     \
+                        const int32_t *st_ = qsum + t0 * (n / SS) + c * (qc / SS);                  \
+                        const float *dt = d + t0 * (n / qb) + c * (qc / qb), *Bp = HAS_B ? B : NULL; \
+                        float *ot = o + t0 * LANES;                                                 \
+                        switch (mr) { /* constant token counts: the sums stay in registers */       \
+                            MICRO_CASES(MICRO_CASE)                                                 \
+                        }                                                                           \
+                    }                                                                               \
+            }                                                                                       \
+            for (int64_t t = 0; t < nt; t++)                                                        \
+                memcpy(out + t * W + (g - g0) * LANES, o + t * LANES, LANES * sizeof(float));       \
+            free(o);                                                                                \
+        }                                                                                           \
+    }
+
+MATMUL(q4_0, 32, 32, 8, 0)
+MATMUL(q4_1, 32, 32, 0, 1)
+MATMUL(q5_0, 32, 32, 16, 0)
+MATMUL(q5_1, 32, 32, 0, 1)
+MATMUL(q8_0, 32, 32, 128, 0)
+MATMUL(q2_k, 256, 16, 0, 1)
+MATMUL(q3_k, 256, 16, 4, 0)
+MATMUL(q4_k, 256, 32, 0, 1)
+MATMUL(q5_k, 256, 32, 0, 1)
+MATMUL(q6_k, 256, 16, 32, 0)
+
+/* y = x rounded to what quantize_q8 keeps (q * d per qb values): the matvec kernels multiply these,
+ * so that decoding a token and prefilling it give the same products (up to float rounding). */
+void round_q8(const float *x, int64_t nt, int64_t n, int64_t qb, float *y)
+{
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t c = 0; c < n / qb; c++) {
+            const float *xc = x + t * n + c * qb;
+            float *yc = y + t * n + c * qb, amax = 0;
+            for (int64_t k = 0; k < qb; k++)
+                amax = fabsf(xc[k]) > amax ? fabsf(xc[k]) : amax;
+            const float d = amax / 127, id = amax > 0 ? 127 / amax : 0;
+            for (int64_t k = 0; k < qb; k++)
+                yc[k] = (float)(int8_t)nearbyintf(xc[k] * id) * d;
+        }
+}

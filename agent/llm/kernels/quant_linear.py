@@ -10,13 +10,14 @@ Without one (or with ``AGENT_KERNELS=reference``) ``linear_class()`` is the refe
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from agent.llm.formats.ggml_types import GGMLType
+from agent.llm.formats.ggml_types import LAYOUTS, GGMLType
 from agent.llm.formats.modelfile import TensorInfo
 from agent.llm.formats.quants import dequantize_rows
 from agent.llm.kernels.linear import Linear
@@ -62,6 +63,8 @@ class QuantLinear:
         table = _kernel_table(K) if K is not None else {}
         self._packed: Any = None
         self._mv: Any = None
+        self._mm: Any = None  # the bound integer prefill kernel, made on first use
+        self._mm_checked = False
         self._pack_lock = threading.Lock()
         self.packable = self.type in table
         if self.packable:
@@ -92,13 +95,37 @@ class QuantLinear:
             )
         if not self.packable:
             return self._plain(x)
-        if x.shape[0] <= self.kernels.MV_MAX_TOKENS:  # the fused kernel, else tiles + sgemm
+        # From a few tokens on, the integer kernel (where there is one); else the fused matvec
+        # kernel for few tokens, dequantized tiles + sgemm for many.
+        if x.shape[0] >= getattr(self.kernels, "MM_MIN_TOKENS", 1 << 62) and (
+            self._mm is not None or (not self._mm_checked and self._int8())
+        ):
             sync_threads(self.kernels, get_threads())
+            return self._mm(x)[:, : self.n_out]
+        if x.shape[0] <= self.kernels.MV_MAX_TOKENS:
+            sync_threads(self.kernels, get_threads())
+            if not self._mm_checked:
+                self._int8()  # decide once whether activations are rounded to int8
             return self._matvec(x)
         return self._tiled(x)
 
+    def _int8(self) -> bool:
+        """Bind the integer prefill kernel, where the kernel module has one and it is not turned
+        off (``AGENT_PREFILL=float`` keeps dequantized tiles + sgemm, to compare)."""
+        self._mm_checked = True
+        make = getattr(self.kernels, "MM", {}).get(self.type.name.lower())
+        if make is None or os.environ.get("AGENT_PREFILL", "").lower() == "float":
+            return False
+        self._mm = make(*self.packed.arrays, tab=self.tab)
+        self.block = LAYOUTS[self.type].block_size  # values per activation scale
+        return True
+
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         pm = self.packed
+        if self._mm is not None:  # prefill multiplies int8 activations: decode rounds them alike,
+            x = self.kernels.round_q8(
+                x, self.block
+            )  # so a token's logits do not depend on the path
         xs = x.reshape(x.shape[0], -1, self.sum_size).sum(axis=2, dtype=np.float32)
         out = np.empty((x.shape[0], pm.n_groups * pm.arrays[0].shape[-1]), np.float32)
         if (

@@ -55,7 +55,8 @@ def backend() -> Any:
         _warned = True
         why = "; ".join(f"{n.rsplit('.', 1)[-1]}: {_failed[n]}" for n in names)
         warnings.warn(
-            f"fast kernels unavailable ({why}); using the slow reference matmul",
+            f"fast kernels unavailable ({why}); using the slow reference matmul. Install a C "
+            "compiler (gcc, or set $CC) or the numba extra (pip install 'agent[numba]')",
             RuntimeWarning,
             stacklevel=3,
         )

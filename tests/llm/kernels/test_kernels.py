@@ -56,6 +56,7 @@ def kernel_module(request: pytest.FixtureRequest):
     """Every test here runs once per kernel module (C and numba) that loads on this machine."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AGENT_KERNELS", request.param)
+        mp.setenv("AGENT_PREFILL", "float")  # the float tiles here; int8 prefill: test_int8.py
         K = kernels.backend()
         if K is None or K.__name__ != kernels.BACKENDS[request.param]:
             pytest.skip(f"the {request.param} kernels do not load here")
@@ -262,6 +263,7 @@ def test_reference_fallback_when_asked_or_when_no_kernels_load(
         assert kernels.linear_class() is Linear
     warned = [str(w.message) for w in caught if "fast kernels unavailable" in str(w.message)]
     assert len(warned) == 1 and "numba" in warned[0]
+    assert "\n" not in warned[0] and "agent[numba]" in warned[0]  # one line that says what to do
     ti = tensor(GGMLType.Q5_1, 16, 64)  # QuantLinear still works, through the reference tiles
     x = np.ones((2, 64), np.float32)
     assert_close(kernels.QuantLinear(ti)(x), reference(ti, x))
