@@ -238,7 +238,7 @@ class KnowledgeModel:
         return msg
 
     # -- answer ---------------------------------------------------------------------------
-    def _turn(self) -> Any:
+    def _turn(self) -> contextlib.AbstractContextManager[object]:
         """An engine that batches (``enable_batching``) runs parallel steps together, each in its
         own KV slot; any other model keeps one cache, so calls take turns."""
         if getattr(self.model, "batcher", None) is not None:

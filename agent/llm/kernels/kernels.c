@@ -12,6 +12,7 @@
  * Every kernel takes up to six field pointers (in repack.FIELDS order, unused ones NULL), then
  * the f16 table and its own arguments, so kernels_c.py can call them all the same way.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -784,10 +785,13 @@ void quantize_q8(const float *x, int64_t nt, int64_t n, int64_t qb, int64_t ss, 
             const float *xc = x + t * n + c * qb;
             int8_t *qc = q + t * n + c * qb;
             float amax = 0;
-            for (int64_t k = 0; k < qb; k++)
+            int bad = 0; /* NaN or inf: the products must say so, not turn it into codes */
+            for (int64_t k = 0; k < qb; k++) {
                 amax = fabsf(xc[k]) > amax ? fabsf(xc[k]) : amax;
-            const float id = amax > 0 ? 127 / amax : 0;
-            d[t * (n / qb) + c] = amax / 127;
+                bad |= !(fabsf(xc[k]) <= FLT_MAX);
+            }
+            const float id = amax > 0 && !bad ? 127 / amax : 0;
+            d[t * (n / qb) + c] = bad ? NAN : amax / 127;
             for (int64_t k = 0; k < qb; k++)
                 qc[k] = (int8_t)nearbyintf(xc[k] * id);
         }
@@ -1101,10 +1105,13 @@ void round_q8(const float *x, int64_t nt, int64_t n, int64_t qb, float *y)
         for (int64_t c = 0; c < n / qb; c++) {
             const float *xc = x + t * n + c * qb;
             float *yc = y + t * n + c * qb, amax = 0;
-            for (int64_t k = 0; k < qb; k++)
+            int bad = 0; /* NaN or inf pass through, as in quantize_q8's NaN scale */
+            for (int64_t k = 0; k < qb; k++) {
                 amax = fabsf(xc[k]) > amax ? fabsf(xc[k]) : amax;
+                bad |= !(fabsf(xc[k]) <= FLT_MAX);
+            }
             const float d = amax / 127, id = amax > 0 ? 127 / amax : 0;
             for (int64_t k = 0; k < qb; k++)
-                yc[k] = (float)(int8_t)nearbyintf(xc[k] * id) * d;
+                yc[k] = bad ? xc[k] : (float)(int8_t)nearbyintf(xc[k] * id) * d;
         }
 }
