@@ -31,9 +31,6 @@ ENGINE_CLI = "agent.llm.cli"
 # Besides the packages' own ``cli`` modules, what opens a model from command-line options in
 # another process: batch workers and Ray actors, Ray Serve replicas.
 ENGINE_CLI_USERS = {"agent.batch.runner", "agent.server.ray_serve"}
-ENGINE_EXCEPTIONS: set[tuple[str, str]] = (
-    set()
-)  # (importer, engine module) pairs allowed beyond these
 
 # What each top-level part may import from the other parts (besides agent.errors and itself).
 ALLOWED = {
@@ -172,7 +169,7 @@ def upward_imports(graph: dict[str, set[str]]) -> list[str]:
 
 
 def _engine_public(source: str, target: str) -> bool:
-    if target in ENGINE_PUBLIC or (source, target) in ENGINE_EXCEPTIONS:
+    if target in ENGINE_PUBLIC:
         return True
     return target == ENGINE_CLI and (source.endswith(".cli") or source in ENGINE_CLI_USERS)
 

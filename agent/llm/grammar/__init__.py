@@ -31,10 +31,20 @@ from agent.llm.grammar.nodes import (
 )
 from agent.llm.grammar.tokens import TokenTable, token_table
 
+# The JSON Schema compiler's names, imported on first use; SchemaBuilder and finish_grammar let
+# other grammars (function calls) reuse its value rules.
+_JSON_SCHEMA_NAMES = (
+    "json_schema_grammar",
+    "json_value_grammar",
+    "JsonOptions",
+    "json_schema_node",
+    "SchemaBuilder",
+    "finish_grammar",
+    "yaml_key",
+)
+
 __all__ = [
-    "printable_utf8_char",
     "BudgetGrammar",
-    "within_budget",
     "EMPTY",
     "Alt",
     "Bytes",
@@ -53,30 +63,15 @@ __all__ = [
     "choice",
     "lit",
     "opt",
+    "printable_utf8_char",
     "rep",
     "seq",
     "text_char",
     "token_table",
     "utf8_char",
-    "json_schema_grammar",
-    "json_value_grammar",
-    "JsonOptions",
-    "SchemaBuilder",
-    "finish_grammar",
-    "yaml_key",
+    "within_budget",
+    *_JSON_SCHEMA_NAMES,
 ]
-
-# The JSON Schema compiler's names, imported on first use; SchemaBuilder and finish_grammar let
-# other grammars (function calls) reuse its value rules.
-_JSON_SCHEMA_NAMES = (
-    "json_schema_grammar",
-    "json_value_grammar",
-    "JsonOptions",
-    "json_schema_node",
-    "SchemaBuilder",
-    "finish_grammar",
-    "yaml_key",
-)
 
 
 def __getattr__(name: str):  # the JSON Schema builder is imported on first use

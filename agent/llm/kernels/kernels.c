@@ -773,6 +773,20 @@ INLINE vi dot4(vi acc, vi w, int32_t b)
 #endif
 }
 
+/* max |x[k]| over one block of n values; *bad says whether any value is NaN or infinite (the
+ * comparison above skips NaN, so it is tracked apart). */
+static inline float block_amax(const float *x, int64_t n, int *bad)
+{
+    float amax = 0;
+    int nonfinite = 0;
+    for (int64_t k = 0; k < n; k++) {
+        amax = fabsf(x[k]) > amax ? fabsf(x[k]) : amax;
+        nonfinite |= !(fabsf(x[k]) <= FLT_MAX);
+    }
+    *bad = nonfinite;
+    return amax;
+}
+
 /* Quantize nt rows of x [nt, n] to int8, one scale per qb values: q [nt, n], d [nt, n / qb], and
  * per sub-block of ss values the sum of q (qsum: the offset and min terms use these quantized
  * sums, as llama.cpp does, so that the product is exactly that of the dequantized rows). */
@@ -784,12 +798,8 @@ void quantize_q8(const float *x, int64_t nt, int64_t n, int64_t qb, int64_t ss, 
         for (int64_t c = 0; c < n / qb; c++) {
             const float *xc = x + t * n + c * qb;
             int8_t *qc = q + t * n + c * qb;
-            float amax = 0;
-            int bad = 0; /* NaN or inf: the products must say so, not turn it into codes */
-            for (int64_t k = 0; k < qb; k++) {
-                amax = fabsf(xc[k]) > amax ? fabsf(xc[k]) : amax;
-                bad |= !(fabsf(xc[k]) <= FLT_MAX);
-            }
+            int bad; /* NaN or inf: the products must say so, not turn it into codes */
+            const float amax = block_amax(xc, qb, &bad);
             const float id = amax > 0 && !bad ? 127 / amax : 0;
             d[t * (n / qb) + c] = bad ? NAN : amax / 127;
             for (int64_t k = 0; k < qb; k++)
@@ -1104,12 +1114,9 @@ void round_q8(const float *x, int64_t nt, int64_t n, int64_t qb, float *y)
     for (int64_t t = 0; t < nt; t++)
         for (int64_t c = 0; c < n / qb; c++) {
             const float *xc = x + t * n + c * qb;
-            float *yc = y + t * n + c * qb, amax = 0;
-            int bad = 0; /* NaN or inf pass through, as in quantize_q8's NaN scale */
-            for (int64_t k = 0; k < qb; k++) {
-                amax = fabsf(xc[k]) > amax ? fabsf(xc[k]) : amax;
-                bad |= !(fabsf(xc[k]) <= FLT_MAX);
-            }
+            float *yc = y + t * n + c * qb;
+            int bad; /* NaN or inf pass through, as in quantize_q8's NaN scale */
+            const float amax = block_amax(xc, qb, &bad);
             const float d = amax / 127, id = amax > 0 ? 127 / amax : 0;
             for (int64_t k = 0; k < qb; k++)
                 yc[k] = bad ? xc[k] : (float)(int8_t)nearbyintf(xc[k] * id) * d;
