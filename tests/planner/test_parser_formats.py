@@ -276,7 +276,8 @@ def test_same_line_parsing_cost_grows_linearly():
         return time.perf_counter() - t0
 
     cost(200)  # warm up
-    assert cost(6400) < 10 * max(cost(1600), 1e-3)
+    # best of three for each size: one run can lose the core to another process mid-measurement
+    assert min(cost(6400) for _ in range(3)) < 10 * max(min(cost(1600) for _ in range(3)), 1e-3)
 
 
 _pieces = st.sampled_from(
