@@ -3,6 +3,8 @@
 ``parse_plan(text)`` is ``PlanStream`` fed the whole text and closed, so the streaming and the
 batch parser cannot disagree. Lines are classified by small anchored regexes with no nested
 quantifiers; brackets are matched by a counting scan, so the cost is linear in the text length.
+A line holding many steps (LangGraph's same-line form) is walked by offsets into it, never by
+slicing off the rest of the line for each step, which would make that cost quadratic.
 """
 
 from __future__ import annotations
@@ -45,11 +47,15 @@ _STEP_ID_RE = re.compile(
 _TOOL_RE = re.compile(r"(?P<tool>[A-Za-z_][A-Za-z0-9_]*)[ \t]*\[")
 # A step written after its reasoning on the same line ("Plan: ... #E1 = Google[...]", LangGraph's
 # form): an id, '=' (or ':'), and a tool with its bracket, not inside a word.
-_INLINE_STEP_RE = re.compile(
-    rf"(?<![\w:#])(?::evidence(?:\d+|\[\d+\]):?|#E\d+)(?!\d){_MD}[ \t]*[=:][ \t]*\[?[ \t]*"
-    r"[A-Za-z_][A-Za-z0-9_]*[ \t]*\[",
-    re.IGNORECASE,
+_INLINE_STEP = (
+    rf"(?::evidence(?:\d+|\[\d+\]):?|#E\d+)(?!\d){_MD}[ \t]*[=:][ \t]*\[?[ \t]*"
+    r"[A-Za-z_][A-Za-z0-9_]*[ \t]*\["
 )
+_INLINE_STEP_RE = re.compile(rf"(?<![\w:#]){_INLINE_STEP}", re.IGNORECASE)
+# The same at the very start of a piece of text. A lookbehind sees the characters before ``pos``
+# in ``search(text, pos)``, where a slice ``text[pos:]`` has none, so the first position is tried
+# with this one and the lookbehind form searches from the next.
+_INLINE_STEP_AT_RE = re.compile(_INLINE_STEP, re.IGNORECASE)
 _PLACEHOLDER_STEP_RE = re.compile(rf"(?:{PLACEHOLDER_RE.pattern}){_MD}[ \t]*[=:]", re.IGNORECASE)
 _TRAILING_NOISE = " \t*_.,;"
 
@@ -67,8 +73,13 @@ def tool_names(tools: Any) -> list[str] | None:
     return [getattr(t, "name", t) for t in tools]
 
 
+def _lead_end(text: str, pos: int = 0) -> int:
+    """Offset just past the emphasis, bullets and numbering at ``pos`` (``pos`` if none)."""
+    return _LEAD_RE.match(text, pos).end()  # type: ignore[union-attr]  # matches the empty string
+
+
 def _strip_lead(line: str) -> str:
-    return line[_LEAD_RE.match(line).end() :]  # type: ignore[union-attr]
+    return line[_lead_end(line) :]
 
 
 def _strip_outer_brackets(text: str) -> str:
@@ -79,9 +90,9 @@ def _strip_outer_brackets(text: str) -> str:
     return text
 
 
-def _close_index(text: str, start: int, depth: int) -> int:
-    """Index of the ``]`` that brings ``depth`` to zero scanning from ``start``; -1 if none."""
-    for i in range(start, len(text)):
+def _close_index(text: str, start: int, depth: int, end: int | None = None) -> int:
+    """Index of the ``]`` that brings ``depth`` to zero scanning ``text[start:end]``; -1 if none."""
+    for i in range(start, len(text) if end is None else end):
         c = text[i]
         if c == "[":
             depth += 1
@@ -130,7 +141,8 @@ class PlanStream:
         self._pending: _Pending | None = None
         self._plan_parts: list[str] = []
         self._in_plan_text = False
-        self._rest: str | None = None  # the rest of the current line, after a step on it
+        # the rest of the current line after a step on it: (line, start, end of its text)
+        self._rest: tuple[str, int, int] | None = None
         self._text_dialect: str | None = None  # of the first id-like token fed, for hints
         self._seen_step = False
         self._answer: str | None = None
@@ -272,47 +284,51 @@ class PlanStream:
                 self._set_answer(head, no)
             return []
         if self._pending is not None:
-            if self._kind(head) is None:
+            if self._kind(head, 0, len(head)) is None:
                 return self._drain(self._continue_pending(raw), no)
             self._unclosed(self._pending)  # a new keyword line: the bracket was never closed
-        return self._drain(self._segment(head, no), no)
+        return self._drain(self._segment(head, 0, len(head), no), no)
 
     def _drain(self, ready: list[Step], no: int) -> list[Step]:
         """Parse what a line still holds after its steps (a loop, not recursion: a line may
         hold any number of same-line steps)."""
         while self._rest is not None:
-            rest, self._rest = self._rest, None
-            ready.extend(self._segment(rest, no))
+            (line, pos, end), self._rest = self._rest, None
+            ready.extend(self._segment(line, pos, end, no))
         return ready
 
-    def _segment(self, text: str, no: int) -> list[Step]:
-        """One line, or the rest of one after a step closed on it: dispatch on its keyword."""
-        head = _strip_lead(text).rstrip()
+    def _segment(self, line: str, pos: int, end: int, no: int) -> list[Step]:
+        """One line, or the rest of one after a step closed on it: dispatch on its keyword.
+
+        The text is ``line[pos:end]`` (``end`` is past its last non-space character); offsets,
+        not slices, so that a line of many steps is not copied once for each of them.
+        """
+        start = _lead_end(line, pos)  # unbounded, as on the unstripped text; cut at ``end``
         if self._done:
             return []
-        if not head:
+        if start >= end:
             self._in_plan_text = False
             return []
-        m = _PLAN_RE.match(head)
+        m = _PLAN_RE.match(line, start, end)
         if m:
             self._in_plan_text = True
-            text = head[m.end() :].lstrip(" \t")
-            label = _PLAN_RE.match(text)
+            at = m.end() + _ws(line, m.end(), end)
+            label = _PLAN_RE.match(line, at, end)
             if label:  # "Step 1: Plan: ..." -- two labels, one reasoning
-                text = text[label.end() :]
-            return self._plan_text(text, no)
-        m = _ANSWER_RE.match(head)
+                at = label.end()
+            return self._plan_text(line, at, end, no)
+        m = _ANSWER_RE.match(line, start, end)
         if m:
-            rest = head[m.end() :].strip()
+            rest = line[m.end() : end].strip()
             if rest:
                 self._set_answer(rest, no)
             else:
                 self._answer_pending, self._answer_line = True, no
             return []
-        m = _STEP_ID_RE.match(head)
-        if m and (m.group("sep") or _TOOL_RE.match(head, m.end())):
-            return self._step_line(head, m, no)
-        m = _PLACEHOLDER_STEP_RE.match(head)
+        m = _STEP_ID_RE.match(line, start, end)
+        if m and (m.group("sep") or _TOOL_RE.match(line, m.end(), end)):
+            return self._step_line(line, start, end, m, no)
+        m = _PLACEHOLDER_STEP_RE.match(line, start, end)
         if m:
             self._take_plan()
             self._problem(
@@ -323,7 +339,8 @@ class PlanStream:
             )
             return []
         if self._in_plan_text:
-            return self._plan_text(head, no)
+            return self._plan_text(line, start, end, no)
+        head = line[start:end]  # the last piece of this line: one copy
         if self._seen_step and _TOOL_RE.match(head) and "]" in head:
             self._problem(
                 "syntax",
@@ -333,23 +350,25 @@ class PlanStream:
             )
         return []
 
-    def _plan_text(self, text: str, no: int) -> list[Step]:
-        """Reasoning text; a step written after it on the same line is split off and parsed."""
-        m = _INLINE_STEP_RE.search(text)
+    def _plan_text(self, line: str, pos: int, end: int, no: int) -> list[Step]:
+        """Reasoning text ``line[pos:end]``; a step written after it on the same line is split
+        off and parsed."""
+        m = _INLINE_STEP_AT_RE.match(line, pos, end) or _INLINE_STEP_RE.search(line, pos + 1, end)
         if m is None:
-            self._plan_parts.append(text.strip(" \t*_"))
+            self._plan_parts.append(line[pos:end].strip(" \t*_"))
             return []
-        self._plan_parts.append(text[: m.start()].strip(" \t*_"))
-        self._rest = text[m.start() :]
+        self._plan_parts.append(line[pos : m.start()].strip(" \t*_"))
+        self._rest = (line, m.start(), end)
         return []
 
-    def _kind(self, head: str) -> str | None:
-        if _PLAN_RE.match(head):
+    def _kind(self, line: str, pos: int, end: int) -> str | None:
+        """The keyword ``line[pos:end]`` starts with: "plan", "answer", "step", or None."""
+        if _PLAN_RE.match(line, pos, end):
             return "plan"
-        if _ANSWER_RE.match(head):
+        if _ANSWER_RE.match(line, pos, end):
             return "answer"
-        m = _STEP_ID_RE.match(head)
-        if m and _TOOL_RE.match(head, m.end()):
+        m = _STEP_ID_RE.match(line, pos, end)
+        if m and _TOOL_RE.match(line, m.end(), end):
             return "step"
         return None
 
@@ -359,36 +378,39 @@ class PlanStream:
         self._answer_pending = False
         self._done = True
 
-    def _step_line(self, head: str, m: re.Match[str], no: int) -> list[Step]:
+    def _step_line(self, line: str, start: int, end: int, m: re.Match[str], no: int) -> list[Step]:
+        """The step at ``line[start:end]`` (``m``: its id); the rest of the line goes on."""
         self._in_plan_text = False
         self._seen_step = True
-        ref = REF_RE.search(head, 0, m.end())
+        ref = REF_RE.search(line, start, m.end())
         assert ref is not None  # _STEP_ID_RE starts with an id
         id_ = canonical_id(ref_key(ref))  # one spelling whatever the spacing and case
         pos = m.end()
         wrapped = False
-        if head.startswith("[", pos) and _TOOL_RE.match(head, pos + 1 + _ws(head, pos + 1)):
+        if line.startswith("[", pos, end) and _TOOL_RE.match(
+            line, pos + 1 + _ws(line, pos + 1, end), end
+        ):
             wrapped = True  # ":evidence0: = [Tool[input]]", the card's template taken literally
-            pos += 1 + _ws(head, pos + 1)
-        tm = _TOOL_RE.match(head, pos)
+            pos += 1 + _ws(line, pos + 1, end)
+        tm = _TOOL_RE.match(line, pos, end)
         if tm is None:
             self._take_plan()  # this step's plan text goes with it
             self._problem(
                 "syntax",
                 no,
                 f"expected 'Tool[input]' after '{id_} =', found "
-                f"{_short(head[pos:]) or 'nothing'!r}; write it as '{id_} = Tool[input]'",
+                f"{_short(line[pos:end]) or 'nothing'!r}; write it as '{id_} = Tool[input]'",
             )
             return []
-        start = tm.end()
-        close = _close_index(head, start, 1)  # offsets, not slices: a line may hold many steps
+        open_ = tm.end()
+        close = _close_index(line, open_, 1, end)  # offsets, not slices: a line may hold many steps
         if close < 0:
-            first = head[start:]
+            first = line[open_:end]
             self._pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), first, wrapped)
             self._pending.depth = _depth_after(first, 1)
             return []
-        pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), head[start:close], wrapped)
-        return self._finish(pending, head[close + 1 :])
+        pending = _Pending(id_, tm.group("tool"), no, self._take_plan(), line[open_:close], wrapped)
+        return self._finish(pending, line, close + 1, end)
 
     def _continue_pending(self, raw: str) -> list[Step]:
         p = self._pending
@@ -400,7 +422,7 @@ class PlanStream:
             return []
         p.parts.append(raw[:close])
         self._pending = None
-        return self._finish(p, raw[close + 1 :])
+        return self._finish(p, raw, close + 1, len(raw.rstrip()))
 
     def _unclosed(self, p: _Pending) -> None:
         self._pending = None
@@ -416,15 +438,20 @@ class PlanStream:
         self._plan_parts = []
         return text
 
-    def _finish(self, p: _Pending, trailing: str) -> list[Step]:
+    def _finish(self, p: _Pending, line: str, pos: int, end: int) -> list[Step]:
+        """Complete ``p``, whose input closed just before ``line[pos:]``; ``end`` is past the
+        line's last non-space character."""
         if p.wrapped:
-            t = trailing.lstrip()
-            trailing = t[1:] if t.startswith("]") else trailing
-        rest = _strip_lead(trailing.lstrip(_TRAILING_NOISE))
-        if self._kind(rest) is not None:  # "... #E1 = A[x] Plan: next ... #E2 = B[y]"
-            self._rest = rest
+            q = pos
+            while q < len(line) and line[q].isspace():
+                q += 1
+            if line.startswith("]", q):
+                pos = q + 1
+        rest = _lead_end(line, _skip(line, pos, _TRAILING_NOISE))
+        if self._kind(line, rest, end) is not None:  # "... #E1 = A[x] Plan: next ... #E2 = B[y]"
+            self._rest = (line, rest, end)
             return self._finish_step(p, "")
-        return self._finish_step(p, trailing)
+        return self._finish_step(p, line[pos:])  # nothing more on this line: one copy
 
     def _finish_step(self, p: _Pending, trailing: str) -> list[Step]:
         noise = trailing.strip(_TRAILING_NOISE)
@@ -528,12 +555,21 @@ class PlanStream:
         return ""
 
 
-def _ws(text: str, pos: int) -> int:
-    """Number of spaces/tabs at ``pos``."""
+def _ws(text: str, pos: int, end: int | None = None) -> int:
+    """Number of spaces/tabs at ``pos`` (before ``end``)."""
+    stop = len(text) if end is None else end
     n = 0
-    while pos + n < len(text) and text[pos + n] in " \t":
+    while pos + n < stop and text[pos + n] in " \t":
         n += 1
     return n
+
+
+def _skip(text: str, pos: int, chars: str) -> int:
+    """Offset of the first character at or after ``pos`` not in ``chars`` (``len(text)`` if
+    none): ``text[pos:].lstrip(chars)`` without the copy."""
+    while pos < len(text) and text[pos] in chars:
+        pos += 1
+    return pos
 
 
 def parse_plan(text: str, tools: Any = None) -> Plan:
