@@ -326,7 +326,15 @@ class PlanStream:
                 self._answer_pending, self._answer_line = True, no
             return []
         m = _STEP_ID_RE.match(line, start, end)
-        if m and (m.group("sep") or _TOOL_RE.match(line, m.end(), end)):
+        if m and (
+            m.group("sep")
+            or _TOOL_RE.match(line, m.end(), end)
+            # What _plan_text splits off as a same-line step must be a step here, or the text
+            # goes back to _plan_text, which splits it off again, for ever. In ":evidence1:
+            # [S[x]]" (the card's template without its '=') the id's own colon is the separator
+            # for _INLINE_STEP_RE, while _STEP_ID_RE takes it into the id and finds no separator.
+            or _INLINE_STEP_AT_RE.match(line, start, end)
+        ):
             return self._step_line(line, start, end, m, no)
         m = _PLACEHOLDER_STEP_RE.match(line, start, end)
         if m:

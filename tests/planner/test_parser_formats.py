@@ -82,6 +82,22 @@ def test_a_reference_in_reasoning_is_not_a_step():
     assert plan.ids == ["#E1"] and plan.steps[0].plan == "reuse #E1 = the winner, later"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Plan: look it up :evidence1: [S[x]]\nAnswer: :evidence1:",
+        "Plan: look it up\n:evidence1: [S[x]]\nAnswer: :evidence1:",
+        "Plan: look it up :evidence1:[S[x]]\nAnswer: :evidence1:",
+        ":evidence1: [S[x]]\nAnswer: :evidence1:",
+    ],
+)
+def test_an_evidence_id_whose_own_colon_separates_it_from_a_wrapped_call_is_a_step(text):
+    """The card's template without its '=': the same-line splitter took it for a step, the line
+    parser did not and handed it back as reasoning, and parsing looped for ever."""
+    plan = parse_plan(text, ["S"])
+    assert [(s.id, s.tool, s.input) for s in plan.steps] == [(":evidence1:", "S", "x")]
+
+
 def test_prose_after_a_step_on_its_line_is_still_an_error_when_it_is_a_call():
     assert ("syntax", 1) in kinds("Plan: x #E1 = S[a] then R[b]\nFinal answer: #E1")
 
@@ -299,6 +315,7 @@ _pieces = st.sampled_from(
         "Final answer:",
         "Answer:",
         "x",
+        "[S[",
     ]
 )
 
