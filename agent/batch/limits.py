@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from agent.tools.throttle import sleep_until
+
 
 class SharedRateLimiter:
     """At most one call per ``min_interval`` across processes of one machine.
@@ -29,7 +31,7 @@ class SharedRateLimiter:
             self.slot.value = start + self.min_interval
         delay = start - now
         if delay > 0:
-            time.sleep(delay)
+            sleep_until(start)
         return delay
 
 
@@ -59,5 +61,5 @@ class RemoteRateLimiter:
 
         delay = float(ray.get(self.book.reserve.remote()))
         if delay > 0:
-            time.sleep(delay)
+            sleep_until(time.monotonic() + delay)
         return delay

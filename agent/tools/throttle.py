@@ -13,11 +13,31 @@ from pathlib import Path
 from typing import Any
 
 
+def sleep_until(
+    deadline: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Sleep until ``clock()`` reaches ``deadline``.
+
+    In a loop on ``clock``: a ``sleep`` that returns early (a coarser timer, a sleep on another
+    clock, an interruptible wait) sleeps again for what is left, so the deadline is only ever
+    passed on the clock it was set on. ``sleep`` must let ``clock`` advance (a fake sleep goes
+    with the fake clock it advances).
+    """
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return
+        sleep(remaining)
+
+
 class RateLimiter:
     """At most one call per ``min_interval`` seconds, across threads, in arrival order.
 
     Each caller reserves the next free slot under the lock and sleeps outside it, so waiting
-    callers do not block one another's reservations.
+    callers do not block one another's reservations. Slots are times on ``clock`` and a caller
+    returns only once ``clock`` has reached its slot, whatever ``sleep`` does.
     """
 
     def __init__(
@@ -41,7 +61,7 @@ class RateLimiter:
             self._next_free = slot + self.min_interval
         delay = slot - now
         if delay > 0:
-            self._sleep(delay)
+            sleep_until(slot, self._clock, self._sleep)
         return delay
 
 

@@ -100,9 +100,11 @@ def questions(n: int = 20) -> list[dict]:
 
 
 def limiter_times(limiter, calls: int, out) -> None:
-    """In a child process: ``calls`` waits on ``limiter``, sending the time of each on ``out``."""
+    """In a child process: ``calls`` waits on ``limiter``, sending ``(before, delay, after)`` of
+    each on ``out`` (what ``tests.timing.assert_paced`` checks)."""
     import time
 
     for _ in range(calls):
-        limiter.wait()
-        out.put(time.monotonic())
+        before = time.monotonic()
+        delay = limiter.wait()
+        out.put((before, delay, time.monotonic()))

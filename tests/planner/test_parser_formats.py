@@ -3,6 +3,7 @@ canonical ids, and what a PlanError carries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from agent.errors import PlanError
 from agent.planner import parse_plan
 from agent.planner.plan import MAX_LISTED_PROBLEMS
+from tests.timing import least_cost
 
 PLANS = Path(__file__).resolve().parent.parent / "data" / "plans"
 
@@ -282,18 +284,17 @@ def test_thousands_of_steps_on_one_line_parse_without_recursion():
 
 def test_same_line_parsing_cost_grows_linearly():
     """A generous bound: 4x the text may take at most 10x the time (quadratic would be 16x)."""
-    import time
 
-    def cost(n: int) -> float:
+    def parse(n: int) -> Callable[[], object]:
         text = " ".join(f"Plan: why {i}. #E{i + 1} = S[x #E{i}]" for i in range(1, n + 1))
-        text = "#E1 = S[x] " + text
-        t0 = time.perf_counter()
-        parse_plan(text + f"\nFinal answer: #E{n + 1}")
-        return time.perf_counter() - t0
+        text = "#E1 = S[x] " + text + f"\nFinal answer: #E{n + 1}"
+        return lambda: parse_plan(text)
 
-    cost(200)  # warm up
-    # best of three for each size: one run can lose the core to another process mid-measurement
-    assert min(cost(6400) for _ in range(3)) < 10 * max(min(cost(1600) for _ in range(3)), 1e-3)
+    parse(200)()  # warm up
+    # CPU time, the least of three interleaved runs of each size (tests/timing.py): one run can
+    # lose the core to another process mid-measurement
+    small, big = least_cost(parse(1600), parse(6400))
+    assert big.cpu < 10 * max(small.cpu, 1e-3), (small, big)
 
 
 _pieces = st.sampled_from(

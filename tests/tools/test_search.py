@@ -16,6 +16,7 @@ from agent.tools.search import (
     format_results,
 )
 from agent.tools.throttle import RateLimiter, ResultCache
+from tests.timing import assert_paced
 
 RESULTS = [
     SearchResult(
@@ -111,23 +112,41 @@ def test_rate_limit_spaces_queries() -> None:
 
 
 def test_rate_limiter_real_threads_keep_the_interval() -> None:
+    """Real threads, clock and sleep. Checked on each call's slot (see ``assert_paced``): the
+    gaps between the times the threads noted after returning failed once on a loaded machine
+    (0.044 s for 0.05), as a thread that returned on time but ran late shrank the gap after it."""
     limiter = RateLimiter(0.05)
-    stamps: list[float] = []
+    calls: list[tuple[float, float, float]] = []
     lock = threading.Lock()
 
     def call() -> None:
-        limiter.wait()
+        before = time.monotonic()
+        delay = limiter.wait()
+        after = time.monotonic()
         with lock:
-            stamps.append(time.monotonic())
+            calls.append((before, delay, after))
 
     threads = [threading.Thread(target=call) for _ in range(5)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    stamps.sort()
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
-    assert min(gaps) >= 0.045
+    assert len(calls) == 5
+    assert_paced(calls, 0.05)
+
+
+def test_rate_limiter_sleeps_again_when_a_sleep_returns_early() -> None:
+    clock = FakeClock()
+    naps: list[float] = []
+
+    def early_sleep(seconds: float) -> None:  # the first nap ends halfway (a signal, a timer)
+        clock.now += seconds / 2 if not naps else seconds
+        naps.append(seconds)
+
+    limiter = RateLimiter(1.0, clock=clock, sleep=early_sleep)
+    assert limiter.wait() == 0.0
+    assert limiter.wait() == 1.0  # the delay reserved
+    assert naps == [1.0, 0.5] and clock.now == 101.0  # slept again for the rest
 
 
 def test_empty_answers_are_retried_with_backoff() -> None:
