@@ -40,8 +40,10 @@ F16_TABLE = (
 # 5632x2048 matrix, 2 threads, at 48 tokens: Q4_0, Q4_K, Q8_0, Q2_K 1.1-1.4x faster, Q6_K 0.9x).
 MV_MAX_TOKENS = 48
 # From this many tokens on, the integer kernels (mm_*) beat the matvec (measured on 5632x2048,
-# one thread, CPU time: 0.4-0.8x its time at 4 tokens, 0.2x at 32, 1.3-1.6x at one token).
-MM_MIN_TOKENS = 4
+# one thread, CPU time: 0.4-0.8x its time at 4 tokens, 0.2x at 32, 1.3-1.6x at one token). At two
+# tokens a whole batched decode step gains too: bench/batch_step.py, 1.1B Q4_0, two rows' step
+# against two one-row steps 1.29x with mm (1.11x with the matvec).
+MM_MIN_TOKENS = 2
 SOURCE = Path(__file__).with_name("kernels.c")
 # No -ffast-math: the kernels do not need it (no reductions to reorder), and with -shared gcc 12
 # links crtfastmath.o, which would turn on flush-to-zero for the whole process.
