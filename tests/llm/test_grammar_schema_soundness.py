@@ -199,8 +199,8 @@ def test_tuple_items_and_prefix_items(vocab):
     ids=["maxLength", "maxItems", "huge-int-bounds", "huge-number", "ref-fanout-20", "400-props"],
 )
 def test_numbers_and_fanout_do_not_drive_compile_cost(schema, vocab):
-    t0 = time.monotonic()
-    g = json_schema_grammar(schema)
+    t0 = time.monotonic()  # with the bomb limits off: the compiler itself stays linear
+    g = json_schema_grammar(schema, JsonOptions(max_bound=None, max_expansion=None))
     text = g.sample(vocab, seed=1)
     assert time.monotonic() - t0 < 10  # generous: the machine is shared; unbounded took minutes
     assert _valid(schema, json.loads(text))
@@ -210,7 +210,7 @@ def test_compile_work_grows_linearly_with_fanout_depth():
     def work(depth: int) -> int:
         from agent.llm.grammar.json_schema import SchemaBuilder
 
-        b = SchemaBuilder(fanout(depth), JsonOptions(), False)
+        b = SchemaBuilder(fanout(depth), JsonOptions(max_expansion=None), False)
         b.value(b.root, "")
         return b.work
 
@@ -223,6 +223,15 @@ def test_compile_work_grows_linearly_with_fanout_depth():
         (nested(300), "nest more than"),
         ({"type": "string", "minLength": 10**9}, "larger than"),
         ({"type": "array", "minItems": 10**9}, "larger than"),
+        ({"type": "string", "maxLength": 10**9}, "maxLength 1,000,000,000 is above"),
+        ({"type": "array", "maxItems": 1e9}, "maxItems 1,000,000,000 is above"),
+        (
+            {"properties": {"a": {"type": "object", "maxProperties": 10**7}}, "required": ["a"]},
+            "/properties/a",
+        ),
+        ({"anyOf": [{"maxLength": 2**63}, {"maxItems": 2**63}]}, "maxLength 9,223"),
+        (fanout(20), "at #/$defs/d0: its references written out make more than 1,000,000"),
+        (fanout(200), "written out"),
     ],
 )
 def test_schemas_too_large_are_refused_quickly_with_the_place(schema, what):
@@ -230,6 +239,24 @@ def test_schemas_too_large_are_refused_quickly_with_the_place(schema, what):
     with pytest.raises(SchemaUnsupportedError) as exc:
         json_schema_grammar(schema)
     assert time.monotonic() - t0 < 5 and what in str(exc.value)
+
+
+def test_bomb_limits_leave_real_and_recursive_schemas_alone(vocab):
+    tree = {
+        "$defs": {
+            "node": {
+                "type": "object",
+                "properties": {"l": {"$ref": "#/$defs/node"}, "r": {"$ref": "#/$defs/node"}},
+            }
+        },
+        "$ref": "#/$defs/node",
+    }  # recursive fan-out: one rule, however deep the output goes
+    text = json_schema_grammar(tree).sample(vocab, seed=3)
+    assert _valid(tree, json.loads(text))
+    assert json_schema_grammar(fanout(16))  # about 590,000 nodes written out: under the limit
+    assert json_schema_grammar({"type": "string", "maxLength": 10**6})
+    with pytest.raises(SchemaTooLargeError):
+        json_schema_grammar(fanout(16), JsonOptions(max_expansion=100_000))
 
 
 def test_the_budget_stops_an_exponential_schema_and_names_where():
@@ -358,3 +385,36 @@ def test_open_strings_share_one_state_and_stay_sound(vocab):
     assert m.accept_bytes(b'{"s": "ab')
     state = m.state
     assert m.accept_bytes(b"cdefgh") and m.state == state  # no counter in the state
+
+
+def test_bomb_limits_refuse_none_of_the_real_schemas():
+    """JSONSchemaBench's schemas (../shared, when present) stay under both bomb limits."""
+    from pathlib import Path
+
+    from agent.llm.grammar.json_schema import SchemaBuilder
+
+    folder = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "jsonschemabench"
+    files = sorted(folder.rglob("*.json"))
+    if not files:
+        pytest.skip(f"no schemas in {folder}")
+    limits = JsonOptions()
+    assert limits.max_bound is not None
+    for f in files:
+        schema = json.loads(f.read_text())
+        SchemaBuilder(schema, limits, False)  # raises past max_expansion
+        bounds = [
+            v
+            for k, v in _keyword_values(schema)
+            if k in ("maxLength", "maxItems", "maxProperties") and isinstance(v, (int, float))
+        ]
+        assert max(bounds, default=0) <= limits.max_bound, f
+
+
+def _keyword_values(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield k, v
+            yield from _keyword_values(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _keyword_values(v)

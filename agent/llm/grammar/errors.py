@@ -30,14 +30,10 @@ class SchemaUnsupportedError(GrammarError):
 
 
 class SchemaTooLargeError(SchemaUnsupportedError):
-    """Compiling the schema went past the per-schema work or time budget."""
+    """The schema is too large to compile: past the per-schema work or time budget, or a bomb
+    (references that expand beyond the limit); ``path`` names the part of the schema."""
 
-    def __init__(self, path: str, max_work: int, max_seconds: float):
+    def __init__(self, path: str, detail: str):
         self.path = path
-        GrammarError.__init__(
-            self,
-            f"the JSON Schema is too large to compile: the budget of {max_work} grammar nodes or "
-            f"{max_seconds:g} s ran out while building {path}; shrink that part of the schema "
-            "(fewer alternatives, smaller bounds, fewer nested references)",
-        )
+        GrammarError.__init__(self, f"the JSON Schema is too large to compile at {path}: {detail}")
         self.problems = [f"{path}: too large to compile"]

@@ -15,10 +15,13 @@ Keywords the grammar cannot express (``not``, ``if``, ``multipleOf``, ``dependen
 ``Grammar.unenforced``: the grammar still constrains everything else, and the caller must validate
 the output against the schema (the server does, and retries or reports a clear error).
 
-Compiling is linear in the schema's size: numbers only cap repeats (a maxLength of 1e9 generates at
+Compiling is linear in the schema's size: numbers only cap repeats (a maxLength of 1e4 generates at
 most ``JsonOptions.max_string_length`` characters), references are built once, and a work and time
 budget (``max_work``, ``max_seconds``) turns anything larger into ``SchemaTooLargeError`` naming the
-part of the schema being built.
+part of the schema being built. Two limits refuse what is almost surely an attack or a mistake even
+though it would compile: a length or count bound above ``max_bound`` (no context window comes near
+it), and references that, written out, would make the schema larger than ``max_expansion`` nodes
+(the "billion laughs" of XML entities: a few lines whose expansion doubles per level).
 
 YAML output avoids PyYAML's type traps: strings are always double-quoted, numbers have no leading
 zeros and exponents only in the ``1.5e+3`` form YAML 1.1 reads as a float, keys that YAML would read
@@ -114,6 +117,10 @@ class JsonOptions:
     max_min_count: int = 4096  # largest minLength / minItems that is generated in full
     max_work: int = 200_000  # grammar nodes built per schema (about linear in the schema's size)
     max_seconds: float = 2.0  # compile CPU time per schema
+    # refused as bombs (None: accepted, and capped or built once as above); the 198 schemas of
+    # JSONSchemaBench stay far below: bounds up to 65,535, expansions up to 74,000 nodes
+    max_bound: int | None = 1_000_000  # largest maxLength / maxItems / maxProperties
+    max_expansion: int | None = 1_000_000  # schema nodes with every $ref written out
     # strings without maxLength end only when the model closes them (or max_tokens runs out):
     # one automaton state instead of one per length, so masks are computed once per string kind
     open_strings: bool = False
@@ -213,6 +220,53 @@ class SchemaBuilder:
     def set_root(self, schema: Any) -> None:
         """The document local ``$ref``s resolve against (each tool's own parameters schema)."""
         self.root = schema
+        if self.o.max_expansion is not None:
+            self._check_expansion(schema, self.o.max_expansion)
+
+    def _check_expansion(self, root: Any, limit: int) -> None:
+        """Refuse a schema whose references, written out, exceed ``limit`` nodes. Linear: each
+        reference target is measured once; a recursive reference counts as one node (the
+        grammar builds recursion as a rule), and so does anything nested past the guard depth
+        (the builder refuses such nesting itself)."""
+        sizes: dict[str, int] = {}
+        open_refs: set[str] = set()
+        worst: dict[str, Any] = {"size": 0, "ref": "#"}
+
+        def size(node: Any, depth: int) -> int:
+            if depth > 200 or not isinstance(node, (dict, list)):
+                return 1
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            n = 1
+            for key, sub in items:
+                if isinstance(node, dict) and key in ("$defs", "definitions"):
+                    continue  # counted where they are referenced
+                if key == "$ref" and isinstance(node, dict) and isinstance(sub, str):
+                    n += ref_size(sub, depth)
+                else:
+                    n += size(sub, depth + 1)
+                if n > limit:
+                    return n
+            return n
+
+        def ref_size(ref: str, depth: int) -> int:
+            if ref in open_refs or not ref.startswith("#"):
+                return 1
+            if ref not in sizes:
+                target = _resolve_pointer(root, ref)
+                open_refs.add(ref)
+                sizes[ref] = size(target, depth + 1) if target is not None else 1
+                open_refs.discard(ref)
+                if sizes[ref] > worst["size"]:
+                    worst.update(size=sizes[ref], ref=ref)
+            return sizes[ref]
+
+        if size(root, 0) > limit:
+            raise SchemaTooLargeError(
+                worst["ref"],
+                detail=f"its references written out make more than {limit:,} schema nodes "
+                f"(the largest from {worst['ref']}); a reference used several times at each "
+                "level doubles the schema per level: share fewer references or flatten it",
+            )
 
     def _rule(self, name: str, node: Node) -> Node:
         self._n += 1
@@ -230,7 +284,12 @@ class SchemaBuilder:
         """Charge the compile budget; past it, stop with an error naming where the work went."""
         self.work += units
         if self.work > self.o.max_work or time.thread_time() > self.deadline:
-            raise SchemaTooLargeError(path or "#", self.o.max_work, self.o.max_seconds)
+            raise SchemaTooLargeError(
+                path or "#",
+                detail=f"the budget of {self.o.max_work} grammar nodes or {self.o.max_seconds:g} s "
+                "of compiling ran out there; shrink that part (fewer alternatives, smaller bounds, "
+                "fewer nested references)",
+            )
 
     def is_valid(self, value: Any, schema: Any) -> bool:
         """``value`` against ``schema`` in the current root document (formats checked)."""
@@ -253,16 +312,10 @@ class SchemaBuilder:
         if not isinstance(ref, str) or not ref.startswith("#"):
             self.problem(where, f"only local references (#/...) are supported, got {ref!r}")
             return None
-        target: Any = self.root
-        for raw in [p for p in ref[1:].split("/") if p]:
-            part = unquote(raw).replace("~1", "/").replace("~0", "~")
-            if isinstance(target, list) and part.isdigit() and int(part) < len(target):
-                target = target[int(part)]
-            elif isinstance(target, dict) and part in target:
-                target = target[part]
-            else:
-                self.problem(where, f"{ref} does not point into the schema")
-                return None
+        target = _resolve_pointer(self.root, ref)
+        if target is None:
+            self.problem(where, f"{ref} does not point into the schema")
+            return None
         if not isinstance(target, (dict, bool)):
             self.problem(where, f"{ref} is not a schema")
             return None
@@ -303,7 +356,23 @@ class SchemaBuilder:
                 todo.extend(subs)
                 d = {k: v for k, v in d.items() if k != "allOf"}
             acc = intersect(acc, normalize_bounds(d))
-        return acc
+        return acc if self._bounds_accepted(acc, path) else None
+
+    def _bounds_accepted(self, s: dict, path: str) -> bool:
+        """False (a problem recorded) for a length/count bound above ``max_bound``."""
+        limit = self.o.max_bound
+        for key in ("maxLength", "maxItems", "maxProperties", "maxContains"):
+            bound = s.get(key)
+            if isinstance(bound, float) and bound.is_integer():
+                bound = int(bound)
+            if limit is not None and isinstance(bound, (int, float)) and bound > limit:
+                self.problem(
+                    path,
+                    f"{key} {bound:,} is above the largest bound accepted ({limit:,}); no output "
+                    "comes near it: lower it or leave it out",
+                )
+                return False
+        return True
 
     def _only_ref(self, schema: dict) -> bool:
         return "$ref" in schema and not any(
@@ -410,6 +479,7 @@ class SchemaBuilder:
         if key == "oneOf" and not self._disjoint(branches, rest, path):
             self.note(path, "oneOf branches that may overlap")
         nodes = []
+        first_dropped = ""
         for i, b in enumerate(branches):
             n_before = self.n_problems
             where = f"{path}/{key}/{i}"
@@ -426,19 +496,20 @@ class SchemaBuilder:
                 node = self.value(merged, where, depth + 1)
             if self.n_problems == n_before:
                 nodes.append(node)
-            elif len(branches) > 1 and self._drop_branch(n_before):
-                continue
+            elif len(branches) > 1:
+                first_dropped = first_dropped or "".join(self.problems[n_before : n_before + 1])
+                self._drop_branch(n_before)
             else:
                 nodes.append(node)
         if not nodes:
-            return self.problem(path, f"no branch of {key} allows a value")
+            why = f" (the first: {first_dropped})" if first_dropped else ""
+            return self.problem(path, f"no branch of {key} allows a value{why}")
         return alt(*nodes)
 
-    def _drop_branch(self, n_before: int) -> bool:
+    def _drop_branch(self, n_before: int) -> None:
         """An unsatisfiable or unsupported branch of a union is left out (others still serve)."""
         del self.problems[n_before:]
         self.n_problems = n_before
-        return True
 
     def _disjoint(self, branches: list, rest: dict, path: str) -> bool:
         """True when no value can match two branches (distinct types, or distinct tag values)."""
@@ -972,6 +1043,20 @@ class SchemaBuilder:
         return seq(" ", self.value(schema, path, depth))
 
 
+def _resolve_pointer(root: Any, ref: str) -> Any:
+    """What the local reference ``ref`` ("#/a/b") points to in ``root``, or None."""
+    target: Any = root
+    for raw in [p for p in ref[1:].split("/") if p]:
+        part = unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+        elif isinstance(target, dict) and part in target:
+            target = target[part]
+        else:
+            return None
+    return target
+
+
 def _ONE_CHAR(cs: CharSet) -> Node:  # noqa: N802 -- a constant-like emitter for measuring
     return lit("x")
 
@@ -1100,7 +1185,7 @@ def json_schema_grammar(
     try:
         root = b.value(schema, "")
     except RecursionError:  # guarded by max_nesting; kept as a last line of defence
-        raise SchemaTooLargeError("#", b.o.max_work, b.o.max_seconds) from None
+        raise SchemaTooLargeError("#", detail="it nests too deeply to compile") from None
     return finish_grammar(b, root, "json-schema")
 
 
