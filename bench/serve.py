@@ -5,11 +5,13 @@ clients (the ``openai`` client), then the same with one long prompt arriving whi
     .venv/bin/python bench/serve.py --clients 1,4 --max-tokens 32 --json out.json
     .venv/bin/python bench/serve.py --phases ttft --long-tokens 2000
 
-Prints, per number of clients: aggregate generated tokens/s (all completion tokens / wall time),
-per-client decode tokens/s (tokens after the first / time after the first), time to first token
-p50/p95; then time to first token of a short request on the idle server and while a long prompt
-(``--long-tokens``, 2,000 by default) is being read, and the clients' figures with the long prompt
-arriving among them. Only ratios from one run mean much on a shared machine.
+Prints, per number of clients: aggregate generated tokens/s (all completion tokens / wall time,
+prompt reading included), all-streaming tokens/s (text chunks per second while all N requests
+stream at once: the decode throughput of N sequences together), per-client decode tokens/s (tokens
+after the first / time after the first), time to first token p50/p95; then time to first token
+of a short request on the idle server and while a long prompt (``--long-tokens``, 2,000 by
+default) is being read, and the clients' figures with the long prompt arriving among them.
+Only ratios from one run mean much on a shared machine.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def one_request(client, prompt: str, max_tokens: int, seed: int) -> dict[str, fl
     t0 = time.perf_counter()
     first = 0.0
     tokens = 0
+    arrivals: list[float] = []  # when each text chunk came
     stream = client.completions.create(
         model="bench",
         prompt=prompt,
@@ -94,12 +97,38 @@ def one_request(client, prompt: str, max_tokens: int, seed: int) -> dict[str, fl
         stream_options={"include_usage": True},
     )
     for chunk in stream:
-        if chunk.choices and chunk.choices[0].text and not first:
-            first = time.perf_counter()
+        if chunk.choices and chunk.choices[0].text:
+            arrivals.append(time.perf_counter())
+            first = first or arrivals[-1]
         if chunk.usage is not None:
             tokens = chunk.usage.completion_tokens
     end = time.perf_counter()
-    return {"ttft": (first or end) - t0, "tokens": tokens, "decode_s": end - (first or end)}
+    return {
+        "ttft": (first or end) - t0,
+        "tokens": tokens,
+        "decode_s": end - (first or end),
+        "arrivals": arrivals,
+    }
+
+
+def all_streaming_rate(results: list[dict], n: int) -> float | None:
+    """Chunks per second while ``n`` requests stream at once (each between its first and last
+    chunk): the decode throughput of n sequences together, without the prompt reading around it."""
+    edges = sorted(
+        [(r["arrivals"][0], 1) for r in results if r["arrivals"]]
+        + [(r["arrivals"][-1], -1) for r in results if r["arrivals"]]
+    )
+    windows, live, since = [], 0, 0.0
+    for t, step in edges:
+        if live == n:
+            windows.append((since, t))
+        live += step
+        since = t
+    span = sum(b - a for a, b in windows)
+    if span <= 0:
+        return None
+    chunks = sum(1 for r in results for t in r["arrivals"] if any(a < t <= b for a, b in windows))
+    return chunks / span
 
 
 def pct(values: list[float], q: float) -> float:
@@ -147,6 +176,7 @@ def run_clients(url: str, n: int, rounds: int, max_tokens: int, long: str | None
         "tokens": tokens,
         "wall_s": round(wall, 2),
         "aggregate_tok_s": round(tokens / wall, 2),
+        "all_streaming_tok_s": round(rate, 2) if (rate := all_streaming_rate(results, n)) else None,
         "per_client_tok_s": round(statistics.median(per_client), 2) if per_client else 0.0,
         "ttft_p50_s": round(pct(ttfts, 0.5), 3),
         "ttft_p95_s": round(pct(ttfts, 0.95), 3),
@@ -226,6 +256,18 @@ def main() -> int:
                 r["clients"]: round(r["aggregate_tok_s"] / base, 2) for r in out["clients"]
             }
             print("aggregate speedup over the first row:", json.dumps(out["speedup"]), flush=True)
+            base = out["clients"][0]["all_streaming_tok_s"]
+            if base:
+                out["streaming_speedup"] = {
+                    r["clients"]: round(r["all_streaming_tok_s"] / base, 2)
+                    for r in out["clients"]
+                    if r["all_streaming_tok_s"]
+                }
+                print(
+                    "all-streaming speedup over the first row:",
+                    json.dumps(out["streaming_speedup"]),
+                    flush=True,
+                )
         if "ttft" in phases:
             out["long_prompt_ttft"] = ttft_during_long_prompt(url, long, 5)
             print(json.dumps(out["long_prompt_ttft"]), flush=True)

@@ -32,6 +32,7 @@ import numpy as np
 
 from agent.errors import AgentError
 from agent.llm.decoding import Continuation, GenerationStats
+from agent.llm.kernels.runtime import release_threads
 from agent.llm.sampling import SamplingParams
 from agent.llm.transformer import Span
 
@@ -162,6 +163,8 @@ class BatchScheduler:
     def _loop(self) -> None:
         while True:
             with self.cond:
+                if not self.closed and not self.waiting and not self._running():
+                    release_threads()  # idle: its kernel workers must not slow other threads
                 while not self.closed and not self.waiting and not self._running():
                     self.cond.wait()
                 if self.closed:

@@ -25,6 +25,7 @@ from agent.llm.decoding import (  # noqa: F401 - GenerationStats, StopScanner re
 )
 from agent.llm.formats.files import open_model_file
 from agent.llm.hparams import ModelInfo, model_info
+from agent.llm.kernels.runtime import release_threads
 from agent.llm.llama2 import CONTEXT_LENGTH
 from agent.llm.protocol import SAMPLING_DEFAULTS
 from agent.llm.sampling import SamplingParams
@@ -124,6 +125,7 @@ class LlamaModel:
                 prep()
             if progress:
                 progress(i, len(mats))
+        release_threads()  # repacking ran here; later kernel calls may come from other threads
 
     # --- tokens -------------------------------------------------------------------------------
     def tokenize(self, text: str, bos: bool = True) -> list[int]:
@@ -294,6 +296,7 @@ class LlamaModel:
                 logits = self.eval([cont.token])[-1]
         finally:
             stats.generate_seconds = time.perf_counter() - t0
+            release_threads()  # this thread may now idle (a server's request thread)
 
     def complete(self, prompt: str, **kwargs: Any) -> str:
         return "".join(self.generate(prompt, **kwargs))

@@ -467,6 +467,15 @@ def get_num_threads() -> int:
     return int(_lib.kernels_get_threads())
 
 
+_lib.kernels_release_threads.restype = None
+
+
+def release_threads() -> None:
+    """Free the calling thread's OpenMP workers: a thread done with the kernels for a while must
+    not leave a pool that slows every other thread's kernel calls (see kernels.c)."""
+    _lib.kernels_release_threads()
+
+
 def threadsafe() -> bool:
     """Kernels may run from several Python threads at once (each gets its own OpenMP team)."""
     return True

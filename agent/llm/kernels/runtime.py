@@ -107,6 +107,15 @@ def sync_threads(K: Any, n: int) -> None:
         _local.kernel_threads = (K, n)
 
 
+def release_threads() -> None:
+    """Free the calling thread's kernel worker threads, where the kernel module keeps a pool per
+    calling thread (C/OpenMP): call it when a thread is done with the kernels for a while (a
+    generation ended, the batch scheduler went idle), so idle pools do not slow the live one."""
+    release = getattr(backend(), "release_threads", None)
+    if release is not None:
+        release()
+
+
 def workers() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:

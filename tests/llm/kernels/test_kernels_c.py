@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -157,6 +158,45 @@ def test_thread_counts_are_per_thread_and_do_not_change_results() -> None:
         assert C.get_num_threads() == procs
     finally:
         C.set_num_threads(old)
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one CPU: no worker threads")
+def test_release_threads_frees_the_calling_threads_workers_and_kernels_still_work() -> None:
+    t = GGMLType.Q4_0
+    _, pm = matrix(t, N_OUT, 512)
+    x, xs = activations(t, 2, 512)
+    want = matvec(C, t, pm, x, xs)
+    counts: dict[str, int] = {}
+    release, done = threading.Event(), threading.Event()
+
+    def threads_now() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    def idle_kernel_user() -> None:  # as the batch scheduler: runs kernels, then waits
+        C.set_num_threads(2)
+        matvec(C, t, pm, x, xs)
+        counts["with pool"] = threads_now()
+        release.wait()
+        C.release_threads()
+        deadline = time.monotonic() + 10  # the workers exit just after the call returns
+        while threads_now() >= counts["with pool"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        counts["released"] = threads_now()
+        np.testing.assert_array_equal(matvec(C, t, pm, x, xs), want)  # workers come back
+        C.release_threads()
+        done.set()
+
+    th = threading.Thread(target=idle_kernel_user)
+    th.start()
+    try:
+        while "with pool" not in counts and th.is_alive():
+            th.join(0.01)
+        release.set()
+        th.join(30)
+    finally:
+        release.set()
+    assert done.is_set()
+    assert counts["released"] < counts["with pool"]  # its OpenMP worker is gone
 
 
 def test_wrong_arguments_raise_value_errors() -> None:
