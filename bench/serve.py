@@ -39,14 +39,15 @@ def short() -> str:
     return SHORT.format(n=next(_count))
 
 
-def long_prompt(model: Path, n_tokens: int) -> str:
-    """A prompt of about ``n_tokens`` tokens in the model's own vocabulary."""
+def long_prompt(model: Path, n_tokens: int, tag: str = "item") -> str:
+    """A prompt of about ``n_tokens`` tokens in the model's own vocabulary; another ``tag``, another
+    prompt (a phase must not find the previous phase's long prompt cached in a slot)."""
     from agent.llm import load_model
 
     m = load_model(model, vocab_only=True)
     words, text = [], ""
     while len(m.tokenize(text)) < n_tokens:
-        words.extend(f"item {len(words)} of the list is a {w}," for w in ("cat", "dog", "bird"))
+        words.extend(f"{tag} {len(words)} of the list is a {w}," for w in ("cat", "dog", "bird"))
         text = " ".join(words)
     ids = m.tokenize(text)[1:n_tokens]
     return m.detokenize(ids)
@@ -274,7 +275,9 @@ def main() -> int:
         if "mixed" in phases:
             out["clients_with_long_prompt"] = []
             for n in counts:
-                row = run_clients(url, n, 1, args.max_tokens, long)
+                row = run_clients(
+                    url, n, 1, args.max_tokens, long_prompt(model, args.long_tokens, f"entry{n}")
+                )
                 print(json.dumps({"with_long_prompt": True, **row}), flush=True)
                 out["clients_with_long_prompt"].append(row)
     finally:
