@@ -187,6 +187,7 @@ class Transformer:
         x = np.array(self.embed(ids), np.float32)  # our own copy: updated in place below
         for li, L in enumerate(self.layers):
             h = self.rms_norm(x, L.attn_norm)
+            h.flags.writeable = False  # the int8 kernels quantize it once for q, k and v
             q = self.rope(L.wq(h).reshape(n, info.n_head, info.head_dim), cos, sin)
             k = self.rope(L.wk(h).reshape(n, info.n_head_kv, info.head_dim), cos, sin)
             v = L.wv(h).reshape(n, info.n_head_kv, info.head_dim)
@@ -198,6 +199,7 @@ class Transformer:
                 att[a:b] = self.attention(q[a:b], li, p, s.k_cache, s.v_cache)
             x += L.wo(att)
             h = self.rms_norm(x, L.ffn_norm)
+            h.flags.writeable = False  # ... and once for gate and up
             g = L.w_gate(h)
             sig = np.negative(g)  # SiLU, g * sigmoid(g), with one temporary
             np.exp(sig, out=sig)

@@ -22,6 +22,7 @@ import platform
 import shlex
 import shutil
 import subprocess
+import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -507,6 +508,22 @@ def quantize_q8(x: np.ndarray, qb: int, ss: int) -> tuple[np.ndarray, np.ndarray
     return q, d, qsum
 
 
+_memo = threading.local()
+
+
+def _quantized_once(x: np.ndarray, qb: int, ss: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """quantize_q8 of ``x``, reused for the same read-only array that owns its data (it cannot
+    have changed): q, k and v -- gate and up -- multiply the same activations."""
+    if x.flags.writeable or x.base is not None:
+        return quantize_q8(x, qb, ss)
+    last = getattr(_memo, "last", None)
+    if last is not None and last[0] is x and last[1] == (qb, ss):
+        return last[2]
+    out = quantize_q8(x, qb, ss)
+    _memo.last = (x, (qb, ss), out)  # holds x: its id cannot be reused while remembered
+    return out
+
+
 _lib.round_q8.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
 _lib.round_q8.restype = None
 
@@ -542,7 +559,7 @@ def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
             out = np.empty((nt, G * LANES), np.float32)
             if nt == 0:
                 return out
-            q, d, qsum = quantize_q8(x, block, sum_size)
+            q, d, qsum = _quantized_once(x, block, sum_size)
             args = (q.ctypes.data, d.ctypes.data, qsum.ctypes.data, out.ctypes.data)
             cmm(*ptrs, *pad, tab_ptr, *args, 0, G, nb, nt, block)
             return out

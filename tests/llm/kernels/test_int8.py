@@ -144,6 +144,36 @@ def test_quant_linear_takes_the_integer_path_for_prefill(monkeypatch: pytest.Mon
     assert off(x).shape == got.shape and off._mm is None
 
 
+def test_activations_are_quantized_once_only_when_they_cannot_change() -> None:
+    t = GGMLType.Q4_0
+    mats = [
+        C.MM["q4_0"](
+            *repack(
+                random_blocks(t, 40, 64, np.random.default_rng(s)),
+                t,
+                (40, 64),
+                release=False,
+                kernels=C,
+            ).arrays
+        )
+        for s in (0, 1)
+    ]
+    x = np.random.default_rng(2).standard_normal((3, 64)).astype(np.float32)
+    want = [mm(x.copy()) for mm in mats]
+    frozen = x.copy()
+    frozen.flags.writeable = False  # as the transformer's normalized activations
+    for mm, w in zip(mats, want, strict=True):  # q, k, v: the second reuses the first's codes
+        np.testing.assert_array_equal(mm(frozen), w)
+    assert C._quantized_once(frozen, 32, 32) is C._quantized_once(frozen, 32, 32)
+    assert C._quantized_once(frozen, 32, 16) is not C._quantized_once(frozen, 32, 32)
+    live = x.copy()  # writable: it may change between calls, so never reused
+    first = mats[0](live)
+    live *= 2
+    np.testing.assert_allclose(mats[0](live), 2 * first, rtol=1e-5, atol=1e-5)
+    view = frozen[:2]  # a read-only view of another array: not trusted either
+    assert C._quantized_once(view, 32, 32) is not C._quantized_once(view, 32, 32)
+
+
 def test_isa_is_reported() -> None:
     assert C.ISA in {"avx512-vnni", "avx-vnni", "avx2", "portable"}
 
