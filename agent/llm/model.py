@@ -96,6 +96,7 @@ class LlamaModel:
                 n_ctx,
                 linear=kernels.linear_class(),
                 attend=kernels.attention_kernel(self.info.head_dim),
+                attend_rows=kernels.attention_rows_kernel(self.info.head_dim),
             )
         self.tokens: list[int] = []  # what the KV cache holds, position by position
         # One KV cache: calls from several threads (executor steps, server requests) take turns.

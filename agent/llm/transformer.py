@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -61,8 +62,10 @@ class Transformer:
         n_ctx: int,
         linear: type = Linear,
         attend: Callable[..., None] | None = None,
+        attend_rows: Callable[..., Any] | None = None,
     ):
         self.info, self.n_ctx, self.attend = info, n_ctx, attend
+        self.attend_rows = attend_rows  # several sequences' rows in one call (batched steps)
         t = mf.tensor
         self.embed = Embedding(t("token_embd.weight"))
         self.layers = [
@@ -185,6 +188,12 @@ class Transformer:
         pos = np.concatenate([np.arange(s.n_past, s.n_past + s.stop - s.start) for s in spans])
         cos, sin = self.rope_table(pos.astype(np.float64))
         x = np.array(self.embed(ids), np.float32)  # our own copy: updated in place below
+        rows_attention = None
+        if self.attend_rows is not None and len(spans) > 1 and n <= ATTEND_MAX_ROWS:
+            owner = [s for s in spans for _ in range(s.stop - s.start)]
+            rows_attention = self.attend_rows(
+                [s.k_cache for s in owner], [s.v_cache for s in owner], pos, info.n_head
+            )
         for li, L in enumerate(self.layers):
             h = self.rms_norm(x, L.attn_norm)
             h.flags.writeable = False  # the int8 kernels quantize it once for q, k and v
@@ -196,7 +205,10 @@ class Transformer:
                 a, b, p = s.start, s.stop, s.n_past
                 s.k_cache[li, p : p + b - a] = k[a:b]
                 s.v_cache[li, p : p + b - a] = v[a:b]
-                att[a:b] = self.attention(q[a:b], li, p, s.k_cache, s.v_cache)
+                if rows_attention is None:
+                    att[a:b] = self.attention(q[a:b], li, p, s.k_cache, s.v_cache)
+            if rows_attention is not None:
+                rows_attention(li, q, att.reshape(n, info.n_head, info.head_dim))
             x += L.wo(att)
             h = self.rms_norm(x, L.ffn_norm)
             h.flags.writeable = False  # ... and once for gate and up

@@ -7,6 +7,7 @@ from agent.llm.kernels.quant_linear import QuantLinear, linear_class
 from agent.llm.kernels.runtime import (
     BACKENDS,
     attention_kernel,
+    attention_rows_kernel,
     backend,
     backend_name,
     describe,
@@ -20,6 +21,7 @@ __all__ = [
     "Linear",
     "QuantLinear",
     "attention_kernel",
+    "attention_rows_kernel",
     "backend",
     "backend_name",
     "describe",

@@ -482,6 +482,69 @@ def threadsafe() -> bool:
     return True
 
 
+_lib.attention_rows.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64] * 4 + [ctypes.c_float]
+_lib.attention_rows.restype = None
+
+
+class AttentionRows:
+    """Attention for the rows of a batched step, each row in its own sequence's KV cache: the
+    caches are checked once a step, then ``self(li, q, out)`` is one kernel call a layer (instead
+    of one per sequence, whose fixed cost grew with the batch)."""
+
+    def __init__(self, k_caches: list, v_caches: list, pos: np.ndarray, n_head: int):
+        """Row i: caches k_caches[i], v_caches[i] [n_layer, positions, n_kv, hd] float16 (every
+        cache the same shape), position pos[i] (it sees 0..pos[i])."""
+        n = len(k_caches)
+        shape = getattr(k_caches[0], "shape", None) if n else None
+        if not n or len(v_caches) != n or shape is None or len(shape) != 4:
+            raise ValueError(
+                "AttentionRows: one k and one v cache [layers, positions, kv, hd] a row"
+            )
+        n_layer, positions, n_kv, hd = shape
+        for c in (*k_caches, *v_caches):
+            _ptr("AttentionRows", "a cache", c, _F16, shape)
+        self.pos = np.ascontiguousarray(pos, dtype=np.int64)
+        if (
+            self.pos.shape != (n,)
+            or n_kv <= 0
+            or n_head % n_kv
+            or hd % ATTENTION_HEAD_MULTIPLE
+            or self.pos.min() < 0
+            or self.pos.max() >= positions
+        ):
+            raise ValueError(
+                f"AttentionRows: {n} rows at positions {self.pos.tolist()[:8]} do not fit caches "
+                f"{shape} with {n_head} heads (a multiple of KV heads, head size a multiple of "
+                f"{ATTENTION_HEAD_MULTIPLE})"
+            )
+        self.caches = (k_caches, v_caches)  # kept alive while their addresses are used
+        self.k = np.array([c.ctypes.data for c in k_caches], np.uint64)
+        self.v = np.array([c.ctypes.data for c in v_caches], np.uint64)
+        self.layer_bytes, self.n_layer = k_caches[0].strides[0], n_layer
+        self.dims = (n, n_head, n_kv, hd)
+
+    def __call__(self, li: int, q: np.ndarray, out: np.ndarray) -> None:
+        """out [n, n_head, hd] float32 = attention of q [n, n_head, hd] in layer ``li``."""
+        n, n_head, n_kv, hd = self.dims
+        if not 0 <= li < self.n_layer:
+            raise ValueError(f"AttentionRows: layer {li} of {self.n_layer}")
+        k = self.k + np.uint64(li * self.layer_bytes)
+        v = self.v + np.uint64(li * self.layer_bytes)
+        _lib.attention_rows(
+            k.ctypes.data,
+            v.ctypes.data,
+            self.pos.ctypes.data,
+            _ptr("AttentionRows", "q", q, _F32, (n, n_head, hd)),
+            _ptr("AttentionRows", "out", out, _F32, (n, n_head, hd), write=True),
+            _F16_TABLE_PTR,
+            n,
+            n_head,
+            n_kv,
+            hd,
+            float(1.0 / np.sqrt(hd)),
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Integer prefill: int8 activations times the weight codes (kernels.c, "Integer prefill")
 # ---------------------------------------------------------------------------------------------

@@ -670,57 +670,82 @@ INLINE float hsum(vf a)
     return r;
 }
 
+/* One (query row, KV head) item: the group of query heads qi (n_head / n_kv of them, hd values
+ * each) over positions 0..T-1 of one layer's cache k, v [positions, n_kv, hd] (f16 bits), into
+ * oi. hd must be a multiple of V (kernels_vector_width). */
+INLINE void attend_item(const uint16_t *k, const uint16_t *v, const float *qi, float *oi,
+                        const float *tab, int64_t T, int64_t h, int64_t group, int64_t n_kv,
+                        int64_t hd, float scale)
+{
+    const int64_t nvec = hd / V;
+    float *s = malloc(sizeof(float) * group * T); /* scores, then weights: [group, T] */
+    vf qv[group * nvec], kv[nvec], acc[group * nvec];
+    float inv[group];
+    for (int64_t c = 0; c < group * nvec; c++)
+        memcpy(&qv[c], qi + c * V, sizeof(vf));
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t c = 0; c < nvec; c++)
+            kv[c] = f16(k + (t * n_kv + h) * hd + c * V, tab);
+        for (int64_t g = 0; g < group; g++) {
+            vf d = qv[g * nvec] * kv[0];
+            for (int64_t c = 1; c < nvec; c++)
+                d += qv[g * nvec + c] * kv[c];
+            s[g * T + t] = hsum(d) * scale;
+        }
+    }
+    for (int64_t g = 0; g < group; g++) { /* softmax, the max subtracted first */
+        float *sg = s + g * T, m = sg[0], sum = 0;
+        for (int64_t t = 1; t < T; t++)
+            m = sg[t] > m ? sg[t] : m;
+        for (int64_t t = 0; t < T; t++)
+            sum += (sg[t] = expf(sg[t] - m));
+        inv[g] = 1.0f / sum;
+    }
+    for (int64_t c = 0; c < group * nvec; c++)
+        acc[c] = (vf){0};
+    for (int64_t t = 0; t < T; t++) {
+        for (int64_t c = 0; c < nvec; c++)
+            kv[c] = f16(v + (t * n_kv + h) * hd + c * V, tab);
+        for (int64_t g = 0; g < group; g++) {
+            const float p = s[g * T + t];
+            for (int64_t c = 0; c < nvec; c++)
+                acc[g * nvec + c] += p * kv[c];
+        }
+    }
+    for (int64_t g = 0; g < group; g++)
+        for (int64_t c = 0; c < nvec; c++) {
+            vf r = acc[g * nvec + c] * inv[g];
+            memcpy(oi + g * hd + c * V, &r, sizeof r);
+        }
+    free(s);
+}
+
 /* k, v: one layer's cache [positions, n_kv, hd] (f16 bits); q, out: [n, n_head, hd] float32.
  * Row i sits at position n_past + i and sees positions 0..n_past + i. Query head j uses KV head
- * j / (n_head / n_kv). hd must be a multiple of V (kernels_vector_width). */
+ * j / (n_head / n_kv). */
 void attention_f16(const uint16_t *k, const uint16_t *v, const float *q, float *out, const float *tab,
                    int64_t n, int64_t n_past, int64_t n_head, int64_t n_kv, int64_t hd, float scale)
 {
-    const int64_t group = n_head / n_kv, nvec = hd / V;
+    const int64_t group = n_head / n_kv;
     PARALLEL_FOR
     for (int64_t item = 0; item < n * n_kv; item++) {
-        const int64_t i = item / n_kv, h = item % n_kv, T = n_past + i + 1;
-        const float *qi = q + (i * n_head + h * group) * hd;
-        float *s = malloc(sizeof(float) * group * T); /* scores, then weights: [group, T] */
-        vf qv[group * nvec], kv[nvec], acc[group * nvec];
-        float inv[group];
-        for (int64_t c = 0; c < group * nvec; c++)
-            memcpy(&qv[c], qi + c * V, sizeof(vf));
-        for (int64_t t = 0; t < T; t++) {
-            for (int64_t c = 0; c < nvec; c++)
-                kv[c] = f16(k + (t * n_kv + h) * hd + c * V, tab);
-            for (int64_t g = 0; g < group; g++) {
-                vf d = qv[g * nvec] * kv[0];
-                for (int64_t c = 1; c < nvec; c++)
-                    d += qv[g * nvec + c] * kv[c];
-                s[g * T + t] = hsum(d) * scale;
-            }
-        }
-        for (int64_t g = 0; g < group; g++) { /* softmax, the max subtracted first */
-            float *sg = s + g * T, m = sg[0], sum = 0;
-            for (int64_t t = 1; t < T; t++)
-                m = sg[t] > m ? sg[t] : m;
-            for (int64_t t = 0; t < T; t++)
-                sum += (sg[t] = expf(sg[t] - m));
-            inv[g] = 1.0f / sum;
-        }
-        for (int64_t c = 0; c < group * nvec; c++)
-            acc[c] = (vf){0};
-        for (int64_t t = 0; t < T; t++) {
-            for (int64_t c = 0; c < nvec; c++)
-                kv[c] = f16(v + (t * n_kv + h) * hd + c * V, tab);
-            for (int64_t g = 0; g < group; g++) {
-                const float p = s[g * T + t];
-                for (int64_t c = 0; c < nvec; c++)
-                    acc[g * nvec + c] += p * kv[c];
-            }
-        }
-        for (int64_t g = 0; g < group; g++)
-            for (int64_t c = 0; c < nvec; c++) {
-                vf r = acc[g * nvec + c] * inv[g];
-                memcpy(out + (i * n_head + h * group + g) * hd + c * V, &r, sizeof r);
-            }
-        free(s);
+        const int64_t i = item / n_kv, h = item % n_kv, off = (i * n_head + h * group) * hd;
+        attend_item(k, v, q + off, out + off, tab, n_past + i + 1, h, group, n_kv, hd, scale);
+    }
+}
+
+/* The same for rows of several sequences (a batched step): row i reads the caches k[i], v[i]
+ * (each one layer's [positions, n_kv, hd]) and sits at position pos[i]. One call a layer, all
+ * (row, KV head) items in parallel, instead of one call per sequence. */
+void attention_rows(const uint16_t *const *k, const uint16_t *const *v, const int64_t *pos,
+                    const float *q, float *out, const float *tab, int64_t n, int64_t n_head,
+                    int64_t n_kv, int64_t hd, float scale)
+{
+    const int64_t group = n_head / n_kv;
+    PARALLEL_FOR
+    for (int64_t item = 0; item < n * n_kv; item++) {
+        const int64_t i = item / n_kv, h = item % n_kv, off = (i * n_head + h * group) * hd;
+        attend_item(k[i], v[i], q + off, out + off, tab, pos[i] + 1, h, group, n_kv, hd, scale);
     }
 }
 

@@ -131,6 +131,14 @@ def tile_buffer(n: int) -> np.ndarray:
     return buf[:n]
 
 
+def attention_rows_kernel(head_dim: int) -> Callable[..., Any] | None:
+    """The kernel module's attention for a batched step's rows in several KV caches (a class:
+    ``AttentionRows(k_caches, v_caches, pos, n_head)(layer, q, out)``), if it has one."""
+    K = backend()
+    rows = getattr(K, "AttentionRows", None)
+    return rows if rows is not None and head_dim % K.ATTENTION_HEAD_MULTIPLE == 0 else None
+
+
 def attention_kernel(head_dim: int) -> Callable[..., None] | None:
     """The kernel module's attention over the f16 KV cache, if it has one for this head size."""
     K = backend()

@@ -334,6 +334,47 @@ def test_attention_rejects_what_does_not_fit() -> None:
         C.attention(k, k, q, 0, out)
 
 
+def test_attention_rows_equals_one_call_per_sequence() -> None:
+    rng = np.random.default_rng(7)
+    n_layer, positions, n_head, n_kv, hd = 3, 96, 8, 2, 64
+    caches = [
+        tuple(rng.standard_normal((n_layer, positions, n_kv, hd)).astype(np.float16) for _ in "kv")
+        for _ in range(3)
+    ]
+    # a decode row in cache 0 at 40, a 3-row prompt chunk in cache 1 at 10.., a row in cache 2 at 0
+    owner, pos = [0, 1, 1, 1, 2], np.array([40, 10, 11, 12, 0])
+    rows = C.AttentionRows(
+        [caches[c][0] for c in owner], [caches[c][1] for c in owner], pos, n_head
+    )
+    q = rng.standard_normal((len(owner), n_head, hd)).astype(np.float32)
+    for li in range(n_layer):
+        got = np.full_like(q, np.nan)
+        rows(li, q, got)
+        want = np.full_like(q, np.nan)
+        for c, (a, b) in enumerate([(0, 1), (1, 4), (4, 5)]):
+            k, v = caches[c]
+            C.attention(k[li], v[li], q[a:b], int(pos[a]), want[a:b])
+        np.testing.assert_array_equal(got, want)  # the same arithmetic, item by item
+
+
+def test_attention_rows_rejects_what_does_not_fit() -> None:
+    k = np.zeros((2, 16, 2, 64), np.float16)
+    q, out = np.zeros((1, 8, 64), np.float32), np.zeros((1, 8, 64), np.float32)
+    with pytest.raises(ValueError, match="do not fit"):
+        C.AttentionRows([k], [k], np.array([16]), 8)  # position 16 of a 16-position cache
+    with pytest.raises(ValueError, match="do not fit"):
+        C.AttentionRows([k], [k], np.array([0]), 7)  # 7 heads over 2 KV heads
+    with pytest.raises(ValueError, match="a cache"):
+        C.AttentionRows([k], [np.zeros((2, 8, 2, 64), np.float16)], np.array([0]), 8)
+    with pytest.raises(ValueError, match="one k and one v"):
+        C.AttentionRows([], [], np.array([], np.int64), 8)
+    rows = C.AttentionRows([k], [k], np.array([3]), 8)
+    with pytest.raises(ValueError, match="layer 2 of 2"):
+        rows(2, q, out)
+    with pytest.raises(ValueError, match="q must have shape"):
+        rows(0, np.zeros((2, 8, 64), np.float32), out)
+
+
 def test_bound_matvec_checks_its_activations_and_matches_the_plain_call() -> None:
     raw, pm = matrix(GGMLType.Q4_K, N_OUT, 512)
     x, xs = activations(GGMLType.Q4_K, 3, 512)
