@@ -62,7 +62,7 @@ class Sampler:
         if n_ok == 0:
             raise ValueError("no token is allowed at this step (every logit is -inf)")
         k = n_ok if p.top_k <= 0 else min(p.top_k, n_ok)
-        top = np.argpartition(-logits, k - 1)[:k]
+        top = _top_k(logits, k)
         top = top[np.argsort(-logits[top], kind="stable")]
         vals = logits[top].astype(np.float64)
         probs = np.exp(vals - vals[0])
@@ -73,3 +73,16 @@ class Sampler:
         probs = np.exp((vals - vals[0]) / p.temperature)
         probs /= probs.sum()
         return int(top[self.rng.choice(len(top), p=probs)])
+
+
+def _top_k(logits: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest finite logits, unordered. Exact: the logits within a margin of the
+    maximum are selected first, and when there are at least k of them the top k are among them
+    (a partial sort of all 32,000 logits costs ~0.3 ms a token; of a few hundred, ~0.05 ms)."""
+    best = logits.max()
+    for margin in (8.0, 32.0):
+        candidates = np.flatnonzero(logits >= best - margin)
+        if len(candidates) >= k:
+            cut = len(candidates) - k
+            return candidates[np.argpartition(logits[candidates], cut)[cut:]]
+    return np.argpartition(-logits, k - 1)[:k]
