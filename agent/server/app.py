@@ -30,6 +30,7 @@ from agent.llm.protocol import count_tokens
 from agent.server.errors import APIError
 from agent.server.requests import (
     MAX_BODY_BYTES,
+    MAX_N,
     Prepared,
     parse_json_body,
     prepare_chat,
@@ -39,15 +40,26 @@ from agent.server.toolstream import ToolCallStreamer
 from agent.server.worker import EngineWorker, Job, QueueFullError
 
 
+def _choice_seed(prep: Prepared, index: int, attempt: int) -> int | None:
+    """The seed of choice ``index``'s ``attempt``: each choice its own draw (seed + index), and a
+    retry one no other choice uses; unseeded requests stay unseeded (a retry draws afresh)."""
+    seed = prep.sampling.get("seed")
+    return None if seed is None else seed + index + attempt * MAX_N
+
+
 def _generate(
-    model: Any, prep: Prepared, emit: Any, cancelled: threading.Event, index: int = 0
+    model: Any,
+    prep: Prepared,
+    emit: Any,
+    cancelled: threading.Event,
+    index: int = 0,
+    attempt: int = 0,
 ) -> dict[str, Any]:
     """Runs on an engine thread: stream pieces out, stop early if the client left."""
     kwargs = dict(max_tokens=prep.max_tokens, **prep.sampling)
+    kwargs["seed"] = _choice_seed(prep, index, attempt)  # prep is shared by the n choices
     if prep.grammar is not None:
         kwargs["grammar"] = prep.grammar
-    if index and kwargs.get("seed") is not None:  # n > 1: each choice its own draw
-        kwargs["seed"] += index
     if "cancel" in inspect.signature(model.generate).parameters:
         kwargs["cancel"] = cancelled  # the engine stops at its next step, pieces or not
     pieces: list[str] = []
@@ -82,16 +94,13 @@ def _generate_checked(
     is never returned as valid."""
     attempts = 1 if prep.stream or prep.check is None else 1 + RETRIES
     for attempt in range(attempts):
-        result = _generate(
-            model, prep, emit if attempt == 0 or not prep.stream else _quiet, cancelled, index
-        )
+        quiet = attempt > 0 and prep.stream
+        result = _generate(model, prep, _quiet if quiet else emit, cancelled, index, attempt)
         if prep.check is None or result["stop_reason"] == "length" or cancelled.is_set():
             return result
         problem = prep.check(result["text"])
         if problem is None:
             return result
-        seed = prep.sampling.get("seed")
-        prep.sampling["seed"] = (seed if seed is not None else attempt) + 1
     raise APIError(
         422,
         f"the model's output failed the schema after {attempts} attempt(s): {problem}. The "

@@ -235,3 +235,24 @@ def test_outputs_failing_an_unenforced_keyword_are_regenerated_then_refused():
         err = r.json()["error"]
         assert err["code"] == "invalid_output" and "a: None should not be valid" in err["message"]
         assert "/properties/a: not" in err["message"]
+
+
+class SeedScript(ScriptedModel):
+    """Fails the schema only for seed 10 (choice 0's first draw); records each call's seed."""
+
+    def generate(self, prompt, **kwargs):
+        seed = kwargs.get("seed")
+        self._outputs = ['{"a": null}' if seed == 10 else f'{{"a": {seed}}}']
+        return super().generate(prompt, **kwargs)
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_retried_choice_does_not_change_the_other_choices_seeds(parallel):
+    model = SeedScript([])
+    with ServerThread(create_app(model, parallel=parallel)) as s:
+        body = {**_schema_request(NOT_NULL), "n": 3, "seed": 10}
+        r = httpx.post(s.url + "/v1/chat/completions", json=body, timeout=60)
+    assert r.status_code == 200, r.text
+    texts = [c["message"]["content"] for c in r.json()["choices"]]
+    assert texts == ['{"a": 18}', '{"a": 11}', '{"a": 12}']  # choice 0's retry draws seed 10 + 8
+    assert sorted(c["seed"] for c in model.calls) == [10, 11, 12, 18]
