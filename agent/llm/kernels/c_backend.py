@@ -22,7 +22,6 @@ import platform
 import shlex
 import shutil
 import subprocess
-import threading
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from agent.llm.kernels.layout import LANES  # rows per group of the packed layout
+from agent.llm.kernels.memo import once_per_frozen
 
 # float32 value of every f16 bit pattern (the kernels convert f16 in hardware where they can).
 F16_TABLE = (
@@ -571,20 +571,9 @@ def quantize_q8(x: np.ndarray, qb: int, ss: int) -> tuple[np.ndarray, np.ndarray
     return q, d, qsum
 
 
-_memo = threading.local()
-
-
 def _quantized_once(x: np.ndarray, qb: int, ss: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """quantize_q8 of ``x``, reused for the same read-only array that owns its data (it cannot
-    have changed): q, k and v -- gate and up -- multiply the same activations."""
-    if x.flags.writeable or x.base is not None:
-        return quantize_q8(x, qb, ss)
-    last = getattr(_memo, "last", None)
-    if last is not None and last[0] is x and last[1] == (qb, ss):
-        return last[2]
-    out = quantize_q8(x, qb, ss)
-    _memo.last = (x, (qb, ss), out)  # holds x: its id cannot be reused while remembered
-    return out
+    """quantize_q8 of ``x``, once for the projections sharing a read-only activation (memo.py)."""
+    return once_per_frozen(x, ("q8", qb, ss), lambda: quantize_q8(x, qb, ss))
 
 
 _lib.round_q8.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]

@@ -21,6 +21,7 @@ from agent.llm.formats.ggml_types import LAYOUTS, GGMLType
 from agent.llm.formats.modelfile import TensorInfo
 from agent.llm.formats.quants import dequantize_rows
 from agent.llm.kernels.linear import Linear
+from agent.llm.kernels.memo import once_per_frozen
 from agent.llm.kernels.repack import repack
 from agent.llm.kernels.runtime import backend, get_threads, sync_threads, tile_buffer, workers
 
@@ -122,11 +123,10 @@ class QuantLinear:
 
     def _matvec(self, x: np.ndarray) -> np.ndarray:
         pm = self.packed
-        if self._mm is not None:  # prefill multiplies int8 activations: decode rounds them alike,
-            x = self.kernels.round_q8(
-                x, self.block
-            )  # so a token's logits do not depend on the path
-        xs = x.reshape(x.shape[0], -1, self.sum_size).sum(axis=2, dtype=np.float32)
+        # prefill multiplies int8 activations: decode rounds them alike, so a token's logits do
+        # not depend on the path (both once for the projections sharing x: memo.py)
+        block = self.block if self._mm is not None else 0
+        x, xs = once_per_frozen(x, ("mv", block, self.sum_size), lambda: self._mv_inputs(x, block))
         out = np.empty((x.shape[0], pm.n_groups * pm.arrays[0].shape[-1]), np.float32)
         if (
             self._mv is None
@@ -139,6 +139,13 @@ class QuantLinear:
             )
         self._mv(x, xs, out)
         return out[:, : self.n_out]
+
+    def _mv_inputs(self, x: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
+        """The activations the matvec multiplies (rounded to int8 per ``block``, if not 0) and
+        their sums per ``sum_size`` values."""
+        if block:
+            x = self.kernels.round_q8(x, block)
+        return x, x.reshape(x.shape[0], -1, self.sum_size).sum(axis=2, dtype=np.float32)
 
     def _tiled(self, x: np.ndarray) -> np.ndarray:
         pm = self.packed

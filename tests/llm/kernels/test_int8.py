@@ -201,3 +201,17 @@ def test_other_instruction_sets_match_the_rule(tmp_path: Path, march: str, isa: 
         [sys.executable, "-c", SCRIPT, isa], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_decode_projections_sharing_a_frozen_activation_match_separate_calls() -> None:
+    t, n_in = GGMLType.Q4_K, 512
+    lins = [
+        QuantLinear(TensorInfo("w", int(t), (300, n_in), 0, random_blocks(t, 300, n_in, rng)))
+        for rng in (np.random.default_rng(8), np.random.default_rng(9))
+    ]
+    x = np.random.default_rng(10).standard_normal((1, n_in)).astype(np.float32)
+    want = [lin(x.copy()) for lin in lins]  # decode: one row, the matvec path
+    frozen = x.copy()
+    frozen.flags.writeable = False
+    for lin, w in zip(lins, want, strict=True):
+        np.testing.assert_array_equal(lin(frozen), w)
