@@ -594,7 +594,10 @@ def round_q8(x: np.ndarray, qb: int) -> np.ndarray:
 def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
     spec = tuple((what, dtype, (rows, LANES) if rows else (LANES,)) for what, dtype, rows in fields)
     pad = [None] * (6 - len(fields))
-    cmm, name = getattr(_lib, "mm_" + t), "mm_" + t
+    # Q4_0 has a fused kernel for a few tokens (mms_q4_0: the buffered mm for more tokens, and
+    # on CPUs without AVX-512 VBMI/VNNI)
+    name = "mm_" + t
+    cmm = getattr(_lib, ("mms_" if t in FUSED_TYPES else "mm_") + t)
     cmm.argtypes = [ctypes.c_void_p] * 11 + [ctypes.c_int64] * 5
     cmm.restype = None
 
@@ -622,6 +625,12 @@ def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
     bind_mm.__name__ = name
     return bind_mm
 
+
+_lib.kernels_mms_fused.restype = ctypes.c_int
+FUSED_TYPES = ("q4_0",)
+# Types whose integer kernel beats the matvec from one token on (decode too): the fused ones,
+# on CPUs that have them (5632x2048 Q4_0 from memory, 2 threads: one row 0.31 -> 0.18-0.21 ms).
+MM_MIN_TOKENS_FOR = {t: 1 for t in FUSED_TYPES} if _lib.kernels_mms_fused() else {}
 
 # Per type: the bound integer matmul maker (fields in repack.FIELDS order, as the matvec's).
 MM = {t: _int8_kernel(t, *spec) for t, spec in _TYPES.items()}

@@ -98,7 +98,10 @@ class QuantLinear:
             return self._plain(x)
         # From a few tokens on, the integer kernel (where there is one); else the fused matvec
         # kernel for few tokens, dequantized tiles + sgemm for many.
-        if x.shape[0] >= getattr(self.kernels, "MM_MIN_TOKENS", 1 << 62) and (
+        min_tokens = getattr(self.kernels, "MM_MIN_TOKENS_FOR", {}).get(
+            self.type.name.lower(), getattr(self.kernels, "MM_MIN_TOKENS", 1 << 62)
+        )
+        if x.shape[0] >= min_tokens and (
             self._mm is not None or (not self._mm_checked and self._int8())
         ):
             sync_threads(self.kernels, get_threads())
