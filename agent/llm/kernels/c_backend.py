@@ -594,8 +594,8 @@ def round_q8(x: np.ndarray, qb: int) -> np.ndarray:
 def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
     spec = tuple((what, dtype, (rows, LANES) if rows else (LANES,)) for what, dtype, rows in fields)
     pad = [None] * (6 - len(fields))
-    # Q4_0 has a fused kernel for a few tokens (mms_q4_0: the buffered mm for more tokens, and
-    # on CPUs without AVX-512 VBMI/VNNI)
+    # Q4_0 and Q4_K have fused kernels for a few tokens (mms_*: the buffered mm for more tokens,
+    # and on CPUs without AVX-512 VBMI/VNNI)
     name = "mm_" + t
     cmm = getattr(_lib, ("mms_" if t in FUSED_TYPES else "mm_") + t)
     cmm.argtypes = [ctypes.c_void_p] * 11 + [ctypes.c_int64] * 5
@@ -627,9 +627,10 @@ def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
 
 
 _lib.kernels_mms_fused.restype = ctypes.c_int
-FUSED_TYPES = ("q4_0",)
+FUSED_TYPES = ("q4_0", "q4_k")
 # Types whose integer kernel beats the matvec from one token on (decode too): the fused ones,
-# on CPUs that have them (5632x2048 Q4_0 from memory, 2 threads: one row 0.31 -> 0.18-0.21 ms).
+# on CPUs that have them (5632x2048 from memory, 2 threads, one row: Q4_0 0.31 -> 0.18-0.21 ms,
+# Q4_K 0.30 -> 0.23-0.25).
 MM_MIN_TOKENS_FOR = {t: 1 for t in FUSED_TYPES} if _lib.kernels_mms_fused() else {}
 
 # Per type: the bound integer matmul maker (fields in repack.FIELDS order, as the matvec's).

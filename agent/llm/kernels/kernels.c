@@ -1145,17 +1145,102 @@ MATMUL(q5_k, 256, 32, 0, 1)
 MATMUL(q6_k, 256, 16, 32, 0)
 
 /* ------------------------------------------------------------------------------------------- */
-/* Q4_0 for a few tokens (decode, batched decode) with no unpack buffer: 4 rows of codes bytes  */
-/* (16 lanes each) are transposed in a register by one byte permute (AVX-512 VBMI), so each     */
-/* 32-bit lane holds bytes j..j+3 of one weight row: its low nibbles are values j..j+3, its high */
-/* ones j+16..j+19, multiplied with the int8 activations by vpdpbusd straight away (5632x2048   */
-/* from memory, 2 threads: 1 token 0.18-0.21 ms, 4 tokens 0.26-0.32, 8 tokens 0.44, where the    */
-/* matvec took 0.31, 1.07 and 2.1 and the buffered mm 0.33, 0.40 and 0.66). Elsewhere, and from  */
-/* 13 tokens on, mms_q4_0 is mm_q4_0.                                                           */
+/* Q4_0 and Q4_K for a few tokens (decode, batched decode), with no unpack buffer: four rows of */
+/* code bytes (16 lanes each) are transposed in a register by one byte permute (AVX-512 VBMI),  */
+/* so each 32-bit lane holds 4 consecutive bytes of one weight row; their low and high nibbles   */
+/* are multiplied with the int8 activations by vpdpbusd straight away, reading each row's bytes  */
+/* in order. 5632x2048 from memory, 2 threads: Q4_0 1 / 4 / 8 tokens 0.18-0.21 / 0.26-0.32 /     */
+/* 0.44 ms (the matvec 0.31 / 1.07 / 2.1, the buffered mm 0.33 / 0.40 / 0.66); Q4_K 0.23-0.25 / */
+/* 0.44 / 0.66 (matvec 0.30 / 0.98 / 1.96, mm 0.53 / 0.60 / 0.81). Elsewhere, and from 13 tokens */
+/* on, mms_* is mm_*.                                                                            */
 /* ------------------------------------------------------------------------------------------- */
 
 #if defined(__AVX512VBMI__) && defined(__AVX512VNNI__) && V == 16
 #define MMS_FUSED 1
+/* byte 4l + i of the result = byte 16i + l of the input: four 16-byte rows become 16 lanes of 4 */
+#define ROWS4_PERM                                                                                   \
+    _mm512_set_epi8(63, 47, 31, 15, 62, 46, 30, 14, 61, 45, 29, 13, 60, 44, 28, 12, 59, 43, 27, 11,  \
+                    58, 42, 26, 10, 57, 41, 25, 9, 56, 40, 24, 8, 55, 39, 23, 7, 54, 38, 22, 6, 53,  \
+                    37, 21, 5, 52, 36, 20, 4, 51, 35, 19, 3, 50, 34, 18, 2, 49, 33, 17, 1, 48, 32,   \
+                    16, 0)
+
+/* Code rows p, p + LANES, p + 2 LANES, p + 3 LANES (16 lanes each) as 16 lanes of their 4 bytes. */
+INLINE __m512i rows4(const uint8_t *p, __m512i perm)
+{
+    __m512i w = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
+    w = _mm512_inserti32x4(w, _mm_loadu_si128((const __m128i *)(p + LANES)), 1);
+    w = _mm512_inserti32x4(w, _mm_loadu_si128((const __m128i *)(p + 2 * LANES)), 2);
+    w = _mm512_inserti32x4(w, _mm_loadu_si128((const __m128i *)(p + 3 * LANES)), 3);
+    return _mm512_permutexvar_epi8(perm, w);
+}
+
+/* Q4_K: 256-value blocks; code row 32c + l holds value 64c + l (low nibble, sub-block 2c) and
+ * 64c + 32 + l (high nibble, sub-block 2c + 1); value = d sc[s] code - dmin mn[s]. Activations:
+ * one scale a block (Q8_K), sums per 32 values. */
+INLINE void mmsk_slab(const uint8_t *qs, const uint8_t *sc, const uint8_t *mn, const uint16_t *dd,
+                      const uint16_t *dm, const int8_t *q, const float *d, const int32_t *qsum,
+                      float *out, int64_t nb, int64_t n, int64_t W, const int mr, const int nc)
+{
+    const __m512i perm = ROWS4_PERM, low = _mm512_set1_epi8(15);
+    __m512 F[MRS][4];
+    for (int t = 0; t < mr; t++)
+        for (int cc = 0; cc < nc; cc++)
+            F[t][cc] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = qs + b * 128 * LANES;
+        for (int c = 0; c < 4; c++) {
+            __m512i Il[MRS][4], Ih[MRS][4];
+            for (int t = 0; t < mr; t++)
+                for (int cc = 0; cc < nc; cc++)
+                    Il[t][cc] = Ih[t][cc] = _mm512_setzero_si512();
+            for (int l = 0; l < 32; l += 4) {
+                int32_t xl[MRS], xh[MRS];
+                for (int t = 0; t < mr; t++) {
+                    memcpy(&xl[t], q + t * n + 256 * b + 64 * c + l, 4);
+                    memcpy(&xh[t], q + t * n + 256 * b + 64 * c + 32 + l, 4);
+                }
+                for (int cc = 0; cc < nc; cc++) { /* the rows' bytes in order: whole lines */
+                    const __m512i w = rows4(blk + (32 * c + l) * LANES + 16 * cc, perm);
+                    const __m512i lo = _mm512_and_si512(w, low);
+                    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
+                    for (int t = 0; t < mr; t++) {
+                        Il[t][cc] = _mm512_dpbusd_epi32(Il[t][cc], lo, _mm512_set1_epi32(xl[t]));
+                        Ih[t][cc] = _mm512_dpbusd_epi32(Ih[t][cc], hi, _mm512_set1_epi32(xh[t]));
+                    }
+                }
+            }
+            for (int cc = 0; cc < nc; cc++) {
+                const int64_t s0 = (b * 8 + 2 * c) * LANES + 16 * cc, s1 = s0 + LANES;
+                const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dd + b * LANES + 16 * cc)));
+                const __m512 mv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dm + b * LANES + 16 * cc)));
+                const __m512 a0 = dv * _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sc + s0))));
+                const __m512 a1 = dv * _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(sc + s1))));
+                const __m512 m0 = mv * _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(mn + s0))));
+                const __m512 m1 = mv * _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(mn + s1))));
+                for (int t = 0; t < mr; t++) {
+                    const int32_t *qt = qsum + t * (n / 32) + b * 8 + 2 * c;
+                    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(Il[t][cc]), a0);
+                    f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(Ih[t][cc]), a1, f);
+                    f = _mm512_fnmadd_ps(m0, _mm512_set1_ps((float)qt[0]), f);
+                    f = _mm512_fnmadd_ps(m1, _mm512_set1_ps((float)qt[1]), f);
+                    F[t][cc] = _mm512_fmadd_ps(f, _mm512_set1_ps(d[t * nb + b]), F[t][cc]);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < mr; t++)
+        for (int cc = 0; cc < nc; cc++)
+            _mm512_storeu_ps(out + t * W + 16 * cc, F[t][cc]);
+}
+
+INLINE void mmsk_group(const uint8_t *qs, const uint8_t *sc, const uint8_t *mn, const uint16_t *dd,
+                       const uint16_t *dm, const int8_t *q, const float *d, const int32_t *qsum,
+                       float *o, int64_t nb, int64_t n, int64_t W, const int mr)
+{
+    const int nc = mr <= 2 ? 4 : mr <= 4 ? 2 : 1;
+    for (int r0 = 0; r0 < LANES; r0 += 16 * nc)
+        mmsk_slab(qs + r0, sc + r0, mn + r0, dd + r0, dm + r0, q, d, qsum, o + r0, nb, n, W, mr, nc);
+}
 
 /* nc 16-lane row vectors (16 * nc rows of a group) times mr tokens, over all nb blocks: every
  * sum stays in a register (mr x nc int, mr x nc float), so nc shrinks as mr grows. */
@@ -1163,11 +1248,7 @@ INLINE void mms_slab(const uint8_t *qs, const uint16_t *dw, const int8_t *q, con
                      const int32_t *qsum, float *out, int64_t nb, int64_t n, int64_t W, const int mr,
                      const int nc)
 {
-    const __m512i perm = _mm512_set_epi8(63, 47, 31, 15, 62, 46, 30, 14, 61, 45, 29, 13, 60, 44, 28, 12,
-                                         59, 43, 27, 11, 58, 42, 26, 10, 57, 41, 25, 9, 56, 40, 24, 8,
-                                         55, 39, 23, 7, 54, 38, 22, 6, 53, 37, 21, 5, 52, 36, 20, 4,
-                                         51, 35, 19, 3, 50, 34, 18, 2, 49, 33, 17, 1, 48, 32, 16, 0);
-    const __m512i low = _mm512_set1_epi8(15);
+    const __m512i perm = ROWS4_PERM, low = _mm512_set1_epi8(15);
     __m512 F[MRS][8];
     for (int t = 0; t < mr; t++)
         for (int c = 0; c < nc; c++)
@@ -1185,12 +1266,7 @@ INLINE void mms_slab(const uint8_t *qs, const uint16_t *dw, const int8_t *q, con
                 memcpy(&xh[t], q + t * n + 32 * b + 16 + j, 4);
             }
             for (int c = 0; c < nc; c++) {
-                const uint8_t *p = blk + j * LANES + 16 * c;
-                __m512i w = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)p));
-                w = _mm512_inserti32x4(w, _mm_loadu_si128((const __m128i *)(p + LANES)), 1);
-                w = _mm512_inserti32x4(w, _mm_loadu_si128((const __m128i *)(p + 2 * LANES)), 2);
-                w = _mm512_inserti32x4(w, _mm_loadu_si128((const __m128i *)(p + 3 * LANES)), 3);
-                w = _mm512_permutexvar_epi8(perm, w);
+                const __m512i w = rows4(blk + j * LANES + 16 * c, perm);
                 const __m512i lo = _mm512_and_si512(w, low);
                 const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
                 for (int t = 0; t < mr; t++) {
@@ -1253,6 +1329,39 @@ void mms_q4_0(FIELDS, const float *tab, const int8_t *q, const float *d, const i
 #endif
     mm_q4_0(f0, f1, f2, f3, f4, f5, tab, q, d, qsum, out, g0, g1, nb, nt, qb);
 }
+void mms_q4_k(FIELDS, const float *tab, const int8_t *q, const float *d, const int32_t *qsum,
+              float *out, int64_t g0, int64_t g1, int64_t nb, int64_t nt, int64_t qb)
+{
+#ifdef MMS_FUSED
+    if (qb == 256 && nt <= MMS_MAX) {
+        const int64_t n = nb * 256, W = (g1 - g0) * LANES;
+        const int64_t passes = (nt + MRS - 1) / MRS, tile = (nt + passes - 1) / passes;
+        (void)f5, (void)tab;
+        PARALLEL_FOR
+        for (int64_t g = g0; g < g1; g++) {
+            const uint8_t *gq = (const uint8_t *)f0 + g * nb * 128 * LANES;
+            const uint8_t *gs = (const uint8_t *)f1 + g * nb * 8 * LANES;
+            const uint8_t *gm = (const uint8_t *)f2 + g * nb * 8 * LANES;
+            const uint16_t *gd = (const uint16_t *)f3 + g * nb * LANES;
+            const uint16_t *gdm = (const uint16_t *)f4 + g * nb * LANES;
+            for (int64_t t0 = 0; t0 < nt; t0 += tile) {
+                const int8_t *qt = q + t0 * n;
+                const float *dt = d + t0 * nb;
+                const int32_t *st_ = qsum + t0 * (n / 32);
+                float *o = out + t0 * W + (g - g0) * LANES;
+                switch (nt - t0 < tile ? nt - t0 : tile) {
+#define MMSK_CASE(m) case m: mmsk_group(gq, gs, gm, gd, gdm, qt, dt, st_, o, nb, n, W, m); break;
+                    MMS_CASES(MMSK_CASE)
+#undef MMSK_CASE
+                }
+            }
+        }
+        return;
+    }
+#endif
+    mm_q4_k(f0, f1, f2, f3, f4, f5, tab, q, d, qsum, out, g0, g1, nb, nt, qb);
+}
+
 int kernels_mms_fused(void)
 {
 #ifdef MMS_FUSED
