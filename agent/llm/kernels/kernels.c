@@ -670,6 +670,27 @@ INLINE float hsum(vf a)
     return r;
 }
 
+/* exp(x) for x <= 0, V lanes: x = n ln2 + r (|r| <= ln2 / 2, ln2 in two parts for exactness),
+ * exp(r) by its Taylor polynomial to degree 6 (truncation below 1.3e-7 relative: about an ulp, as
+ * libm's expf), times 2^n built in the exponent bits; below -87 (exp < 2^-126) it gives ~1e-38. */
+INLINE vf vexp_nonpositive(vf x)
+{
+    const vi low = x < -87.0f; /* lanes of all ones where x is below */
+    x = (vf)(((vi)x & ~low) | ((vi)((vf){0} - 87.0f) & low));
+    const vf shifter = (vf){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    const vf n = (x * 1.44269504f + shifter) - shifter;
+    const vf r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+    vf p = (vf){0} + (1.0f / 720);
+    p = p * r + (1.0f / 120);
+    p = p * r + (1.0f / 24);
+    p = p * r + (1.0f / 6);
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
+    return p * (vf)bits;
+}
+
 /* One (query row, KV head) item: the group of query heads qi (n_head / n_kv of them, hd values
  * each) over positions 0..T-1 of one layer's cache k, v [positions, n_kv, hd] (f16 bits), into
  * oi. hd must be a multiple of V (kernels_vector_width). */
@@ -697,9 +718,18 @@ INLINE void attend_item(const uint16_t *k, const uint16_t *v, const float *qi, f
         float *sg = s + g * T, m = sg[0], sum = 0;
         for (int64_t t = 1; t < T; t++)
             m = sg[t] > m ? sg[t] : m;
-        for (int64_t t = 0; t < T; t++)
+        vf vsum = {0};
+        int64_t t = 0;
+        for (; t + V <= T; t += V) { /* V at a time: scalar expf was most of a long context's time */
+            vf e;
+            memcpy(&e, sg + t, sizeof e);
+            e = vexp_nonpositive(e - m);
+            memcpy(sg + t, &e, sizeof e);
+            vsum += e;
+        }
+        for (; t < T; t++)
             sum += (sg[t] = expf(sg[t] - m));
-        inv[g] = 1.0f / sum;
+        inv[g] = 1.0f / (sum + hsum(vsum));
     }
     for (int64_t c = 0; c < group * nvec; c++)
         acc[c] = (vf){0};
