@@ -662,12 +662,19 @@ void interleave_u16(const uint8_t *blocks, int64_t n_rows, int64_t s_row, int64_
 
 int kernels_vector_width(void) { return V; }
 
+/* The sum of a's lanes, halving the vector each step (a lane-by-lane loop is a chain of V
+ * dependent adds: most of a long context's attention time). */
 INLINE float hsum(vf a)
 {
-    float r = 0;
-    for (int l = 0; l < V; l++)
-        r += a[l];
-    return r;
+#if V == 16
+    return _mm512_reduce_add_ps((__m512)a);
+#elif V == 8
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128((__m256)a), _mm256_extractf128_ps((__m256)a, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+#else
+    return (a[0] + a[2]) + (a[1] + a[3]);
+#endif
 }
 
 /* exp(x) for x <= 0, V lanes: x = n ln2 + r (|r| <= ln2 / 2, ln2 in two parts for exactness),
