@@ -818,7 +818,7 @@ void attention_rows(const uint16_t *const *k, const uint16_t *const *v, const in
 #define NR 1
 #endif
 #define QMAX 256 /* largest QB */
-#define MRS 6 /* most tokens of one pass of the fused Q4_0 kernel (mms_q4_0) */
+#define MRS 6 /* most tokens of one pass of the fused kernels (mms_q4_0, mms_q4_k) */
 #define MMS_MAX 12 /* up to this many tokens it takes them in even passes over each group */
 #define MMS_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6)
 

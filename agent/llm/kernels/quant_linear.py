@@ -68,6 +68,10 @@ class QuantLinear:
         self._mm_checked = False
         self._pack_lock = threading.Lock()
         self.packable = self.type in table
+        # from this many tokens on, the integer kernel (where there is one) replaces the matvec
+        self.mm_min_tokens = getattr(K, "MM_MIN_TOKENS_FOR", {}).get(
+            self.type.name.lower(), getattr(K, "MM_MIN_TOKENS", 1 << 62)
+        )
         if self.packable:
             self.mv, self.dq, self.sum_size = table[self.type]
             self.tab = K.F16_TABLE
@@ -98,10 +102,7 @@ class QuantLinear:
             return self._plain(x)
         # From a few tokens on, the integer kernel (where there is one); else the fused matvec
         # kernel for few tokens, dequantized tiles + sgemm for many.
-        min_tokens = getattr(self.kernels, "MM_MIN_TOKENS_FOR", {}).get(
-            self.type.name.lower(), getattr(self.kernels, "MM_MIN_TOKENS", 1 << 62)
-        )
-        if x.shape[0] >= min_tokens and (
+        if x.shape[0] >= self.mm_min_tokens and (
             self._mm is not None or (not self._mm_checked and self._int8())
         ):
             sync_threads(self.kernels, get_threads())
