@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import numpy as np
 
@@ -147,6 +148,23 @@ def _bits(mask: int) -> np.ndarray:
     return bits
 
 
+def _disjoint(masks: Mapping[int, object]) -> bool:
+    seen = 0
+    for m in masks:
+        if seen & m:
+            return False
+        seen |= m
+    return True
+
+
+class _Closure(NamedTuple):
+    """What one position reaches without reading a byte, as stacks of its own frame."""
+
+    stacks: tuple[tuple[int, ...], ...]  # terminal on top
+    returns: bool  # the frame can finish (pop) without a byte
+    depth: int  # the longest of ``stacks``
+
+
 class Automaton:
     """Lazily determinized byte automaton of a ``Program`` (thread-safe)."""
 
@@ -159,49 +177,73 @@ class Automaton:
         self.table = np.zeros((64, 256), dtype=np.int32)
         self.expanded = np.zeros(64, dtype=bool)
         self.expanded[DEAD] = True
-        self._closure_memo: dict[tuple[int, ...], frozenset[tuple[int, ...]]] = {}
+        self._closure_memo: dict[int, _Closure] = {}
         starts = self.p.rules[self.p.root]
         self.start = self._intern(frozenset().union(*(self._close((s,)) for s in starts)))
 
     # -- stacks ----------------------------------------------------------------------------------
     def _close(self, stack: tuple[int, ...]) -> frozenset[tuple[int, ...]]:
         """Every stack reachable from ``stack`` without reading a byte, with a terminal (or
-        nothing) on top."""
-        memo = self._closure_memo.get(stack)
+        nothing) on top.
+
+        Moves without a byte touch only the top frame until it returns, so the closure is the
+        top position's own closure (memoized per position: a program has few) under the rest of
+        the stack, plus the closure of the rest wherever the top frame can return.
+        """
+        out: set[tuple[int, ...]] = set()
+        rest = stack
+        while rest:
+            top = self._close_position(rest[-1])
+            rest = rest[:-1]
+            if len(rest) + top.depth > _MAX_DEPTH:
+                raise self._too_deep()
+            out.update(rest + s for s in top.stacks)
+            if not top.returns:
+                return frozenset(out)
+        out.add(())
+        return frozenset(out)
+
+    def _close_position(self, pos: int) -> _Closure:
+        memo = self._closure_memo.get(pos)
         if memo is not None:
             return memo
         kind, val, rules = self.p.kind, self.p.val, self.p.rules
-        out: set[tuple[int, ...]] = set()
+        stacks: set[tuple[int, ...]] = set()
+        returns = False
         seen: set[tuple[int, ...]] = set()
-        todo = [stack]
+        todo: list[tuple[int, ...]] = [(pos,)]
         while todo:
             st = todo.pop()
             if st in seen:
                 continue
             seen.add(st)
             if len(seen) > _MAX_CLOSURE or len(st) > _MAX_DEPTH:
-                raise GrammarError(
-                    "the grammar is left-recursive or far too ambiguous: a single "
-                    f"state expands to more than {_MAX_CLOSURE} parse stacks or nests "
-                    f"rules more than {_MAX_DEPTH} deep without reading a byte"
-                )
+                raise self._too_deep()
             if not st:
-                out.add(st)
+                returns = True
                 continue
-            pos = st[-1]
-            k = kind[pos]
+            top = st[-1]
+            k = kind[top]
             if k == TERM:
-                out.add(st)
+                stacks.add(st)
             elif k == END:
                 todo.append(st[:-1])
             else:
-                rest = st[:-1] if kind[pos + 1] == END else st[:-1] + (pos + 1,)  # tail call
-                for start in rules[val[pos]]:
+                rest = st[:-1] if kind[top + 1] == END else st[:-1] + (top + 1,)  # tail call
+                for start in rules[val[top]]:
                     todo.append(rest + (start,))
-        result = frozenset(out)
-        if len(self._closure_memo) < 50_000:
-            self._closure_memo[stack] = result
-        return result
+        memo = self._closure_memo[pos] = _Closure(
+            tuple(stacks), returns, max((len(s) for s in stacks), default=0)
+        )
+        return memo
+
+    @staticmethod
+    def _too_deep() -> GrammarError:
+        return GrammarError(
+            "the grammar is left-recursive or far too ambiguous: a single "
+            f"state expands to more than {_MAX_CLOSURE} parse stacks or nests "
+            f"rules more than {_MAX_DEPTH} deep without reading a byte"
+        )
 
     def _intern(self, stacks: frozenset[tuple[int, ...]]) -> int:
         sid = self._ids.get(stacks)
@@ -233,7 +275,10 @@ class Automaton:
                 by_mask.setdefault(val[pos], set()).update(nxt)
             groups = list(by_mask.items())
             row = np.zeros(256, dtype=np.int32)
-            if len(groups) <= 62:  # partition the bytes by which groups accept them, vectorized
+            if _disjoint(by_mask):  # the usual case: each byte class leads to its own state
+                for m, stacks in groups:
+                    row[_bits(m)] = self._intern(frozenset(stacks))
+            elif len(groups) <= 62:  # partition the bytes by which groups accept them, vectorized
                 codes = np.zeros(256, dtype=np.int64)
                 for i, (m, _) in enumerate(groups):
                     codes |= _bits(m).astype(np.int64) << i
