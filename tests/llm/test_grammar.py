@@ -218,3 +218,62 @@ def test_vocabulary_of_a_real_model_keeps_byte_tokens(tiny):
     assert t.n_vocab == tiny.info.n_vocab
     assert t.pieces[t.eos_id] == b"" and {bytes([b]) for b in range(256)} <= set(t.pieces)
     assert token_table(tiny) is t  # cached per vocabulary
+
+
+def test_trie_walk_over_a_real_vocabulary_equals_running_each_token():
+    """The level-by-level trie walk (shared prefixes walked once) gives every token the state that
+    running its bytes one by one gives, over Llama's 32,000-token vocabulary."""
+    from agent.llm.formats.files import open_model_file
+    from agent.llm.grammar import json_schema_grammar
+    from agent.llm.grammar.automaton import DEAD
+    from agent.llm.grammar.matcher import token_destinations
+
+    vocab = open_model_file(golden.vocab_dir() / "ggml-vocab-llama-spm.gguf").vocab
+    t = TokenTable.from_vocab(vocab)
+    assert len(t.order) > 31_000 and len(t.parents) > 20
+    schema = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "n": {"type": "integer"}},
+        "required": ["name", "n"],
+    }
+    g = json_schema_grammar(schema)
+    auto, rng = g.automaton, np.random.default_rng(0)
+    sid = auto.start
+    for text in [b"", b'{"name": "', b'{"name": "ab', b'{"name": "x", "n": 1']:
+        sid = auto.run(auto.start, text)
+        got = token_destinations(auto, t, sid)
+        check = np.union1d(rng.choice(len(t.order), 3000, replace=False), np.nonzero(got)[0])
+        want = [auto.run(sid, t.pieces[int(t.order[i])]) for i in check]
+        assert got[check].tolist() == want, text
+        assert (got != DEAD).sum() > 0
+
+
+def _closure_by_stacks(auto, stack):
+    """The plain definition: explore every stack reachable without reading a byte."""
+    from agent.llm.grammar.automaton import END, TERM
+
+    kind, val, rules = auto.p.kind, auto.p.val, auto.p.rules
+    out, seen, todo = set(), set(), [stack]
+    while todo:
+        st = todo.pop()
+        if st in seen:
+            continue
+        seen.add(st)
+        if not st or kind[st[-1]] == TERM:
+            out.add(st)
+        elif kind[st[-1]] == END:
+            todo.append(st[:-1])
+        else:
+            pos = st[-1]
+            rest = st[:-1] if kind[pos + 1] == END else st[:-1] + (pos + 1,)
+            todo.extend(rest + (s,) for s in rules[val[pos]])
+    return frozenset(out)
+
+
+@settings(max_examples=40, deadline=None)
+@given(grammars(), st.data())
+def test_closure_memoized_per_position_equals_exploring_whole_stacks(node, data):
+    auto = Grammar(node).automaton
+    n = len(auto.p.kind)
+    stack = tuple(data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=4)))
+    assert auto._close(stack) == _closure_by_stacks(auto, stack)

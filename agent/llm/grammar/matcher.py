@@ -1,8 +1,8 @@
 """Token masks: which vocabulary tokens keep the text inside the grammar, memoized per automaton
 state.
 
-A mask is computed by walking every token's bytes through the transition table one byte column at
-a time (numpy gathers over the whole vocabulary), expanding automaton states on demand. Masks are
+A mask is computed by walking the vocabulary's trie through the transition table one level at a
+time (numpy gathers over all prefixes of a length), expanding automaton states on demand. Masks are
 stored bit-packed per state, so a state seen again (the same place in a JSON string, the same plan
 field) costs one unpack.
 """
@@ -58,22 +58,20 @@ class MaskCache:
 
 def token_destinations(auto: Automaton, t: TokenTable, sid: int) -> np.ndarray:
     """int32 [len(t.order)]: the state each non-empty token leads to from ``sid`` (DEAD if none),
-    in ``t.order``; walked one byte column at a time over the whole vocabulary."""
-    cur = np.full(len(t.order), sid, dtype=np.int32)
-    for j in range(len(t.count)):
-        c = int(t.count[j])
-        if c == 0:
-            break
-        sub = cur[:c]
-        todo = ~auto.expanded[sub]
+    in ``t.order``; walked one trie level at a time (a numpy gather per level)."""
+    states = np.zeros(t.starts[-1], dtype=np.int32)  # DEAD past the last level walked
+    level = np.full(1, sid, dtype=np.int32)
+    for j, (parents, last_bytes) in enumerate(zip(t.parents, t.last_bytes, strict=True)):
+        src = level[parents]
+        todo = ~auto.expanded[src]
         if todo.any():
-            for s in np.unique(sub[todo]):
+            for s in np.unique(src[todo]):
                 auto.expand(int(s))
-        nxt = auto.table[sub, t.data[:c, j]]
-        cur[:c] = nxt
-        if not nxt.any():  # every longer token is dead already
+        level = auto.table[src, last_bytes]
+        states[t.starts[j] : t.starts[j + 1]] = level
+        if not level.any():  # every longer prefix is dead already
             break
-    return cur
+    return states[t.ends]
 
 
 class GrammarMatcher:

@@ -1,7 +1,9 @@
 """The vocabulary as byte strings, laid out for walking every token through the automaton at once.
 
-Tokens are sorted by byte length, longest first, into a padded matrix: at byte column j the tokens
-still being walked are exactly the first ``count[j]`` rows, so each column is one numpy gather.
+The tokens' byte strings form a trie, stored level by level: level j holds the distinct prefixes
+of j+1 bytes, each with its last byte and its parent in level j-1. Walking the trie a level at a
+time is one numpy gather per level over the distinct prefixes (57,000 nodes for Llama's 32,000
+tokens, against 177,000 token bytes), and each token's state is read at the node it ends on.
 Control, unknown and unused tokens produce no bytes and are never allowed by a grammar (EOS is
 decided by the automaton's accepting flag instead).
 """
@@ -27,8 +29,11 @@ class TokenTable:
     eos_id: int
     order: np.ndarray  # int64 [n]: token ids of the non-empty tokens, longest first
     data: np.ndarray  # uint8 [n, max_len]: their bytes, zero padded
-    count: np.ndarray  # int64 [max_len]: tokens longer than j bytes
     pieces: list[bytes]  # bytes of every token id (b"" for control/unknown/unused)
+    parents: list[np.ndarray]  # per trie level: int32 index of each node's parent one level up
+    last_bytes: list[np.ndarray]  # per trie level: the node's last byte (int32)
+    starts: list[int]  # where each trie level begins when the levels are concatenated (+ the end)
+    ends: np.ndarray  # int32 [n]: the node each token of ``order`` ends on, levels concatenated
 
     @classmethod
     def from_pieces(cls, pieces: Sequence[bytes], eos_id: int) -> TokenTable:
@@ -41,8 +46,35 @@ class TokenTable:
         for row, i in enumerate(ids):
             p = pieces[i]
             data[row, : len(p)] = np.frombuffer(p, dtype=np.uint8)
-        count = np.array([(lengths[ids] > j).sum() for j in range(max_len)], dtype=np.int64)
-        return cls(len(pieces), int(eos_id), ids.astype(np.int64), data, count, pieces)
+        levels: list[dict[bytes, int]] = [{} for _ in range(max_len)]
+        parents: list[list[int]] = [[] for _ in range(max_len)]
+        for i in ids:
+            p = pieces[i]
+            parent = 0
+            for j in range(len(p)):
+                nodes = levels[j]
+                node = nodes.get(p[: j + 1])
+                if node is None:
+                    node = nodes[p[: j + 1]] = len(nodes)
+                    parents[j].append(parent)
+                parent = node
+        starts = np.cumsum([0] + [len(nodes) for nodes in levels]).tolist()
+        ends = np.array(
+            [starts[len(pieces[i]) - 1] + levels[len(pieces[i]) - 1][pieces[i]] for i in ids],
+            dtype=np.int32,
+        )
+        last_bytes = [np.array([k[-1] for k in nodes], dtype=np.int32) for nodes in levels]
+        return cls(
+            len(pieces),
+            int(eos_id),
+            ids.astype(np.int64),
+            data,
+            pieces,
+            [np.array(par, dtype=np.int32) for par in parents],
+            last_bytes,
+            starts,
+            ends,
+        )
 
     @classmethod
     def from_vocab(cls, vocab: Any) -> TokenTable:
