@@ -97,6 +97,7 @@ class LlamaModel:
                 linear=kernels.linear_class(),
                 attend=kernels.attention_kernel(self.info.head_dim),
                 attend_rows=kernels.attention_rows_kernel(self.info.head_dim),
+                ops=kernels.layer_ops(),
             )
         self.tokens: list[int] = []  # what the KV cache holds, position by position
         # One KV cache: calls from several threads (executor steps, server requests) take turns.

@@ -12,6 +12,7 @@ from agent.llm.kernels.runtime import (
     backend_name,
     describe,
     get_threads,
+    layer_ops,
     set_threads,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "backend_name",
     "describe",
     "get_threads",
+    "layer_ops",
     "linear_class",
     "set_threads",
 ]

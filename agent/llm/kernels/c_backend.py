@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from agent.llm.kernels.layout import LANES  # rows per group of the packed layout
-from agent.llm.kernels.memo import once_per_frozen
 
 # float32 value of every f16 bit pattern (the kernels convert f16 in hardware where they can).
 F16_TABLE = (
@@ -531,9 +530,9 @@ class AttentionRows:
         k = self.k + np.uint64(li * self.layer_bytes)
         v = self.v + np.uint64(li * self.layer_bytes)
         _lib.attention_rows(
-            k.ctypes.data,
-            v.ctypes.data,
-            self.pos.ctypes.data,
+            _address(k),
+            _address(v),
+            _address(self.pos),
             _ptr("AttentionRows", "q", q, _F32, (n, n_head, hd)),
             _ptr("AttentionRows", "out", out, _F32, (n, n_head, hd), write=True),
             _F16_TABLE_PTR,
@@ -543,6 +542,51 @@ class AttentionRows:
             hd,
             float(1.0 / np.sqrt(hd)),
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# Element-wise steps of a layer (kernels.c: rms_norm, rope, silu_mul)
+# ---------------------------------------------------------------------------------------------
+
+_lib.rms_norm.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 2 + [ctypes.c_double]
+_lib.rope.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int64] * 3
+_lib.silu_mul.argtypes = [ctypes.c_void_p] * 2 + [ctypes.c_int64]
+_lib.rms_norm.restype = _lib.rope.restype = _lib.silu_mul.restype = None
+
+
+def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
+    """x [nt, n] / sqrt(mean(x^2) + eps) * w [n], a new array (as Transformer.rms_norm)."""
+    nt, n = _dims(x, 2)
+    xp = _ptr("rms_norm", "x", x, _F32, (nt, n))
+    wp = _ptr("rms_norm", "w", w, _F32, (n,))
+    out = np.empty((nt, n), np.float32)
+    if nt and n:
+        _lib.rms_norm(xp, wp, _address(out), nt, n, float(eps))
+    return out
+
+
+def rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """x [nt, n_head, hd] rotated in place by cos, sin [nt, 1, hd / 2] (as Transformer.rope);
+    returns x."""
+    nt, n_head, hd = _dims(x, 3)
+    xp = _ptr("rope", "x", x, _F32, (nt, n_head, hd), write=True)
+    cp = _ptr("rope", "cos", cos, _F32, (nt, 1, hd // 2))
+    sp = _ptr("rope", "sin", sin, _F32, (nt, 1, hd // 2))
+    if hd % 2:
+        raise ValueError(f"rope: head size {hd} is odd")
+    if x.size:
+        _lib.rope(xp, cp, sp, nt, n_head, hd)
+    return x
+
+
+def silu_mul(g: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """g = silu(g) * u in place (g, u float32 of one shape); returns g."""
+    shape = getattr(g, "shape", ())
+    gp = _ptr("silu_mul", "g", g, _F32, shape, write=True)
+    up = _ptr("silu_mul", "u", u, _F32, shape)
+    if g.size:
+        _lib.silu_mul(gp, up, g.size)
+    return g
 
 
 # ---------------------------------------------------------------------------------------------
@@ -567,13 +611,8 @@ def quantize_q8(x: np.ndarray, qb: int, ss: int) -> tuple[np.ndarray, np.ndarray
     q = np.empty((nt, n), np.int8)
     d = np.empty((nt, n // qb), np.float32)
     qsum = np.empty((nt, n // ss), np.int32)
-    _lib.quantize_q8(xp, nt, n, qb, ss, q.ctypes.data, d.ctypes.data, qsum.ctypes.data)
+    _lib.quantize_q8(xp, nt, n, qb, ss, _address(q), _address(d), _address(qsum))
     return q, d, qsum
-
-
-def _quantized_once(x: np.ndarray, qb: int, ss: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """quantize_q8 of ``x``, once for the projections sharing a read-only activation (memo.py)."""
-    return once_per_frozen(x, ("q8", qb, ss), lambda: quantize_q8(x, qb, ss))
 
 
 _lib.round_q8.argtypes = [ctypes.c_void_p] + [ctypes.c_int64] * 3 + [ctypes.c_void_p]
@@ -587,8 +626,12 @@ def round_q8(x: np.ndarray, qb: int) -> np.ndarray:
     if qb <= 0 or n % qb:
         raise ValueError(f"round_q8: rows of {n} values do not split into blocks of {qb}")
     y = np.empty((nt, n), np.float32)
-    _lib.round_q8(xp, nt, n, qb, y.ctypes.data)
+    _lib.round_q8(xp, nt, n, qb, _address(y))
     return y
+
+
+_lib.mm_x.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 5
+_lib.mm_x.restype = ctypes.c_int
 
 
 def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
@@ -598,25 +641,24 @@ def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
     # and on CPUs without AVX-512 VBMI/VNNI)
     name = "mm_" + t
     cmm = getattr(_lib, ("mms_" if t in FUSED_TYPES else "mm_") + t)
-    cmm.argtypes = [ctypes.c_void_p] * 11 + [ctypes.c_int64] * 5
-    cmm.restype = None
+    cmm_address = ctypes.cast(cmm, ctypes.c_void_p).value
+    mm_x = _lib.mm_x
 
     def bind_mm(*fields: Any, tab: Any = F16_TABLE) -> Callable[[np.ndarray], np.ndarray]:
         """``x -> x @ W.T`` ([nt, G * LANES], padded rows included) for many tokens at once: x is
         quantized to int8 (one scale per block of the type, as llama.cpp's Q8_0, or per 256
-        values for K-quants, as its Q8_K), then multiplied with integer dot products."""
+        values for K-quants, as its Q8_K), then multiplied with integer dot products -- both
+        in one kernel call (``mm_x``)."""
         G, nb, ptrs = _field_ptrs(name, fields, spec)
         tab_ptr, n_in = _tab_ptr(name, tab), nb * block
+        head = (cmm_address, *ptrs, *pad, tab_ptr)
 
         def matmul(x: np.ndarray) -> np.ndarray:
             nt = _dims(x, 2)[0]
-            _ptr(name, "x", x, _F32, (nt, n_in))
+            xp = _ptr(name, "x", x, _F32, (nt, n_in))
             out = np.empty((nt, G * LANES), np.float32)
-            if nt == 0:
-                return out
-            q, d, qsum = _quantized_once(x, block, sum_size)
-            args = (q.ctypes.data, d.ctypes.data, qsum.ctypes.data, out.ctypes.data)
-            cmm(*ptrs, *pad, tab_ptr, *args, 0, G, nb, nt, block)
+            if nt and mm_x(*head, xp, _address(out), G, nb, nt, block, sum_size):
+                raise MemoryError(f"{name}: no memory for {nt} quantized activation rows")
             return out
 
         matmul.keep = (fields, tab)  # type: ignore[attr-defined]

@@ -1426,3 +1426,89 @@ void round_q8(const float *x, int64_t nt, int64_t n, int64_t qb, float *y)
                 yc[k] = bad ? xc[k] : (float)(int8_t)nearbyintf(xc[k] * id) * d;
         }
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * One call per projection: quantize x, then multiply (mm) -- the quantized activations live in a
+ * per-thread scratch, so Python makes one kernel call and allocates nothing but the output
+ * (decode: ~155 projections a token, each a few microseconds of call overhead).
+ * --------------------------------------------------------------------------------------------- */
+typedef void (*mm_fn)(FIELDS, const float *tab, const int8_t *q, const float *d,
+                      const int32_t *qsum, float *out, int64_t g0, int64_t g1, int64_t nb,
+                      int64_t nt, int64_t qb);
+
+static _Thread_local struct {
+    void *buf;
+    size_t size;
+} q8_scratch;
+
+/* 0 on success, -1 when the scratch cannot be allocated (out is then left untouched). */
+int mm_x(const void *fn, FIELDS, const float *tab, const float *x, float *out, int64_t G,
+         int64_t nb, int64_t nt, int64_t qb, int64_t ss)
+{
+    const int64_t n = nb * qb;
+    /* q, then the scales and the sums, each 64-byte aligned */
+    const size_t q_bytes = ((size_t)(nt * n) + 63) / 64 * 64;
+    const size_t d_bytes = ((size_t)(nt * (n / qb)) * sizeof(float) + 63) / 64 * 64;
+    const size_t need = q_bytes + d_bytes + (size_t)(nt * (n / ss)) * sizeof(int32_t);
+    if (need > q8_scratch.size) {
+        free(q8_scratch.buf);
+        q8_scratch.buf = aligned_alloc(64, (need + 63) / 64 * 64);
+        q8_scratch.size = q8_scratch.buf ? (need + 63) / 64 * 64 : 0;
+        if (!q8_scratch.buf)
+            return -1;
+    }
+    int8_t *q = q8_scratch.buf;
+    float *d = (float *)((char *)q8_scratch.buf + q_bytes);
+    int32_t *qsum = (int32_t *)((char *)q8_scratch.buf + q_bytes + d_bytes);
+    quantize_q8(x, nt, n, qb, ss, q, d, qsum);
+    ((mm_fn)fn)(f0, f1, f2, f3, f4, f5, tab, q, d, qsum, out, 0, G, nb, nt, qb);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The transformer's element-wise steps, one call each instead of 5-8 numpy operations: at one
+ * token a row is a few thousand floats and the numpy calls' overhead was the cost.
+ * --------------------------------------------------------------------------------------------- */
+
+/* out = x / sqrt(mean(x^2) + eps) * w for each of nt rows of n (float32 squares summed in double,
+ * then a float32 scale: as ggml_rms_norm). out may be x. */
+void rms_norm(const float *x, const float *w, float *out, int64_t nt, int64_t n, double eps)
+{
+    for (int64_t t = 0; t < nt; t++) {
+        const float *xt = x + t * n;
+        double s = 0;
+        for (int64_t k = 0; k < n; k++) {
+            const float sq = xt[k] * xt[k];
+            s += sq;
+        }
+        const float scale = (float)(1.0 / sqrt(s / (double)n + eps));
+        for (int64_t k = 0; k < n; k++) {
+            const float y = xt[k] * scale;
+            out[t * n + k] = y * w[k];
+        }
+    }
+}
+
+/* Rotate pairs (2i, 2i + 1) of every head of x [nt, n_head, hd] in place by the angles of row t:
+ * cos, sin [nt, hd / 2]. */
+void rope(float *x, const float *cos_, const float *sin_, int64_t nt, int64_t n_head, int64_t hd)
+{
+    for (int64_t t = 0; t < nt; t++)
+        for (int64_t h = 0; h < n_head; h++) {
+            float *p = x + (t * n_head + h) * hd;
+            const float *c = cos_ + t * (hd / 2), *s = sin_ + t * (hd / 2);
+            for (int64_t i = 0; i < hd / 2; i++) {
+                const float x0 = p[2 * i], x1 = p[2 * i + 1];
+                const float a = x0 * c[i], b = x1 * s[i], e = x0 * s[i], f = x1 * c[i];
+                p[2 * i] = a - b;
+                p[2 * i + 1] = e + f;
+            }
+        }
+}
+
+/* g = silu(g) * u = g / (1 + exp(-g)) * u, n values, in place. */
+void silu_mul(float *g, const float *u, int64_t n)
+{
+    for (int64_t k = 0; k < n; k++)
+        g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+}

@@ -139,6 +139,13 @@ def attention_rows_kernel(head_dim: int) -> Callable[..., Any] | None:
     return rows if rows is not None and head_dim % K.ATTENTION_HEAD_MULTIPLE == 0 else None
 
 
+def layer_ops() -> Any:
+    """The kernel module, if it has the element-wise steps of a layer (rms_norm, rope,
+    silu_mul), for ``Transformer(ops=...)``; else None (numpy does them)."""
+    K = backend()
+    return K if all(hasattr(K, f) for f in ("rms_norm", "rope", "silu_mul")) else None
+
+
 def attention_kernel(head_dim: int) -> Callable[..., None] | None:
     """The kernel module's attention over the f16 KV cache, if it has one for this head size."""
     K = backend()

@@ -144,7 +144,7 @@ def test_quant_linear_takes_the_integer_path_for_prefill(monkeypatch: pytest.Mon
     assert off(x).shape == got.shape and off._mm is None
 
 
-def test_activations_are_quantized_once_only_when_they_cannot_change() -> None:
+def test_products_follow_their_activations_frozen_or_not() -> None:
     t = GGMLType.Q4_0
     mats = [
         C.MM["q4_0"](
@@ -162,16 +162,29 @@ def test_activations_are_quantized_once_only_when_they_cannot_change() -> None:
     want = [mm(x.copy()) for mm in mats]
     frozen = x.copy()
     frozen.flags.writeable = False  # as the transformer's normalized activations
-    for mm, w in zip(mats, want, strict=True):  # q, k, v: the second reuses the first's codes
+    for mm, w in zip(mats, want, strict=True):  # q, k, v of one activation
         np.testing.assert_array_equal(mm(frozen), w)
-    assert C._quantized_once(frozen, 32, 32) is C._quantized_once(frozen, 32, 32)
-    assert C._quantized_once(frozen, 32, 16) is not C._quantized_once(frozen, 32, 32)
-    live = x.copy()  # writable: it may change between calls, so never reused
+    live = x.copy()
     first = mats[0](live)
-    live *= 2
+    live *= 2  # the per-thread scratch of quantized rows is never stale
     np.testing.assert_allclose(mats[0](live), 2 * first, rtol=1e-5, atol=1e-5)
-    view = frozen[:2]  # a read-only view of another array: not trusted either
-    assert C._quantized_once(view, 32, 32) is not C._quantized_once(view, 32, 32)
+    big = np.random.default_rng(3).standard_normal((40, 64)).astype(np.float32)
+    np.testing.assert_array_equal(mats[1](big[:3]), mats[1](big[:3].copy()))
+    np.testing.assert_allclose(mats[1](big)[:3], mats[1](big[:3]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(mats[1](big[:3]), mats[1](big[:3].copy()))  # scratch regrown
+
+
+def test_work_on_an_activation_is_reused_only_when_it_cannot_change() -> None:
+    from agent.llm.kernels.memo import once_per_frozen
+
+    frozen = np.ones((2, 8), np.float32)
+    frozen.flags.writeable = False
+    assert once_per_frozen(frozen, "k", list) is once_per_frozen(frozen, "k", list)
+    assert once_per_frozen(frozen, "j", list) is not once_per_frozen(frozen, "k", list)
+    live = np.ones((2, 8), np.float32)
+    assert once_per_frozen(live, "k", list) is not once_per_frozen(live, "k", list)
+    view = frozen[:1]  # a read-only view of another array: not trusted either
+    assert once_per_frozen(view, "k", list) is not once_per_frozen(view, "k", list)
 
 
 def test_isa_is_reported() -> None:
