@@ -42,16 +42,21 @@ def token_work(
     """Per generation: the prompt's ids (with BOS) and the ids of the recorded output."""
     from agent.llm import load_model
 
-    data = json.loads(cassette.read_text())
+    from agent.planner.cassette import load_cassette
+
+    data = load_cassette(cassette)  # any version, checked
     m = load_model(model_path, vocab_only=True)
+    # A cassette keeps its interactions sorted by request, not in run order: the plan is written
+    # first, then the steps' generations, as ``agent ask`` runs them.
+    gens = [i for i in data["interactions"] if i["kind"] == "generate"]
+    gens.sort(key=lambda i: i.get("purpose") != "plan")
     work = []
-    for g in data.get("generations", []):
-        prompt = m.tokenize(g["prompt"], bos=True)
-        full = m.tokenize(g["prompt"] + g["output"], bos=True)
+    for g in gens:
+        text, output = g["request"]["prompt"], g["response"]["output"]
+        prompt = m.tokenize(text, bos=True)
+        full = m.tokenize(text + output, bos=True)
         # the output's ids as they follow the prompt (SentencePiece merges across the seam)
-        out = (
-            full[len(prompt) :] if full[: len(prompt)] == prompt else m.tokenize(g["output"], False)
-        )
+        out = full[len(prompt) :] if full[: len(prompt)] == prompt else m.tokenize(output, False)
         work.append({"prompt": prompt, "output": out[:max_output]})
     if not work:
         raise SystemExit(f"{cassette}: no generations to replay")
