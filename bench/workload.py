@@ -41,7 +41,6 @@ def token_work(
 ) -> list[dict[str, list[int]]]:
     """Per generation: the prompt's ids (with BOS) and the ids of the recorded output."""
     from agent.llm import load_model
-
     from agent.planner.cassette import load_cassette
 
     data = load_cassette(cassette)  # any version, checked
