@@ -15,6 +15,7 @@ import numpy as np
 
 from agent.llm.formats.modelfile import ModelFile
 from agent.llm.hparams import ModelInfo
+from agent.llm.kernels import runtime
 from agent.llm.kernels.linear import Embedding, Linear, vector
 
 # Prompts go through the layers this many tokens at a time (llama.cpp's "ubatch"): activations
@@ -70,6 +71,7 @@ class Transformer:
         self.info, self.n_ctx, self.attend = info, n_ctx, attend
         # a kernel module's rms_norm, rope and silu_mul: one call each instead of numpy's 5-8
         self.ops = ops
+        self._decode: Any = None  # DecodeLayers once built, False where it cannot be
         self.attend_rows = attend_rows  # several sequences' rows in one call (batched steps)
         t = mf.tensor
         self.embed = Embedding(t("token_embd.weight"))
@@ -194,6 +196,29 @@ class Transformer:
     def head(self, x: np.ndarray) -> np.ndarray:
         return self.output(self.rms_norm(x, self.norm))
 
+    def decode_layers(self) -> Any:
+        """The kernel module's one-call decode of rows through every layer (``DecodeLayers``), if
+        every projection has an integer kernel for few tokens; else None (the layers run one
+        kernel call at a time)."""
+        if self._decode is None:
+            make = getattr(self.ops, "DecodeLayers", None)
+            lins = [[L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down] for L in self.layers]
+            found = [[getattr(m, "decode_descriptor", lambda: None)() for m in ms] for ms in lins]
+            if make is None or self.attend is None or any(d is None for ds in found for d in ds):
+                self._decode = False
+            else:
+                info = self.info
+                self._decode = make(
+                    [(L.attn_norm, L.ffn_norm) for L in self.layers],
+                    found,
+                    info.n_head,
+                    info.n_head_kv,
+                    info.head_dim,
+                    self.layers[0].w_gate.n_out,
+                    info.rms_norm_eps,
+                )
+        return self._decode or None
+
     def layers_forward(self, ids: np.ndarray, n_past: int | list[Span]) -> np.ndarray:
         """The hidden states of ``ids`` after the last layer; fills the KV cache at n_past..
 
@@ -208,6 +233,14 @@ class Transformer:
         pos = np.concatenate([np.arange(s.n_past, s.n_past + s.stop - s.start) for s in spans])
         cos, sin = self.rope_table(pos.astype(np.float64))
         x = np.array(self.embed(ids), np.float32)  # our own copy: updated in place below
+        decode = self.decode_layers() if self.ops is not None and n <= ATTEND_MAX_ROWS else None
+        if decode is not None and all(
+            s.start == i and s.stop == i + 1 for i, s in enumerate(spans)
+        ):
+            # decode rows (one token of each sequence): every layer in one kernel call
+            runtime.sync_threads(self.ops, runtime.get_threads())
+            decode(x, cos, sin, [s.k_cache for s in spans], [s.v_cache for s in spans], pos)
+            return x
         rows_attention = None
         if self.attend_rows is not None and len(spans) > 1 and n <= ATTEND_MAX_ROWS:
             owner = [s for s in spans for _ in range(s.stop - s.start)]

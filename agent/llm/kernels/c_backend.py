@@ -662,6 +662,17 @@ def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
             return out
 
         matmul.keep = (fields, tab)  # type: ignore[attr-defined]
+        # what decode_layers needs to make this product itself (the addresses stay valid while
+        # ``matmul`` holds ``fields``)
+        matmul.descriptor = (  # type: ignore[attr-defined]
+            cmm_address,
+            *ptrs,
+            *[0] * len(pad),
+            G,
+            nb,
+            block,
+            sum_size,
+        )
         return matmul
 
     bind_mm.__name__ = name
@@ -677,3 +688,111 @@ MM_MIN_TOKENS_FOR = {t: 1 for t in FUSED_TYPES} if _lib.kernels_mms_fused() else
 
 # Per type: the bound integer matmul maker (fields in repack.FIELDS order, as the matvec's).
 MM = {t: _int8_kernel(t, *spec) for t, spec in _TYPES.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# A decode token through every layer in one call (kernels.c, decode_layers)
+# ---------------------------------------------------------------------------------------------
+
+if hasattr(_lib, "decode_layers"):  # built where F16C converts K and V to half precision
+    DECODE_LINEAR, DECODE_LAYER = 11, 2 + 7 * 11  # int64 words, as in kernels.c
+    _vp, _i64 = ctypes.c_void_p, ctypes.c_int64
+    _lib.decode_layers.argtypes = (
+        [_vp] + [_i64] * 2 + [_vp] * 5 + [_i64] + [_vp] + [_i64] * 5 + [ctypes.c_double] + [_vp] * 2
+    )
+    _lib.decode_layers.restype = ctypes.c_int
+
+    class DecodeLayers:
+        """``self(x, cos, sin, k_caches, v_caches, pos)``: decode rows x [nt, dim] (one token each,
+        row r of its own sequence: caches k_caches[r], v_caches[r] [n_layer, positions, n_kv, hd]
+        float16, position pos[r]) through every layer in one kernel call, x updated in place and
+        each row's K and V written at its position. Built from the layers' norm weights and their
+        projections' ``descriptor`` (each an integer kernel with no padded output rows)."""
+
+        def __init__(
+            self,
+            norms: list[tuple[np.ndarray, np.ndarray]],
+            descriptors: list[list[tuple[int, ...]]],
+            n_head: int,
+            n_kv: int,
+            head_dim: int,
+            ff: int,
+            eps: float,
+        ):
+            dim = n_head * head_dim
+            plan = np.zeros((len(norms), DECODE_LAYER), np.int64)
+            if len(descriptors) != len(norms) or n_kv * head_dim > dim or n_head % n_kv:
+                raise ValueError(f"DecodeLayers: {len(descriptors)} layers for {len(norms)} norms")
+            for li, ((attn_norm, ffn_norm), lins) in enumerate(
+                zip(norms, descriptors, strict=True)
+            ):
+                if len(lins) != 7 or any(len(d) != DECODE_LINEAR for d in lins):
+                    raise ValueError("DecodeLayers: 7 projection descriptors a layer")
+                plan[li, 0] = _ptr("DecodeLayers", "attn_norm", attn_norm, _F32, (dim,))
+                plan[li, 1] = _ptr("DecodeLayers", "ffn_norm", ffn_norm, _F32, (dim,))
+                plan[li, 2:] = np.array(lins, np.int64).reshape(-1)
+            self.plan, self.norms = plan, norms  # the norms behind the plan's addresses
+            self.dims = (len(norms), dim, n_head, n_kv, head_dim, ff)
+            self.eps = float(eps)
+
+        def __call__(
+            self,
+            x: np.ndarray,
+            cos: np.ndarray,
+            sin: np.ndarray,
+            k_caches: list[np.ndarray],
+            v_caches: list[np.ndarray],
+            pos: np.ndarray,
+        ) -> None:
+            n_layer, dim, n_head, n_kv, hd, ff = self.dims
+            nt = _dims(x, 2)[0]
+            xp = _ptr("DecodeLayers", "x", x, _F32, (nt, dim), write=True)
+            cp = _ptr("DecodeLayers", "cos", cos, _F32, (nt, 1, hd // 2))
+            sp = _ptr("DecodeLayers", "sin", sin, _F32, (nt, 1, hd // 2))
+            positions = _dims(k_caches[0] if len(k_caches) else None, 4)[1]
+            shape = (n_layer, positions, n_kv, hd)
+            rows = np.ascontiguousarray(pos, dtype=np.int64)
+            if (
+                not nt
+                or len(k_caches) != nt
+                or len(v_caches) != nt
+                or rows.shape != (nt,)
+                or rows.min() < 0
+                or rows.max() >= positions
+            ):
+                raise ValueError(
+                    f"DecodeLayers: {nt} rows need {nt} caches of {positions} positions and a "
+                    f"position each inside them, got {len(k_caches)} caches, positions "
+                    f"{rows.tolist()[:8]}"
+                )
+            k_base = np.array(
+                [_ptr("DecodeLayers", "a k cache", c, _F16, shape, write=True) for c in k_caches],
+                np.int64,
+            )
+            v_base = np.array(
+                [_ptr("DecodeLayers", "a v cache", c, _F16, shape, write=True) for c in v_caches],
+                np.int64,
+            )
+            scratch = np.empty(nt * (5 * dim + 2 * ff), np.float32)
+            err = _lib.decode_layers(
+                _address(self.plan),
+                n_layer,
+                nt,
+                xp,
+                cp,
+                sp,
+                _address(k_base),
+                _address(v_base),
+                positions * n_kv * hd,
+                _address(rows),
+                dim,
+                n_head,
+                n_kv,
+                hd,
+                ff,
+                self.eps,
+                _F16_TABLE_PTR,
+                _address(scratch),
+            )
+            if err:
+                raise MemoryError("decode_layers: no memory for the quantized activations")

@@ -114,6 +114,17 @@ class QuantLinear:
             return self._matvec(x)
         return self._tiled(x)
 
+    def decode_descriptor(self) -> tuple[int, ...] | None:
+        """What a one-call decode (``DecodeLayers``) needs to make this product itself: there
+        when a single token takes the integer kernel and the output has no padded rows."""
+        if not self.packable or self.mm_min_tokens > 1:
+            return None
+        if not self._mm_checked:
+            self._int8()
+        descriptor = getattr(self._mm, "descriptor", None)
+        lanes = self.packed.arrays[0].shape[-1]
+        return descriptor if descriptor is not None and self.n_out % lanes == 0 else None
+
     def _int8(self) -> bool:
         """Bind the integer prefill kernel, where the kernel module has one and it is not turned
         off (``AGENT_PREFILL=float`` keeps dequantized tiles + sgemm, to compare)."""
