@@ -201,23 +201,27 @@ class Transformer:
         every projection has an integer kernel for few tokens; else None (the layers run one
         kernel call at a time)."""
         if self._decode is None:
-            make = getattr(self.ops, "DecodeLayers", None)
-            lins = [[L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down] for L in self.layers]
-            found = [[getattr(m, "decode_descriptor", lambda: None)() for m in ms] for ms in lins]
-            if make is None or self.attend is None or any(d is None for ds in found for d in ds):
-                self._decode = False
-            else:
-                info = self.info
-                self._decode = make(
-                    [(L.attn_norm, L.ffn_norm) for L in self.layers],
-                    found,
-                    info.n_head,
-                    info.n_head_kv,
-                    info.head_dim,
-                    self.layers[0].w_gate.n_out,
-                    info.rms_norm_eps,
-                )
+            self._decode = self._make_decode_layers() or False
         return self._decode or None
+
+    def _make_decode_layers(self) -> Any:
+        make = getattr(self.ops, "DecodeLayers", None)
+        if make is None or self.attend is None:
+            return None
+        lins = [[L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down] for L in self.layers]
+        found = [[getattr(m, "decode_descriptor", lambda: None)() for m in ms] for ms in lins]
+        if any(d is None for ds in found for d in ds):
+            return None
+        info = self.info
+        return make(
+            [(L.attn_norm, L.ffn_norm) for L in self.layers],
+            found,
+            info.n_head,
+            info.n_head_kv,
+            info.head_dim,
+            self.layers[0].w_gate.n_out,
+            info.rms_norm_eps,
+        )
 
     def layers_forward(self, ids: np.ndarray, n_past: int | list[Span]) -> np.ndarray:
         """The hidden states of ``ids`` after the last layer; fills the KV cache at n_past..
@@ -249,7 +253,7 @@ class Transformer:
             )
         for li, L in enumerate(self.layers):
             h = self.rms_norm(x, L.attn_norm)
-            h.flags.writeable = False  # the int8 kernels quantize it once for q, k and v
+            h.flags.writeable = False  # the kernels quantize (or round) it once for q, k and v
             q = self.rope(L.wq(h).reshape(n, info.n_head, info.head_dim), cos, sin)
             k = self.rope(L.wk(h).reshape(n, info.n_head_kv, info.head_dim), cos, sin)
             v = L.wv(h).reshape(n, info.n_head_kv, info.head_dim)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from agent.llm.kernels.layout import LANES  # rows per group of the packed layout
+from agent.llm.kernels.memo import once_per_frozen
 
 # float32 value of every f16 bit pattern (the kernels convert f16 in hardware where they can).
 F16_TABLE = (
@@ -630,7 +631,7 @@ def round_q8(x: np.ndarray, qb: int) -> np.ndarray:
     return y
 
 
-_lib.mm_x.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 5
+_lib.mm_x.argtypes = [ctypes.c_void_p] * 10 + [ctypes.c_int64] * 6
 _lib.mm_x.restype = ctypes.c_int
 
 
@@ -657,7 +658,11 @@ def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
             nt = _dims(x, 2)[0]
             xp = _ptr(name, "x", x, _F32, (nt, n_in))
             out = np.empty((nt, G * LANES), np.float32)
-            if nt and mm_x(*head, xp, _address(out), G, nb, nt, block, sum_size):
+            # a read-only activation seen last by this thread (memo.py) is unchanged: mm_x may
+            # keep its int8 rows from the previous projection (q, k, v; gate, up)
+            first = object()
+            reuse = once_per_frozen(x, "q8 rows", lambda: first) is not first
+            if nt and mm_x(*head, xp, _address(out), G, nb, nt, block, sum_size, reuse):
                 raise MemoryError(f"{name}: no memory for {nt} quantized activation rows")
             return out
 

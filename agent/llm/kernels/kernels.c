@@ -1430,7 +1430,9 @@ void round_q8(const float *x, int64_t nt, int64_t n, int64_t qb, float *y)
 /* ---------------------------------------------------------------------------------------------
  * One call per projection: quantize x, then multiply (mm) -- the quantized activations live in a
  * per-thread scratch, so Python makes one kernel call and allocates nothing but the output
- * (decode: ~155 projections a token, each a few microseconds of call overhead).
+ * (decode: ~155 projections a token, each a few microseconds of call overhead). Projections that
+ * read the same activation (q, k, v; gate, up) pass reuse: the scratch then keeps the rows it
+ * holds if they are of this x with these sizes, so they are quantized once.
  * --------------------------------------------------------------------------------------------- */
 typedef void (*mm_fn)(FIELDS, const float *tab, const int8_t *q, const float *d,
                       const int32_t *qsum, float *out, int64_t g0, int64_t g1, int64_t nb,
@@ -1439,11 +1441,14 @@ typedef void (*mm_fn)(FIELDS, const float *tab, const int8_t *q, const float *d,
 static _Thread_local struct {
     void *buf;
     size_t size;
+    const float *x; /* what buf holds the quantization of (NULL: nothing) */
+    int64_t nt, n, qb, ss;
 } q8_scratch;
 
-/* 0 on success, -1 when the scratch cannot be allocated (out is then left untouched). */
+/* 0 on success, -1 when the scratch cannot be allocated (out is then left untouched). reuse: the
+ * caller knows x has not changed since it was last quantized here, if it was. */
 int mm_x(const void *fn, FIELDS, const float *tab, const float *x, float *out, int64_t G,
-         int64_t nb, int64_t nt, int64_t qb, int64_t ss)
+         int64_t nb, int64_t nt, int64_t qb, int64_t ss, int64_t reuse)
 {
     const int64_t n = nb * qb;
     /* q, then the scales and the sums, each 64-byte aligned */
@@ -1452,6 +1457,7 @@ int mm_x(const void *fn, FIELDS, const float *tab, const float *x, float *out, i
     const size_t need = q_bytes + d_bytes + (size_t)(nt * (n / ss)) * sizeof(int32_t);
     if (need > q8_scratch.size) {
         free(q8_scratch.buf);
+        q8_scratch.x = NULL;
         q8_scratch.buf = aligned_alloc(64, (need + 63) / 64 * 64);
         q8_scratch.size = q8_scratch.buf ? (need + 63) / 64 * 64 : 0;
         if (!q8_scratch.buf)
@@ -1460,7 +1466,11 @@ int mm_x(const void *fn, FIELDS, const float *tab, const float *x, float *out, i
     int8_t *q = q8_scratch.buf;
     float *d = (float *)((char *)q8_scratch.buf + q_bytes);
     int32_t *qsum = (int32_t *)((char *)q8_scratch.buf + q_bytes + d_bytes);
-    quantize_q8(x, nt, n, qb, ss, q, d, qsum);
+    if (!(reuse && q8_scratch.x == x && q8_scratch.nt == nt && q8_scratch.n == n
+          && q8_scratch.qb == qb && q8_scratch.ss == ss)) {
+        quantize_q8(x, nt, n, qb, ss, q, d, qsum);
+        q8_scratch.x = x, q8_scratch.nt = nt, q8_scratch.n = n, q8_scratch.qb = qb, q8_scratch.ss = ss;
+    }
     ((mm_fn)fn)(f0, f1, f2, f3, f4, f5, tab, q, d, qsum, out, 0, G, nb, nt, qb);
     return 0;
 }
@@ -1526,11 +1536,13 @@ void silu_mul(float *g, const float *u, int64_t n)
 #define DECODE_LINEAR 11
 #define DECODE_LAYER (2 + 7 * DECODE_LINEAR)
 
-static int decode_linear(const int64_t *L, const float *tab, const float *x, float *out, int64_t nt)
+/* reuse: x is unchanged since the previous projection (q, k, v of one h; gate, up) */
+static int decode_linear(const int64_t *L, const float *tab, const float *x, float *out, int64_t nt,
+                         int reuse)
 {
     const void *const *f = (const void *const *)(L + 1);
     return mm_x((const void *)L[0], f[0], f[1], f[2], f[3], f[4], f[5], tab, x, out, L[7], L[8], nt,
-                L[9], L[10]);
+                L[9], L[10], reuse);
 }
 
 /* x [nt, dim] (the rows' embeddings) -> the hidden states after the last layer, in place. Row r's
@@ -1551,8 +1563,8 @@ int decode_layers(const int64_t *plan, int64_t n_layer, int64_t nt, float *x, co
     for (int64_t li = 0; li < n_layer; li++) {
         const int64_t *P = plan + li * DECODE_LAYER, *W = P + 2;
         rms_norm(x, (const float *)P[0], h, nt, dim, eps);
-        if (decode_linear(W, tab, h, q, nt) || decode_linear(W + DECODE_LINEAR, tab, h, k, nt)
-            || decode_linear(W + 2 * DECODE_LINEAR, tab, h, v, nt))
+        if (decode_linear(W, tab, h, q, nt, 0) || decode_linear(W + DECODE_LINEAR, tab, h, k, nt, 1)
+            || decode_linear(W + 2 * DECODE_LINEAR, tab, h, v, nt, 1))
             return -1;
         rope(q, cos_, sin_, nt, n_head, hd);
         rope(k, cos_, sin_, nt, n_kv, hd);
@@ -1569,16 +1581,16 @@ int decode_layers(const int64_t *plan, int64_t n_layer, int64_t nt, float *x, co
             attention_f16(kl[0], vl[0], q, att, tab, 1, pos[0], n_head, n_kv, hd, scale);
         else
             attention_rows(kl, vl, pos, q, att, tab, nt, n_head, n_kv, hd, scale);
-        if (decode_linear(W + 3 * DECODE_LINEAR, tab, att, q, nt))
+        if (decode_linear(W + 3 * DECODE_LINEAR, tab, att, q, nt, 0))
             return -1;
         for (int64_t i = 0; i < nt * dim; i++)
             x[i] += q[i];
         rms_norm(x, (const float *)P[1], h, nt, dim, eps);
-        if (decode_linear(W + 4 * DECODE_LINEAR, tab, h, g, nt)
-            || decode_linear(W + 5 * DECODE_LINEAR, tab, h, u, nt))
+        if (decode_linear(W + 4 * DECODE_LINEAR, tab, h, g, nt, 0)
+            || decode_linear(W + 5 * DECODE_LINEAR, tab, h, u, nt, 1))
             return -1;
         silu_mul(g, u, nt * ff);
-        if (decode_linear(W + 6 * DECODE_LINEAR, tab, g, q, nt))
+        if (decode_linear(W + 6 * DECODE_LINEAR, tab, g, q, nt, 0))
             return -1;
         for (int64_t i = 0; i < nt * dim; i++)
             x[i] += q[i];

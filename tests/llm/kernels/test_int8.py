@@ -162,8 +162,11 @@ def test_products_follow_their_activations_frozen_or_not() -> None:
     want = [mm(x.copy()) for mm in mats]
     frozen = x.copy()
     frozen.flags.writeable = False  # as the transformer's normalized activations
-    for mm, w in zip(mats, want, strict=True):  # q, k, v of one activation
+    for mm, w in zip(mats, want, strict=True):  # q, k, v of one activation: quantized once
         np.testing.assert_array_equal(mm(frozen), w)
+    other = np.random.default_rng(4).standard_normal((3, 64)).astype(np.float32)
+    mats[0](other)  # another activation in between (as attention's output before wo)
+    np.testing.assert_array_equal(mats[1](frozen), want[1])  # requantized, not the other's rows
     live = x.copy()
     first = mats[0](live)
     live *= 2  # the per-thread scratch of quantized rows is never stale
