@@ -69,7 +69,7 @@ def check(t: GGMLType, n_out: int, n_in: int, n_tok: int, seed: int, K=C) -> Non
 
 
 @pytest.mark.parametrize("t", QUANT_TYPES, ids=lambda t: t.name)
-@pytest.mark.parametrize("n_tok", [1, 5, 6, 7, 8, 12, 13])
+@pytest.mark.parametrize("n_tok", [1, 2, 3, 4, 5, 6, 7, 8, 12, 13])
 def test_matches_the_rule_on_every_type(t: GGMLType, n_tok: int) -> None:
     block = LAYOUTS[t].block_size
     # rows not a multiple of LANES (one padded group); n_in both a multiple of 256 and not
