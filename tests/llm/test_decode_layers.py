@@ -23,10 +23,15 @@ def _pair(name: str):
     return one_call.transformer, layered.transformer
 
 
-def test_one_call_decode_is_bit_identical_to_the_layered_path():
-    fast, slow = _pair("tiny-q4_0.gguf")
+# Q4_0 everywhere; llama.cpp's Q4_K_M mix: Q4_K and Q6_K projections (Q6_K output head)
+FILES = ["tiny-q4_0.gguf", "tiny.ggmlv3.q4_K_M.bin"]
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_one_call_decode_is_bit_identical_to_the_layered_path(name):
+    fast, slow = _pair(name)
     if fast.decode_layers() is None:
-        pytest.skip("no one-token integer kernel for Q4_0 on this CPU")
+        pytest.skip(f"no one-token integer kernel for every projection of {name} on this CPU")
     ids = [1, 15, 300, 20, 7, 99, 512, 3]
     np.testing.assert_array_equal(
         fast.forward(np.array(ids[:3]), 0), slow.forward(np.array(ids[:3]), 0)
@@ -44,12 +49,13 @@ def test_files_with_a_projection_lacking_the_kernel_keep_the_layered_path():
     assert fast.decode_layers() is None
 
 
-def test_batched_rows_in_their_own_caches_match_the_layered_path():
+@pytest.mark.parametrize("name", FILES)
+def test_batched_rows_in_their_own_caches_match_the_layered_path(name):
     from agent.llm.transformer import Span
 
-    fast, slow = _pair("tiny-q4_0.gguf")
+    fast, slow = _pair(name)
     if fast.decode_layers() is None:
-        pytest.skip("no one-token integer kernel for Q4_0 on this CPU")
+        pytest.skip(f"no one-token integer kernel for every projection of {name} on this CPU")
     rng = np.random.default_rng(0)
     caches = []
     for tr in (fast, slow):  # three sequences at positions 5, 0 and 17, in caches of their own

@@ -638,7 +638,7 @@ _lib.mm_x.restype = ctypes.c_int
 def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
     spec = tuple((what, dtype, (rows, LANES) if rows else (LANES,)) for what, dtype, rows in fields)
     pad = [None] * (6 - len(fields))
-    # Q4_0 and Q4_K have fused kernels for a few tokens (mms_*: the buffered mm for more tokens,
+    # FUSED_TYPES have fused kernels for a few tokens (mms_*: the buffered mm for more tokens,
     # and on CPUs without AVX-512 VBMI/VNNI)
     name = "mm_" + t
     cmm = getattr(_lib, ("mms_" if t in FUSED_TYPES else "mm_") + t)
@@ -685,10 +685,10 @@ def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
 
 
 _lib.kernels_mms_fused.restype = ctypes.c_int
-FUSED_TYPES = ("q4_0", "q4_k")
+FUSED_TYPES = ("q4_0", "q4_k", "q6_k")
 # Types whose integer kernel beats the matvec from one token on (decode too): the fused ones,
 # on CPUs that have them (5632x2048 from memory, 2 threads, one row: Q4_0 0.31 -> 0.18-0.21 ms,
-# Q4_K 0.30 -> 0.23-0.25).
+# Q4_K 0.30 -> 0.23-0.25; 11008x4096, one row: Q6_K 2.53 -> 1.63 ms).
 MM_MIN_TOKENS_FOR = {t: 1 for t in FUSED_TYPES} if _lib.kernels_mms_fused() else {}
 
 # Per type: the bound integer matmul maker (fields in repack.FIELDS order, as the matvec's).

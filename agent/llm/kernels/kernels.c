@@ -1185,14 +1185,15 @@ MATMUL(q5_k, 256, 32, 0, 1)
 MATMUL(q6_k, 256, 16, 32, 0)
 
 /* ------------------------------------------------------------------------------------------- */
-/* Q4_0 and Q4_K for a few tokens (decode, batched decode), with no unpack buffer: four rows of */
+/* Q4_0, Q4_K (Q6_K) for a few tokens (decode, batched decode), with no unpack buffer: 4 rows of */
 /* code bytes (16 lanes each) are transposed in a register by one byte permute (AVX-512 VBMI),  */
 /* so each 32-bit lane holds 4 consecutive bytes of one weight row; their low and high nibbles   */
 /* are multiplied with the int8 activations by vpdpbusd straight away, reading each row's bytes  */
 /* in order. 5632x2048 from memory, 2 threads: Q4_0 1 / 4 / 8 tokens 0.18-0.21 / 0.26-0.32 /     */
 /* 0.44 ms (the matvec 0.31 / 1.07 / 2.1, the buffered mm 0.33 / 0.40 / 0.66); Q4_K 0.23-0.25 / */
 /* 0.44 / 0.66 (matvec 0.30 / 0.98 / 1.96, mm 0.53 / 0.60 / 0.81). Elsewhere, and from 13 tokens */
-/* on, mms_* is mm_*.                                                                            */
+/* on, mms_* is mm_*. Q6_K (mms_q6_k) for 1-2 tokens the same way: one token from DRAM, 11008x */
+/* 4096, 2 threads, 22.7 GB/s against the matvec's 14.6 and mm_q6_k's 17.8.                     */
 /* ------------------------------------------------------------------------------------------- */
 
 #if defined(__AVX512VBMI__) && defined(__AVX512VNNI__) && V == 16
@@ -1327,6 +1328,79 @@ INLINE void mms_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, co
         for (int v = 0; v < 8; v++)
             _mm512_storeu_ps(out + t * W + 16 * v, F[t][v]);
 }
+
+/* Q6_K (see Q6 above): per half h and 4 values l..l+3 of each quarter k, ql rows 64h + l (k = 0,
+ * 2) and 64h + 32 + l (k = 1, 3) give the low nibbles and qh row 32h + l the two high bits of all
+ * four quarters; codes are offset by 32 (folded in through the sums per 16 values). The 16
+ * sub-blocks' int8 scales are applied in float per sub-block, the row's d once a block. */
+#define MRS6 2 /* most tokens (one pass): from 3 on, the buffered mm_q6_k is as fast or faster */
+INLINE void mms6_group(const uint8_t *ql, const uint8_t *qh, const int8_t *sc, const uint16_t *dd,
+                       const int8_t *q, const float *d, const int32_t *qsum, float *out, int64_t nb,
+                       int64_t n, int64_t W, const int mr)
+{
+    const __m512i perm = ROWS4_PERM, low = _mm512_set1_epi8(15), top = _mm512_set1_epi8(48);
+    const int nc = mr == 1 ? 4 : 2; /* 4 int sums a vector: one token 22 GB/s, 2 vectors 18 */
+    __m512 F[MRS6][8];
+    for (int t = 0; t < mr; t++)
+        for (int v = 0; v < 8; v++)
+            F[t][v] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *lb = ql + b * 128 * LANES, *hb = qh + b * 64 * LANES;
+        const int8_t *sb = sc + b * 16 * LANES;
+        for (int r0 = 0; r0 < 8; r0 += nc) {
+            __m512 G[MRS6][4];
+            for (int t = 0; t < mr; t++)
+                for (int cc = 0; cc < nc; cc++)
+                    G[t][cc] = _mm512_setzero_ps();
+            for (int h = 0; h < 2; h++)
+                for (int lh = 0; lh < 2; lh++) {
+                    __m512i I[MRS6][4][4];
+                    for (int t = 0; t < mr; t++)
+                        for (int k = 0; k < 4; k++) {
+                            const __m512i o = _mm512_set1_epi32(-32 * qsum[t * (n / 16) + b * 16 + 8 * h + 2 * k + lh]);
+                            for (int cc = 0; cc < nc; cc++)
+                                I[t][cc][k] = o;
+                        }
+                    for (int l = 16 * lh; l < 16 * lh + 16; l += 4) {
+                        int32_t x[MRS6][4];
+                        for (int t = 0; t < mr; t++)
+                            for (int k = 0; k < 4; k++)
+                                memcpy(&x[t][k], q + t * n + 256 * b + 128 * h + 32 * k + l, 4);
+                        for (int cc = 0; cc < nc; cc++) {
+                            const int64_t r = 16 * (r0 + cc);
+                            const __m512i A = rows4(lb + (64 * h + l) * LANES + r, perm);
+                            const __m512i B = rows4(lb + (64 * h + 32 + l) * LANES + r, perm);
+                            const __m512i H = rows4(hb + (32 * h + l) * LANES + r, perm);
+                            __m512i c[4];
+                            c[0] = _mm512_or_si512(_mm512_and_si512(A, low), _mm512_and_si512(_mm512_slli_epi16(H, 4), top));
+                            c[1] = _mm512_or_si512(_mm512_and_si512(B, low), _mm512_and_si512(_mm512_slli_epi16(H, 2), top));
+                            c[2] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(A, 4), low), _mm512_and_si512(H, top));
+                            c[3] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(B, 4), low), _mm512_and_si512(_mm512_srli_epi16(H, 2), top));
+                            for (int t = 0; t < mr; t++)
+                                for (int k = 0; k < 4; k++)
+                                    I[t][cc][k] = _mm512_dpbusd_epi32(I[t][cc][k], c[k], _mm512_set1_epi32(x[t][k]));
+                        }
+                    }
+                    for (int cc = 0; cc < nc; cc++)
+                        for (int k = 0; k < 4; k++) {
+                            const int s = 8 * h + 2 * k + lh;
+                            const __m512 sf = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                _mm_loadu_si128((const __m128i *)(sb + s * LANES + 16 * (r0 + cc)))));
+                            for (int t = 0; t < mr; t++)
+                                G[t][cc] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(I[t][cc][k]), sf, G[t][cc]);
+                        }
+                }
+            for (int cc = 0; cc < nc; cc++) {
+                const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dd + b * LANES + 16 * (r0 + cc))));
+                for (int t = 0; t < mr; t++)
+                    F[t][r0 + cc] = _mm512_fmadd_ps(G[t][cc], _mm512_mul_ps(dv, _mm512_set1_ps(d[t * nb + b])), F[t][r0 + cc]);
+            }
+        }
+    }
+    for (int t = 0; t < mr; t++)
+        for (int v = 0; v < 8; v++)
+            _mm512_storeu_ps(out + t * W + 16 * v, F[t][v]);
+}
 #endif
 
 void mms_q4_0(FIELDS, const float *tab, const int8_t *q, const float *d, const int32_t *qsum,
@@ -1391,6 +1465,37 @@ void mms_q4_k(FIELDS, const float *tab, const int8_t *q, const float *d, const i
     }
 #endif
     mm_q4_k(f0, f1, f2, f3, f4, f5, tab, q, d, qsum, out, g0, g1, nb, nt, qb);
+}
+
+void mms_q6_k(FIELDS, const float *tab, const int8_t *q, const float *d, const int32_t *qsum,
+              float *out, int64_t g0, int64_t g1, int64_t nb, int64_t nt, int64_t qb)
+{
+#ifdef MMS_FUSED
+    if (qb == 256 && nt <= MRS6) {
+        const int64_t n = nb * 256, W = (g1 - g0) * LANES, tile = nt;
+        (void)f4, (void)f5, (void)tab;
+        PARALLEL_FOR
+        for (int64_t g = g0; g < g1; g++) {
+            const uint8_t *gl = (const uint8_t *)f0 + g * nb * 128 * LANES;
+            const uint8_t *gh = (const uint8_t *)f1 + g * nb * 64 * LANES;
+            const int8_t *gs = (const int8_t *)f2 + g * nb * 16 * LANES;
+            const uint16_t *gd = (const uint16_t *)f3 + g * nb * LANES;
+            for (int64_t t0 = 0; t0 < nt; t0 += tile) {
+                const int8_t *qt = q + t0 * n;
+                const float *dt = d + t0 * nb;
+                const int32_t *st_ = qsum + t0 * (n / 16);
+                float *o = out + t0 * W + (g - g0) * LANES;
+                switch (nt - t0 < tile ? nt - t0 : tile) {
+#define MMS6_CASE(m) case m: mms6_group(gl, gh, gs, gd, qt, dt, st_, o, nb, n, W, m); break;
+                    MMS6_CASE(1) MMS6_CASE(2)
+#undef MMS6_CASE
+                }
+            }
+        }
+        return;
+    }
+#endif
+    mm_q6_k(f0, f1, f2, f3, f4, f5, tab, q, d, qsum, out, g0, g1, nb, nt, qb);
 }
 
 int kernels_mms_fused(void)
