@@ -22,6 +22,7 @@ import platform
 import shlex
 import shutil
 import subprocess
+import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -690,6 +691,18 @@ FUSED_TYPES = ("q4_0", "q4_k", "q6_k")
 # on CPUs that have them (5632x2048 from memory, 2 threads, one row: Q4_0 0.31 -> 0.18-0.21 ms,
 # Q4_K 0.30 -> 0.23-0.25; 11008x4096, one row: Q6_K 2.53 -> 1.63 ms).
 MM_MIN_TOKENS_FOR = {t: 1 for t in FUSED_TYPES} if _lib.kernels_mms_fused() else {}
+
+# AMX tiles (Sapphire Rapids and later) for Q4_0 with 7-16 tokens: batched decode, short prompts
+_lib.kernels_amx.restype = ctypes.c_int
+AMX = _lib.kernels_amx()  # 1 in use, 0 not built for this CPU, -1 refused by the OS, -2 AGENT_AMX=0
+if AMX == -1:
+    warnings.warn(
+        "C kernels: this CPU has AMX but the operating system refused the tile state "
+        "(arch_prctl ARCH_REQ_XCOMP_PERM); batched Q4_0 products use AVX-512 VNNI instead, "
+        "slower from 7 tokens on",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 # Per type: the bound integer matmul maker (fields in repack.FIELDS order, as the matvec's).
 MM = {t: _int8_kernel(t, *spec) for t, spec in _TYPES.items()}

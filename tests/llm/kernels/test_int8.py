@@ -69,7 +69,7 @@ def check(t: GGMLType, n_out: int, n_in: int, n_tok: int, seed: int, K=C) -> Non
 
 
 @pytest.mark.parametrize("t", QUANT_TYPES, ids=lambda t: t.name)
-@pytest.mark.parametrize("n_tok", [1, 2, 3, 4, 5, 6, 7, 8, 12, 13])
+@pytest.mark.parametrize("n_tok", [1, 2, 3, 4, 5, 6, 7, 8, 12, 13, 16, 17])
 def test_matches_the_rule_on_every_type(t: GGMLType, n_tok: int) -> None:
     block = LAYOUTS[t].block_size
     # rows not a multiple of LANES (one padded group); n_in both a multiple of 256 and not
@@ -215,6 +215,27 @@ def test_other_instruction_sets_match_the_rule(tmp_path: Path, march: str, isa: 
     env = {**os.environ, "AGENT_KERNELS_MARCH": march, "AGENT_CACHE_DIR": str(tmp_path)}
     proc = subprocess.run(
         [sys.executable, "-c", SCRIPT, isa], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_without_amx_the_vnni_path_matches_the_rule() -> None:
+    """On AMX machines Q4_0 takes the tiles from 7 tokens on: AGENT_AMX=0 keeps vpdpbusd, which
+    must agree with the rule too (and other machines run it anyway)."""
+    if C.AMX != 1:
+        pytest.skip("the tiles are not in use here: the other tests cover the VNNI path")
+    script = (
+        "from agent.llm.kernels import c_backend as C\n"
+        "from agent.llm.formats.ggml_types import GGMLType\n"
+        "from tests.llm.kernels.test_int8 import check\n"
+        "assert C.AMX == -2, C.AMX\n"
+        "for n_tok in (7, 8, 12, 16):\n"
+        "    check(GGMLType.Q4_0, 300, 512, n_tok, seed=n_tok)\n"
+        "print('ok')\n"
+    )
+    env = {**os.environ, "AGENT_AMX": "0"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
