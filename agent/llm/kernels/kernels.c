@@ -698,6 +698,38 @@ INLINE vf vexp_nonpositive(vf x)
     return p * (vf)bits;
 }
 
+/* sg[0..T) = exp(sg - max), the max subtracted first; returns 1 / their sum. */
+INLINE float softmax_inplace(float *sg, int64_t T)
+{
+    float m = sg[0], sum = 0;
+    for (int64_t t = 1; t < T; t++)
+        m = sg[t] > m ? sg[t] : m;
+    vf vsum = {0};
+    int64_t t = 0;
+    for (; t + V <= T; t += V) { /* V at a time: scalar expf was most of a long context's time */
+        vf e;
+        memcpy(&e, sg + t, sizeof e);
+        e = vexp_nonpositive(e - m);
+        memcpy(sg + t, &e, sizeof e);
+        vsum += e;
+    }
+    for (; t < T; t++)
+        sum += (sg[t] = expf(sg[t] - m));
+    return 1.0f / (sum + hsum(vsum));
+}
+
+/* A head's K or V row of a later position, n f16 values: rows of one head are n_kv * hd apart,
+ * a page or more with many KV heads (7B: 8 KB), where the hardware prefetchers stop, so a long
+ * context's attention waited on memory latency row by row. */
+#ifndef ATT_AHEAD
+#define ATT_AHEAD 8
+#endif
+INLINE void prefetch_row(const uint16_t *p, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 32) /* 64-byte lines */
+        __builtin_prefetch(p + i, 0, 3);
+}
+
 /* One (query row, KV head) item: the group of query heads qi (n_head / n_kv of them, hd values
  * each) over positions 0..T-1 of one layer's cache k, v [positions, n_kv, hd] (f16 bits), into
  * oi. hd must be a multiple of V (kernels_vector_width). */
@@ -712,6 +744,8 @@ INLINE void attend_item(const uint16_t *k, const uint16_t *v, const float *qi, f
     for (int64_t c = 0; c < group * nvec; c++)
         memcpy(&qv[c], qi + c * V, sizeof(vf));
     for (int64_t t = 0; t < T; t++) {
+        if (t + ATT_AHEAD < T)
+            prefetch_row(k + ((t + ATT_AHEAD) * n_kv + h) * hd, hd);
         for (int64_t c = 0; c < nvec; c++)
             kv[c] = f16(k + (t * n_kv + h) * hd + c * V, tab);
         for (int64_t g = 0; g < group; g++) {
@@ -721,26 +755,13 @@ INLINE void attend_item(const uint16_t *k, const uint16_t *v, const float *qi, f
             s[g * T + t] = hsum(d) * scale;
         }
     }
-    for (int64_t g = 0; g < group; g++) { /* softmax, the max subtracted first */
-        float *sg = s + g * T, m = sg[0], sum = 0;
-        for (int64_t t = 1; t < T; t++)
-            m = sg[t] > m ? sg[t] : m;
-        vf vsum = {0};
-        int64_t t = 0;
-        for (; t + V <= T; t += V) { /* V at a time: scalar expf was most of a long context's time */
-            vf e;
-            memcpy(&e, sg + t, sizeof e);
-            e = vexp_nonpositive(e - m);
-            memcpy(sg + t, &e, sizeof e);
-            vsum += e;
-        }
-        for (; t < T; t++)
-            sum += (sg[t] = expf(sg[t] - m));
-        inv[g] = 1.0f / (sum + hsum(vsum));
-    }
+    for (int64_t g = 0; g < group; g++)
+        inv[g] = softmax_inplace(s + g * T, T);
     for (int64_t c = 0; c < group * nvec; c++)
         acc[c] = (vf){0};
     for (int64_t t = 0; t < T; t++) {
+        if (t + ATT_AHEAD < T)
+            prefetch_row(v + ((t + ATT_AHEAD) * n_kv + h) * hd, hd);
         for (int64_t c = 0; c < nvec; c++)
             kv[c] = f16(v + (t * n_kv + h) * hd + c * V, tab);
         for (int64_t g = 0; g < group; g++) {
@@ -760,10 +781,87 @@ INLINE void attend_item(const uint16_t *k, const uint16_t *v, const float *qi, f
 /* k, v: one layer's cache [positions, n_kv, hd] (f16 bits); q, out: [n, n_head, hd] float32.
  * Row i sits at position n_past + i and sees positions 0..n_past + i. Query head j uses KV head
  * j / (n_head / n_kv). */
+/* One row over T positions, the threads splitting the positions rather than the heads: each
+ * reads whole cache rows (all KV heads of a position, contiguous) in order, where a head per
+ * thread reads hd values every n_kv * hd (7B: 256 bytes every 8 KB, a new page every other row:
+ * 7 GB/s at 2,000 positions). Scores [n_head, T], then each head's softmax, then the weighted
+ * V rows into per-thread sums that are added at the end. */
+static int attend_streamed(const uint16_t *k, const uint16_t *v, const float *q, float *out,
+                           const float *tab, int64_t T, int64_t n_head, int64_t n_kv, int64_t hd,
+                           float scale)
+{
+    const int64_t group = n_head / n_kv, nvec = hd / V, nth = omp_get_max_threads();
+    float *s = malloc(sizeof(float) * n_head * T), *inv = malloc(sizeof(float) * n_head);
+    vf *part = aligned_alloc(64, sizeof(vf) * nth * n_head * nvec);
+    if (!s || !inv || !part) {
+        free(s), free(inv), free(part);
+        return -1;
+    }
+#pragma omp parallel
+    {
+        const int64_t tid = omp_get_thread_num();
+        vf *acc = part + tid * n_head * nvec;
+        for (int64_t c = 0; c < n_head * nvec; c++)
+            acc[c] = (vf){0};
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t h = 0; h < n_kv; h++) {
+                vf kv[nvec];
+                for (int64_t c = 0; c < nvec; c++)
+                    kv[c] = f16(k + (t * n_kv + h) * hd + c * V, tab);
+                for (int64_t g = 0; g < group; g++) {
+                    const float *qg = q + (h * group + g) * hd;
+                    vf qv, d;
+                    memcpy(&qv, qg, sizeof qv);
+                    d = qv * kv[0];
+                    for (int64_t c = 1; c < nvec; c++) {
+                        memcpy(&qv, qg + c * V, sizeof qv);
+                        d += qv * kv[c];
+                    }
+                    s[(h * group + g) * T + t] = hsum(d) * scale;
+                }
+            }
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < n_head; j++)
+            inv[j] = softmax_inplace(s + j * T, T);
+#pragma omp for schedule(static)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t h = 0; h < n_kv; h++) {
+                vf vv[nvec];
+                for (int64_t c = 0; c < nvec; c++)
+                    vv[c] = f16(v + (t * n_kv + h) * hd + c * V, tab);
+                for (int64_t g = 0; g < group; g++) {
+                    const float p = s[(h * group + g) * T + t];
+                    vf *a = acc + (h * group + g) * nvec;
+                    for (int64_t c = 0; c < nvec; c++)
+                        a[c] += p * vv[c];
+                }
+            }
+#pragma omp for schedule(static)
+        for (int64_t j = 0; j < n_head; j++)
+            for (int64_t c = 0; c < nvec; c++) {
+                vf r = part[j * nvec + c];
+                for (int64_t i = 1; i < nth; i++)
+                    r += part[(i * n_head + j) * nvec + c];
+                r *= inv[j];
+                memcpy(out + j * hd + c * V, &r, sizeof r);
+            }
+    }
+    free(s), free(inv), free(part);
+    return 0;
+}
+
+/* From this many bytes of one layer's K per position range read by a decode row on, the threads
+ * split positions (attend_streamed) instead of heads. */
+#define STREAMED_BYTES (1 << 20)
+
 void attention_f16(const uint16_t *k, const uint16_t *v, const float *q, float *out, const float *tab,
                    int64_t n, int64_t n_past, int64_t n_head, int64_t n_kv, int64_t hd, float scale)
 {
     const int64_t group = n_head / n_kv;
+    if (n == 1 && (n_past + 1) * n_kv * hd * 2 >= STREAMED_BYTES
+        && !attend_streamed(k, v, q, out, tab, n_past + 1, n_head, n_kv, hd, scale))
+        return;
     PARALLEL_FOR
     for (int64_t item = 0; item < n * n_kv; item++) {
         const int64_t i = item / n_kv, h = item % n_kv, off = (i * n_head + h * group) * hd;

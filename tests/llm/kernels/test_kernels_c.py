@@ -301,12 +301,26 @@ def test_missing_compiler_makes_the_import_fail_helpfully(tmp_path: Path) -> Non
 @pytest.mark.parametrize("n_head, n_kv", [(8, 2), (4, 4)])  # grouped-query and plain multi-head
 @pytest.mark.parametrize("n, n_past", [(1, 0), (1, 70), (5, 33)])
 def test_attention_matches_the_numpy_path(n_head: int, n_kv: int, n: int, n_past: int) -> None:
+    check_attention(n_head, n_kv, n, n_past, positions=128)
+
+
+# a decode row over >= 1 MB of one layer's K (8 KV heads x 64 x f16 = 1 KB a position): the
+# threads split the positions (attend_streamed), each position's heads read together
+@pytest.mark.parametrize("n_head, n_kv", [(16, 8), (8, 8)])
+@pytest.mark.parametrize("n_past", [1023, 1200])
+def test_long_context_decode_attention_matches_the_numpy_path(
+    n_head: int, n_kv: int, n_past: int
+) -> None:
+    check_attention(n_head, n_kv, 1, n_past, positions=1201)
+
+
+def check_attention(n_head: int, n_kv: int, n: int, n_past: int, positions: int) -> None:
     from types import SimpleNamespace
 
     from agent.llm.transformer import Transformer
 
     rng = np.random.default_rng(n_past)
-    hd, positions = 64, 128
+    hd = 64
     cache = SimpleNamespace(
         info=SimpleNamespace(n_head_kv=n_kv),
         attend=None,  # numpy and sgemm
