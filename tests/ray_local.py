@@ -1,4 +1,8 @@
-"""One local Ray cluster for a test module: 2 CPUs, no dashboard, workers that import ``tests``."""
+"""One local Ray cluster for the test run: 2 CPUs, no dashboard, workers that import ``tests``.
+
+Started once per process (the ``ray_cluster`` fixture of tests/conftest.py), never twice: a second
+``ray.init`` after ``ray.shutdown`` in one process leaves the first session's core-worker threads
+pointing at freed state, a known cause of crashes at exit (ray-project/ray#31145)."""
 
 from __future__ import annotations
 

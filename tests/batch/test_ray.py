@@ -1,4 +1,4 @@
-"""The Ray backend on a real local cluster (2 CPUs, no dashboard, one cluster for the module)."""
+"""The Ray backend on a real local cluster (2 CPUs, no dashboard, one cluster for the test run)."""
 
 from __future__ import annotations
 
@@ -23,16 +23,15 @@ from tests.batch.conftest import (
     run_and_kill,
 )
 from tests.batch.test_pool import _cli
-from tests.ray_local import ROOT, local_cluster
+from tests.ray_local import ROOT
 from tests.timing import assert_paced
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with local_cluster(ray) as address:
-        yield address
+@pytest.fixture
+def cluster(ray_cluster):
+    return ray_cluster
 
 
 def test_two_actors_give_the_same_answers_as_one_local_worker(

@@ -12,7 +12,6 @@ import requests
 
 from agent.errors import AgentError
 from agent.server.ray_serve import ReplicaConfig, deploy
-from tests.ray_local import local_cluster
 from tests.server import serve_models
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
@@ -29,13 +28,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def base_url():
-    with local_cluster(ray):
-        config = ReplicaConfig(serve_models.pid_model, model_name="scripted", api_key=KEY)
-        try:
-            yield deploy(config, replicas=2, cpus_per_replica=0.5, port=_free_port())
-        finally:
-            serve.shutdown()
+def base_url(ray_cluster):
+    config = ReplicaConfig(serve_models.pid_model, model_name="scripted", api_key=KEY)
+    try:
+        yield deploy(config, replicas=2, cpus_per_replica=0.5, port=_free_port())
+    finally:
+        serve.shutdown()
 
 
 def test_two_replicas_answer_concurrent_chat_completions(base_url):
