@@ -799,7 +799,7 @@ static int attend_streamed(const uint16_t *k, const uint16_t *v, const float *q,
     }
 #pragma omp parallel
     {
-        const int64_t tid = omp_get_thread_num();
+        const int64_t tid = omp_get_thread_num(), team = omp_get_num_threads(); /* <= nth */
         vf *acc = part + tid * n_head * nvec;
         for (int64_t c = 0; c < n_head * nvec; c++)
             acc[c] = (vf){0};
@@ -841,7 +841,7 @@ static int attend_streamed(const uint16_t *k, const uint16_t *v, const float *q,
         for (int64_t j = 0; j < n_head; j++)
             for (int64_t c = 0; c < nvec; c++) {
                 vf r = part[j * nvec + c];
-                for (int64_t i = 1; i < nth; i++)
+                for (int64_t i = 1; i < team; i++) /* only the team's sums were written */
                     r += part[(i * n_head + j) * nvec + c];
                 r *= inv[j];
                 memcpy(out + j * hd + c * V, &r, sizeof r);
