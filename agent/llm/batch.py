@@ -24,7 +24,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,10 +61,20 @@ class Slot:
 
 
 class Handle:
-    """One submitted generation: iterate it for its text pieces; leaving early cancels it."""
+    """One submitted generation: iterate it for its text pieces; leaving early cancels it.
 
-    def __init__(self, cont: Continuation, cancel: threading.Event | None):
+    With ``on_piece`` the scheduler's thread hands each piece to it instead: iterating then yields
+    nothing and only waits for the end (or raises the error), so the caller's thread is not woken
+    once a token (a server relaying pieces to its event loop saves a thread hand-over a token)."""
+
+    def __init__(
+        self,
+        cont: Continuation,
+        cancel: threading.Event | None,
+        on_piece: Callable[[str], None] | None = None,
+    ):
         self.cont = cont
+        self.on_piece = on_piece
         self.stats: GenerationStats = cont.stats
         self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._cancel = cancel
@@ -87,6 +97,12 @@ class Handle:
 
     def cancel(self) -> None:
         self._left = True
+
+    def deliver(self, piece: str) -> None:
+        if self.on_piece is not None:
+            self.on_piece(piece)
+        else:
+            self.events.put(("piece", piece))
 
     def __iter__(self) -> Iterator[str]:
         try:
@@ -138,11 +154,12 @@ class BatchScheduler:
         stop: Sequence[str] | str = (),
         grammar: Any = None,
         cancel: threading.Event | None = None,
+        on_piece: Callable[[str], None] | None = None,
     ) -> Handle:
         """Queue one generation; errors of the request itself (context overflow) raise here."""
         ids = self.model.tokenize(prompt, bos=True) if isinstance(prompt, str) else list(prompt)
         cont = Continuation(self.model, ids, self.n_ctx, max_tokens, params, stop, grammar)
-        handle = Handle(cont, cancel)
+        handle = Handle(cont, cancel, on_piece)
         with self.cond:  # checked under the lock: the loop fails what waits when it closes
             if self.closed:
                 raise SchedulerClosedError("the batch scheduler is closed; call enable_batching")
@@ -280,6 +297,9 @@ class BatchScheduler:
             if h.prefilling:
                 h.n_done += span.stop - span.start
         assert logits is not None or not wants
+        # Readers are woken once every sequence has sampled: a reader woken mid-loop takes the GIL
+        # whenever numpy releases it, and the sampling of the others waits on each hand-over.
+        out: list[tuple[Handle, str, bool]] = []
         for (h, _), row in zip(wants, logits if logits is not None else [], strict=True):
             if not h.t_first:
                 h.t_first = time.perf_counter()
@@ -290,7 +310,13 @@ class BatchScheduler:
             except Exception as exc:  # noqa: BLE001 - one sequence's failure (grammar) is its own
                 self._fail(h, exc)
                 continue
-            if text:
-                h.events.put(("piece", text))
+            out.append((h, text, done))
+        for h, text, done in out:
+            try:
+                if text:
+                    h.deliver(text)
+            except Exception as exc:  # noqa: BLE001 - a failing receiver fails its sequence alone
+                self._fail(h, exc)
+                continue
             if done:
                 self._finish(h)

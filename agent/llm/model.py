@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -214,22 +214,27 @@ class LlamaModel:
         stop: Sequence[str] = (),
         grammar: Any = None,
         cancel: threading.Event | None = None,
+        on_piece: Callable[[str], None] | None = None,
     ) -> Iterator[str]:
         """Stream the continuation of ``prompt`` as text pieces.
 
         Without batching the model is locked for the whole generation: another thread's call waits
         until this one is finished or closed. With ``enable_batching`` concurrent calls decode
         together, each in its own KV slot. Setting ``cancel`` stops the generation at its next
-        token. Do not interleave two generations in one thread.
+        token. With ``on_piece`` the pieces go to it as they come (from the batch scheduler's
+        thread when batching) and none is yielded: iterating waits for the end. Do not interleave
+        two generations in one thread.
         """
         if self.batcher is not None:
             params = SamplingParams(temperature, top_k, top_p, repeat_penalty, seed=seed)
-            handle = self.batcher.submit(prompt, max_tokens, params, stop, grammar, cancel)
+            handle = self.batcher.submit(
+                prompt, max_tokens, params, stop, grammar, cancel, on_piece
+            )
             self.last_stats = handle.stats
             yield from handle
             return
         with self.lock:
-            yield from self._generate(
+            pieces = self._generate(
                 prompt,
                 max_tokens,
                 temperature,
@@ -241,6 +246,14 @@ class LlamaModel:
                 grammar,
                 cancel,
             )
+            if on_piece is None:
+                yield from pieces
+                return
+            try:
+                for piece in pieces:
+                    on_piece(piece)
+            finally:
+                pieces.close()
 
     def enable_batching(
         self, slots: int = 4, n_ctx: int | None = None, chunk: int | None = None
@@ -269,7 +282,7 @@ class LlamaModel:
         stop: Sequence[str],
         grammar: Any,
         cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
+    ) -> Generator[str, None, None]:
         ids = self.tokenize(prompt, bos=True)
         cont = Continuation(
             self,

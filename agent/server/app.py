@@ -60,9 +60,17 @@ def _generate(
     kwargs["seed"] = _choice_seed(prep, index, attempt)  # prep is shared by the n choices
     if prep.grammar is not None:
         kwargs["grammar"] = prep.grammar
-    if "cancel" in inspect.signature(model.generate).parameters:
+    accepted = inspect.signature(model.generate).parameters
+    if "cancel" in accepted:
         kwargs["cancel"] = cancelled  # the engine stops at its next step, pieces or not
     pieces: list[str] = []
+    if "on_piece" in accepted:  # the engine's thread relays pieces: this one waits for the end
+
+        def relay(piece: str) -> None:
+            pieces.append(piece)
+            emit("piece", piece)
+
+        kwargs["on_piece"] = relay
     gen = model.generate(prep.prompt, **kwargs)
     try:
         for piece in gen:

@@ -307,6 +307,40 @@ def test_one_sequence_failing_does_not_stop_the_others(model):
     assert "".join(b.submit(PROMPTS[2], 2, GREEDY))  # the slot was freed
 
 
+def test_pieces_handed_to_on_piece_are_the_ones_otherwise_yielded(model):
+    kw = dict(max_tokens=12, temperature=0.0)
+    yielded = list(model.generate(PROMPTS[1], **kw))
+    got: list[str] = []
+    assert list(model.generate(PROMPTS[1], on_piece=got.append, **kw)) == []  # unbatched
+    assert got == yielded
+    model.enable_batching(slots=2)
+    got_batched: list[str] = []
+    threads = []
+    for seen in (got_batched, []):
+        gen = model.generate(PROMPTS[1], on_piece=seen.append, **kw)
+        threads.append(threading.Thread(target=lambda g=gen: list(g)))
+        threads[-1].start()
+    for t in threads:
+        t.join(60)
+    assert got_batched == yielded
+    assert model.batcher.max_seqs == 2
+
+
+def test_a_failing_on_piece_fails_its_own_sequence_alone(model):
+    model.enable_batching(slots=2)
+    b = model.batcher
+
+    def refuse(piece: str) -> None:
+        raise ConnectionError("the client went away")
+
+    bad = b.submit(PROMPTS[2], 10, GREEDY, on_piece=refuse)
+    good = b.submit(PROMPTS[0], 10, GREEDY)
+    with pytest.raises(ConnectionError, match="went away"):
+        list(bad)
+    "".join(good)
+    assert good.stats.generated_tokens == 10
+
+
 def test_a_scheduler_bug_fails_the_generations_instead_of_hanging_them(model, monkeypatch):
     model.enable_batching(slots=2)
     b = model.batcher
