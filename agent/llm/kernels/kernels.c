@@ -1694,8 +1694,8 @@ void mms_q6_k(FIELDS, const float *tab, const int8_t *q, const float *d, const i
               float *out, int64_t g0, int64_t g1, int64_t nb, int64_t nt, int64_t qb)
 {
 #ifdef MMS_FUSED
-    if (qb == 256 && nt <= MRS6) {
-        const int64_t n = nb * 256, W = (g1 - g0) * LANES, tile = nt;
+    if (qb == 256 && nt <= MRS6) { /* every token in one pass */
+        const int64_t n = nb * 256, W = (g1 - g0) * LANES;
         (void)f4, (void)f5, (void)tab;
         PARALLEL_FOR
         for (int64_t g = g0; g < g1; g++) {
@@ -1703,17 +1703,11 @@ void mms_q6_k(FIELDS, const float *tab, const int8_t *q, const float *d, const i
             const uint8_t *gh = (const uint8_t *)f1 + g * nb * 64 * LANES;
             const int8_t *gs = (const int8_t *)f2 + g * nb * 16 * LANES;
             const uint16_t *gd = (const uint16_t *)f3 + g * nb * LANES;
-            for (int64_t t0 = 0; t0 < nt; t0 += tile) {
-                const int8_t *qt = q + t0 * n;
-                const float *dt = d + t0 * nb;
-                const int32_t *st_ = qsum + t0 * (n / 16);
-                float *o = out + t0 * W + (g - g0) * LANES;
-                switch (nt - t0 < tile ? nt - t0 : tile) {
-#define MMS6_CASE(m) case m: mms6_group(gl, gh, gs, gd, qt, dt, st_, o, nb, n, W, m); break;
-                    MMS6_CASE(1) MMS6_CASE(2)
-#undef MMS6_CASE
-                }
-            }
+            float *o = out + (g - g0) * LANES;
+            if (nt == 1)
+                mms6_group(gl, gh, gs, gd, q, d, qsum, o, nb, n, W, 1);
+            else
+                mms6_group(gl, gh, gs, gd, q, d, qsum, o, nb, n, W, 2);
         }
         return;
     }
