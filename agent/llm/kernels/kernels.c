@@ -1332,6 +1332,24 @@ INLINE void prefetch_ahead(const uint8_t *p, int64_t bytes, const uint8_t *end)
 
 #define SLAB_VECTORS(mr) ((mr) <= 2 ? 8 : (mr) <= 4 ? 4 : 2)
 
+/* One slab's integer sums over 4 codes of each row: the nc 16-lane vectors of code rows from p
+ * (rows4), low nibbles times the tokens' int8 xl, high nibbles times xh, into lo[t] and hi[t].
+ * Q4_0 passes one array for both (its two nibbles share a scale); Q4_K two (two sub-blocks). */
+INLINE void slab_dot(const uint8_t *p, const int32_t *xl, const int32_t *xh, __m512i (*lo)[8],
+                     __m512i (*hi)[8], const int nc, const int mr)
+{
+    const __m512i perm = ROWS4_PERM, low = _mm512_set1_epi8(15);
+    for (int c = 0; c < nc; c++) {
+        const __m512i w = rows4(p + 16 * c, perm);
+        const __m512i wl = _mm512_and_si512(w, low);
+        const __m512i wh = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
+        for (int t = 0; t < mr; t++) {
+            lo[t][c] = _mm512_dpbusd_epi32(lo[t][c], wl, _mm512_set1_epi32(xl[t]));
+            hi[t][c] = _mm512_dpbusd_epi32(hi[t][c], wh, _mm512_set1_epi32(xh[t]));
+        }
+    }
+}
+
 /* Q4_K: 256-value blocks; code row 32c + l holds value 64c + l (low nibble, sub-block 2c) and
  * 64c + 32 + l (high nibble, sub-block 2c + 1); value = d sc[s] code - dmin mn[s]. Activations:
  * one scale a block (Q8_K), sums per 32 values. */
@@ -1339,7 +1357,6 @@ INLINE void mmsk_group(const uint8_t *qs, const uint8_t *sc, const uint8_t *mn, 
                        const uint16_t *dm, const int8_t *q, const float *d, const int32_t *qsum,
                        float *out, int64_t nb, int64_t n, int64_t W, const int mr)
 {
-    const __m512i perm = ROWS4_PERM, low = _mm512_set1_epi8(15);
     const int nc = SLAB_VECTORS(mr);
     __m512 F[MRS][8];
     for (int t = 0; t < mr; t++)
@@ -1360,15 +1377,7 @@ INLINE void mmsk_group(const uint8_t *qs, const uint8_t *sc, const uint8_t *mn, 
                         memcpy(&xl[t], q + t * n + 256 * b + 64 * c + l, 4);
                         memcpy(&xh[t], q + t * n + 256 * b + 64 * c + 32 + l, 4);
                     }
-                    for (int cc = 0; cc < nc; cc++) {
-                        const __m512i w = rows4(blk + (32 * c + l) * LANES + 16 * (r0 + cc), perm);
-                        const __m512i lo = _mm512_and_si512(w, low);
-                        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
-                        for (int t = 0; t < mr; t++) {
-                            Il[t][cc] = _mm512_dpbusd_epi32(Il[t][cc], lo, _mm512_set1_epi32(xl[t]));
-                            Ih[t][cc] = _mm512_dpbusd_epi32(Ih[t][cc], hi, _mm512_set1_epi32(xh[t]));
-                        }
-                    }
+                    slab_dot(blk + (32 * c + l) * LANES + 16 * r0, xl, xh, Il, Ih, nc, mr);
                 }
                 for (int cc = 0; cc < nc; cc++) {
                     const int64_t r = 16 * (r0 + cc), s0 = (b * 8 + 2 * c) * LANES + r, s1 = s0 + LANES;
@@ -1399,7 +1408,6 @@ INLINE void mmsk_group(const uint8_t *qs, const uint8_t *sc, const uint8_t *mn, 
 INLINE void mms_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, const float *d,
                       const int32_t *qsum, float *out, int64_t nb, int64_t n, int64_t W, const int mr)
 {
-    const __m512i perm = ROWS4_PERM, low = _mm512_set1_epi8(15);
     const int nc = SLAB_VECTORS(mr);
     __m512 F[MRS][8];
     for (int t = 0; t < mr; t++)
@@ -1419,15 +1427,7 @@ INLINE void mms_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, co
                     memcpy(&xl[t], q + t * n + 32 * b + j, 4);
                     memcpy(&xh[t], q + t * n + 32 * b + 16 + j, 4);
                 }
-                for (int c = 0; c < nc; c++) {
-                    const __m512i w = rows4(blk + j * LANES + 16 * (r0 + c), perm);
-                    const __m512i lo = _mm512_and_si512(w, low);
-                    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), low);
-                    for (int t = 0; t < mr; t++) {
-                        I[t][c] = _mm512_dpbusd_epi32(I[t][c], lo, _mm512_set1_epi32(xl[t]));
-                        I[t][c] = _mm512_dpbusd_epi32(I[t][c], hi, _mm512_set1_epi32(xh[t]));
-                    }
-                }
+                slab_dot(blk + j * LANES + 16 * r0, xl, xh, I, I, nc, mr);
             }
             for (int c = 0; c < nc; c++) {
                 const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dw + b * LANES + 16 * (r0 + c))));
@@ -1524,6 +1524,7 @@ INLINE void mms6_group(const uint8_t *ql, const uint8_t *qh, const int8_t *sc, c
  * on the tiles do the multiplies and the vector units only unpack and scale. */
 #define MMS_AMX 1
 #include <sys/syscall.h>
+#include <unistd.h> /* syscall */
 #define AMX_TOKENS 16
 #define AMX_MIN 7 /* fewer tokens: vpdpbusd keeps pace with memory (mms_q4_0), AMX adds latency */
 
