@@ -64,18 +64,17 @@ def _generate(
     if "cancel" in accepted:
         kwargs["cancel"] = cancelled  # the engine stops at its next step, pieces or not
     pieces: list[str] = []
+
+    def relay(piece: str) -> None:
+        pieces.append(piece)
+        emit("piece", piece)
+
     if "on_piece" in accepted:  # the engine's thread relays pieces: this one waits for the end
-
-        def relay(piece: str) -> None:
-            pieces.append(piece)
-            emit("piece", piece)
-
         kwargs["on_piece"] = relay
     gen = model.generate(prep.prompt, **kwargs)
     try:
         for piece in gen:
-            pieces.append(piece)
-            emit("piece", piece)
+            relay(piece)
             if cancelled.is_set():
                 break
     finally:

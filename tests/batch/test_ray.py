@@ -29,13 +29,8 @@ from tests.timing import assert_paced
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 
 
-@pytest.fixture
-def cluster(ray_cluster):
-    return ray_cluster
-
-
 def test_two_actors_give_the_same_answers_as_one_local_worker(
-    cluster, tmp_path, spec, questions_file
+    ray_cluster, tmp_path, spec, questions_file
 ):
     local, remote = tmp_path / "local.jsonl", tmp_path / "ray.jsonl"
     run_batch(questions_file, local, spec, workers=1, progress=None)
@@ -49,7 +44,7 @@ def test_two_actors_give_the_same_answers_as_one_local_worker(
 
 
 def test_an_actor_killed_mid_batch_is_replaced_and_its_question_retried(
-    cluster, tmp_path, fixture_web, questions_file
+    ray_cluster, tmp_path, fixture_web, questions_file
 ):
     spec = make_spec(fixture_web, BATCH_FIXTURE_DELAY="0.01")
     pool = RayPool(spec, 2)
@@ -62,18 +57,18 @@ def test_an_actor_killed_mid_batch_is_replaced_and_its_question_retried(
 
 
 def test_killing_a_ray_driver_and_running_again_answers_every_id_once(
-    cluster, tmp_path, fixture_web, questions_file
+    ray_cluster, tmp_path, fixture_web, questions_file
 ):
     out = tmp_path / "out.jsonl"
     env_args = ["--worker-env", f"BATCH_FIXTURE_WEB={fixture_web}"]
-    cmd = _cli(questions_file, out, fixture_web, "--workers", "2", "--ray", cluster, *env_args)
+    cmd = _cli(questions_file, out, fixture_web, "--workers", "2", "--ray", ray_cluster, *env_args)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     slow = [*cmd, "--worker-env", "BATCH_FIXTURE_DELAY=0.01"]
     kill_driver_midway(slow, env, ROOT, out, 120)
     finish(cmd, env, ROOT, out)
 
 
-def test_an_actor_that_cannot_open_the_model_fails_early_and_clearly(cluster, tmp_path):
+def test_an_actor_that_cannot_open_the_model_fails_early_and_clearly(ray_cluster, tmp_path):
     spec = EngineSpec(model=str(tmp_path / "not-on-this-node.gguf"))
     t0 = time.monotonic()
     with pytest.raises(EngineStartError) as info:
@@ -84,7 +79,7 @@ def test_an_actor_that_cannot_open_the_model_fails_early_and_clearly(cluster, tm
     assert time.monotonic() - t0 < 60
 
 
-def test_searches_keep_one_pace_across_the_cluster(cluster):
+def test_searches_keep_one_pace_across_the_cluster(ray_cluster):
     book = ray.remote(num_cpus=0)(SlotBook).remote(0.2)
     limiter = RemoteRateLimiter(book)
     calls: list[tuple[float, float, float]] = []
