@@ -37,16 +37,25 @@ class SamplingParams:
 class Sampler:
     params: SamplingParams
     rng: np.random.Generator = field(init=False)
+    # Reused per-token arrays: a fresh 128 KB array a token costs ~0.1 ms of page faults where
+    # malloc hands freed memory back to the kernel (measured on this project's VMs).
+    _scratch: np.ndarray = field(init=False, repr=False, default_factory=lambda: np.empty(0, np.float32))
+    _finite: np.ndarray = field(init=False, repr=False, default_factory=lambda: np.empty(0, bool))
 
     def __post_init__(self) -> None:
         self.rng = np.random.default_rng(self.params.seed)
 
     def penalize(self, logits: np.ndarray, recent: Sequence[int]) -> np.ndarray:
+        """The logits with the penalty applied to recent tokens: ``logits`` itself when no penalty
+        applies, else the sampler's scratch array (overwritten by its next call)."""
         p = self.params
         if p.repeat_penalty == 1.0 or not recent or p.repeat_last_n == 0:
             return logits
         ids = np.unique(np.asarray(recent[-p.repeat_last_n :], dtype=np.int64))
-        logits = logits.copy()
+        if self._scratch.shape != logits.shape or self._scratch.dtype != logits.dtype:
+            self._scratch = np.empty_like(logits)
+        np.copyto(self._scratch, logits)
+        logits = self._scratch
         vals = logits[ids]
         logits[ids] = np.where(vals > 0, vals / p.repeat_penalty, vals * p.repeat_penalty)
         return logits
@@ -57,8 +66,9 @@ class Sampler:
         logits = self.penalize(np.asarray(logits, dtype=np.float32), recent)
         if p.temperature <= 0:
             return int(np.argmax(logits))
-        finite = np.isfinite(logits)
-        n_ok = int(finite.sum())
+        if self._finite.shape != logits.shape:
+            self._finite = np.empty(logits.shape, bool)
+        n_ok = int(np.count_nonzero(np.isfinite(logits, out=self._finite)))
         if n_ok == 0:
             raise ValueError("no token is allowed at this step (every logit is -inf)")
         k = n_ok if p.top_k <= 0 else min(p.top_k, n_ok)
@@ -76,13 +86,27 @@ class Sampler:
 
 
 def _top_k(logits: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k largest finite logits, unordered. Exact: the logits within a margin of the
-    maximum are selected first, and when there are at least k of them the top k are among them
-    (a partial sort of all 32,000 logits costs ~0.3 ms a token; of a few hundred, ~0.05 ms)."""
+    """Indices of the k largest finite logits, unordered. Exact, and cheap whatever the spread:
+    a partial sort of all 32,000 logits costs ~0.2 ms a token, of a thousand ~0.01 ms.
+
+    Candidates are the logits at or above a threshold that at least k logits reach, so the top k
+    are among them: the maximum less a margin when k logits are that close (a peaked
+    distribution), and for a flat one (thousands within the margin) the k-th largest of a strided
+    sample of about sqrt(n k) logits, whose k largest are themselves candidates."""
+    n = len(logits)
     best = logits.max()
+    floor = -np.inf
+    step = int(np.sqrt(n / k))
+    if step >= 2 and n // step > k:
+        sample = logits[::step]
+        floor = np.partition(sample, len(sample) - k)[len(sample) - k]
     for margin in (8.0, 32.0):
-        candidates = np.flatnonzero(logits >= best - margin)
+        # the sample's floor when it is the higher (a flat distribution); False for NaN
+        threshold = floor if floor > best - margin else best - margin
+        candidates = np.flatnonzero(logits >= threshold)
         if len(candidates) >= k:
-            cut = len(candidates) - k
-            return candidates[np.argpartition(logits[candidates], cut)[cut:]]
-    return np.argpartition(-logits, k - 1)[:k]
+            break
+    else:
+        return np.argpartition(-logits, k - 1)[:k]
+    cut = len(candidates) - k
+    return candidates[np.argpartition(logits[candidates], cut)[cut:]]

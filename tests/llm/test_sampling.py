@@ -88,17 +88,20 @@ def test_stop_scanner_releases_false_alarms():
     assert a + b + sc.flush() == "a USA is big"
 
 
+@pytest.mark.parametrize("n", [2000, 32000])  # the sampled floor's stride grows with n
 @pytest.mark.parametrize("scale", [0.01, 1.0, 5.0, 100.0])  # few or many within the margin
-def test_top_k_selection_is_exact(scale):
+def test_top_k_selection_is_exact(scale, n):
     from agent.llm.sampling import _top_k
 
     rng = np.random.default_rng(int(scale * 100))
     for trial in range(30):
-        logits = (rng.standard_normal(2000) * scale).astype(np.float32)
+        logits = (rng.standard_normal(n) * scale).astype(np.float32)
         if trial % 3 == 0:  # a grammar mask: most tokens forbidden
-            logits[rng.random(2000) < 0.95] = -np.inf
+            logits[rng.random(n) < 0.95] = -np.inf
         if trial % 5 == 0:  # ties at the boundary
-            logits[rng.integers(0, 2000, 50)] = logits.max()
+            logits[rng.integers(0, n, 50)] = logits.max()
+        if trial % 7 == 1:  # a sorted run: a strided sample sees one value of each stretch
+            logits = np.sort(logits)
         for k in (1, 40, int(np.isfinite(logits).sum())):
             got = np.sort(logits[_top_k(logits, k)])
             want = np.sort(logits)[::-1][:k][::-1]
