@@ -39,7 +39,9 @@ class Sampler:
     rng: np.random.Generator = field(init=False)
     # Reused per-token arrays: a fresh 128 KB array a token costs ~0.1 ms of page faults where
     # malloc hands freed memory back to the kernel (measured on this project's VMs).
-    _scratch: np.ndarray = field(init=False, repr=False, default_factory=lambda: np.empty(0, np.float32))
+    _scratch: np.ndarray = field(
+        init=False, repr=False, default_factory=lambda: np.empty(0, np.float32)
+    )
     _finite: np.ndarray = field(init=False, repr=False, default_factory=lambda: np.empty(0, bool))
 
     def __post_init__(self) -> None:

@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from agent.errors import ContextLengthError
 from agent.llm.protocol import count_tokens
 from agent.server.errors import APIError
+from agent.server.handoff import handoff_for
 from agent.server.requests import (
     MAX_BODY_BYTES,
     MAX_N,
@@ -292,13 +293,13 @@ def create_app(
 
     def submit(prep: Prepared) -> tuple[list[Job], asyncio.Queue]:
         """One job per choice (``n``); events arrive as (choice index, kind, value)."""
-        loop = asyncio.get_running_loop()
+        handoff = handoff_for(asyncio.get_running_loop())
         events: asyncio.Queue = asyncio.Queue()
         jobs: list[Job] = []
 
         def make(i: int) -> Job:
             def emit(kind: str, value: Any) -> None:
-                loop.call_soon_threadsafe(events.put_nowait, (i, kind, value))
+                handoff.put(events, (i, kind, value))
 
             return Job(run=lambda e, c: _generate_checked(model, prep, e, c, i), emit=emit)
 
