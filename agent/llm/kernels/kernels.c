@@ -1563,15 +1563,36 @@ static void amx_configure(int nt)
     _tile_loadconfig(cfg);
 }
 
-/* One group's 128 rows for nt tokens; o = nt x LANES float sums (zeroed by the caller). */
+/* Block b's int sums, scaled into the float sums o: C holds each vector's tokens x 16 sums. */
+INLINE void mma_scale(const int32_t (*C)[AMX_TOKENS * 16], const uint16_t *dw, const float *d, float *o,
+                      int64_t b, int64_t nb, int nt)
+{
+    __m512 sc[8];
+    for (int c = 0; c < 8; c++)
+        sc[c] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dw + b * LANES + 16 * c)));
+    for (int t = 0; t < nt; t++) {
+        const __m512 dt = _mm512_set1_ps(d[t * nb + b]);
+        float *ot = o + t * LANES;
+        for (int c = 0; c < 8; c++)
+            _mm512_store_ps(ot + 16 * c, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512((const __m512i *)(C[c] + 16 * t))),
+                                                         _mm512_mul_ps(sc[c], dt), _mm512_load_ps(ot + 16 * c)));
+    }
+}
+
+/* One group's 128 rows for nt tokens; o = nt x LANES float sums (zeroed by the caller, 64-byte
+ * aligned). Software-pipelined: block b's sums are scaled while the tiles multiply block b + 1
+ * (C alternates between two buffers), and the tiles start from each token's -8 x its sum of
+ * activations (the codes' offset) instead of zero. */
 static void mma_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, const float *d,
                       const int32_t *qsum, float *o, int64_t nb, int64_t n, int nt)
 {
     const __m512i perm = ROWS4_PERM, low = _mm512_set1_epi8(15);
     uint8_t B[8][8 * 64] __attribute__((aligned(64)));
-    int32_t C[8][AMX_TOKENS * 16] __attribute__((aligned(64)));
+    int32_t C[2][8][AMX_TOKENS * 16] __attribute__((aligned(64)));
+    int32_t C0[AMX_TOKENS * 16] __attribute__((aligned(64)));
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = qs + b * 16 * LANES;
+        int32_t (*Cb)[AMX_TOKENS * 16] = C[b & 1];
         prefetch_ahead(blk, 16 * LANES, qs + nb * 16 * LANES, 0);
         for (int c = 0; c < 8; c++)
             for (int j = 0; j < 16; j += 4) { /* B row j/4: codes j..j+3; row 4 + j/4: 16 + j.. */
@@ -1580,13 +1601,15 @@ static void mma_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, co
                 _mm512_store_si512((__m512i *)(B[c] + 16 * j + 256),
                                    _mm512_and_si512(_mm512_srli_epi16(w, 4), low));
             }
+        for (int t = 0; t < nt; t++)
+            _mm512_store_si512((__m512i *)(C0 + 16 * t), _mm512_set1_epi32(-8 * qsum[t * nb + b]));
         _tile_loadd(0, q + 32 * b, n);
         for (int h = 0; h < 8; h += 4) {
             /* tile numbers are immediates: the 4 vectors spelt out, B alternating tmm1/tmm2 */
-            _tile_zero(3);
-            _tile_zero(4);
-            _tile_zero(5);
-            _tile_zero(6);
+            _tile_loadd(3, C0, 64);
+            _tile_loadd(4, C0, 64);
+            _tile_loadd(5, C0, 64);
+            _tile_loadd(6, C0, 64);
             _tile_loadd(1, B[h], 64);
             _tile_dpbsud(3, 0, 1);
             _tile_loadd(2, B[h + 1], 64);
@@ -1595,23 +1618,16 @@ static void mma_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, co
             _tile_dpbsud(5, 0, 1);
             _tile_loadd(2, B[h + 3], 64);
             _tile_dpbsud(6, 0, 2);
-            _tile_stored(3, C[h], 64);
-            _tile_stored(4, C[h + 1], 64);
-            _tile_stored(5, C[h + 2], 64);
-            _tile_stored(6, C[h + 3], 64);
+            _tile_stored(3, Cb[h], 64);
+            _tile_stored(4, Cb[h + 1], 64);
+            _tile_stored(5, Cb[h + 2], 64);
+            _tile_stored(6, Cb[h + 3], 64);
         }
-        for (int c = 0; c < 8; c++) {
-            const __m512 sc = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(dw + b * LANES + 16 * c)));
-            for (int t = 0; t < nt; t++) {
-                const __m512i i = _mm512_sub_epi32(_mm512_load_si512((const __m512i *)(C[c] + 16 * t)),
-                                                   _mm512_set1_epi32(8 * qsum[t * nb + b])); /* codes - 8 */
-                float *ot = o + t * LANES + 16 * c;
-                _mm512_storeu_ps(ot, _mm512_fmadd_ps(_mm512_cvtepi32_ps(i),
-                                                     _mm512_mul_ps(sc, _mm512_set1_ps(d[t * nb + b])),
-                                                     _mm512_loadu_ps(ot)));
-            }
-        }
+        if (b > 0)
+            mma_scale((const int32_t (*)[AMX_TOKENS * 16])C[(b - 1) & 1], dw, d, o, b - 1, nb, nt);
     }
+    if (nb > 0)
+        mma_scale((const int32_t (*)[AMX_TOKENS * 16])C[(nb - 1) & 1], dw, d, o, nb - 1, nb, nt);
 }
 #endif
 
