@@ -60,6 +60,17 @@ def test_silu_mul_matches_numpy():
     assert np.isfinite(g).all()  # large |g|: exp overflows to inf, silu to 0 or g
 
 
+def test_silu_mul_special_values_as_numpy():
+    """NaN stays NaN, inf is inf, -inf is NaN (-inf / inf), beyond exp's range 0 or g: in the
+    16-wide vector body and in the scalar tail alike."""
+    special = [np.nan, np.inf, -np.inf, 88.0, -88.0, 89.5, -89.5, 104.0, -104.0, 0.0, -0.0, 1e-40]
+    g = np.array(special * 3, np.float32)  # 36 values: two vectors and a tail
+    u = np.linspace(-2, 2, g.size).astype(np.float32)
+    with np.errstate(all="ignore"):
+        want = numpy_transformer().silu_mul(g.copy(), u)
+    np.testing.assert_allclose(C.silu_mul(g, u), want, rtol=2e-6, atol=1e-30)
+
+
 def test_bad_arrays_are_refused_not_read_past():
     x = np.ones((2, 8), np.float32)
     with pytest.raises(ValueError, match="rms_norm: w must have shape"):
