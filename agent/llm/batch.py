@@ -136,6 +136,10 @@ class BatchScheduler:
         self.cond = threading.Condition()
         self.closed = False
         self.steps = 0
+        # Pieces of running sequences, handed over just before the next step's forward pass: a
+        # receiver that takes the GIL (the server's event loop, woken through a pipe write) then
+        # runs while the kernels release it, not between two steps.
+        self._unsent: list[tuple[Handle, str]] = []
         self.max_rows = 0  # the largest batch so far, in rows and in sequences (tests look)
         self.max_seqs = 0
         self.log: list[list[tuple[Handle, int]]] | None = None  # a list: (handle, rows) per step
@@ -194,10 +198,12 @@ class BatchScheduler:
                 else:  # waiting ones are deferred or cancelled: look again shortly
                     time.sleep(0.001)
             except Exception as exc:  # noqa: BLE001 - a bug here must not leave callers hanging
+                self._send_unsent()
                 with self.cond:
                     pending, self.waiting = self.waiting, []
                 for h in pending + self._running():
                     self._fail(h, exc)
+        self._send_unsent()  # what was generated reaches its reader before the error does
         err = SchedulerClosedError("the batch scheduler was closed during the generation")
         with self.cond:
             pending, self.waiting = self.waiting, []
@@ -248,6 +254,7 @@ class BatchScheduler:
 
     def _step(self) -> None:
         self.steps += 1
+        self._send_unsent()  # first: a receiver's failure ends its sequence before this step
         rows: list[int] = []
         spans: list[Span] = []
         owners: list[Handle] = []
@@ -297,8 +304,9 @@ class BatchScheduler:
             if h.prefilling:
                 h.n_done += span.stop - span.start
         assert logits is not None or not wants
-        # Readers are woken once every sequence has sampled: a reader woken mid-loop takes the GIL
-        # whenever numpy releases it, and the sampling of the others waits on each hand-over.
+        # No reader is woken while sequences sample (a reader takes the GIL whenever numpy releases
+        # it, and the others' sampling waits on each hand-over): a finished sequence's last piece
+        # goes out after the loop, a running one's at the start of the next step (_unsent).
         out: list[tuple[Handle, str, bool]] = []
         for (h, _), row in zip(wants, logits if logits is not None else [], strict=True):
             if not h.t_first:
@@ -312,11 +320,24 @@ class BatchScheduler:
                 continue
             out.append((h, text, done))
         for h, text, done in out:
-            try:
+            if not done:
                 if text:
-                    h.deliver(text)
-            except Exception as exc:  # noqa: BLE001 - a failing receiver fails its sequence alone
-                self._fail(h, exc)
+                    self._unsent.append((h, text))
                 continue
-            if done:
-                self._finish(h)
+            if text and not self._deliver(h, text):
+                continue
+            self._finish(h)
+
+    def _deliver(self, h: Handle, text: str) -> bool:
+        try:
+            h.deliver(text)
+        except Exception as exc:  # noqa: BLE001 - a failing receiver fails its sequence alone
+            self._fail(h, exc)
+            return False
+        return True
+
+    def _send_unsent(self) -> None:
+        unsent, self._unsent = self._unsent, []
+        for h, text in unsent:
+            if h.slot is not None:  # not cancelled or failed since: its reader still waits
+                self._deliver(h, text)

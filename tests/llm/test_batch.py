@@ -398,6 +398,38 @@ def test_closing_the_scheduler_fails_waiting_generations(model):
         b.submit(PROMPTS[0], 1, GREEDY)
 
 
+def test_closing_mid_generation_hands_over_every_piece_generated(model):
+    """Pieces wait for the next step to be handed over (so a reader runs while the kernels do):
+    closing the scheduler in between must still deliver them before the error."""
+    model.enable_batching(slots=1)
+    b = model.batcher
+    emitted: list[str] = []
+    got: list[str] = []
+    two = threading.Event()
+
+    def receive(piece: str) -> None:
+        got.append(piece)
+        if len(got) >= 2:
+            two.set()
+
+    h = b.submit(PROMPTS[0], 10_000, SamplingParams(seed=1), on_piece=receive)
+    step = h.cont.step
+
+    def recording_step(logits, history):  # type: ignore[no-untyped-def]
+        text, done = step(logits, history)
+        emitted.append(text)
+        if len(got) >= 2:
+            time.sleep(0.01)  # let close() land between this step and the next
+        return text, done
+
+    h.cont.step = recording_step  # type: ignore[method-assign]
+    assert two.wait(60)
+    b.close()
+    with pytest.raises(Exception, match="closed"):
+        list(h)
+    assert "".join(got) == "".join(emitted) and len(emitted) > 2
+
+
 def test_bad_arguments(model):
     from agent.llm.batch import BatchScheduler
 
