@@ -53,7 +53,8 @@ class Sampler:
         p = self.params
         if p.repeat_penalty == 1.0 or not recent or p.repeat_last_n == 0:
             return logits
-        ids = np.unique(np.asarray(recent[-p.repeat_last_n :], dtype=np.int64))
+        # repeated ids are harmless: each gets the value computed from its original logit
+        ids = np.asarray(recent[-p.repeat_last_n :], dtype=np.int64)
         if self._scratch.shape != logits.shape or self._scratch.dtype != logits.dtype:
             self._scratch = np.empty_like(logits)
         np.copyto(self._scratch, logits)
@@ -84,7 +85,12 @@ class Sampler:
             top, vals = top[:cut], vals[:cut]
         probs = np.exp((vals - vals[0]) / p.temperature)
         probs /= probs.sum()
-        return int(top[self.rng.choice(len(top), p=probs)])
+        # Generator.choice(len(top), p=probs)'s own draw without its checks of p (a dozen numpy
+        # calls, each slow on caches a forward pass has just flushed): one uniform double against
+        # the normalized cumulative sum, so a seed picks the same tokens as before
+        cdf = np.cumsum(probs)
+        cdf /= cdf[-1]
+        return int(top[np.searchsorted(cdf, self.rng.random(), side="right")])
 
 
 def _top_k(logits: np.ndarray, k: int) -> np.ndarray:

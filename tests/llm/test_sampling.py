@@ -106,3 +106,37 @@ def test_top_k_selection_is_exact(scale, n):
             got = np.sort(logits[_top_k(logits, k)])
             want = np.sort(logits)[::-1][:k][::-1]
             np.testing.assert_array_equal(got, want)
+
+
+def test_the_draw_is_generator_choice_s_own():
+    """Seeded sampling picks what ``Generator.choice(n, p=probs)`` picks (the sampler draws the
+    same way without choice's checks): seeds keep their outputs."""
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        logits = (rng.standard_normal(500) * rng.uniform(0.1, 10)).astype(np.float32)
+        params = SamplingParams(
+            temperature=float(rng.uniform(0.2, 2)),
+            top_k=int(rng.integers(1, 80)),
+            top_p=float(rng.uniform(0.3, 1)),
+            repeat_penalty=1.0,
+            seed=trial,
+        )
+        got = Sampler(params).sample(logits)
+        # the reference: the same top-k / top-p / temperature, then choice
+        k = min(params.top_k, 500)
+        top = np.argsort(-logits, kind="stable")[:k]
+        vals = logits[top].astype(np.float64)
+        probs = np.exp(vals - vals[0])
+        probs /= probs.sum()
+        if params.top_p < 1.0:
+            cut = int(np.searchsorted(np.cumsum(probs), params.top_p) + 1)
+            top, vals = top[:cut], vals[:cut]
+        probs = np.exp((vals - vals[0]) / params.temperature)
+        probs /= probs.sum()
+        assert got == int(top[np.random.default_rng(trial).choice(len(top), p=probs)]), trial
+
+
+def test_repeated_recent_tokens_are_penalized_once():
+    s = Sampler(SamplingParams(repeat_penalty=2.0))
+    out = s.penalize(np.array([4.0, -1.0, 3.0], np.float32), recent=[0, 0, 1, 0, 1])
+    np.testing.assert_array_equal(out, [2.0, -2.0, 3.0])
