@@ -677,13 +677,19 @@ INLINE float hsum(vf a)
 #endif
 }
 
-/* exp(x) for x <= 0, V lanes: x = n ln2 + r (|r| <= ln2 / 2, ln2 in two parts for exactness),
- * exp(r) by its Taylor polynomial to degree 6 (truncation below 1.3e-7 relative: about an ulp, as
- * libm's expf), times 2^n built in the exponent bits; below -87 (exp < 2^-126) it gives ~1e-38. */
-INLINE vf vexp_nonpositive(vf x)
+/* e^x, V lanes: x = n ln2 + r (|r| <= ln2 / 2, ln2 in two parts for exactness), e^r by its Taylor
+ * polynomial to degree 6 (truncation below 1.3e-7 relative: about an ulp, as libm's expf), times
+ * 2^n built in the exponent bits; below -87 (e^x < 2^-126) it gives ~1e-38, NaN stays NaN. With
+ * big (x may be above 0), 2^n is applied in two halves, so that e^88.5 stays finite and e^x
+ * overflows to inf from 88.73 on, as expf does; without (softmax, x <= 0), one multiply less. */
+INLINE vf vexp(vf x, const int big)
 {
     const vi low = x < -87.0f; /* lanes of all ones where x is below */
     x = (vf)(((vi)x & ~low) | ((vi)((vf){0} - 87.0f) & low));
+    if (big) {
+        const vi high = x > 89.0f; /* e^89 is already inf; n must stay small enough to build */
+        x = (vf)(((vi)x & ~high) | ((vi)((vf){0} + 89.0f) & high));
+    }
     const vf shifter = (vf){0} + 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
     const vf n = (x * 1.44269504f + shifter) - shifter;
     const vf r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
@@ -694,8 +700,12 @@ INLINE vf vexp_nonpositive(vf x)
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    const vi bits = (__builtin_convertvector(n, vi) + 127) << 23;
-    return p * (vf)bits;
+    const vi ni = __builtin_convertvector(n, vi);
+    if (big) { /* 2^128 has no exponent bits: p 2^h first, then 2^(n - h), each exact but the last */
+        const vi h = ni >> 1;
+        return p * (vf)((h + 127) << 23) * (vf)((ni - h + 127) << 23);
+    }
+    return p * (vf)((ni + 127) << 23);
 }
 
 /* sg[0..T) = exp(sg - max), the max subtracted first; returns 1 / their sum. */
@@ -709,7 +719,7 @@ INLINE float softmax_inplace(float *sg, int64_t T)
     for (; t + V <= T; t += V) { /* V at a time: scalar expf was most of a long context's time */
         vf e;
         memcpy(&e, sg + t, sizeof e);
-        e = vexp_nonpositive(e - m);
+        e = vexp(e - m, 0);
         memcpy(sg + t, &e, sizeof e);
         vsum += e;
     }
@@ -1328,8 +1338,8 @@ INLINE __m512i rows4(const uint8_t *p, __m512i perm)
  * past end): with the vector units busy the hardware prefetchers fall behind (one token, Q4_0
  * 11008x4096 from DRAM: 1.25 -> 1.15 ms; 4 tokens 1.80 -> 1.23). With far (1-2 tokens, whose
  * products wait on memory) also PF_FAR bytes ahead into L2, more requests in flight: a decode
- * step of the 1.1B Q4_0 model 35.6 -> 33.5 ms, of the 7B Q4_K_M one 241 -> 224 ms (batch_step,
- * alternating builds); from 4 tokens on it slowed the 7B step by 5-7%. */
+ * step of the 1.1B Q4_0 model 31.4-34.0 -> 27.8-30.6 ms, of the 7B Q4_K_M one 241-242 -> 220-227
+ * ms (batch_step, alternating builds); from 4 tokens on it slowed the 7B step by 5-7%. */
 INLINE void prefetch_ahead(const uint8_t *p, int64_t bytes, const uint8_t *end, const int far)
 {
     for (const uint8_t *a = p + PF_AHEAD; a < p + PF_AHEAD + bytes && a < end; a += 64)
@@ -1865,45 +1875,37 @@ void rope(float *x, const float *cos_, const float *sin_, int64_t nt, int64_t n_
         }
 }
 
-/* g = silu(g) * u = g / (1 + exp(-g)) * u, n values, in place. */
-#if defined(__AVX512F__)
-/* e^x of 16 floats: 2^k e^r with k = round(x / ln 2), r = x - k ln 2 (ln 2 in two parts) and a
- * degree-7 Taylor polynomial for e^r (|r| <= ln 2 / 2: within 2 ulp of expf); scalef makes the
- * power of two, so e^89 is inf and e^-104 is 0 as expf gives, and NaN stays NaN (min and max
- * return their second operand, x, when it is NaN). */
-INLINE __m512 exp16(__m512 x)
-{
-    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), _mm512_min_ps(_mm512_set1_ps(89.0f), x));
-    const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693145752f), x);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(1.42860677e-6f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, k);
-}
-#endif
+/* silu(x) * y for V lanes: x / (1 + e^-x) * y. */
+INLINE vf silu_lanes(vf x, vf y) { return x / (1.0f + vexp(-x, 1)) * y; }
 
-/* libm's scalar expf made SiLU ~2% of a batched decode step and more of a prefill. */
+/* g = silu(g) * u = g / (1 + exp(-g)) * u, n values, in place. On AVX-512 V at a time, the tail in
+ * a padded vector so that a value's result does not depend on where it falls in the batch (libm's
+ * scalar expf was ~2% of an 8-row decode step). Elsewhere libm's expf, as before: on an AVX2
+ * build the seeded-reproducibility test (a fresh prompt against one read from the prefix cache,
+ * flat random-model logits) flips with a silu that is not correctly rounded (one ulp off, made
+ * deterministically, was enough; numpy's and libm's pass). */
 void silu_mul(float *g, const float *u, int64_t n)
 {
+#if V == 16
     int64_t k = 0;
-#if defined(__AVX512F__)
-    for (; k + 16 <= n; k += 16) {
-        const __m512 x = _mm512_loadu_ps(g + k);
-        const __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), x));
-        _mm512_storeu_ps(g + k, _mm512_mul_ps(_mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e)),
-                                              _mm512_loadu_ps(u + k)));
+    for (; k + V <= n; k += V) {
+        vf x, y;
+        memcpy(&x, g + k, sizeof x);
+        memcpy(&y, u + k, sizeof y);
+        x = silu_lanes(x, y);
+        memcpy(g + k, &x, sizeof x);
     }
-#endif
-    for (; k < n; k++)
+    if (k < n) {
+        vf x = {0}, y = {0};
+        memcpy(&x, g + k, (size_t)(n - k) * sizeof(float));
+        memcpy(&y, u + k, (size_t)(n - k) * sizeof(float));
+        x = silu_lanes(x, y);
+        memcpy(g + k, &x, (size_t)(n - k) * sizeof(float));
+    }
+#else
+    for (int64_t k = 0; k < n; k++)
         g[k] = g[k] / (1.0f + expf(-g[k])) * u[k];
+#endif
 }
 
 /* ---------------------------------------------------------------------------------------------
