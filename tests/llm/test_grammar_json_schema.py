@@ -391,6 +391,21 @@ def test_random_schemas_only_produce_valid_instances(vocab, schema, as_yaml, see
     jsonschema.validate(value, schema, format_checker=jsonschema.FormatChecker())
 
 
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"required": None, "anyOf": [{"type": None, "required": True}]},  # found by the fuzz test
+        {"allOf": [{"required": [{}]}, {"required": [{}]}]},
+        {"oneOf": [{"required": 7, "properties": {"a": {"const": 1}}}, {"required": ["a"]}]},
+    ],
+)
+def test_a_malformed_required_merged_from_branches_is_an_error_or_ignored_not_a_crash(doc):
+    try:
+        json_schema_grammar(doc)
+    except SchemaUnsupportedError as exc:
+        assert exc.problems
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     st.recursive(

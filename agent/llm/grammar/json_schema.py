@@ -71,6 +71,7 @@ from agent.llm.grammar.schema_ops import (
     intersect,
     member_schema,
     normalize_bounds,
+    required_names,
     small_key,
 )
 
@@ -1107,7 +1108,7 @@ def _exclusive(a: dict, b: dict, builder: SchemaBuilder) -> bool:
         if vals is not None and all(not builder.is_valid(v, t) for v in vals):
             return True
     props_a, props_b = a.get("properties") or {}, b.get("properties") or {}
-    common = set(a.get("required") or []) & set(b.get("required") or [])
+    common = set(required_names(a)) & set(required_names(b))
     for name in common:
         va, vb = props_a.get(name), props_b.get(name)
         if isinstance(va, dict) and isinstance(vb, dict):

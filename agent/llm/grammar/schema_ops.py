@@ -180,6 +180,19 @@ def _tighter(key: str, x: Any, y: Any) -> Any:
         return x
 
 
+def _names(value: Any) -> list[str] | None:
+    """A well-formed ``required`` (a list of property names), else None."""
+    if isinstance(value, list) and all(isinstance(r, str) for r in value):
+        return value
+    return None
+
+
+def required_names(s: dict) -> list[str]:
+    """The names a schema's ``required`` lists; none for a malformed one (the builder reports it
+    where it builds the object)."""
+    return _names(s.get("required")) or []
+
+
 def intersect(a: dict, b: dict) -> dict:
     """One flat schema meaning ``allOf [a, b]`` (both free of top-level ``$ref``/``allOf``)."""
     out = dict(a)
@@ -198,7 +211,11 @@ def intersect(a: dict, b: dict) -> dict:
                 raise Unsatisfiable(f"types {sorted(ta)} and {sorted(tb)} have nothing in common")
             out["type"] = sorted(common)
         elif key == "required":
-            out[key] = list(dict.fromkeys(list(va or []) + list(vb or [])))
+            na, nb = _names(va), _names(vb)
+            if na is not None and nb is not None:
+                out[key] = list(dict.fromkeys(na + nb))
+            else:  # a malformed one is kept, for the builder to report where it reads it
+                out[key] = va if na is None else vb
         elif key in _LOWER or key in _UPPER:
             out[key] = _tighter(key, va, vb)
         elif key in ("enum", "const"):
