@@ -136,9 +136,9 @@ class BatchScheduler:
         self.cond = threading.Condition()
         self.closed = False
         self.steps = 0
-        # Pieces of running sequences, handed over just before the next step's forward pass: a
-        # receiver that takes the GIL (the server's event loop, woken through a pipe write) then
-        # runs while the kernels release it, not between two steps.
+        # Pieces of running sequences, handed over at the start of the next step, a moment before
+        # its forward pass: a receiver that takes the GIL (the server's event loop, woken through a
+        # pipe write) then runs while the kernels release it, not between two steps.
         self._unsent: list[tuple[Handle, str]] = []
         self.max_rows = 0  # the largest batch so far, in rows and in sequences (tests look)
         self.max_seqs = 0

@@ -1,8 +1,8 @@
 """Engine threads hand events to the event loop in bursts: one wake-up of the loop per burst.
 
-The batch scheduler delivers every running sequence's piece at the end of a decode step. Waking
-the loop once per piece (``call_soon_threadsafe`` each) costs a pipe write, a wake-up and a thread
-switch apiece, on the two cores the next step's kernels need; a burst costs one.
+The batch scheduler hands every running sequence's piece over at once, at the start of the next
+decode step. Waking the loop once per piece (``call_soon_threadsafe`` each) costs a pipe write, a
+wake-up and a thread switch apiece, on the two cores the step's kernels need; a burst costs one.
 """
 
 from __future__ import annotations
