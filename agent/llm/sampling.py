@@ -7,6 +7,7 @@ temperature <= 0 means greedy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -104,7 +105,7 @@ def _top_k(logits: np.ndarray, k: int) -> np.ndarray:
     n = len(logits)
     best = logits.max()
     floor = -np.inf
-    step = int(np.sqrt(n / k))
+    step = math.isqrt(n // k)  # = floor(sqrt(n / k)), without a numpy call
     if step >= 2 and n // step > k:
         sample = logits[::step]
         floor = np.partition(sample, len(sample) - k)[len(sample) - k]
