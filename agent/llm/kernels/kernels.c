@@ -926,9 +926,14 @@ void attention_rows(const uint16_t *const *k, const uint16_t *const *v, const in
 #define NR 1
 #endif
 #define QMAX 256 /* largest QB */
+#define MMS_MAX 12 /* up to this many tokens the fused kernels take them in even passes over a group */
+#if V == 16
 #define MRS 6 /* most tokens of one pass of the fused kernels (mms_q4_0, mms_q4_k) */
-#define MMS_MAX 12 /* up to this many tokens it takes them in even passes over each group */
 #define MMS_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6)
+#else
+#define MRS 4 /* 16 ymm registers: 4 tokens x 2 vectors of 16-bit sums, the codes, the activations */
+#define MMS_CASES(X) X(1) X(2) X(3) X(4)
+#endif
 
 const char *kernels_isa(void) { return ISA; }
 
@@ -1304,8 +1309,32 @@ MATMUL(q6_k, 256, 16, 32, 0)
 /* 4096, 2 threads, 22.7 GB/s against the matvec's 14.6 and mm_q6_k's 17.8.                     */
 /* ------------------------------------------------------------------------------------------- */
 
+#if V >= 8 /* the fused kernels (AVX2 and AVX-512) */
+#ifndef PF_AHEAD
+#define PF_AHEAD 4096
+#endif
+#ifndef PF_FAR
+#define PF_FAR 16384
+#endif
+/* Software prefetch of the weights PF_AHEAD bytes ahead of the block in use (bytes from p, not
+ * past end): with the vector units busy the hardware prefetchers fall behind (one token, Q4_0
+ * 11008x4096 from DRAM: 1.25 -> 1.15 ms; 4 tokens 1.80 -> 1.23). With far (1-2 tokens, whose
+ * products wait on memory) also PF_FAR bytes ahead into L2, more requests in flight: a decode
+ * step of the 1.1B Q4_0 model 31.4-34.0 -> 27.8-30.6 ms, of the 7B Q4_K_M one 241-242 -> 220-227
+ * ms (batch_step, alternating builds); from 4 tokens on it slowed the 7B step by 5-7%. */
+INLINE void prefetch_ahead(const uint8_t *p, int64_t bytes, const uint8_t *end, const int far)
+{
+    for (const uint8_t *a = p + PF_AHEAD; a < p + PF_AHEAD + bytes && a < end; a += 64)
+        _mm_prefetch((const char *)a, _MM_HINT_T0);
+    if (far)
+        for (const uint8_t *a = p + PF_FAR; a < p + PF_FAR + bytes && a < end; a += 64)
+            _mm_prefetch((const char *)a, _MM_HINT_T1);
+}
+#endif
+
 #if defined(__AVX512VBMI__) && defined(__AVX512VNNI__) && V == 16
 #define MMS_FUSED 1
+#define MMS_Q4_0 1
 /* byte 4l + i of the result = byte 16i + l of the input: four 16-byte rows become 16 lanes of 4 */
 #define ROWS4_PERM                                                                                   \
     _mm512_set_epi8(63, 47, 31, 15, 62, 46, 30, 14, 61, 45, 29, 13, 60, 44, 28, 12, 59, 43, 27, 11,  \
@@ -1328,27 +1357,6 @@ INLINE __m512i rows4(const uint8_t *p, __m512i perm)
  * sees one forward stream (slabs over all blocks read half of each line per pass, 15-20% slower
  * from DRAM, measured). Integer sums stay in registers (mr x nc of them, so nc shrinks as mr
  * grows); the float sums F of the whole group persist across blocks. */
-#ifndef PF_AHEAD
-#define PF_AHEAD 4096
-#endif
-#ifndef PF_FAR
-#define PF_FAR 16384
-#endif
-/* Software prefetch of the weights PF_AHEAD bytes ahead of the block in use (bytes from p, not
- * past end): with the vector units busy the hardware prefetchers fall behind (one token, Q4_0
- * 11008x4096 from DRAM: 1.25 -> 1.15 ms; 4 tokens 1.80 -> 1.23). With far (1-2 tokens, whose
- * products wait on memory) also PF_FAR bytes ahead into L2, more requests in flight: a decode
- * step of the 1.1B Q4_0 model 31.4-34.0 -> 27.8-30.6 ms, of the 7B Q4_K_M one 241-242 -> 220-227
- * ms (batch_step, alternating builds); from 4 tokens on it slowed the 7B step by 5-7%. */
-INLINE void prefetch_ahead(const uint8_t *p, int64_t bytes, const uint8_t *end, const int far)
-{
-    for (const uint8_t *a = p + PF_AHEAD; a < p + PF_AHEAD + bytes && a < end; a += 64)
-        _mm_prefetch((const char *)a, _MM_HINT_T0);
-    if (far)
-        for (const uint8_t *a = p + PF_FAR; a < p + PF_FAR + bytes && a < end; a += 64)
-            _mm_prefetch((const char *)a, _MM_HINT_T1);
-}
-
 #define SLAB_VECTORS(mr) ((mr) <= 2 ? 8 : (mr) <= 4 ? 4 : 2)
 
 /* One slab's integer sums over 4 codes of each row: the nc 16-lane vectors of code rows from p
@@ -1535,6 +1543,112 @@ INLINE void mms6_group(const uint8_t *ql, const uint8_t *qh, const int8_t *sc, c
 }
 #endif
 
+#if !defined(MMS_FUSED) && defined(__AVX2__) && defined(__F16C__) && V == 8
+/* Q4_0 for a few tokens on AVX2 (no VNNI): vpmaddubsw multiplies 32 unsigned codes by 32 int8
+ * activations and adds adjacent pairs into 16-bit sums, exactly (a code is at most 15: 2 x 15 x
+ * 127 = 3810, and a block's 8 such sums a lane, 30480, stay below 32768), then vpmaddwd adds a
+ * row's two 16-bit sums into 32 bits once a block. Two rounds of byte and word unpacks put 4
+ * consecutive codes of one row in each 32-bit lane (the layout keeps a row's codes LANES apart);
+ * unpacks work within 128-bit halves, so vector k of a 32-row slab holds rows 4k..4k+3 and
+ * 16+4k..16+4k+3, its scales are read in that order and its sums stored back in row order.
+ * 1.1B Q4_0 on a 2-core AMD EPYC (Zen 3, AVX2 only): all projections of a step 1 / 2 / 4 / 8 rows
+ * 36 / 68 / 94 / 146 ms with the matvec and the buffered mm_q4_0, 22-25 / 27-31 / 36-38 / 66-70
+ * with these; a whole step (bench/batch_step.py) 48 / 99 / 157 / 205 -> 29 / 31 / 47 / 74 ms.
+ * Four tokens stay bound by vpmaddubsw and its 16-bit adds (~5.6 and ~11 a ns a core measured:
+ * 64 of them per token and 1024 weights, against one vpdpbusd per 64 with VNNI). */
+#define MMS_Q4_0 1
+
+/* Vectors k0..k0+nc-1 (of 4) of 4 code rows of 32 lanes (p, p + LANES, ...): 4 consecutive code
+ * bytes of one row a lane, split into their low nibbles lo and high nibbles hi (the bytes are
+ * unpacked first, so the split costs 3 ops a vector, not 3 a row). */
+INLINE void quads(const uint8_t *p, const int k0, const int nc, __m256i *lo, __m256i *hi)
+{
+    const __m256i low = _mm256_set1_epi8(15);
+    __m256i r[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = _mm256_loadu_si256((const __m256i *)(p + i * LANES));
+    for (int c = 0; c < nc; c++) {
+        const int k = k0 + c;
+        const __m256i a = k < 2 ? _mm256_unpacklo_epi8(r[0], r[1]) : _mm256_unpackhi_epi8(r[0], r[1]);
+        const __m256i b = k < 2 ? _mm256_unpacklo_epi8(r[2], r[3]) : _mm256_unpackhi_epi8(r[2], r[3]);
+        const __m256i w = k % 2 ? _mm256_unpackhi_epi16(a, b) : _mm256_unpacklo_epi16(a, b);
+        lo[c] = _mm256_and_si256(w, low);
+        hi[c] = _mm256_and_si256(_mm256_srli_epi16(w, 4), low);
+    }
+}
+
+/* The f16 scales (or any 16-bit values) of rows p[0..3] and p[16..19], in a quad vector's order. */
+INLINE __m256 quad_scales(const uint16_t *p)
+{
+    int64_t lo, hi;
+    memcpy(&lo, p, 8);
+    memcpy(&hi, p + 16, 8);
+    return _mm256_cvtph_ps(_mm_set_epi64x(hi, lo));
+}
+
+/* Q4_0: 32-value blocks, code row j holds values j (low nibble) and 16 + j (high), offset by 8.
+ * Per block, 32-row slabs, and within a slab nc of its 4 quad vectors at a time (the 16-bit sums
+ * of mr tokens x nc vectors stay in registers); the float sums F of the group persist across
+ * blocks (in L1). */
+INLINE void mms_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, const float *d,
+                      const int32_t *qsum, float *out, int64_t nb, int64_t n, int64_t W, const int mr)
+{
+    const int nc = mr <= 1 ? 4 : 2; /* 16 ymm registers: mr x nc sums, 2 nc codes, the nibble mask */
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 F[MRS][16];
+    for (int t = 0; t < mr; t++)
+        for (int v = 0; v < 16; v++)
+            F[t][v] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *blk = qs + b * 16 * LANES;
+        prefetch_ahead(blk, 16 * LANES, qs + nb * 16 * LANES, mr <= 2);
+        /* the block's activations, 4 at a time broadcast (low nibbles' values j, high 16 + j):
+         * read from L1 by the products, rather than held in registers the sums need */
+        __m256i X[MRS][8];
+        for (int t = 0; t < mr; t++)
+            for (int j = 0; j < 8; j++) {
+                int32_t x4;
+                memcpy(&x4, q + t * n + 32 * b + 4 * j, 4);
+                X[t][j] = _mm256_set1_epi32(x4);
+            }
+        for (int s = 0; s < 4; s++)
+            for (int k0 = 0; k0 < 4; k0 += nc) {
+                __m256i S[MRS][4];
+                for (int t = 0; t < mr; t++)
+                    for (int c = 0; c < nc; c++)
+                        S[t][c] = _mm256_setzero_si256();
+#pragma GCC unroll 1
+                for (int j = 0; j < 4; j++) {
+                    __m256i lo[4], hi[4];
+                    quads(blk + 4 * j * LANES + 32 * s, k0, nc, lo, hi);
+                    for (int t = 0; t < mr; t++)
+                        for (int c = 0; c < nc; c++) {
+                            S[t][c] = _mm256_add_epi16(S[t][c], _mm256_maddubs_epi16(lo[c], X[t][j]));
+                            S[t][c] = _mm256_add_epi16(S[t][c], _mm256_maddubs_epi16(hi[c], X[t][4 + j]));
+                        }
+                }
+                for (int c = 0; c < nc; c++) {
+                    const __m256 sc = quad_scales(dw + b * LANES + 32 * s + 4 * (k0 + c));
+                    for (int t = 0; t < mr; t++) {
+                        const __m256i I = _mm256_add_epi32(_mm256_madd_epi16(S[t][c], ones),
+                                                           _mm256_set1_epi32(-8 * qsum[t * nb + b]));
+                        F[t][4 * s + k0 + c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(I),
+                                                               _mm256_mul_ps(sc, _mm256_set1_ps(d[t * nb + b])),
+                                                               F[t][4 * s + k0 + c]);
+                    }
+                }
+            }
+    }
+    for (int t = 0; t < mr; t++)
+        for (int s = 0; s < 4; s++)
+            for (int k = 0; k < 4; k++) {
+                float *o = out + t * W + 32 * s + 4 * k;
+                _mm_storeu_ps(o, _mm256_castps256_ps128(F[t][4 * s + k]));
+                _mm_storeu_ps(o + 16, _mm256_extractf128_ps(F[t][4 * s + k], 1));
+            }
+}
+#endif
+
 #if defined(MMS_FUSED) && defined(__AMX_TILE__) && defined(__AMX_INT8__) && defined(__linux__)
 /* Q4_0 for 2-16 tokens on AMX: per block, the group's 8 row vectors become 8 B tiles (the same
  * rows4 bytes as above, 4 consecutive codes a lane: AMX's VNNI layout) and one TDPBSUD per vector
@@ -1665,7 +1779,7 @@ void mms_q4_0(FIELDS, const float *tab, const int8_t *q, const float *d, const i
         return;
     }
 #endif
-#ifdef MMS_FUSED
+#ifdef MMS_Q4_0
     if (qb == 32 && nt <= MMS_MAX) {
         const int64_t n = nb * 32, W = (g1 - g0) * LANES;
         const int64_t passes = (nt + MRS - 1) / MRS, tile = (nt + passes - 1) / passes; /* 8: 4 + 4 */
@@ -1761,12 +1875,15 @@ int kernels_amx(void)
 #endif
 }
 
-int kernels_mms_fused(void)
+/* The types whose mms_* kernel is fused on this build (space-separated), "" where none is. */
+const char *kernels_fused_types(void)
 {
-#ifdef MMS_FUSED
-    return MRS;
+#if defined(MMS_FUSED)
+    return "q4_0 q4_k q6_k";
+#elif defined(MMS_Q4_0)
+    return "q4_0";
 #else
-    return 0;
+    return "";
 #endif
 }
 
