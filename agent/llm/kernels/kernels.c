@@ -957,6 +957,20 @@ INLINE vi dot4(vi acc, vi w, int32_t b)
 #endif
 }
 
+/* dot4 where every code of w is below 64 (all types but Q8_0): on plain AVX2 one vpmaddubsw (its
+ * pairs of products are exact in 16 bits: 2 x 63 x 127 < 32768) and one vpmaddwd, instead of the
+ * 16-bit halves above. 1.1B Q4_0, all projections of a 128-token prompt on Zen 3: 1.95-2.02 ->
+ * 1.42-1.46 s (float tiles + sgemm: 2.01-2.11 s). */
+INLINE vi dot4_small(vi acc, vi w, int32_t b)
+{
+#if V == 8 && !defined(__AVXVNNI__)
+    const __m256i pairs = _mm256_maddubs_epi16((__m256i)w, _mm256_set1_epi32(b));
+    return acc + (vi)_mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+#else
+    return dot4(acc, w, b);
+#endif
+}
+
 /* max |x[k]| over one block of n values; *bad says whether any value is NaN or infinite (the
  * comparison above skips NaN, so it is tracked apart). */
 static inline float block_amax(const float *x, int64_t n, int *bad)
@@ -1188,7 +1202,7 @@ UNPACK(q6_k)
  * group. q, qsum, d, out point at token t0's chunk; *_s are their token strides. Activation
  * scales are per sub-block (per_sub: 32-value types, as llama.cpp's Q8_0) or per chunk (K-quants,
  * as Q8_K: applied once at the end). */
-INLINE void micro(const uint8_t *codes, const float *A, const float *B, int ss, int off, int qc,
+INLINE void micro(const uint8_t *codes, const float *A, const float *B, int ss, int off, const int small, int qc,
                   int per_sub, const int8_t *q, int64_t q_s, const int32_t *qsum, int64_t sum_s,
                   const float *d, int64_t d_s, float *out, int64_t out_s, int r0, const int mr)
 {
@@ -1209,7 +1223,7 @@ INLINE void micro(const uint8_t *codes, const float *A, const float *B, int ss, 
                 int32_t b;
                 memcpy(&b, q + t * q_s + 4 * kq, 4);
                 for (int r = 0; r < NR; r++)
-                    I[t][r] = dot4(I[t][r], w[r], b);
+                    I[t][r] = small ? dot4_small(I[t][r], w[r], b) : dot4(I[t][r], w[r], b);
             }
         }
         for (int r = 0; r < NR; r++) {
@@ -1235,7 +1249,7 @@ INLINE void micro(const uint8_t *codes, const float *A, const float *B, int ss, 
 }
 
 #define MICRO_CASE(m) \
-    case m: micro(codes, A, Bp, ss_, off_, qc, qb == ss_, qt, n, st_, n / ss_, dt, n / qb, ot, LANES, r0, m); break;
+    case m: micro(codes, A, Bp, ss_, off_, small_, qc, qb == ss_, qt, n, st_, n / ss_, dt, n / qb, ot, LANES, r0, m); break;
 #if MR == 6
 #define MICRO_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6)
 #else
@@ -1245,7 +1259,7 @@ INLINE void micro(const uint8_t *codes, const float *A, const float *B, int ss, 
 /* out[t, g * LANES + r] (t < nt, groups g0..g1 of the matrix) = W[row] . x[t], x given quantized
  * by quantize_q8 with this qb and ss. Groups in parallel; per group, QB values at a time: unpack,
  * then every token. */
-#define MATMUL(T, BS, SS, OFF, HAS_B)                                                               \
+#define MATMUL(T, BS, SS, OFF, HAS_B, CODE_MAX)                                                               \
     void mm_##T(FIELDS, const float *tab, const int8_t *q, const float *d, const int32_t *qsum,    \
                 float *out, int64_t g0, int64_t g1, int64_t nb, int64_t nt, int64_t qb)            \
     {                                                                                               \
@@ -1254,7 +1268,7 @@ INLINE void micro(const uint8_t *codes, const float *A, const float *B, int ss, 
          * (bench/batch_step.py, 1.1B Q4_0, same run: 2-row step 49.7 -> 36.8 ms, 4 rows 58.2 -> 46.2) */ \
         const int64_t n = nb * BS, qc = n % QMAX || nt <= MR ? BS : QMAX, per = qc / BS;            \
         const int64_t W = (g1 - g0) * LANES;                                                        \
-        const int ss_ = SS, off_ = OFF;                                                             \
+        const int ss_ = SS, off_ = OFF, small_ = CODE_MAX < 64;                                     \
         PARALLEL_FOR                                                                                \
         for (int64_t g = g0; g < g1; g++) {                                                         \
             uint8_t codes[QMAX * LANES] __attribute__((aligned(64)));                               \
@@ -1286,16 +1300,16 @@ INLINE void micro(const uint8_t *codes, const float *A, const float *B, int ss, 
         }                                                                                           \
     }
 
-MATMUL(q4_0, 32, 32, 8, 0)
-MATMUL(q4_1, 32, 32, 0, 1)
-MATMUL(q5_0, 32, 32, 16, 0)
-MATMUL(q5_1, 32, 32, 0, 1)
-MATMUL(q8_0, 32, 32, 128, 0)
-MATMUL(q2_k, 256, 16, 0, 1)
-MATMUL(q3_k, 256, 16, 4, 0)
-MATMUL(q4_k, 256, 32, 0, 1)
-MATMUL(q5_k, 256, 32, 0, 1)
-MATMUL(q6_k, 256, 16, 32, 0)
+MATMUL(q4_0, 32, 32, 8, 0, 15)
+MATMUL(q4_1, 32, 32, 0, 1, 15)
+MATMUL(q5_0, 32, 32, 16, 0, 31)
+MATMUL(q5_1, 32, 32, 0, 1, 31)
+MATMUL(q8_0, 32, 32, 128, 0, 255)
+MATMUL(q2_k, 256, 16, 0, 1, 3)
+MATMUL(q3_k, 256, 16, 4, 0, 7)
+MATMUL(q4_k, 256, 32, 0, 1, 15)
+MATMUL(q5_k, 256, 32, 0, 1, 31)
+MATMUL(q6_k, 256, 16, 32, 0, 63)
 
 /* ------------------------------------------------------------------------------------------- */
 /* Q4_0, Q4_K (Q6_K) for a few tokens (decode, batched decode), with no unpack buffer: 4 rows of */
