@@ -688,9 +688,9 @@ def _int8_kernel(t: str, block: int, sum_size: int, fields: tuple) -> Callable:
 _lib.kernels_fused_types.restype = ctypes.c_char_p
 FUSED_TYPES = ("q4_0", "q4_k", "q6_k")  # types with an mms_* entry point (fused or not)
 # Types whose integer kernel beats the matvec from one token on (decode too): the ones fused on
-# this CPU (AVX-512 VBMI/VNNI: all three; AVX2: Q4_0, Q4_K). 5632x2048 from memory, 2 threads, one row:
-# Q4_0 0.31 -> 0.18-0.21 ms, Q4_K 0.30 -> 0.23-0.25; 11008x4096, one row: Q6_K 2.53 -> 1.63 ms
-# (AVX-512); AVX2 figures in kernels.c.
+# this CPU (AVX-512 VBMI/VNNI: all three; AVX2: Q4_0, Q4_K). AVX-512, 5632x2048 from memory, 2
+# threads, one row: Q4_0 0.31 -> 0.18-0.21 ms, Q4_K 0.30 -> 0.23-0.25; 11008x4096: Q6_K 2.53 ->
+# 1.63 ms. AVX2 figures in kernels.c.
 MM_MIN_TOKENS_FOR = {t: 1 for t in _lib.kernels_fused_types().decode().split()}
 
 # AMX tiles (Sapphire Rapids and later) for Q4_0 with 7-16 tokens: batched decode, short prompts

@@ -194,11 +194,25 @@ def test_isa_is_reported() -> None:
     assert C.ISA in {"avx512-vnni", "avx-vnni", "avx2", "portable"}
 
 
+def test_decode_takes_the_fused_kernels_this_instruction_set_has() -> None:
+    """Plain AVX2 has fused Q4_0 and Q4_K products (without them decode falls back to the float
+    matvec, correct but ~1.5x slower): a build that loses them must say so here."""
+    fused = set(C.MM_MIN_TOKENS_FOR)
+    assert fused <= set(C.FUSED_TYPES)
+    assert all(C.MM_MIN_TOKENS_FOR[t] == 1 for t in fused)
+    if C.ISA == "avx2":
+        assert fused == {"q4_0", "q4_k"}
+    if C.ISA == "portable":
+        assert fused == set()
+
+
 SCRIPT = """
 import sys
 from agent.llm.kernels import c_backend as C
 from tests.llm.kernels.test_int8 import check, QUANT_TYPES
 assert C.ISA == sys.argv[1], C.ISA
+if C.ISA == "avx2":  # the fused Q4_0 / Q4_K products, tested below from 1 token on
+    assert sorted(C.MM_MIN_TOKENS_FOR) == ["q4_0", "q4_k"], C.MM_MIN_TOKENS_FOR
 for t in QUANT_TYPES:
     for n_tok in (1, 5, 7):
         check(t, 130, 512, n_tok, seed=n_tok, K=C)
