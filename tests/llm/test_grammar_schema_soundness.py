@@ -418,3 +418,55 @@ def _keyword_values(node):
     elif isinstance(node, list):
         for v in node:
             yield from _keyword_values(v)
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        # found by the fuzz test: "a" gets additionalProperties' array of numbers and the
+        # branch's unique array of strings; no item fits both, so "a" is left out, uniqueItems too
+        {
+            "type": "object",
+            "properties": {"b": {"type": "number", "exclusiveMinimum": 0}},
+            "additionalProperties": {
+                "type": "array",
+                "items": {"type": "number", "exclusiveMinimum": 0},
+                "minItems": 1,
+            },
+            "anyOf": [
+                {"required": ["b"]},
+                {
+                    "properties": {
+                        "a": {"type": "array", "items": {"enum": ["x", "y"]}, "uniqueItems": True}
+                    }
+                },
+            ],
+        },
+        # the same for an optional property, and for a union branch, that cannot be generated
+        {
+            "type": "object",
+            "properties": {
+                "a": {
+                    "type": "array",
+                    "items": {"allOf": [{"type": "number"}, {"enum": ["x"]}]},
+                    "minItems": 1,
+                    "uniqueItems": True,
+                },
+            },
+        },
+        {
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "array",
+                    "items": {"allOf": [{"type": "number"}, {"enum": ["x"]}]},
+                    "minItems": 1,
+                    "uniqueItems": True,
+                },
+            ]
+        },
+    ],
+)
+def test_a_part_left_out_leaves_no_unenforced_note(schema: dict) -> None:
+    g = json_schema_grammar(schema, SMALL)
+    assert g.unenforced == ()

@@ -482,7 +482,8 @@ class SchemaBuilder:
         nodes = []
         first_dropped = ""
         for i, b in enumerate(branches):
-            n_before = self.n_problems
+            mark = self._mark()
+            n_before = mark[0]
             where = f"{path}/{key}/{i}"
             if b is False:
                 continue
@@ -499,7 +500,7 @@ class SchemaBuilder:
                 nodes.append(node)
             elif len(branches) > 1:
                 first_dropped = first_dropped or "".join(self.problems[n_before : n_before + 1])
-                self._drop_branch(n_before)
+                self._drop_branch(mark)
             else:
                 nodes.append(node)
         if not nodes:
@@ -507,10 +508,18 @@ class SchemaBuilder:
             return self.problem(path, f"no branch of {key} allows a value{why}")
         return alt(*nodes)
 
-    def _drop_branch(self, n_before: int) -> None:
-        """An unsatisfiable or unsupported branch of a union is left out (others still serve)."""
+    def _mark(self) -> tuple[int, int]:
+        """Where the problems and the unenforced notes stand, to drop a branch's own later."""
+        return self.n_problems, len(self.unenforced)
+
+    def _drop_branch(self, mark: tuple[int, int]) -> None:
+        """An unsatisfiable or unsupported branch of a union (or an optional property) is left
+        out, others still serve: its problems go, and so do its notes, since what is not generated
+        needs no enforcing."""
+        n_before, notes_before = mark
         del self.problems[n_before:]
         self.n_problems = n_before
+        del self.unenforced[notes_before:]
 
     def _disjoint(self, branches: list, rest: dict, path: str) -> bool:
         """True when no value can match two branches (distinct types, or distinct tag values)."""
@@ -891,10 +900,10 @@ class SchemaBuilder:
             return self._free_object(schema, path, depth)
         nodes = []
         for name, sub, req in members:
-            n_before = self.n_problems
+            mark = self._mark()
             value = self._item(sub, f"{path}/properties/{name}", depth)
-            if self.n_problems > n_before and not req:
-                self._drop_branch(n_before)  # an optional property we cannot generate is left out
+            if self.n_problems > mark[0] and not req:
+                self._drop_branch(mark)  # an optional property we cannot generate is left out
                 continue
             nodes.append((seq(lit(json.dumps(name)), self.colon, value), req))
         if not nodes:
