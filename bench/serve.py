@@ -63,6 +63,8 @@ def start_server(args: argparse.Namespace, model: Path) -> tuple[subprocess.Pope
     port = free_port()
     cmd = [sys.executable, "-m", "agent.cli", "serve", "-m", str(model), "--port", str(port)]
     cmd += ["-c", str(args.n_ctx), "--parallel", str(args.parallel), "--queue-size", "32"]
+    if args.prompt_chunk is not None:
+        cmd += ["--prompt-chunk", str(args.prompt_chunk)]
     if args.threads:
         cmd += ["-t", str(args.threads)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
@@ -227,6 +229,9 @@ def main() -> int:
     p.add_argument("--max-tokens", type=int, default=48)
     p.add_argument("--long-tokens", type=int, default=2000)
     p.add_argument("--parallel", type=int, default=8)
+    p.add_argument(
+        "--prompt-chunk", type=int, default=None, help="agent serve --prompt-chunk (default: its)"
+    )
     p.add_argument("-c", "--n-ctx", type=int, default=2304)
     p.add_argument("-t", "--threads", type=int, default=None)
     p.add_argument(

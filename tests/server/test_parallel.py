@@ -230,3 +230,22 @@ def test_bad_n_is_400(server, n):
     body = {"messages": [{"role": "user", "content": "x"}], "n": n}
     r = httpx.post(server.url + "/v1/chat/completions", json=body, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["param"] == "n"
+
+
+def test_prompt_chunk_reaches_the_scheduler_and_bad_values_say_what(monkeypatch, capsys):
+    import uvicorn
+
+    import agent.server.app as app_module
+    from agent.cli import main
+
+    models = []
+    monkeypatch.setattr(app_module, "create_app", lambda model, **kw: models.append(model))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    tiny_file = str(golden.model_path("tiny-q4_0.gguf"))
+    args = ["serve", "-m", tiny_file, "--parallel", "2"]
+    assert main([*args, "--prompt-chunk", "4"]) == 0, capsys.readouterr().err
+    assert models[0].batcher.chunk == 4
+    models[0].batcher.close()
+    assert main([*args, "--prompt-chunk", "0"]) == 1
+    assert "--prompt-chunk must be at least 1, got 0" in capsys.readouterr().err
+    assert len(models) == 1  # refused before the model is opened
