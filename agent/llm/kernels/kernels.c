@@ -1607,6 +1607,30 @@ INLINE __m256 quad_scales(const uint16_t *p)
     return _mm256_cvtph_ps(_mm_set_epi64x(hi, lo));
 }
 
+/* X[t * stride + i] = values 4i..4i+3 of token t's block (from x + t * n), broadcast, i < count:
+ * read from L1 by the products, rather than held in registers the sums need. */
+INLINE void broadcast_quads(__m256i *X, const int stride, const int8_t *x, int64_t n, const int count,
+                            const int mr)
+{
+    for (int t = 0; t < mr; t++)
+        for (int i = 0; i < count; i++) {
+            int32_t x4;
+            memcpy(&x4, x + t * n + 4 * i, 4);
+            X[t * stride + i] = _mm256_set1_epi32(x4);
+        }
+}
+
+/* The group's float sums, 16 quad vectors a token (slab v / 4, vector v % 4), in row order. */
+INLINE void store_quad_sums(__m256 (*F)[16], float *out, int64_t W, const int mr)
+{
+    for (int t = 0; t < mr; t++)
+        for (int v = 0; v < 16; v++) {
+            float *o = out + t * W + 32 * (v / 4) + 4 * (v % 4);
+            _mm_storeu_ps(o, _mm256_castps256_ps128(F[t][v]));
+            _mm_storeu_ps(o + 16, _mm256_extractf128_ps(F[t][v], 1));
+        }
+}
+
 /* Q4_0: 32-value blocks, code row j holds values j (low nibble) and 16 + j (high), offset by 8.
  * Per block, 32-row slabs, and within a slab nc of its 4 quad vectors at a time (the 16-bit sums
  * of mr tokens x nc vectors stay in registers); the float sums F of the group persist across
@@ -1616,22 +1640,13 @@ INLINE void mms_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, co
 {
     const int nc = mr <= 1 ? 4 : 2; /* 16 ymm registers: mr x nc sums, 2 nc codes, the nibble mask */
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 F[MRS][16];
-    for (int t = 0; t < mr; t++)
-        for (int v = 0; v < 16; v++)
-            F[t][v] = _mm256_setzero_ps();
+    __m256 F[MRS][16]; /* per token, 16 quad vectors of 8 rows */
+    memset(F, 0, sizeof F);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = qs + b * 16 * LANES;
         prefetch_ahead(blk, 16 * LANES, qs + nb * 16 * LANES, mr <= 2);
-        /* the block's activations, 4 at a time broadcast (low nibbles' values j, high 16 + j):
-         * read from L1 by the products, rather than held in registers the sums need */
-        __m256i X[MRS][8];
-        for (int t = 0; t < mr; t++)
-            for (int j = 0; j < 8; j++) {
-                int32_t x4;
-                memcpy(&x4, q + t * n + 32 * b + 4 * j, 4);
-                X[t][j] = _mm256_set1_epi32(x4);
-            }
+        __m256i X[MRS][8]; /* the block's activations (low nibbles' values j, high 16 + j) */
+        broadcast_quads(X[0], 8, q + 32 * b, n, 8, mr);
         for (int s = 0; s < 4; s++)
             for (int k0 = 0; k0 < 4; k0 += nc) {
                 __m256i S[MRS][4];
@@ -1660,13 +1675,7 @@ INLINE void mms_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, co
                 }
             }
     }
-    for (int t = 0; t < mr; t++)
-        for (int s = 0; s < 4; s++)
-            for (int k = 0; k < 4; k++) {
-                float *o = out + t * W + 32 * s + 4 * k;
-                _mm_storeu_ps(o, _mm256_castps256_ps128(F[t][4 * s + k]));
-                _mm_storeu_ps(o + 16, _mm256_extractf128_ps(F[t][4 * s + k], 1));
-            }
+    store_quad_sums(F, out, W, mr);
 }
 
 /* 8 bytes of rows p[0..3] and p[16..19] (a quad vector's order) as floats. */
@@ -1690,19 +1699,12 @@ INLINE void mmsk_group(const uint8_t *qs, const uint8_t *sc, const uint8_t *mn, 
 {
     const int nc = mr == 1 ? 4 : mr == 2 ? 2 : 1;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 F[MRS][16];
-    for (int t = 0; t < mr; t++)
-        for (int v = 0; v < 16; v++)
-            F[t][v] = _mm256_setzero_ps();
+    __m256 F[MRS][16]; /* per token, 16 quad vectors of 8 rows */
+    memset(F, 0, sizeof F);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = qs + b * 128 * LANES;
-        __m256i X[MRS][64]; /* the block's activations, 4 at a time broadcast */
-        for (int t = 0; t < mr; t++)
-            for (int j = 0; j < 64; j++) {
-                int32_t x4;
-                memcpy(&x4, q + t * n + 256 * b + 4 * j, 4);
-                X[t][j] = _mm256_set1_epi32(x4);
-            }
+        __m256i X[MRS][64]; /* the block's activations */
+        broadcast_quads(X[0], 64, q + 256 * b, n, 64, mr);
         for (int c = 0; c < 4; c++) {
             prefetch_ahead(blk + 32 * c * LANES, 32 * LANES, qs + nb * 128 * LANES, mr <= 2);
             for (int s = 0; s < 4; s++)
@@ -1738,13 +1740,7 @@ INLINE void mmsk_group(const uint8_t *qs, const uint8_t *sc, const uint8_t *mn, 
                 }
         }
     }
-    for (int t = 0; t < mr; t++)
-        for (int s = 0; s < 4; s++)
-            for (int k = 0; k < 4; k++) {
-                float *o = out + t * W + 32 * s + 4 * k;
-                _mm_storeu_ps(o, _mm256_castps256_ps128(F[t][4 * s + k]));
-                _mm_storeu_ps(o + 16, _mm256_extractf128_ps(F[t][4 * s + k], 1));
-            }
+    store_quad_sums(F, out, W, mr);
 }
 #endif
 
