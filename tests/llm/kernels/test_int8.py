@@ -61,11 +61,14 @@ def check(t: GGMLType, n_out: int, n_in: int, n_tok: int, seed: int, K=C) -> Non
     xq = (q.astype(np.float64).reshape(n_tok, -1, qb) * d[:, :, None]).reshape(n_tok, n_in)
     want = xq @ w.T
     scale = np.abs(want).max() + 1e-6
-    np.testing.assert_allclose(got[:, :n_out], want, rtol=0, atol=2e-5 * scale)
+    # float32 sums of terms that may cancel (random scales: a result of 0.97 from terms of
+    # magnitude 29,000 was off by 5e-5): the rounding allowed grows with the terms, not the result
+    rounding = 2e-5 * scale + 1e-7 * (np.abs(xq) @ np.abs(w).T)
+    assert np.all(np.abs(got[:, :n_out] - want) <= rounding), np.abs(got[:, :n_out] - want).max()
     # and within the quantization bound of the exact product
     bound = (np.abs(w)[None] * (np.repeat(d, qb, axis=1) / 2)[:, None, :]).sum(axis=2)
     exact = x.astype(np.float64) @ w.T
-    assert np.all(np.abs(got[:, :n_out] - exact) <= bound + 2e-5 * scale)
+    assert np.all(np.abs(got[:, :n_out] - exact) <= bound + rounding)
 
 
 @pytest.mark.parametrize("t", QUANT_TYPES, ids=lambda t: t.name)
