@@ -330,3 +330,16 @@ def test_prefill_on_numbas_workqueue_layer_runs_tiles_serially() -> None:
         [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True, timeout=300
     )
     assert p.returncode == 0, p.stderr[-2000:]
+
+
+def test_the_c_kernels_build_where_gcc_is_at_hand() -> None:
+    """A kernels.c that no longer compiles must fail here: the C-kernel test modules skip when the
+    import fails (machines without a compiler), so a build error would only show as skips."""
+    import shutil
+    import sys
+
+    if not sys.platform.startswith("linux") or shutil.which("gcc") is None:
+        pytest.skip("gcc (with OpenMP) is what this guard assumes")
+    from agent.llm.kernels import c_backend  # raises with the compiler's message if it fails
+
+    assert c_backend.ISA in {"avx512-vnni", "avx-vnni", "avx2", "portable"}
