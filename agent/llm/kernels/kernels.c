@@ -1323,9 +1323,10 @@ MATMUL(q6_k, 256, 16, 32, 0, 63)
 /* are multiplied with the int8 activations by vpdpbusd straight away, reading each row's bytes  */
 /* in order. 5632x2048 from memory, 2 threads: Q4_0 1 / 4 / 8 tokens 0.18-0.21 / 0.26-0.32 /     */
 /* 0.44 ms (the matvec 0.31 / 1.07 / 2.1, the buffered mm 0.33 / 0.40 / 0.66); Q4_K 0.23-0.25 / */
-/* 0.44 / 0.66 (matvec 0.30 / 0.98 / 1.96, mm 0.53 / 0.60 / 0.81). Elsewhere, and from 13 tokens */
-/* on, mms_* is mm_*. Q6_K (mms_q6_k) for 1-2 tokens the same way: one token from DRAM, 11008x */
-/* 4096, 2 threads, 22.7 GB/s against the matvec's 14.6 and mm_q6_k's 17.8.                     */
+/* 0.44 / 0.66 (matvec 0.30 / 0.98 / 1.96, mm 0.53 / 0.60 / 0.81). Q6_K (mms_q6_k) for 1-2     */
+/* tokens the same way: one token from DRAM, 11008x4096, 2 threads, 22.7 GB/s against the        */
+/* matvec's 14.6 and mm_q6_k's 17.8. Plain AVX2 has its own Q4_0 and Q4_K (below); elsewhere,    */
+/* and from 13 tokens on (Q4_0 on AVX2: never), mms_* is mm_*.                                   */
 /* ------------------------------------------------------------------------------------------- */
 
 #if V >= 8 /* the fused kernels (AVX2 and AVX-512) */
@@ -1355,6 +1356,7 @@ INLINE void prefetch_ahead(const uint8_t *p, int64_t bytes, const uint8_t *end, 
 #define MMS_FUSED 1
 #define MMS_Q4_0 1
 #define MMS_Q4_K 1
+#define MMS_Q6_K 1
 /* byte 4l + i of the result = byte 16i + l of the input: four 16-byte rows become 16 lanes of 4 */
 #define ROWS4_PERM                                                                                   \
     _mm512_set_epi8(63, 47, 31, 15, 62, 46, 30, 14, 61, 45, 29, 13, 60, 44, 28, 12, 59, 43, 27, 11,  \
@@ -1564,7 +1566,7 @@ INLINE void mms6_group(const uint8_t *ql, const uint8_t *qh, const int8_t *sc, c
 #endif
 
 #if !defined(MMS_FUSED) && defined(__AVX2__) && defined(__F16C__) && V == 8
-/* Q4_0 for a few tokens on AVX2 (no VNNI): vpmaddubsw multiplies 32 unsigned codes by 32 int8
+/* Q4_0 (any number of tokens) and Q4_K (up to MMS_MAX) on AVX2 without VNNI: vpmaddubsw multiplies 32 unsigned codes by 32 int8
  * activations and adds adjacent pairs into 16-bit sums, exactly (a code is at most 15: 2 x 15 x
  * 127 = 3810, and a block's 8 such sums a lane, 30480, stay below 32768), then vpmaddwd adds a
  * row's two 16-bit sums into 32 bits once a block. Two rounds of byte and word unpacks put 4
@@ -1938,7 +1940,7 @@ void mms_q4_k(FIELDS, const float *tab, const int8_t *q, const float *d, const i
 void mms_q6_k(FIELDS, const float *tab, const int8_t *q, const float *d, const int32_t *qsum,
               float *out, int64_t g0, int64_t g1, int64_t nb, int64_t nt, int64_t qb)
 {
-#ifdef MMS_FUSED
+#ifdef MMS_Q6_K
     if (qb == 256 && nt <= MRS6) { /* every token in one pass */
         const int64_t n = nb * 256, W = (g1 - g0) * LANES;
         (void)f4, (void)f5, (void)tab;
@@ -1973,13 +1975,17 @@ int kernels_amx(void)
 /* The types whose mms_* kernel is fused on this build (space-separated), "" where none is. */
 const char *kernels_fused_types(void)
 {
-#if defined(MMS_FUSED)
-    return "q4_0 q4_k q6_k";
-#elif defined(MMS_Q4_0)
-    return "q4_0 q4_k";
-#else
-    return "";
+    return "" /* read off the same macros that choose the kernels, so the two cannot disagree */
+#ifdef MMS_Q4_0
+           " q4_0"
 #endif
+#ifdef MMS_Q4_K
+           " q4_k"
+#endif
+#ifdef MMS_Q6_K
+           " q6_k"
+#endif
+        ;
 }
 
 /* y = x rounded to what quantize_q8 keeps (q * d per qb values): the matvec kernels multiply these,
