@@ -931,13 +931,21 @@ void attention_rows(const uint16_t *const *k, const uint16_t *const *v, const in
 #define MMS_MAX_Q4_0 MMS_MAX
 #define MRS 6 /* most tokens of one pass of the fused kernels (mms_q4_0, mms_q4_k) */
 #define MMS_CASES(X) X(1) X(2) X(3) X(4) X(5) X(6)
+#define MRS_Q4_0 MRS
+#define MMS_CASES_Q4_0 MMS_CASES
 #else
-/* AVX2: the fused Q4_0 product beats the buffered one at any token count (its passes of 4 tokens
- * find the group in L2), 1.1B Q4_0 projections on Zen 3: 16 / 128 / 512 tokens 191-196 / 1417-1456
- * / 6763 -> 145-151 / 1135-1151 / 4131 ms. Q4_K's is no faster from 13 tokens on. */
+/* AVX2: the fused Q4_0 product beats the buffered one at any token count (its passes of up to 8
+ * tokens find the group in L2), 1.1B Q4_0 projections on Zen 3: 16 / 128 / 512 tokens 191-196 /
+ * 1417-1456 / 6763 -> 145-151 / 1135-1151 / 4131 ms (passes of 4). Q4_K's is no faster from 13
+ * tokens on. */
 #define MMS_MAX_Q4_0 INT64_MAX
 #define MRS 4 /* 16 ymm registers: 4 tokens x 2 vectors of 16-bit sums, the codes, the activations */
 #define MMS_CASES(X) X(1) X(2) X(3) X(4)
+/* Q4_0: 8 tokens x 1 vector of 16-bit sums (one pass for 5-8 tokens instead of two of 4: single
+ * thread, L2-resident group, 6 / 8 tokens 13.3 / 12.6 -> 11.8 / 11.6 ps a product; all projections
+ * of 8 rows 64.7-65.9 -> 63.6-63.8 ms, of a 128-token prompt 1134-1239 -> 1060-1086 ms) */
+#define MRS_Q4_0 8
+#define MMS_CASES_Q4_0(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)
 #endif
 
 const char *kernels_isa(void) { return ISA; }
@@ -1635,26 +1643,34 @@ INLINE void store_quad_sums(__m256 (*F)[16], float *out, int64_t W, const int mr
 
 /* Q4_0: 32-value blocks, code row j holds values j (low nibble) and 16 + j (high), offset by 8.
  * Per block, 32-row slabs, and within a slab nc of its 4 quad vectors at a time (the 16-bit sums
- * of mr tokens x nc vectors stay in registers); the float sums F of the group persist across
- * blocks (in L1). */
+ * of mr tokens x nc vectors stay in registers: nc = 1 from 3 tokens on); the float sums F of the
+ * group persist across blocks (in L1). The offset -8 x (sum of the block's activations) starts
+ * a lane's first 16-bit sum: every partial sum of (code - 8) x activation terms stays within
+ * 32 x 8 x 127 = 32512, so the lane's two sums need no correction once in 32 bits. */
 INLINE void mms_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, const float *d,
                       const int32_t *qsum, float *out, int64_t nb, int64_t n, int64_t W, const int mr)
 {
-    const int nc = mr <= 1 ? 4 : 2; /* 16 ymm registers: mr x nc sums, 2 nc codes, the nibble mask */
+    const int nc = mr == 1 ? 4 : mr == 2 ? 2 : 1; /* 16 ymm registers: mr x nc sums, 2 nc codes */
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 F[MRS][16]; /* per token, 16 quad vectors of 8 rows */
+    __m256 F[MRS_Q4_0][16]; /* per token, 16 quad vectors of 8 rows */
     memset(F, 0, sizeof F);
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *blk = qs + b * 16 * LANES;
         prefetch_ahead(blk, 16 * LANES, qs + nb * 16 * LANES, mr <= 2);
-        __m256i X[MRS][8]; /* the block's activations (low nibbles' values j, high 16 + j) */
+        __m256i X[MRS_Q4_0][8], O[MRS_Q4_0]; /* activations (low nibbles' values j, high 16 + j), offsets */
+        __m256 D[MRS_Q4_0];
         broadcast_quads(X[0], 8, q + 32 * b, n, 8, mr);
+        for (int t = 0; t < mr; t++) {
+            O[t] = _mm256_set1_epi32((uint16_t)(-8 * qsum[t * nb + b]));
+            D[t] = _mm256_set1_ps(d[t * nb + b]);
+        }
         for (int s = 0; s < 4; s++)
+#pragma GCC unroll 4
             for (int k0 = 0; k0 < 4; k0 += nc) {
-                __m256i S[MRS][4];
+                __m256i S[MRS_Q4_0][4];
                 for (int t = 0; t < mr; t++)
                     for (int c = 0; c < nc; c++)
-                        S[t][c] = _mm256_setzero_si256();
+                        S[t][c] = O[t];
 #pragma GCC unroll 1
                 for (int j = 0; j < 4; j++) {
                     __m256i lo[4], hi[4];
@@ -1667,13 +1683,9 @@ INLINE void mms_group(const uint8_t *qs, const uint16_t *dw, const int8_t *q, co
                 }
                 for (int c = 0; c < nc; c++) {
                     const __m256 sc = quad_scales(dw + b * LANES + 32 * s + 4 * (k0 + c));
-                    for (int t = 0; t < mr; t++) {
-                        const __m256i I = _mm256_add_epi32(_mm256_madd_epi16(S[t][c], ones),
-                                                           _mm256_set1_epi32(-8 * qsum[t * nb + b]));
-                        F[t][4 * s + k0 + c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(I),
-                                                               _mm256_mul_ps(sc, _mm256_set1_ps(d[t * nb + b])),
-                                                               F[t][4 * s + k0 + c]);
-                    }
+                    for (int t = 0; t < mr; t++)
+                        F[t][4 * s + k0 + c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(S[t][c], ones)),
+                                                               _mm256_mul_ps(sc, D[t]), F[t][4 * s + k0 + c]);
                 }
             }
     }
@@ -1879,7 +1891,7 @@ void mms_q4_0(FIELDS, const float *tab, const int8_t *q, const float *d, const i
 #ifdef MMS_Q4_0
     if (qb == 32 && nt <= MMS_MAX_Q4_0) {
         const int64_t n = nb * 32, W = (g1 - g0) * LANES;
-        const int64_t passes = (nt + MRS - 1) / MRS, tile = (nt + passes - 1) / passes; /* 8: 4 + 4 */
+        const int64_t passes = (nt + MRS_Q4_0 - 1) / MRS_Q4_0, tile = (nt + passes - 1) / passes;
         const uint8_t *qs = f0;
         const uint16_t *dw = f1;
         (void)f2, (void)f3, (void)f4, (void)f5, (void)tab;
@@ -1894,7 +1906,7 @@ void mms_q4_0(FIELDS, const float *tab, const int8_t *q, const float *d, const i
                 float *o = out + t0 * W + (g - g0) * LANES;
                 switch (nt - t0 < tile ? nt - t0 : tile) {
 #define MMS_CASE(m) case m: mms_group(gq, gd, qt, dt, st_, o, nb, n, W, m); break;
-                    MMS_CASES(MMS_CASE)
+                    MMS_CASES_Q4_0(MMS_CASE)
 #undef MMS_CASE
                 }
             }

@@ -94,6 +94,24 @@ def test_fuzz_shapes_and_blocks(
     check(t, n_out, blocks * LAYOUTS[t].block_size, n_tok, seed)
 
 
+@pytest.mark.parametrize("n_tok", [1, 2, 3, 4, 8, 12])
+def test_q4_0_sums_at_the_edges_of_16_bits(n_tok: int) -> None:
+    """Codes all 0 or all 15 against activations all at +-127 (and split by the pairs the kernels
+    sum in 16 bits): the extreme sums a block can have, exact or off by a wrap-around of 65,536."""
+    t, n_out, n_in = GGMLType.Q4_0, 3 * 40, 64
+    code_bytes = {0: 0x00, 1: 0xFF, 2: 0xF0}  # codes all 0, all 15, 0 then 15 (value j / 16 + j)
+    raw = np.zeros((n_out * n_in // 32, 18), np.uint8)
+    raw[:, :2] = np.full(len(raw), 0.01, np.float16).view(np.uint8).reshape(-1, 2)
+    for r in range(n_out):
+        raw[r * 2 : r * 2 + 2, 2:] = code_bytes[r % 3]
+    pair = np.arange(n_in) % 4 < 2  # the values of a lane's first 16-bit sum
+    patterns = [np.ones(n_in), -np.ones(n_in), np.where(pair, 1.0, -1.0), np.where(pair, -1.0, 1.0)]
+    x = np.stack([patterns[i % 4] for i in range(n_tok)]).astype(np.float32)
+    got = C.MM["q4_0"](*repack(raw.reshape(-1), t, (n_out, n_in), release=False, kernels=C).arrays)(x)
+    w = dequantize(raw.reshape(-1), t, (n_out, n_in)).astype(np.float64)
+    np.testing.assert_allclose(got[:, :n_out], x.astype(np.float64) @ w.T, rtol=1e-6, atol=1e-6)
+
+
 def test_zero_and_tiny_activations() -> None:
     t = GGMLType.Q4_K
     raw = random_blocks(t, 130, 512, np.random.default_rng(0))
