@@ -65,6 +65,8 @@ def start_server(args: argparse.Namespace, model: Path) -> tuple[subprocess.Pope
     cmd += ["-c", str(args.n_ctx), "--parallel", str(args.parallel), "--queue-size", "32"]
     if args.prompt_chunk is not None:
         cmd += ["--prompt-chunk", str(args.prompt_chunk)]
+    if args.max_step_ms is not None:
+        cmd += ["--max-step-ms", str(args.max_step_ms)]
     if args.threads:
         cmd += ["-t", str(args.threads)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
@@ -231,6 +233,9 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=8)
     p.add_argument(
         "--prompt-chunk", type=int, default=None, help="agent serve --prompt-chunk (default: its)"
+    )
+    p.add_argument(
+        "--max-step-ms", type=float, default=None, help="agent serve --max-step-ms (default: its)"
     )
     p.add_argument("-c", "--n-ctx", type=int, default=2304)
     p.add_argument("-t", "--threads", type=int, default=None)

@@ -12,6 +12,8 @@ KV cache of ``n_ctx`` positions. Every step:
 3. one forward pass over one row per decoding sequence plus up to ``chunk`` prompt rows, shortest
    prompt first (no partial chunk after a prompt that ends in this step, so its first token waits
    for no longer prompt): a long prompt is read a chunk per step between the others' decode steps;
+   beside decoding sequences, only as many prompt rows as keep the step near ``step_seconds``
+   (``PromptBudget``: measured, so that a CPU where a prompt row is dear does not freeze them);
 4. each sequence whose last row was evaluated samples its next token (its own sampler, grammar and
    stop strings) and streams its text.
 
@@ -34,6 +36,7 @@ from agent.errors import AgentError
 from agent.llm.decoding import Continuation, GenerationStats
 from agent.llm.kernels.runtime import release_threads
 from agent.llm.sampling import SamplingParams
+from agent.llm.step_budget import DEFAULT_STEP_SECONDS, PromptBudget
 from agent.llm.transformer import Span
 
 # Prompt tokens read per step, shared by the sequences being prefilled. Small enough that a step
@@ -119,12 +122,20 @@ class Handle:
 
 
 class BatchScheduler:
-    def __init__(self, model: Any, slots: int, n_ctx: int, chunk: int = DEFAULT_CHUNK):
+    def __init__(
+        self,
+        model: Any,
+        slots: int,
+        n_ctx: int,
+        chunk: int = DEFAULT_CHUNK,
+        step_seconds: float | None = DEFAULT_STEP_SECONDS,
+    ):
         if slots < 1:
             raise ValueError(f"slots must be at least 1, got {slots}")
         if chunk < 1:
             raise ValueError(f"chunk must be at least 1, got {chunk}")
         self.model, self.n_ctx, self.chunk = model, n_ctx, chunk
+        self.budget = PromptBudget(chunk, step_seconds)
         self.tr = model._require_weights()
         info = model.info
         shape = (info.n_layer, n_ctx, info.n_head_kv, info.head_dim)
@@ -272,11 +283,14 @@ class BatchScheduler:
                 wants.append((h, len(rows) - 1))
 
         running = self._running()
-        for h in running:
-            if not h.prefilling:
-                add(h, [h.cont.token], True)
-        budget, completed = self.chunk, False
-        for h in sorted((h for h in running if h.prefilling), key=lambda h: len(h.ids) - h.n_done):
+        decoding = [h for h in running if not h.prefilling]
+        for h in decoding:
+            add(h, [h.cont.token], True)
+        prefilling = sorted(
+            (h for h in running if h.prefilling), key=lambda h: len(h.ids) - h.n_done
+        )
+        budget, completed = self.budget.rows(len(decoding)) if prefilling else 0, False
+        for h in prefilling if budget else []:
             take = min(budget, len(h.ids) - h.n_done)
             completes = h.n_done + take == len(h.ids)
             if completed and not completes:  # a prompt's first token waits for no partial chunk
@@ -292,12 +306,15 @@ class BatchScheduler:
             self.log.append([(h, s.stop - s.start) for h, s in zip(owners, spans, strict=True)])
         try:
             with self.model.lock:  # eval() on the model's own cache may run between steps
+                t0 = time.perf_counter()
                 x = self.tr.layers_forward(np.asarray(rows, dtype=np.int64), spans)
                 logits = self.tr.head(x[[i for _, i in wants]]) if wants else None
+                seconds = time.perf_counter() - t0
         except Exception as exc:  # noqa: BLE001 - reported to every sequence of the batch
             for h in running:
                 self._fail(h, exc)
             return
+        self.budget.observe(seconds, len(decoding), len(rows) - len(decoding))
         for h, span in zip(owners, spans, strict=True):  # the rows are in the caches now
             assert h.slot is not None
             h.slot.tokens.extend(rows[span.start : span.stop])

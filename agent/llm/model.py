@@ -29,6 +29,7 @@ from agent.llm.kernels.runtime import release_threads
 from agent.llm.llama2 import CONTEXT_LENGTH
 from agent.llm.protocol import SAMPLING_DEFAULTS
 from agent.llm.sampling import SamplingParams
+from agent.llm.step_budget import DEFAULT_STEP_SECONDS
 
 
 def return_freed_memory_to_the_os() -> None:
@@ -256,19 +257,30 @@ class LlamaModel:
                 pieces.close()
 
     def enable_batching(
-        self, slots: int = 4, n_ctx: int | None = None, chunk: int | None = None
+        self,
+        slots: int = 4,
+        n_ctx: int | None = None,
+        chunk: int | None = None,
+        step_seconds: float | None = DEFAULT_STEP_SECONDS,
     ) -> None:
         """Decode concurrent ``generate`` calls together: ``slots`` sequences, each with its own KV
-        cache of ``n_ctx`` positions (default the model's), advance in one forward pass.
+        cache of ``n_ctx`` positions (default the model's), advance in one forward pass. A step
+        reads up to ``chunk`` prompt tokens (default 16), fewer beside decoding sequences where
+        more would make it longer than ``step_seconds`` (None: always ``chunk``).
 
         KV memory: slots x n_ctx x n_layer x 2 x n_head_kv x head_dim x 2 bytes (f16), lazily.
         """
-        from agent.llm.batch import BatchScheduler
+        from agent.llm.batch import DEFAULT_CHUNK, BatchScheduler
 
         if self.batcher is not None:
             self.batcher.close()
-        kwargs = {} if chunk is None else {"chunk": chunk}
-        self.batcher = BatchScheduler(self, slots, n_ctx or self.n_ctx, **kwargs)
+        self.batcher = BatchScheduler(
+            self,
+            slots,
+            n_ctx or self.n_ctx,
+            DEFAULT_CHUNK if chunk is None else chunk,
+            step_seconds,
+        )
 
     def _generate(
         self,

@@ -55,11 +55,18 @@ def register(sub: Any) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="prompt tokens read per step beside the streams already running (default 16): "
-        "smaller keeps them faster while a long prompt is read, larger gives new requests their "
-        "first token sooner when many arrive together. Where a prompt row costs a large part of "
-        "a decode step (CPUs without VNNI), 4 kept a stream beside a 2,000-token prompt at 15.5 "
-        "tok/s instead of 3.3",
+        help="most prompt tokens read per step (default 16): larger gives new requests their "
+        "first token sooner when many arrive together",
+    )
+    p.add_argument(
+        "--max-step-ms",
+        type=float,
+        default=None,
+        metavar="MS",
+        help="beside running streams a step reads only as many prompt tokens as keep it near MS "
+        "milliseconds, or twice a step without them if that is longer (measured as it runs; "
+        "default 100, so a stream keeps >= ~10 tokens/s while a long prompt is read; 0: always "
+        "--prompt-chunk tokens)",
     )
     p.add_argument(
         "--model-name", default=None, help="model id reported by /v1/models (default: file name)"
@@ -101,10 +108,18 @@ def _serve(args: argparse.Namespace) -> int:
         raise AgentError(f"--slot-ctx must be at least 16, got {args.slot_ctx}")
     if args.prompt_chunk is not None and args.prompt_chunk < 1:
         raise AgentError(f"--prompt-chunk must be at least 1, got {args.prompt_chunk}")
+    if args.max_step_ms is not None and not 0 <= args.max_step_ms <= 3_600_000:
+        raise AgentError(f"--max-step-ms must be 0-3600000, got {args.max_step_ms}")
     model = open_model(args)
     if args.parallel > 1 and hasattr(model, "enable_batching"):
         slot_ctx = min(args.slot_ctx or model.n_ctx, model.n_ctx)
-        model.enable_batching(args.parallel, n_ctx=slot_ctx, chunk=args.prompt_chunk)
+        from agent.llm.step_budget import DEFAULT_STEP_SECONDS
+
+        step_ms = args.max_step_ms
+        step_seconds = DEFAULT_STEP_SECONDS if step_ms is None else (step_ms / 1000 or None)
+        model.enable_batching(
+            args.parallel, n_ctx=slot_ctx, chunk=args.prompt_chunk, step_seconds=step_seconds
+        )
         kv = model.batcher.kv_bytes / 2**20
         print(
             f"{args.parallel} parallel slots of {slot_ctx} tokens: {kv:.0f} MB of KV cache at most",

@@ -246,6 +246,35 @@ def test_a_short_prompt_gets_its_first_token_without_waiting_for_a_long_one(mode
     assert any(len(step) > 1 for step in b.log)
 
 
+def test_beside_streams_a_step_takes_the_prompt_rows_its_budget_allows(model):
+    model.enable_batching(slots=2, chunk=8)
+    b = model.batcher
+    b.log = []
+    seen: list[tuple[int, int]] = []
+
+    class OneRowBesideStreams:  # stands for PromptBudget: its rules have their own tests
+        def rows(self, decoding: int) -> int:
+            return 1 if decoding else 8
+
+        def observe(self, seconds: float, decode_rows: int, prompt_rows: int) -> None:
+            assert seconds > 0
+            seen.append((decode_rows, prompt_rows))
+
+    b.budget = OneRowBesideStreams()
+    a = b.submit(PROMPTS[0], 10, GREEDY)
+    it = iter(a)
+    next(it)  # a is decoding
+    long = b.submit(" ".join(str(i) for i in range(12)), 1, GREEDY)
+    "".join(it)
+    "".join(long)
+    beside = [n for step in b.log for o, n in step if o is long and any(x is a for x, _ in step)]
+    alone = [n for step in b.log for o, n in step if o is long and all(x is long for x, _ in step)]
+    assert beside and set(beside) == {1}  # one row a step while a streamed
+    assert max(alone) == 8  # the whole chunk once it was alone
+    assert len(seen) == len(b.log)  # every step's time reached the budget
+    assert all(d + p == sum(n for _, n in step) for (d, p), step in zip(seen, b.log, strict=True))
+
+
 def test_cancel_frees_the_slot_for_the_next_request(model):
     model.enable_batching(slots=1)
     b = model.batcher

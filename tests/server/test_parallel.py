@@ -245,7 +245,16 @@ def test_prompt_chunk_reaches_the_scheduler_and_bad_values_say_what(monkeypatch,
     args = ["serve", "-m", tiny_file, "--parallel", "2"]
     assert main([*args, "--prompt-chunk", "4"]) == 0, capsys.readouterr().err
     assert models[0].batcher.chunk == 4
+    assert models[0].batcher.budget.seconds == 0.1  # the default step budget
     models[0].batcher.close()
+    assert main([*args, "--max-step-ms", "250"]) == 0, capsys.readouterr().err
+    assert models[1].batcher.budget.seconds == 0.25
+    models[1].batcher.close()
+    assert main([*args, "--max-step-ms", "0"]) == 0, capsys.readouterr().err
+    assert models[2].batcher.budget.seconds is None  # always --prompt-chunk rows
+    models[2].batcher.close()
     assert main([*args, "--prompt-chunk", "0"]) == 1
     assert "--prompt-chunk must be at least 1, got 0" in capsys.readouterr().err
-    assert len(models) == 1  # refused before the model is opened
+    assert main([*args, "--max-step-ms", "-5"]) == 1
+    assert "--max-step-ms must be 0-3600000, got -5" in capsys.readouterr().err
+    assert len(models) == 3  # refused before the model is opened

@@ -107,7 +107,8 @@ def test_q4_0_sums_at_the_edges_of_16_bits(n_tok: int) -> None:
     pair = np.arange(n_in) % 4 < 2  # the values of a lane's first 16-bit sum
     patterns = [np.ones(n_in), -np.ones(n_in), np.where(pair, 1.0, -1.0), np.where(pair, -1.0, 1.0)]
     x = np.stack([patterns[i % 4] for i in range(n_tok)]).astype(np.float32)
-    got = C.MM["q4_0"](*repack(raw.reshape(-1), t, (n_out, n_in), release=False, kernels=C).arrays)(x)
+    packed = repack(raw.reshape(-1), t, (n_out, n_in), release=False, kernels=C)
+    got = C.MM["q4_0"](*packed.arrays)(x)
     w = dequantize(raw.reshape(-1), t, (n_out, n_in)).astype(np.float64)
     np.testing.assert_allclose(got[:, :n_out], x.astype(np.float64) @ w.T, rtol=1e-6, atol=1e-6)
 
