@@ -12,8 +12,9 @@ KV cache of ``n_ctx`` positions. Every step:
 3. one forward pass over one row per decoding sequence plus up to ``chunk`` prompt rows, shortest
    prompt first (no partial chunk after a prompt that ends in this step, so its first token waits
    for no longer prompt): a long prompt is read a chunk per step between the others' decode steps;
-   beside decoding sequences, only as many prompt rows as keep the step near ``step_seconds``
-   (``PromptBudget``: measured, so that a CPU where a prompt row is dear does not freeze them);
+   beside decoding sequences, of a prompt far from its end only as many rows as keep the step near
+   ``step_seconds`` (``PromptBudget``: measured, so that a CPU where a row is dear does not freeze
+   them while a long prompt is read);
 4. each sequence whose last row was evaluated samples its next token (its own sampler, grammar and
    stop strings) and streams its text.
 
@@ -289,16 +290,22 @@ class BatchScheduler:
         prefilling = sorted(
             (h for h in running if h.prefilling), key=lambda h: len(h.ids) - h.n_done
         )
-        budget, completed = self.budget.rows(len(decoding)) if prefilling else 0, False
-        for h in prefilling if budget else []:
-            take = min(budget, len(h.ids) - h.n_done)
-            completes = h.n_done + take == len(h.ids)
-            if completed and not completes:  # a prompt's first token waits for no partial chunk
+        room, completed = self.chunk, False
+        far = self.budget.rows(len(decoding)) if prefilling else 0  # rows of prompts far from done
+        for h in prefilling:
+            left = len(h.ids) - h.n_done
+            near = self.budget.near_end(left)
+            take = min(room if near else min(room, far), left)
+            completes = take == left
+            if not take or (
+                completed and not completes
+            ):  # a first token waits for no partial chunk
                 break
             add(h, h.ids[h.n_done : h.n_done + take], completes)
-            budget -= take
+            room -= take
+            far -= 0 if near else take
             completed = completed or completes
-            if budget == 0:
+            if room == 0:
                 break
         self.max_rows = max(self.max_rows, len(rows))
         self.max_seqs = max(self.max_seqs, len(spans))

@@ -9,6 +9,10 @@ CPU or reads prompts needlessly slowly on a fast one; the budget measures both c
 and takes as many rows as keep a step near ``seconds``, or near twice a decode step where one
 decode step alone takes longer (the prompt then still gets about half of the time).
 
+A prompt near its end (the chunk rate reads the rest within ``NEAR_END_SECONDS``) is read at the
+chunk rate regardless: its first token is close, and the streams lose at most that long, where
+holding it to the budget would make requests that arrive together wait for each other's prompts.
+
 A decode step's cost is measured on a step without prompt rows: the first step beside streams,
 again when the number of decoding sequences changed, and every ``REFRESH`` steps (the prompt loses
 one step in that many). The rest of a mixed step's time is its prompt rows'.
@@ -23,6 +27,7 @@ DEFAULT_STEP_SECONDS = 0.1
 SMOOTHING = 0.3  # weight of the newest measurement in the running averages
 FIRST_ROWS = 4  # prompt rows of the first mixed step, before a row's cost is known
 REFRESH = 50  # mixed steps between two measurements of a decode step
+NEAR_END_SECONDS = 0.5
 
 
 class PromptBudget:
@@ -48,6 +53,12 @@ class PromptBudget:
         target = max(self.seconds, 2 * self.decode_s)
         fit = (target - self.decode_s) / self.row_s
         return max(1, min(self.max_rows, int(fit + 1e-9)))  # 6.9999999 rows fit 7
+
+    def near_end(self, left: int) -> bool:
+        """Whether a prompt with ``left`` rows to read goes at the chunk rate, budget or not."""
+        if self.row_s is None:
+            return left <= self.max_rows
+        return left * self.row_s <= NEAR_END_SECONDS * (1 + 1e-9)  # 50 x 0.01 is 0.5
 
     def observe(self, seconds: float, decode_rows: int, prompt_rows: int) -> None:
         """A step of ``decode_rows`` decoding sequences and ``prompt_rows`` prompt rows took

@@ -247,7 +247,7 @@ def test_a_short_prompt_gets_its_first_token_without_waiting_for_a_long_one(mode
 
 
 def test_beside_streams_a_step_takes_the_prompt_rows_its_budget_allows(model):
-    model.enable_batching(slots=2, chunk=8)
+    model.enable_batching(slots=3, chunk=8)
     b = model.batcher
     b.log = []
     seen: list[tuple[int, int]] = []
@@ -256,20 +256,31 @@ def test_beside_streams_a_step_takes_the_prompt_rows_its_budget_allows(model):
         def rows(self, decoding: int) -> int:
             return 1 if decoding else 8
 
+        def near_end(self, left: int) -> bool:
+            return left <= 6
+
         def observe(self, seconds: float, decode_rows: int, prompt_rows: int) -> None:
             assert seconds > 0
             seen.append((decode_rows, prompt_rows))
 
     b.budget = OneRowBesideStreams()
-    a = b.submit(PROMPTS[0], 10, GREEDY)
+    a = b.submit(PROMPTS[0], 30, GREEDY)
     it = iter(a)
     next(it)  # a is decoding
-    long = b.submit(" ".join(str(i) for i in range(12)), 1, GREEDY)
+    long = b.submit(" ".join(str(i) for i in range(40)), 1, GREEDY)
+    while not any(o is long for step in b.log for o, _ in step):
+        time.sleep(0.001)
+    short = b.submit("Once upon", 1, GREEDY)  # near its end from the start
     "".join(it)
     "".join(long)
+    "".join(short)
     beside = [n for step in b.log for o, n in step if o is long and any(x is a for x, _ in step)]
     alone = [n for step in b.log for o, n in step if o is long and all(x is long for x, _ in step)]
-    assert beside and set(beside) == {1}  # one row a step while a streamed
+    assert beside[:-1] and set(beside[:-1]) == {1}  # one row a step while a streamed ...
+    assert beside[-1] <= 6  # ... but the last few rows at once
+    first = next(step for step in b.log if any(o is short for o, _ in step))
+    assert [n for o, n in first if o is short] == [len(short.ids) - short.stats.cached_tokens]
+    assert any(o is a for o, _ in first)  # its whole prompt in one step, beside the stream
     assert max(alone) == 8  # the whole chunk once it was alone
     assert len(seen) == len(b.log)  # every step's time reached the budget
     assert all(d + p == sum(n for _, n in step) for (d, p), step in zip(seen, b.log, strict=True))
