@@ -9,9 +9,10 @@ CPU or reads prompts needlessly slowly on a fast one; the budget measures both c
 and takes as many rows as keep a step near ``seconds``, or near twice a decode step where one
 decode step alone takes longer (the prompt then still gets about half of the time).
 
-A prompt near its end (the chunk rate reads the rest within ``NEAR_END_SECONDS``) is read at the
-chunk rate regardless: its first token is close, and the streams lose at most that long, where
-holding it to the budget would make requests that arrive together wait for each other's prompts.
+A prompt near its end (its rows cost at most ``NEAR_END_SECONDS``: ~100 on a 2-core AVX2 CPU) is
+read at the chunk rate regardless: its first token is close, and the streams lose at most that
+long, where holding it to the budget would make requests that arrive together (a chat turn of a
+hundred tokens each) wait for each other's prompts.
 
 A decode step's cost is measured on a step without prompt rows: the first step beside streams,
 again when the number of decoding sequences changed, and every ``REFRESH`` steps (the prompt loses
@@ -27,7 +28,7 @@ DEFAULT_STEP_SECONDS = 0.1
 SMOOTHING = 0.3  # weight of the newest measurement in the running averages
 FIRST_ROWS = 4  # prompt rows of the first mixed step, before a row's cost is known
 REFRESH = 50  # mixed steps between two measurements of a decode step
-NEAR_END_SECONDS = 0.5
+NEAR_END_SECONDS = 1.0
 
 
 class PromptBudget:
