@@ -9,10 +9,12 @@ CPU or reads prompts needlessly slowly on a fast one; the budget measures both c
 and takes as many rows as keep a step near ``seconds``, or near twice a decode step where one
 decode step alone takes longer (the prompt then still gets about half of the time).
 
-A prompt near its end (its rows cost at most ``NEAR_END_SECONDS``: ~100 on a 2-core AVX2 CPU) is
-read at the chunk rate regardless: its first token is close, and the streams lose at most that
-long, where holding it to the budget would make requests that arrive together (a chat turn of a
-hundred tokens each) wait for each other's prompts.
+A prompt near its end (at most ``NEAR_END_CHUNKS`` chunks left: 128 tokens by default) is read at
+the chunk rate regardless: its first token is close, and the streams lose a second or so at most,
+where holding it to the budget would make requests that arrive together (a chat turn of a hundred
+tokens each) wait for each other's prompts. (Counted in rows, not in measured time: a row's cost
+measured beside a long prompt includes attention over that prompt's positions, which a short
+prompt's rows do not pay.)
 
 A decode step's cost is measured on a step without prompt rows: the first step beside streams,
 again when the number of decoding sequences changed, and every ``REFRESH`` steps (the prompt loses
@@ -28,7 +30,7 @@ DEFAULT_STEP_SECONDS = 0.1
 SMOOTHING = 0.3  # weight of the newest measurement in the running averages
 FIRST_ROWS = 4  # prompt rows of the first mixed step, before a row's cost is known
 REFRESH = 50  # mixed steps between two measurements of a decode step
-NEAR_END_SECONDS = 1.0
+NEAR_END_CHUNKS = 8
 
 
 class PromptBudget:
@@ -57,9 +59,7 @@ class PromptBudget:
 
     def near_end(self, left: int) -> bool:
         """Whether a prompt with ``left`` rows to read goes at the chunk rate, budget or not."""
-        if self.row_s is None:
-            return left <= self.max_rows
-        return left * self.row_s <= NEAR_END_SECONDS * (1 + 1e-9)  # 50 x 0.01 is 0.5
+        return left <= NEAR_END_CHUNKS * self.max_rows
 
     def observe(self, seconds: float, decode_rows: int, prompt_rows: int) -> None:
         """A step of ``decode_rows`` decoding sequences and ``prompt_rows`` prompt rows took

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.llm.step_budget import FIRST_ROWS, NEAR_END_SECONDS, REFRESH, PromptBudget
+from agent.llm.step_budget import FIRST_ROWS, NEAR_END_CHUNKS, REFRESH, PromptBudget
 
 
 def measured(decode_s: float, row_s: float, decoding: int = 2, seconds: float = 0.1):
@@ -53,11 +53,8 @@ def test_steps_without_streams_teach_nothing():
 
 
 def test_a_prompt_near_its_end_is_not_held_to_the_budget():
-    b = PromptBudget(16, 0.1)
-    assert b.near_end(16) and not b.near_end(17)  # before a row is timed: within one chunk
     b = measured(0.03, 0.01)
-    rows = int(NEAR_END_SECONDS / 0.01)
-    assert b.near_end(rows) and not b.near_end(rows + 1)
+    assert b.near_end(NEAR_END_CHUNKS * 16) and not b.near_end(NEAR_END_CHUNKS * 16 + 1)
 
 
 def test_bad_arguments():
