@@ -113,13 +113,8 @@ def _serve(args: argparse.Namespace) -> int:
     model = open_model(args)
     if args.parallel > 1 and hasattr(model, "enable_batching"):
         slot_ctx = min(args.slot_ctx or model.n_ctx, model.n_ctx)
-        from agent.llm.step_budget import DEFAULT_STEP_SECONDS
-
-        step_ms = args.max_step_ms
-        step_seconds = DEFAULT_STEP_SECONDS if step_ms is None else (step_ms / 1000 or None)
-        model.enable_batching(
-            args.parallel, n_ctx=slot_ctx, chunk=args.prompt_chunk, step_seconds=step_seconds
-        )
+        step = {} if args.max_step_ms is None else {"step_seconds": args.max_step_ms / 1000 or None}
+        model.enable_batching(args.parallel, n_ctx=slot_ctx, chunk=args.prompt_chunk, **step)
         kv = model.batcher.kv_bytes / 2**20
         print(
             f"{args.parallel} parallel slots of {slot_ctx} tokens: {kv:.0f} MB of KV cache at most",
