@@ -70,7 +70,7 @@ class PromptBudget:
             same = decode_rows == self.decode_rows
             self.decode_s = _smooth(self.decode_s if same else None, seconds)
             self.decode_rows, self.mixed_steps = decode_rows, 0
-        elif self.decode_s is not None:
+        elif self.decode_s is not None and decode_rows == self.decode_rows:
             self.mixed_steps += 1
             # the decode part is taken as the last decode-only step's: what remains is the rows'
             share = max(seconds - self.decode_s, 0.0) / prompt_rows

@@ -46,9 +46,10 @@ def test_a_new_number_of_streams_or_a_stale_measurement_times_a_decode_step_agai
     assert b.rows(3) == 0
 
 
-def test_steps_without_streams_teach_nothing():
+def test_steps_without_streams_or_with_other_streams_teach_nothing_of_a_row():
     b = measured(0.03, 0.01)
     b.observe(5.0, 0, 16)  # a long prompt read alone
+    b.observe(0.5, 5, 16)  # five streams, whose step alone was never timed
     assert b.rows(2) == 7
 
 
