@@ -297,9 +297,8 @@ class BatchScheduler:
             near = self.budget.near_end(left)
             take = min(room if near else min(room, far), left)
             completes = take == left
-            if not take or (
-                completed and not completes
-            ):  # a first token waits for no partial chunk
+            # no rows left for it, or a partial chunk that would delay a prompt ending in this step
+            if not take or (completed and not completes):
                 break
             add(h, h.ids[h.n_done : h.n_done + take], completes)
             room -= take
