@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-from engine import model_file  # bench/engine.py: the cached random-weight models
+from engine import (  # bench/engine.py: the cached random-weight models, the yardstick
+    add_llama_cpp_python_option,
+    model_file,
+)
 
 
 def main() -> int:
@@ -34,11 +36,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("-t", "--threads", type=int, default=None)
     p.add_argument("--vs-llama-cpp", action="store_true", help="also llama.cpp's gain, same file")
-    p.add_argument(
-        "--llama-cpp-python",
-        default=os.environ.get("AGENT_LLAMA_CPP_PYTHON", sys.executable),
-        help="a Python that can import llama_cpp (default: $AGENT_LLAMA_CPP_PYTHON, else this one)",
-    )
+    add_llama_cpp_python_option(p)
     args = p.parse_args()
 
     from agent.llm import load_model
@@ -84,7 +82,11 @@ def main() -> int:
         ]
         cmd += ["--rows", args.rows, "--position", str(pos), "--repeats", str(args.repeats)]
         cmd += ["-t", str(threads)]
-        run = subprocess.run(cmd, capture_output=True, text=True)
+        try:
+            run = subprocess.run(cmd, capture_output=True, text=True)
+        except OSError as exc:
+            print(f"cannot run --llama-cpp-python {args.llama_cpp_python}: {exc}", file=sys.stderr)
+            return 1
         if run.returncode != 0:
             print(
                 f"llama.cpp run failed (is llama_cpp importable by {args.llama_cpp_python}?):\n"

@@ -228,6 +228,15 @@ def run_child(
 # --- driver --------------------------------------------------------------------------------------
 
 
+def add_llama_cpp_python_option(p: argparse.ArgumentParser) -> None:
+    """--llama-cpp-python: llama.cpp may live in another environment (it is no dependency)."""
+    p.add_argument(
+        "--llama-cpp-python",
+        default=os.environ.get("AGENT_LLAMA_CPP_PYTHON", sys.executable),
+        help="a Python that can import llama_cpp (default: $AGENT_LLAMA_CPP_PYTHON, else this one)",
+    )
+
+
 def model_file(shape: str, qtype: str) -> Path:
     path = CACHE / f"{shape}-{qtype}.gguf"
     if not path.exists():
@@ -343,11 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=["c", "numba", "reference"],
         help="kernel module for the agent engine (AGENT_KERNELS; default: C, else numba)",
     )
-    p.add_argument(
-        "--llama-cpp-python",
-        default=os.environ.get("AGENT_LLAMA_CPP_PYTHON", sys.executable),
-        help="a Python that can import llama_cpp (default: $AGENT_LLAMA_CPP_PYTHON, else this one)",
-    )
+    add_llama_cpp_python_option(p)
     p.add_argument("--json", metavar="FILE", help="write the results here")
     p.add_argument("--child", metavar="MODEL", help=argparse.SUPPRESS)
     p.add_argument("--engine", default="agent", help=argparse.SUPPRESS)

@@ -34,12 +34,14 @@ def main() -> int:
     if not model:
         raise SystemExit(f"llama.cpp could not load {args.model}")
     cp = ll.llama_context_default_params()
-    steps = 2 * args.repeats * sum(rows) + 1  # tokens each sequence decodes at most
+    steps = 2 * args.repeats * len(rows) + 1  # tokens a sequence decodes at most (2 a repeat)
     cp.n_seq_max, cp.kv_unified = n_seq, False  # a cache per sequence, as ours
     cp.n_ctx = n_seq * (args.position + steps + 8)
     cp.n_batch = cp.n_ubatch = 512
     cp.n_threads = cp.n_threads_batch = args.threads
     ctx = ll.llama_init_from_model(model, cp)
+    if not ctx:
+        raise SystemExit(f"llama.cpp could not make a context of {cp.n_ctx} positions")
     batch = ll.llama_batch_init(cp.n_batch, 0, n_seq)
     next_pos = [0] * n_seq
 
